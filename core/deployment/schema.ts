@@ -1,0 +1,148 @@
+import { z } from 'zod';
+
+/**
+ * The deployment request: a topology behind a bastion plus a workflow of steps.
+ * Every object is strict (unknown keys are rejected, so typos surface); cross-field
+ * rules (references, cycles, bundle size) live in validate.ts.
+ */
+
+export const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const name = (what: string) =>
+  z.string().regex(NAME_PATTERN, `${what} must be lowercase letters, digits and dashes (1–63 characters)`);
+
+/** Ids the engine uses for its own system steps; a workflow cannot declare them. */
+export const SYSTEM_STEP_IDS = ['bastion-open', 'bastion-close'] as const;
+export type SystemStepId = (typeof SYSTEM_STEP_IDS)[number];
+
+export const MAX_BUNDLE_BYTES = 256 * 1024;
+export const MAX_STEPS = 200;
+export const DEFAULT_STEP_TIMEOUT_SECONDS = 3600;
+
+const port = z.number().int().min(1).max(65535);
+
+export const BastionSchema = z.strictObject({
+  address: z.string().min(1, 'address is required'),
+  port: port.default(22),
+  user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'user must be a valid login name'),
+  securityGroup: z.string().min(1, 'securityGroup is required'),
+  /** OpenSSH public host key ("ssh-ed25519 AAAA…"); pinned when given, otherwise taken from the cloud driver. */
+  hostKey: z.string().optional(),
+});
+
+export const NetworkSchema = z.strictObject({
+  name: name('network name'),
+  cidr: z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/, 'cidr must look like 10.0.0.0/24').optional(),
+});
+
+export const SecurityGroupRuleSchema = z.strictObject({
+  direction: z.enum(['ingress', 'egress']).default('ingress'),
+  protocol: z.enum(['tcp', 'udp', 'icmp', 'any']).default('tcp'),
+  port: port.optional(),
+  source: z.string().optional(),
+});
+
+export const SecurityGroupSchema = z.strictObject({
+  name: name('security group name'),
+  rules: z.array(SecurityGroupRuleSchema).default([]),
+});
+
+/** Additions to the cloud-init user data; the engine adds the deployment's public key itself. */
+export const UserDataSchema = z.strictObject({
+  bootcmd: z.array(z.string()).optional(),
+  runcmd: z.array(z.string()).optional(),
+  packages: z.array(z.string()).optional(),
+  write_files: z
+    .array(z.strictObject({ path: z.string().min(1), content: z.string(), permissions: z.string().optional() }))
+    .optional(),
+});
+
+export const VmSchema = z.strictObject({
+  name: name('VM name'),
+  network: z.string().min(1, 'network is required'),
+  securityGroups: z.array(z.string()).default([]),
+  image: z.string().optional(),
+  flavor: z.string().optional(),
+  userData: UserDataSchema.optional(),
+});
+
+const stepId = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9_-]{0,62})$/, 'step id must be lowercase letters, digits, "-" and "_" (1–63 characters)');
+
+const stepBase = {
+  id: stepId,
+  description: z.string().max(500).optional(),
+  dependsOn: z.array(z.string()).default([]),
+  timeoutSeconds: z.number().int().min(1).max(86_400).optional(),
+};
+
+export const RunStepSchema = z.strictObject({
+  ...stepBase,
+  action: z.literal('run'),
+  command: z.string().min(1, 'command is required'),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).optional(),
+});
+
+export const ProvisionStepSchema = z.strictObject({
+  ...stepBase,
+  action: z.literal('provision'),
+  /** VMs to create; all declared VMs when absent. */
+  targets: z.array(z.string()).optional(),
+});
+
+export const DeprovisionStepSchema = z.strictObject({
+  ...stepBase,
+  action: z.literal('deprovision'),
+  targets: z.array(z.string()).optional(),
+});
+
+export const SshStepSchema = z.strictObject({
+  ...stepBase,
+  action: z.literal('ssh'),
+  targets: z.array(z.string()).min(1, 'an ssh step needs at least one target VM'),
+  command: z.string().min(1, 'command is required'),
+  /** Bundle paths pushed to each VM before the command runs; all files when absent. */
+  files: z.array(z.string()).optional(),
+  concurrency: z.number().int().min(1).max(64).optional(),
+});
+
+export const AnsibleStepSchema = z.strictObject({
+  ...stepBase,
+  action: z.literal('ansible'),
+  targets: z.array(z.string()).min(1, 'an ansible step needs at least one target VM'),
+  playbook: z.string().min(1, 'playbook is required'),
+  extraVars: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
+});
+
+export const StepSchema = z.discriminatedUnion('action', [
+  RunStepSchema,
+  ProvisionStepSchema,
+  DeprovisionStepSchema,
+  SshStepSchema,
+  AnsibleStepSchema,
+]);
+
+export const DeploymentSchema = z.strictObject({
+  name: name('deployment name'),
+  bastion: BastionSchema,
+  networks: z.array(NetworkSchema).default([]),
+  securityGroups: z.array(SecurityGroupSchema).default([]),
+  vms: z.array(VmSchema).default([]),
+  /** The bundle: path → content, pushed to sandboxes and VMs. */
+  files: z.record(z.string(), z.string()).default({}),
+  workflow: z.strictObject({
+    steps: z.array(StepSchema).min(1, 'a workflow needs at least one step').max(MAX_STEPS),
+  }),
+});
+
+export type DeploymentSpec = z.output<typeof DeploymentSchema>;
+export type DeploymentInput = z.input<typeof DeploymentSchema>;
+export type StepSpec = z.output<typeof StepSchema>;
+export type StepAction = StepSpec['action'];
+export type VmSpec = z.output<typeof VmSchema>;
+export type NetworkSpec = z.output<typeof NetworkSchema>;
+export type SecurityGroupSpec = z.output<typeof SecurityGroupSchema>;
+export type BastionSpec = z.output<typeof BastionSchema>;
+export type UserDataSpec = z.output<typeof UserDataSchema>;
+/** The topology without its bundle: what a step runner needs to reach the VMs. */
+export type Topology = Omit<DeploymentSpec, 'files'>;

@@ -1,0 +1,104 @@
+import type { StepSpec, SystemStepId, Topology } from './deployment/schema.ts';
+
+/**
+ * What the engine stores about a deployment and its steps. One name per concept:
+ * these words are the DynamoDB attributes, the API fields and the CLI columns.
+ */
+
+export type DeploymentStatus = 'PENDING' | 'RUNNING' | 'CANCELLING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
+export const FINAL_DEPLOYMENT_STATUSES: readonly DeploymentStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
+
+/**
+ * waiting: not yet released; running: released to its sandbox (retries included);
+ * skipped: never ran (a dependency failed, or the deployment was failing or cancelled);
+ * aborted: still running when the grace period ended; cancelled: stopped by the user.
+ */
+export type StepStatus = 'waiting' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'aborted' | 'cancelled';
+export const FINAL_STEP_STATUSES: readonly StepStatus[] = ['succeeded', 'failed', 'skipped', 'aborted', 'cancelled'];
+
+export interface DeploymentRecord {
+  deploymentId: string;
+  tenantId: string;
+  name: string;
+  status: DeploymentStatus;
+  createdAt: string;
+  updatedAt: string;
+  endedAt?: string;
+  /** Workflow step ids in topological order (system steps excluded). */
+  stepIds: string[];
+  topology: Topology;
+  executionArn?: string;
+  consoleUrl?: string;
+  idempotencyKey?: string;
+  /** Set on the first step failure; the grace period runs once per deployment. */
+  graceStartedAt?: string;
+  /** The GracePeriod state's task token while it waits. */
+  graceToken?: string;
+  /** Why the deployment failed: the root cause, not the steps aborted or skipped after it. */
+  error?: string;
+  cause?: string;
+  /** The bastion rule opened by bastion-open, closed by bastion-close. */
+  bastionRuleId?: string;
+}
+
+export interface StepRecord {
+  deploymentId: string;
+  stepId: string;
+  /** System steps (bastion-open, bastion-close) are run by the engine around the workflow. */
+  system: boolean;
+  spec: StepSpec | SystemStepSpec;
+  dependsOn: string[];
+  dependents: string[];
+  status: StepStatus;
+  /** 1 for the first sandbox run, counting retries by the state machine. */
+  attempt: number;
+  startedAt?: string;
+  endedAt?: string;
+  error?: string;
+  cause?: string;
+  /** AwaitDependencies' task token while the step waits for its dependencies. */
+  awaitToken?: string;
+  /** The sandbox's task token and task id while it runs. */
+  taskToken?: string;
+  taskArn?: string;
+  /** What the step's action returned (addresses of created VMs, for example). */
+  output?: Record<string, unknown>;
+}
+
+export interface SystemStepSpec {
+  id: SystemStepId;
+  action: SystemStepId;
+  dependsOn: [];
+  timeoutSeconds?: number;
+}
+
+/** Encrypted secrets of one deployment; deleted when it ends. */
+export interface SecretsRecord {
+  /** The user's cloud token, KMS-encrypted with context {deploymentId, tenantId}; base64. */
+  tokenCiphertext: string;
+  /** The deployment's ed25519 private key (OpenSSH format) sealed under HKDF(token); see core/crypto/sshKey.ts. */
+  sshPrivateKeySealed: string;
+  sshPublicKey: string;
+  /** Epoch seconds after which DynamoDB TTL removes the items should every other clean-up fail. */
+  expiresAt: number;
+}
+
+export interface StepLogLine {
+  stepId: string;
+  attempt: number;
+  /** Monotonic within (step, attempt). */
+  seq: number;
+  at: string;
+  stream: 'stdout' | 'stderr' | 'engine';
+  /** The VM the line came from, for ssh and ansible steps. */
+  host?: string;
+  text: string;
+}
+
+export interface HistoryEvent {
+  id: number;
+  previousEventId?: number;
+  timestamp: string;
+  type: string;
+  [details: string]: unknown;
+}
