@@ -1,0 +1,69 @@
+import type { DeploymentStatus, HistoryEvent, StepLogLine, StepStatus } from './model.ts';
+
+/**
+ * The HTTP API's response bodies — the contract the CLI, the docs and the tests share.
+ * Requests carry `Authorization: Bearer <cloud token>`; POST /deployments may carry `Idempotency-Key`.
+ */
+
+export interface SubmitResponse {
+  deploymentId: string;
+  executionArn: string;
+  consoleUrl: string;
+  status: DeploymentStatus;
+}
+
+export interface DeploymentSummary {
+  deploymentId: string;
+  name: string;
+  status: DeploymentStatus;
+  createdAt: string;
+  updatedAt: string;
+  endedAt?: string;
+  error?: string;
+  cause?: string;
+}
+
+export interface StepView {
+  stepId: string;
+  action: string;
+  system: boolean;
+  status: StepStatus;
+  attempt: number;
+  dependsOn: string[];
+  startedAt?: string;
+  endedAt?: string;
+  error?: string;
+  cause?: string;
+  output?: Record<string, unknown>;
+}
+
+export interface DeploymentView extends DeploymentSummary {
+  executionArn?: string;
+  consoleUrl?: string;
+  /** System steps first (bastion-open), then the workflow in topological order, bastion-close last. */
+  steps: StepView[];
+}
+
+export interface ListResponse {
+  items: DeploymentSummary[];
+  nextCursor?: string;
+}
+
+export interface HistoryResponse {
+  events: HistoryEvent[];
+}
+
+export interface LogsResponse {
+  lines: StepLogLine[];
+}
+
+export interface CancelResponse {
+  deploymentId: string;
+  status: DeploymentStatus;
+}
+
+/** Every 4xx/5xx body. `issues` lists each invalid field for a 400. */
+export interface ErrorResponse {
+  message: string;
+  issues?: { path: string; message: string }[];
+}
