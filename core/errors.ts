@@ -121,3 +121,8 @@ export class ConflictError extends Error {
 export class UnauthorizedError extends Error {
   override readonly name = 'UnauthorizedError';
 }
+
+/** A task token that the state machine no longer waits on (already answered, timed out, execution stopped). */
+export class TaskTokenGoneError extends Error {
+  override readonly name = 'TaskTokenGoneError';
+}

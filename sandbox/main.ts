@@ -1,1 +1,72 @@
-export {};
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cloudDriverFor } from '../adapters/cloudDrivers.ts';
+import { buildEngineDeps, engineConfigFromEnv } from '../adapters/aws/engineDeps.ts';
+import { runStep } from './runner.ts';
+
+/**
+ * The sandbox's entry point (the Fargate task's command; a child process in local mode).
+ * Its environment carries only ids, the task token and where the services are.
+ */
+async function main(): Promise<number> {
+  const env = process.env;
+  const ids = {
+    deploymentId: required('CTD_DEPLOYMENT_ID'),
+    stepId: required('CTD_STEP_ID'),
+    taskToken: required('CTD_TASK_TOKEN'),
+    taskArn: env.CTD_TASK_ARN ?? (await ecsTaskArn()),
+  };
+  const config = engineConfigFromEnv(env);
+  const log = (message: string, details?: Record<string, unknown>) =>
+    process.stderr.write(`${JSON.stringify({ level: 'info', message, ...details, stepId: ids.stepId })}\n`);
+  const { store, vault, executions, clock } = buildEngineDeps(config, { log, sandboxes: { stopTask: async () => {} } });
+  const stop = new AbortController();
+  process.once('SIGTERM', () => stop.abort());
+  process.once('SIGINT', () => stop.abort());
+
+  const ownWorkDir = !env.CTD_WORK_DIR;
+  const workDir = env.CTD_WORK_DIR ?? (await mkdtemp(join(tmpdir(), 'ctd-step-')));
+  try {
+    const outcome = await runStep(
+      {
+        store,
+        vault,
+        executions,
+        cloud: cloudDriverFor(config.cloud),
+        clock,
+        workDir,
+        timeScale: Number(env.CTD_TIME_SCALE ?? '1') || 1,
+        signal: stop.signal,
+      },
+      ids,
+    );
+    log(outcome.ok ? 'step succeeded' : 'step failed', outcome.ok ? {} : { error: outcome.error });
+    return outcome.ok ? 0 : 1;
+  } finally {
+    if (ownWorkDir) await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`environment variable ${name} is not set`);
+  return value;
+}
+
+/** On Fargate the task's ARN comes from the task metadata endpoint. */
+async function ecsTaskArn(): Promise<string> {
+  const base = process.env.ECS_CONTAINER_METADATA_URI_V4;
+  if (!base) return 'unknown';
+  const res = await fetch(`${base}/task`);
+  const body = (await res.json()) as { TaskARN?: string };
+  return body.TaskARN ?? 'unknown';
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`runner failed: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(2);
+  },
+);

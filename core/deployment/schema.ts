@@ -24,9 +24,12 @@ export const BastionSchema = z.strictObject({
   address: z.string().min(1, 'address is required'),
   port: port.default(22),
   user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'user must be a valid login name'),
-  securityGroup: z.string().min(1, 'securityGroup is required'),
+  securityGroup: z
+    .string()
+    .min(1, 'securityGroup is required')
+    .describe("the bastion's existing security group; the engine opens its SSH port to itself for the deployment"),
   /** OpenSSH public host key ("ssh-ed25519 AAAA…"); pinned when given, otherwise taken from the cloud driver. */
-  hostKey: z.string().optional(),
+  hostKey: z.string().optional().describe('OpenSSH public host key to pin ("ssh-ed25519 AAAA…"); taken from the cloud driver when absent'),
 });
 
 export const NetworkSchema = z.strictObject({
@@ -58,8 +61,8 @@ export const UserDataSchema = z.strictObject({
 
 export const VmSchema = z.strictObject({
   name: name('VM name'),
-  network: z.string().min(1, 'network is required'),
-  securityGroups: z.array(z.string()).default([]),
+  network: z.string().min(1, 'network is required').describe('name of a network declared in networks'),
+  securityGroups: z.array(z.string()).default([]).describe('names of security groups declared in securityGroups'),
   image: z.string().optional(),
   flavor: z.string().optional(),
   userData: UserDataSchema.optional(),
@@ -72,8 +75,8 @@ const stepId = z
 const stepBase = {
   id: stepId,
   description: z.string().max(500).optional(),
-  dependsOn: z.array(z.string()).default([]),
-  timeoutSeconds: z.number().int().min(1).max(86_400).optional(),
+  dependsOn: z.array(z.string()).default([]).describe('ids of steps that must succeed before this one starts'),
+  timeoutSeconds: z.number().int().min(1).max(86_400).optional().describe('the sandbox is stopped after this long'),
 };
 
 export const RunStepSchema = z.strictObject({
@@ -87,13 +90,13 @@ export const ProvisionStepSchema = z.strictObject({
   ...stepBase,
   action: z.literal('provision'),
   /** VMs to create; all declared VMs when absent. */
-  targets: z.array(z.string()).optional(),
+  targets: z.array(z.string()).optional().describe('VMs to create; all declared VMs when absent'),
 });
 
 export const DeprovisionStepSchema = z.strictObject({
   ...stepBase,
   action: z.literal('deprovision'),
-  targets: z.array(z.string()).optional(),
+  targets: z.array(z.string()).optional().describe('VMs to delete; all declared VMs when absent'),
 });
 
 export const SshStepSchema = z.strictObject({
@@ -102,7 +105,7 @@ export const SshStepSchema = z.strictObject({
   targets: z.array(z.string()).min(1, 'an ssh step needs at least one target VM'),
   command: z.string().min(1, 'command is required'),
   /** Bundle paths pushed to each VM before the command runs; all files when absent. */
-  files: z.array(z.string()).optional(),
+  files: z.array(z.string()).optional().describe('bundle paths pushed to each VM before the command runs; all files when absent'),
   concurrency: z.number().int().min(1).max(64).optional(),
 });
 
@@ -110,7 +113,7 @@ export const AnsibleStepSchema = z.strictObject({
   ...stepBase,
   action: z.literal('ansible'),
   targets: z.array(z.string()).min(1, 'an ansible step needs at least one target VM'),
-  playbook: z.string().min(1, 'playbook is required'),
+  playbook: z.string().min(1, 'playbook is required').describe('path of the playbook in files'),
   extraVars: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
 });
 
@@ -129,7 +132,10 @@ export const DeploymentSchema = z.strictObject({
   securityGroups: z.array(SecurityGroupSchema).default([]),
   vms: z.array(VmSchema).default([]),
   /** The bundle: path → content, pushed to sandboxes and VMs. */
-  files: z.record(z.string(), z.string()).default({}),
+  files: z
+    .record(z.string(), z.string())
+    .default({})
+    .describe(`the bundle: relative POSIX path → UTF-8 content, at most ${MAX_BUNDLE_BYTES} bytes in all`),
   workflow: z.strictObject({
     steps: z.array(StepSchema).min(1, 'a workflow needs at least one step').max(MAX_STEPS),
   }),

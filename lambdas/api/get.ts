@@ -1,4 +1,13 @@
-// Placeholder until the handler lands (same session); keeps CDK synth working meanwhile.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import middy from '@middy/core';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { getDeployment } from '../../core/usecases/queries.ts';
+import { depsFromEnv, type DepsProvider } from '../deps.ts';
+import { httpErrors, json, pathParam, tenantOf } from '../http.ts';
+
+/** GET /deployments/{id} → the deployment with its steps. */
+export const createHandler = (deps: DepsProvider) =>
+  middy(async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> =>
+    json(200, await getDeployment(deps(), tenantOf(event), pathParam(event, 'id'))),
+  ).use(httpErrors((m, d) => deps().log(m, d)));
+
+export const handler = createHandler(depsFromEnv);

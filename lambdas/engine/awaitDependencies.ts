@@ -1,4 +1,11 @@
-// Placeholder until the handler lands (same session); keeps CDK synth working meanwhile.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import middy from '@middy/core';
+import { awaitDependencies } from '../../core/usecases/workflow.ts';
+import { depsFromEnv, type DepsProvider } from '../deps.ts';
+
+/** AwaitDependencies (.waitForTaskToken): registers the token; the answer comes via SendTaskSuccess. */
+export const createHandler = (deps: DepsProvider) =>
+  middy(async (event: { deploymentId: string; stepId: string; taskToken: string }) => {
+    await awaitDependencies(deps(), event);
+  });
+
+export const handler = createHandler(depsFromEnv);

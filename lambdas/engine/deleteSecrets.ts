@@ -1,4 +1,9 @@
-// Placeholder until the handler lands (same session); keeps CDK synth working meanwhile.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import middy from '@middy/core';
+import { deleteSecrets, type CleanupState } from '../../core/usecases/finalize.ts';
+import { depsFromEnv, type DepsProvider } from '../deps.ts';
+
+/** DeleteSecrets: the token and SSH key items go, the final status is recorded. */
+export const createHandler = (deps: DepsProvider) =>
+  middy(async (event: { deploymentId: string; state?: CleanupState }) => deleteSecrets(deps(), event.deploymentId, event.state ?? {}));
+
+export const handler = createHandler(depsFromEnv);

@@ -1,4 +1,11 @@
-// Placeholder until the handler lands (same session); keeps CDK synth working meanwhile.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import middy from '@middy/core';
+import { gracePeriod } from '../../core/usecases/workflow.ts';
+import { depsFromEnv, type DepsProvider } from '../deps.ts';
+
+/** GracePeriod (.waitForTaskToken): answered as soon as nothing else runs, else the state times out. */
+export const createHandler = (deps: DepsProvider) =>
+  middy(async (event: { deploymentId: string; taskToken: string }) => {
+    await gracePeriod(deps(), event);
+  });
+
+export const handler = createHandler(depsFromEnv);

@@ -1,4 +1,9 @@
-// Placeholder until the handler lands (same session); keeps CDK synth working meanwhile.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import middy from '@middy/core';
+import { prepare } from '../../core/usecases/workflow.ts';
+import { depsFromEnv, type DepsProvider } from '../deps.ts';
+
+/** Prepare: mark the deployment running; give the Map its step ids in topological order. */
+export const createHandler = (deps: DepsProvider) =>
+  middy(async (event: { deploymentId: string }) => prepare(deps(), event.deploymentId));
+
+export const handler = createHandler(depsFromEnv);

@@ -1,4 +1,9 @@
-// Placeholder until the handler lands (same session); keeps CDK synth working meanwhile.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import middy from '@middy/core';
+import { recordStepFailure, type CaughtError } from '../../core/usecases/workflow.ts';
+import { depsFromEnv, type DepsProvider } from '../deps.ts';
+
+/** RecordStepFailure: mark the step, skip what has not started; answers whether to run the grace period. */
+export const createHandler = (deps: DepsProvider) =>
+  middy(async (event: { deploymentId: string; stepId: string; error?: CaughtError }) => recordStepFailure(deps(), event));
+
+export const handler = createHandler(depsFromEnv);

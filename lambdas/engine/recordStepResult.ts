@@ -1,4 +1,11 @@
-// Placeholder until the handler lands (same session); keeps CDK synth working meanwhile.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import middy from '@middy/core';
+import { recordStepResult } from '../../core/usecases/workflow.ts';
+import { depsFromEnv, type DepsProvider } from '../deps.ts';
+
+/** RecordStepResult: mark the step succeeded and release its dependents. */
+export const createHandler = (deps: DepsProvider) =>
+  middy(async (event: { deploymentId: string; stepId: string; result?: unknown }) => {
+    await recordStepResult(deps(), event);
+  });
+
+export const handler = createHandler(depsFromEnv);

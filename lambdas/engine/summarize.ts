@@ -1,4 +1,9 @@
-// Placeholder until the handler lands (same session); keeps CDK synth working meanwhile.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import middy from '@middy/core';
+import { summarize } from '../../core/usecases/finalize.ts';
+import { depsFromEnv, type DepsProvider } from '../deps.ts';
+
+/** Summarize: the deployment's outcome from its steps. */
+export const createHandler = (deps: DepsProvider) =>
+  middy(async (event: { deploymentId: string }) => summarize(deps(), event.deploymentId));
+
+export const handler = createHandler(depsFromEnv);

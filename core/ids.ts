@@ -1,0 +1,11 @@
+import { randomBytes } from 'node:crypto';
+
+/**
+ * Deployment ids sort by creation time and are valid Step Functions execution names
+ * (the execution is named after its deployment): "d-" + 9 base36 time chars + 10 random hex.
+ */
+export function newDeploymentId(nowMs: number): string {
+  return `d-${nowMs.toString(36).padStart(9, '0')}${randomBytes(5).toString('hex')}`;
+}
+
+export const DEPLOYMENT_ID_PATTERN = /^d-[0-9a-z]{9}[0-9a-f]{10}$/;

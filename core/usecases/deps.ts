@@ -1,0 +1,22 @@
+import type {
+  Clock,
+  DeploymentStore,
+  ExecutionService,
+  SandboxLauncher,
+  SecretVault,
+  TokenIdentifier,
+} from '../ports.ts';
+
+/** What the use-cases need; handlers build it once per container (AWS) or per engine (local). */
+export interface EngineDeps {
+  store: DeploymentStore;
+  vault: SecretVault;
+  executions: ExecutionService;
+  sandboxes: SandboxLauncher;
+  identity: TokenIdentifier;
+  clock: Clock;
+  /** Structured log without secrets; Powertools Logger in Lambda, a line writer locally. */
+  log: (message: string, details?: Record<string, unknown>) => void;
+}
+
+export const iso = (clock: { now(): number }): string => new Date(clock.now()).toISOString();

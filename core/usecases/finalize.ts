@@ -1,0 +1,109 @@
+import type { DeploymentStatus, StepRecord, StepStatus } from '../model.ts';
+import { FINAL_DEPLOYMENT_STATUSES } from '../model.ts';
+import { ErrorName } from '../errors.ts';
+import { iso, type EngineDeps } from './deps.ts';
+import { readableCause, type CaughtError } from './workflow.ts';
+
+/** Summarize and Cleanup: the deployment's outcome, and the secrets gone in every outcome. */
+
+export interface Outcome {
+  status: Extract<DeploymentStatus, 'SUCCEEDED' | 'FAILED' | 'CANCELLED'>;
+  error: string | null;
+  cause: string | null;
+}
+
+export async function summarize(
+  deps: EngineDeps,
+  deploymentId: string,
+): Promise<Outcome & { counts: Partial<Record<StepStatus, number>> }> {
+  const [deployment, steps] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
+  const workflow = steps.filter((s) => !s.system);
+  const counts: Partial<Record<StepStatus, number>> = {};
+  for (const s of workflow) counts[s.status] = (counts[s.status] ?? 0) + 1;
+  return { ...outcomeOf(deployment?.status, workflow), counts };
+}
+
+/** The root cause: the first step that failed, not the ones skipped or aborted because of it. */
+function outcomeOf(status: DeploymentStatus | undefined, workflow: StepRecord[]): Outcome {
+  if (status === 'CANCELLING' || status === 'CANCELLED') {
+    return { status: 'CANCELLED', error: ErrorName.Cancelled, cause: 'the deployment was cancelled by the user' };
+  }
+  if (workflow.every((s) => s.status === 'succeeded')) return { status: 'SUCCEEDED', error: null, cause: null };
+  const byEnd = (a: StepRecord, b: StepRecord) => (a.endedAt ?? '').localeCompare(b.endedAt ?? '');
+  const root = workflow.filter((s) => s.status === 'failed').sort(byEnd)[0] ?? workflow.find((s) => s.status !== 'succeeded');
+  return {
+    status: 'FAILED',
+    error: root?.error ?? ErrorName.StepFailed,
+    cause: `step "${root?.stepId}" ${root?.status}: ${root?.cause ?? 'no cause given'}`,
+  };
+}
+
+/** What Cleanup receives: the execution's state, with an error caught before the workflow ran, or a summary. */
+export interface CleanupState {
+  error?: CaughtError;
+  summary?: { status?: string };
+  closeError?: CaughtError;
+}
+
+/**
+ * DeleteSecrets: delete the token and SSH key items and record the final status. Safe to
+ * repeat; the status is written once (a deployment already final keeps its record).
+ */
+export async function deleteSecrets(deps: EngineDeps, deploymentId: string, state: CleanupState): Promise<Outcome> {
+  await deps.store.deleteSecrets(deploymentId);
+  const [deployment, steps] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
+  let outcome: Outcome;
+  if (state.error) {
+    const system = steps.find((s) => s.system && s.status === 'failed');
+    outcome = {
+      status: deployment?.status === 'CANCELLING' ? 'CANCELLED' : 'FAILED',
+      error: state.error.Error ?? ErrorName.StepFailed,
+      cause: system ? `step "${system.stepId}" failed: ${system.cause}` : readableCause(state.error.Cause),
+    };
+  } else {
+    outcome = outcomeOf(deployment?.status, steps.filter((s) => !s.system));
+  }
+  const now = iso(deps.clock);
+  await deps.store.updateDeployment(
+    deploymentId,
+    { status: outcome.status, endedAt: now, updatedAt: now, ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.cause ? { cause: outcome.cause } : {}) },
+    { ifStatus: ['PENDING', 'RUNNING', 'CANCELLING'] },
+  );
+  await deps.store.clearDeploymentFields(deploymentId, ['graceToken']);
+  deps.log('deployment ended', { deploymentId, status: outcome.status });
+  return outcome;
+}
+
+/**
+ * The safety net: an execution ended outside Cleanup (stopped from the console, timed out,
+ * or the local engine died). Secrets go at once and the deployment records why it ended.
+ */
+export async function executionEndedOutsideCleanup(
+  deps: EngineDeps,
+  input: { deploymentId: string; executionStatus: string; reason: string },
+): Promise<void> {
+  await deps.store.deleteSecrets(input.deploymentId);
+  const deployment = await deps.store.getDeployment(input.deploymentId);
+  if (!deployment || FINAL_DEPLOYMENT_STATUSES.includes(deployment.status)) return;
+  const now = iso(deps.clock);
+  const rule = deployment.bastionRuleId ? ` The bastion rule ${deployment.bastionRuleId} may still be open.` : '';
+  await deps.store.updateDeployment(
+    input.deploymentId,
+    { status: 'FAILED', error: `Ctd.Execution${capitalize(input.executionStatus)}`, cause: `${input.reason}.${rule}`, endedAt: now, updatedAt: now },
+    { ifStatus: ['PENDING', 'RUNNING', 'CANCELLING'] },
+  );
+  for (const step of await deps.store.getSteps(input.deploymentId)) {
+    if (step.status === 'waiting' || step.status === 'running') {
+      await deps.store.updateStep(input.deploymentId, step.stepId, { status: step.status === 'running' ? 'aborted' : 'skipped', endedAt: now, cause: input.reason });
+    }
+  }
+  deps.log('deployment ended outside cleanup', { deploymentId: input.deploymentId, executionStatus: input.executionStatus });
+}
+
+function capitalize(s: string): string {
+  return s
+    .toLowerCase()
+    .split('_')
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+    .join('');
+}

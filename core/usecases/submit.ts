@@ -1,0 +1,136 @@
+import { createHash } from 'node:crypto';
+import type { SubmitResponse } from '../api.ts';
+import { generateDeploymentKey, sealPrivateKey } from '../crypto/deploymentKey.ts';
+import { planWorkflow } from '../dag.ts';
+import { SYSTEM_STEP_IDS, type DeploymentSpec } from '../deployment/schema.ts';
+import { parseDeployment } from '../deployment/validate.ts';
+import { ConflictError, ValidationError } from '../errors.ts';
+import { newDeploymentId } from '../ids.ts';
+import type { DeploymentRecord, StepRecord } from '../model.ts';
+import { iso, type EngineDeps } from './deps.ts';
+
+/** Secrets outlive a stuck deployment by at most this long: DynamoDB TTL is the last resort. */
+export const SECRET_TTL_SECONDS = 24 * 3600;
+
+export interface SubmitInput {
+  tenantId: string;
+  /** The caller's cloud token, seen here once to encrypt it and to seal the SSH key. */
+  token: string;
+  body: unknown;
+  idempotencyKey?: string;
+}
+
+export interface SubmitResult extends SubmitResponse {
+  /** False when an Idempotency-Key replay returned the deployment created before. */
+  created: boolean;
+}
+
+/**
+ * Validates, plans, stores (deployment, steps, bundle, encrypted secrets) and starts the
+ * execution named after the deployment. Invalid input throws ValidationError before anything is stored.
+ */
+export async function submitDeployment(deps: EngineDeps, input: SubmitInput): Promise<SubmitResult> {
+  const spec = parseDeployment(input.body);
+  const now = deps.clock.now();
+  const deploymentId = newDeploymentId(now);
+
+  if (input.idempotencyKey !== undefined) {
+    if (!/^[\w.:-]{1,128}$/.test(input.idempotencyKey)) {
+      throw new ValidationError('Idempotency-Key: use 1–128 letters, digits, ".", ":", "_" or "-"');
+    }
+    const hash = createHash('sha256').update(JSON.stringify(input.body)).digest('hex');
+    const claim = await deps.store.claimIdempotencyKey(input.tenantId, input.idempotencyKey, deploymentId, hash);
+    if (!claim.claimed) {
+      if (claim.requestHash !== hash) throw new ConflictError('Idempotency-Key was already used for a different request');
+      const existing = await deps.store.getDeployment(claim.deploymentId);
+      if (existing) {
+        return {
+          deploymentId: existing.deploymentId,
+          executionArn: existing.executionArn ?? '',
+          consoleUrl: existing.consoleUrl ?? '',
+          status: existing.status,
+          created: false,
+        };
+      }
+      // The first attempt claimed the key but never committed its deployment: take the key over.
+      await deps.store.releaseIdempotencyKey(input.tenantId, input.idempotencyKey);
+      return submitDeployment(deps, input);
+    }
+  }
+
+  try {
+    const { deployment, steps } = records(spec, deploymentId, input.tenantId, iso(deps.clock), input.idempotencyKey);
+    const key = generateDeploymentKey(deploymentId);
+    const context = { deploymentId, tenantId: input.tenantId };
+    await deps.store.create({
+      deployment,
+      steps,
+      files: spec.files,
+      secrets: {
+        tokenCiphertext: await deps.vault.encrypt(input.token, context),
+        sshPrivateKeySealed: sealPrivateKey(key.privateKey, input.token, deploymentId),
+        sshPublicKey: key.publicKey,
+        expiresAt: Math.floor(now / 1000) + SECRET_TTL_SECONDS,
+      },
+    });
+    return { ...(await start(deps, deployment)), created: true };
+  } catch (e) {
+    if (input.idempotencyKey !== undefined) await deps.store.releaseIdempotencyKey(input.tenantId, input.idempotencyKey);
+    throw e;
+  }
+}
+
+async function start(deps: EngineDeps, deployment: DeploymentRecord): Promise<SubmitResponse> {
+  try {
+    const { executionArn } = await deps.executions.start(deployment.deploymentId, { deploymentId: deployment.deploymentId });
+    const consoleUrl = deps.executions.consoleUrl(executionArn);
+    await deps.store.updateDeployment(deployment.deploymentId, { executionArn, consoleUrl });
+    deps.log('deployment submitted', { deploymentId: deployment.deploymentId, tenantId: deployment.tenantId });
+    return { deploymentId: deployment.deploymentId, executionArn, consoleUrl, status: deployment.status };
+  } catch (e) {
+    // Nothing will ever run for it: do not leave its secrets behind.
+    await deps.store.deleteSecrets(deployment.deploymentId);
+    await deps.store.updateDeployment(deployment.deploymentId, {
+      status: 'FAILED',
+      error: 'Ctd.StartFailed',
+      cause: 'the execution could not be started',
+      endedAt: iso(deps.clock),
+    });
+    throw e;
+  }
+}
+
+function records(
+  spec: DeploymentSpec,
+  deploymentId: string,
+  tenantId: string,
+  now: string,
+  idempotencyKey: string | undefined,
+): { deployment: DeploymentRecord; steps: StepRecord[] } {
+  const plan = planWorkflow(spec.workflow.steps);
+  const { files: _bundle, ...topology } = spec;
+  const deployment: DeploymentRecord = {
+    deploymentId,
+    tenantId,
+    name: spec.name,
+    status: 'PENDING',
+    createdAt: now,
+    updatedAt: now,
+    stepIds: plan.order,
+    topology,
+    ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+  };
+  const base = { deploymentId, status: 'waiting' as const, attempt: 0, dependents: [] as string[] };
+  const steps: StepRecord[] = [
+    ...SYSTEM_STEP_IDS.map((id) => ({ ...base, stepId: id, system: true, dependsOn: [], spec: { id, action: id, dependsOn: [] as [] } })),
+    ...spec.workflow.steps.map((step) => ({
+      ...base,
+      stepId: step.id,
+      system: false,
+      spec: step,
+      dependsOn: step.dependsOn,
+      dependents: plan.dependents[step.id] ?? [],
+    })),
+  ];
+  return { deployment, steps };
+}

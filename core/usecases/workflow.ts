@@ -1,0 +1,153 @@
+import { ErrorName, NotFoundError } from '../errors.ts';
+import type { StepRecord, StepStatus } from '../model.ts';
+import { iso, type EngineDeps } from './deps.ts';
+import { answer, fail, settle, settleWaiting, verdictFor, type Release } from './release.ts';
+
+/**
+ * The step-side use-cases the state machine calls, one per Task state of RunWorkflow
+ * (see statemachine/deployment.asl.json). Each is safe to run twice: the state machine retries them.
+ */
+
+/** Prepare: the deployment starts running; the Map gets the workflow in topological order. */
+export async function prepare(deps: EngineDeps, deploymentId: string): Promise<{ stepIds: string[] }> {
+  const deployment = await deps.store.getDeployment(deploymentId);
+  if (!deployment) throw new NotFoundError(`deployment ${deploymentId} does not exist`);
+  await deps.store.updateDeployment(deploymentId, { status: 'RUNNING', updatedAt: iso(deps.clock) }, { ifStatus: ['PENDING'] });
+  return { stepIds: deployment.stepIds };
+}
+
+/**
+ * AwaitDependencies: register the iteration's task token, then release the step at once if it
+ * can already be decided. Otherwise the token is answered later by whoever finishes its last dependency.
+ */
+export async function awaitDependencies(
+  deps: EngineDeps,
+  input: { deploymentId: string; stepId: string; taskToken: string },
+): Promise<Release | undefined> {
+  const registered = await deps.store.updateStep(input.deploymentId, input.stepId, { awaitToken: input.taskToken }, { ifStatus: ['waiting'] });
+  const [deployment, steps] = await Promise.all([deps.store.getDeployment(input.deploymentId), deps.store.getSteps(input.deploymentId)]);
+  const byId = new Map(steps.map((s) => [s.stepId, s]));
+  const step = byId.get(input.stepId);
+  if (!deployment || !step) throw new NotFoundError(`step ${input.stepId} of deployment ${input.deploymentId} does not exist`);
+  if (!registered) {
+    // Already decided (a retried invocation, or skipped before it registered): answer from the record.
+    await answer(deps, input.taskToken, { run: false, timeoutSeconds: 1 } satisfies Release);
+    return undefined;
+  }
+  return settle(deps, step, verdictFor(step, deployment, byId));
+}
+
+/** RecordStepResult: the step succeeded; its dependents may now run. */
+export async function recordStepResult(
+  deps: EngineDeps,
+  input: { deploymentId: string; stepId: string; result?: unknown },
+): Promise<void> {
+  const output = isRecord(input.result) ? input.result : undefined;
+  await deps.store.updateStep(
+    input.deploymentId,
+    input.stepId,
+    { status: 'succeeded', endedAt: iso(deps.clock), ...(output ? { output } : {}) },
+    { ifStatus: ['running'] },
+  );
+  await deps.store.clearStepFields(input.deploymentId, input.stepId, ['taskToken', 'taskArn']);
+  const step = await deps.store.getStep(input.deploymentId, input.stepId);
+  await settleWaiting(deps, input.deploymentId, step?.dependents ?? []);
+  await endGraceIfIdle(deps, input.deploymentId);
+}
+
+/** The States error object a Catch puts at ResultPath. */
+export interface CaughtError {
+  Error?: string;
+  Cause?: string;
+}
+
+const STATUS_OF_ERROR: Partial<Record<string, StepStatus>> = {
+  [ErrorName.StepAborted]: 'aborted',
+  [ErrorName.Cancelled]: 'cancelled',
+};
+
+/**
+ * RecordStepFailure: mark the step, and if it is the deployment's first failure, skip every
+ * step not yet started and answer startGrace so this iteration runs the grace period.
+ */
+export async function recordStepFailure(
+  deps: EngineDeps,
+  input: { deploymentId: string; stepId: string; error?: CaughtError },
+): Promise<{ startGrace: boolean }> {
+  const error = input.error?.Error ?? ErrorName.StepFailed;
+  const cause = readableCause(input.error?.Cause);
+  const status = STATUS_OF_ERROR[error] ?? 'failed';
+  const now = iso(deps.clock);
+  // A step aborted or cancelled by the engine was already marked; keep that record.
+  await deps.store.updateStep(input.deploymentId, input.stepId, { status, error, cause, endedAt: now }, { ifStatus: ['running', 'waiting'] });
+  await deps.store.clearStepFields(input.deploymentId, input.stepId, ['taskToken', 'taskArn', 'awaitToken']);
+  deps.log('step failed', { deploymentId: input.deploymentId, stepId: input.stepId, error });
+
+  let startGrace = false;
+  if (status === 'failed') {
+    startGrace = await deps.store.updateDeployment(input.deploymentId, { graceStartedAt: now, updatedAt: now }, { ifAbsent: 'graceStartedAt' });
+  }
+  await settleWaiting(deps, input.deploymentId);
+  await endGraceIfIdle(deps, input.deploymentId);
+  return { startGrace };
+}
+
+/** GracePeriod: wait (on this token) until nothing else runs, at most the state's TimeoutSeconds. */
+export async function gracePeriod(deps: EngineDeps, input: { deploymentId: string; taskToken: string }): Promise<void> {
+  await deps.store.updateDeployment(input.deploymentId, { graceToken: input.taskToken });
+  await endGraceIfIdle(deps, input.deploymentId);
+}
+
+/** Ends the grace period early once no step is running any more. */
+export async function endGraceIfIdle(deps: EngineDeps, deploymentId: string): Promise<void> {
+  const deployment = await deps.store.getDeployment(deploymentId);
+  const token = deployment?.graceToken;
+  if (!token) return;
+  const steps = await deps.store.getSteps(deploymentId);
+  if (steps.some((s) => !s.system && s.status === 'running')) return;
+  await deps.store.clearDeploymentFields(deploymentId, ['graceToken']);
+  await answer(deps, token, { ended: 'nothing else running' });
+}
+
+/** AbortStragglers: the grace period is over; steps still running are set on error and stopped. */
+export async function abortStragglers(deps: EngineDeps, deploymentId: string): Promise<{ aborted: string[] }> {
+  await deps.store.clearDeploymentFields(deploymentId, ['graceToken']);
+  const steps = await deps.store.getSteps(deploymentId);
+  const failed = steps.find((s) => s.status === 'failed');
+  const cause = `still running when the grace period after the failure of step "${failed?.stepId ?? '?'}" ended`;
+  const aborted: string[] = [];
+  for (const step of steps.filter((s) => !s.system && s.status === 'running')) {
+    const marked = await deps.store.updateStep(
+      deploymentId,
+      step.stepId,
+      { status: 'aborted', error: ErrorName.StepAborted, cause, endedAt: iso(deps.clock) },
+      { ifStatus: ['running'] },
+    );
+    if (!marked) continue;
+    aborted.push(step.stepId);
+    await stopSandbox(deps, step, ErrorName.StepAborted, cause);
+  }
+  return { aborted };
+}
+
+/** Fails the sandbox's task token (so its iteration moves on) and stops the sandbox itself. */
+export async function stopSandbox(deps: EngineDeps, step: StepRecord, error: string, cause: string): Promise<void> {
+  if (step.taskToken) await fail(deps, step.taskToken, error, cause);
+  if (step.taskArn) await deps.sandboxes.stopTask(step.taskArn, `${error}: ${cause}`.slice(0, 255));
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Lambda errors arrive as a JSON Cause ({errorMessage, errorType}); the user wants the message. */
+export function readableCause(cause: string | undefined): string {
+  if (!cause) return 'no cause given';
+  try {
+    const parsed: unknown = JSON.parse(cause);
+    if (isRecord(parsed) && typeof parsed.errorMessage === 'string') return parsed.errorMessage;
+  } catch {
+    // not JSON: a cause written by the runner or by Step Functions itself
+  }
+  return cause;
+}

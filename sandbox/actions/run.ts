@@ -1,0 +1,58 @@
+import { spawn } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { ErrorName, StepError } from '../../core/errors.ts';
+import { lineSplitter } from '../stepLog.ts';
+import type { Action } from './types.ts';
+
+/**
+ * `run`: a command inside the sandbox itself, with the user's token in its environment
+ * (the generic form of "run Terraform with the user's credentials") and the bundle's files
+ * in its working directory. It sees nothing else of the runner's environment.
+ */
+export const run: Action = async (ctx) => {
+  const spec = ctx.step.spec;
+  if (spec.action !== 'run') throw new StepError(ErrorName.StepFailed, `step ${ctx.step.stepId} is not a run step`);
+  await writeBundle(ctx.workDir, ctx.files);
+  const env: NodeJS.ProcessEnv = {
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    HOME: ctx.workDir,
+    LANG: 'C.UTF-8',
+    ...spec.env,
+    CTD_DEPLOYMENT_ID: ctx.deployment.deploymentId,
+    CTD_STEP_ID: ctx.step.stepId,
+    CTD_TOKEN: ctx.token,
+    OS_AUTH_TOKEN: ctx.token,
+  };
+  const code = await new Promise<number>((resolve, reject) => {
+    // Its own process group, so a stop kills the command and everything it started.
+    const child = spawn('/bin/sh', ['-c', spec.command], { cwd: ctx.workDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = lineSplitter((l) => ctx.log.line('stdout', l));
+    const err = lineSplitter((l) => ctx.log.line('stderr', l));
+    child.stdout.on('data', (c: Buffer) => out.write(c));
+    child.stderr.on('data', (c: Buffer) => err.write(c));
+    const kill = () => {
+      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+    };
+    ctx.signal.addEventListener('abort', kill, { once: true });
+    child.on('error', reject);
+    child.on('close', (exitCode, signal) => {
+      ctx.signal.removeEventListener('abort', kill);
+      out.end();
+      err.end();
+      resolve(exitCode ?? (signal ? 128 : 1));
+    });
+  });
+  if (ctx.signal.aborted) throw new StepError(ErrorName.StepFailed, 'the step was stopped');
+  if (code !== 0) throw new StepError(ErrorName.StepFailed, `command exited ${code}`);
+  return { exitCode: 0 };
+};
+
+/** Writes the bundle below `root`; validation already refused absolute paths and "..". */
+export async function writeBundle(root: string, files: Record<string, string>): Promise<void> {
+  for (const [path, content] of Object.entries(files)) {
+    const target = join(root, path);
+    await mkdir(dirname(target), { recursive: true });
+    await writeFile(target, content);
+  }
+}

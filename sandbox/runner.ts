@@ -1,0 +1,160 @@
+import { openPrivateKey } from '../core/crypto/deploymentKey.ts';
+import { ErrorName, HEARTBEAT_INTERVAL_SECONDS, StepError, TaskTokenGoneError, isStepError } from '../core/errors.ts';
+import type { DeploymentRecord, StepRecord } from '../core/model.ts';
+import type { Clock, CloudDriver, DeploymentStore, ExecutionService, SecretVault } from '../core/ports.ts';
+import { ACTIONS } from './actions/index.ts';
+import type { Action } from './actions/types.ts';
+import { StepLog } from './stepLog.ts';
+
+/** What one sandbox run needs; main.ts builds it from the task's environment. */
+export interface RunnerDeps {
+  store: DeploymentStore;
+  vault: SecretVault;
+  executions: ExecutionService;
+  cloud: CloudDriver;
+  clock: Clock;
+  workDir: string;
+  timeScale: number;
+  /** Overridable for tests; production heartbeats every 20 s. */
+  heartbeatMs?: number;
+  actions?: Partial<Record<string, Action>>;
+  /** Aborted by SIGTERM (StopTask): the action stops, connections close, the runner reports and exits. */
+  signal: AbortSignal;
+}
+
+export interface TaskIds {
+  deploymentId: string;
+  stepId: string;
+  taskToken: string;
+  taskArn: string;
+}
+
+export type RunOutcome = { ok: true; output: Record<string, unknown> } | { ok: false; error: string; cause: string };
+
+/**
+ * One step attempt: check the step may run, decrypt what it needs, heartbeat, run the action,
+ * classify a failure by the error table and answer the task token. Never throws; the answer
+ * is the outcome (also returned for tests).
+ */
+export async function runStep(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
+  const outcome = await attempt(deps, ids);
+  try {
+    if (outcome.ok) await deps.executions.sendTaskSuccess(ids.taskToken, outcome.output);
+    else await deps.executions.sendTaskFailure(ids.taskToken, outcome.error, outcome.cause);
+  } catch (e) {
+    // The state machine stopped waiting (aborted, cancelled, timed out): nobody to tell.
+    if (!(e instanceof TaskTokenGoneError)) throw e;
+  }
+  return outcome;
+}
+
+async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
+  const [deployment, step] = await Promise.all([deps.store.getDeployment(ids.deploymentId), deps.store.getStep(ids.deploymentId, ids.stepId)]);
+  if (!deployment || !step) return failure(ErrorName.StepFailed, `step ${ids.stepId} of deployment ${ids.deploymentId} does not exist`);
+  const refusal = refuse(deployment, step);
+  if (refusal) return refusal;
+
+  const attemptNo = step.attempt + 1;
+  await deps.store.updateStep(ids.deploymentId, ids.stepId, {
+    attempt: attemptNo,
+    taskToken: ids.taskToken,
+    taskArn: ids.taskArn,
+    ...(step.system ? { status: 'running' as const, startedAt: new Date(deps.clock.now()).toISOString() } : {}),
+  });
+  const log = new StepLog(deps.store, ids.deploymentId, ids.stepId, attemptNo);
+  const stop = new AbortController();
+  const onStop = () => stop.abort();
+  deps.signal.addEventListener('abort', onStop, { once: true });
+  const heartbeat = startHeartbeat(deps, ids.taskToken, stop);
+
+  let outcome: RunOutcome;
+  try {
+    const secrets = await deps.store.getSecrets(ids.deploymentId);
+    if (!secrets) throw new StepError(ErrorName.StepFailed, 'the deployment has ended: its secrets are gone');
+    const context = { deploymentId: deployment.deploymentId, tenantId: deployment.tenantId };
+    const token = await deps.vault.decrypt(secrets.tokenCiphertext, context);
+    const privateKey = openPrivateKey(secrets.sshPrivateKeySealed, token, deployment.deploymentId);
+    log.redact(token, privateKey);
+    const action = deps.actions?.[step.spec.action] ?? ACTIONS[step.spec.action];
+    log.line('engine', `${step.spec.action} ${step.stepId}: attempt ${attemptNo} started`);
+    const output = await action({
+      deployment,
+      topology: deployment.topology,
+      step: { ...step, attempt: attemptNo },
+      files: needsFiles(step) ? await deps.store.getFiles(ids.deploymentId) : {},
+      token,
+      sshKey: { privateKey, publicKey: secrets.sshPublicKey },
+      cloud: deps.cloud,
+      cloudCtx: { token, deploymentId: deployment.deploymentId },
+      workDir: deps.workDir,
+      log,
+      signal: stop.signal,
+      timeScale: deps.timeScale,
+      recordDeployment: async (patch) => {
+        await deps.store.updateDeployment(ids.deploymentId, patch);
+      },
+    });
+    if (stop.signal.aborted) throw new StepError(ErrorName.StepFailed, 'the step was stopped');
+    outcome = { ok: true, output: output ?? {} };
+    log.line('engine', `${step.stepId} succeeded`);
+  } catch (e) {
+    outcome = classify(e);
+    log.line('engine', `${step.stepId} failed: ${outcome.error}: ${outcome.cause}`);
+  } finally {
+    clearInterval(heartbeat);
+    deps.signal.removeEventListener('abort', onStop);
+    await log.close();
+  }
+  if (step.system) await recordSystemStep(deps, ids, outcome);
+  return outcome;
+}
+
+/** A step the engine already gave up on (aborted, cancelled, skipped) must not start late. */
+function refuse(deployment: DeploymentRecord, step: StepRecord): RunOutcome | undefined {
+  if (!step.system && step.status !== 'running') {
+    return failure(step.status === 'cancelled' ? ErrorName.Cancelled : ErrorName.StepAborted, `step ${step.stepId} is ${step.status}; not starting it`);
+  }
+  if (deployment.status === 'CANCELLING' && step.stepId !== 'bastion-close') {
+    return failure(ErrorName.Cancelled, 'the deployment was cancelled');
+  }
+  return undefined;
+}
+
+function needsFiles(step: StepRecord): boolean {
+  return ['run', 'ssh', 'ansible'].includes(step.spec.action);
+}
+
+function startHeartbeat(deps: RunnerDeps, taskToken: string, stop: AbortController): NodeJS.Timeout {
+  const every = deps.heartbeatMs ?? HEARTBEAT_INTERVAL_SECONDS * 1000 * deps.timeScale;
+  const beat = async () => {
+    try {
+      await deps.executions.sendTaskHeartbeat(taskToken);
+    } catch (e) {
+      // The state machine no longer waits for this attempt (timed out, aborted): stop working.
+      if (e instanceof TaskTokenGoneError) stop.abort();
+    }
+  };
+  void beat();
+  return setInterval(() => void beat(), every);
+}
+
+/** Workflow steps are recorded by the state machine's lambdas; system steps record themselves. */
+async function recordSystemStep(deps: RunnerDeps, ids: TaskIds, outcome: RunOutcome): Promise<void> {
+  const endedAt = new Date(deps.clock.now()).toISOString();
+  await deps.store.updateStep(
+    ids.deploymentId,
+    ids.stepId,
+    outcome.ok ? { status: 'succeeded', endedAt, output: outcome.output } : { status: 'failed', endedAt, error: outcome.error, cause: outcome.cause },
+  );
+  await deps.store.clearStepFields(ids.deploymentId, ids.stepId, ['taskToken', 'taskArn']);
+}
+
+/** Every failure leaves with a name from the error table; anything unexpected is Ctd.StepFailed. */
+export function classify(e: unknown): { ok: false; error: string; cause: string } {
+  if (isStepError(e)) return failure(e.errorName, e.message);
+  return failure(ErrorName.StepFailed, e instanceof Error ? e.message : String(e));
+}
+
+function failure(error: string, cause: string): { ok: false; error: string; cause: string } {
+  return { ok: false, error, cause: cause.slice(0, 32_000) };
+}
