@@ -1,0 +1,67 @@
+import { TaskTokenGoneError } from '../../core/errors.ts';
+import type { EncryptionContext, ExecutionService, HistoryEvent, SandboxLauncher, SecretVault } from '../../core/ports.ts';
+import type { EngineDeps } from '../../core/usecases/deps.ts';
+import { MemoryDeploymentStore } from '../../adapters/memory/memoryStore.ts';
+
+/**
+ * In-memory ports for unit tests of the use-cases. The vault really binds ciphertexts to their
+ * context; the execution service records the task answers and refuses a token answered twice, as
+ * Step Functions does.
+ */
+
+export class RecordingExecutions implements ExecutionService {
+  readonly started: { name: string; input: unknown }[] = [];
+  readonly answers = new Map<string, { ok: true; output: unknown } | { ok: false; error: string; cause: string }>();
+  async start(name: string, input: unknown) {
+    this.started.push({ name, input });
+    return { executionArn: `arn:aws:states:us-east-1:000000000000:execution:ctd-deployment:${name}` };
+  }
+  async stop() {}
+  async history(): Promise<HistoryEvent[]> {
+    return [];
+  }
+  consoleUrl(arn: string) {
+    return `https://console.example/${arn}`;
+  }
+  async sendTaskSuccess(token: string, output: unknown) {
+    if (this.answers.has(token)) throw new TaskTokenGoneError('already answered');
+    this.answers.set(token, { ok: true, output });
+  }
+  async sendTaskFailure(token: string, error: string, cause: string) {
+    if (this.answers.has(token)) throw new TaskTokenGoneError('already answered');
+    this.answers.set(token, { ok: false, error, cause });
+  }
+  async sendTaskHeartbeat() {}
+}
+
+export class ContextBoundVault implements SecretVault {
+  async encrypt(plaintext: string, ctx: EncryptionContext) {
+    return Buffer.from(JSON.stringify({ ctx, p: Buffer.from(plaintext).toString('hex') })).toString('base64');
+  }
+  async decrypt(ciphertext: string, ctx: EncryptionContext) {
+    const { ctx: bound, p } = JSON.parse(Buffer.from(ciphertext, 'base64').toString()) as { ctx: EncryptionContext; p: string };
+    if (bound.deploymentId !== ctx.deploymentId || bound.tenantId !== ctx.tenantId) throw new Error('InvalidCiphertextException');
+    return Buffer.from(p, 'hex').toString();
+  }
+}
+
+export class RecordingSandboxes implements SandboxLauncher {
+  readonly stopped: string[] = [];
+  async stopTask(taskArn: string) {
+    this.stopped.push(taskArn);
+  }
+}
+
+export function memoryDeps(): EngineDeps & { store: MemoryDeploymentStore; executions: RecordingExecutions; sandboxes: RecordingSandboxes } {
+  let now = Date.parse('2026-11-26T12:00:00Z');
+  const clock = { now: () => (now += 1000) };
+  return {
+    store: new MemoryDeploymentStore({ clock }),
+    vault: new ContextBoundVault(),
+    executions: new RecordingExecutions(),
+    sandboxes: new RecordingSandboxes(),
+    identity: { identify: async (token: string) => (token.startsWith('tok-') ? { tenantId: token.slice(4) } : undefined) },
+    clock,
+    log: () => undefined,
+  };
+}
