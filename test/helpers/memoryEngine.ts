@@ -1,5 +1,6 @@
 import { TaskTokenGoneError } from '../../core/errors.ts';
-import type { EncryptionContext, ExecutionService, HistoryEvent, SandboxLauncher, SecretVault } from '../../core/ports.ts';
+import type { HistoryEvent } from '../../core/model.ts';
+import type { EncryptionContext, ExecutionService, SandboxLauncher, SecretVault } from '../../core/ports.ts';
 import type { EngineDeps } from '../../core/usecases/deps.ts';
 import { MemoryDeploymentStore } from '../../adapters/memory/memoryStore.ts';
 

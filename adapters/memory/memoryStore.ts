@@ -1,0 +1,223 @@
+import { ConflictError, ValidationError } from '../../core/errors.ts';
+import type {
+  DeploymentRecord,
+  DeploymentStatus,
+  SecretsRecord,
+  StepLogLine,
+  StepRecord,
+  StepStatus,
+} from '../../core/model.ts';
+import { systemClock, type Clock, type DeploymentStore, type Page } from '../../core/ports.ts';
+
+/** Idempotency keys are remembered for a day, as in the DynamoDB store. */
+const IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60;
+
+const REQUIRED_DEPLOYMENT_FIELDS: readonly (keyof DeploymentRecord)[] = [
+  'deploymentId', 'tenantId', 'name', 'status', 'createdAt', 'updatedAt', 'stepIds', 'topology',
+];
+const REQUIRED_STEP_FIELDS: readonly (keyof StepRecord)[] = [
+  'deploymentId', 'stepId', 'system', 'spec', 'dependsOn', 'dependents', 'status', 'attempt',
+];
+
+/**
+ * A copy as a document store would keep it: no shared references with the caller, and
+ * undefined values dropped (what `removeUndefinedValues` does for DynamoDB).
+ */
+function stored<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}
+
+/** The DynamoDB store's log sort key, so both stores order lines the same way. */
+function logSortKey(line: Pick<StepLogLine, 'stepId' | 'attempt' | 'seq'>): string {
+  return `${line.stepId}#${String(line.attempt).padStart(4, '0')}#${String(line.seq).padStart(8, '0')}`;
+}
+
+const createdSk = (d: DeploymentRecord) => `${d.createdAt}#${d.deploymentId}`;
+
+interface Cursor {
+  tenantId: string;
+  createdSk: string;
+}
+
+function encodeCursor(cursor: Cursor): string {
+  return Buffer.from(JSON.stringify(cursor), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string, tenantId: string): Cursor {
+  const invalid = () => new ValidationError('cursor is not valid', [{ path: 'cursor', message: 'cursor is not valid' }]);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw invalid();
+  }
+  const c = parsed as Partial<Cursor> | null;
+  if (typeof c !== 'object' || c === null || c.tenantId !== tenantId || typeof c.createdSk !== 'string') {
+    throw invalid();
+  }
+  return { tenantId, createdSk: c.createdSk };
+}
+
+function matches(record: object, ifStatus: readonly string[] | undefined, ifAbsent: string | undefined): boolean {
+  const fields = record as Record<string, unknown>;
+  if (ifStatus !== undefined && !ifStatus.includes(fields.status as string)) return false;
+  return ifAbsent === undefined || fields[ifAbsent] === undefined;
+}
+
+function assertOptional(fields: readonly string[], required: readonly string[]): void {
+  const bad = fields.filter((f) => required.includes(f));
+  if (bad.length > 0) throw new Error(`cannot clear required fields: ${bad.join(', ')}`);
+}
+
+function applyPatch<T extends object>(record: T, patch: object): T {
+  const defined = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined));
+  return stored({ ...record, ...defined });
+}
+
+/**
+ * The DeploymentStore in process memory, for use-case unit tests and nothing durable.
+ * Same contract as DynamoDeploymentStore (test/integration/store-contract.test.ts runs both).
+ */
+export class MemoryDeploymentStore implements DeploymentStore {
+  private readonly deployments = new Map<string, DeploymentRecord>();
+  private readonly steps = new Map<string, Map<string, StepRecord>>();
+  private readonly files = new Map<string, Record<string, string>>();
+  private readonly secrets = new Map<string, SecretsRecord>();
+  private readonly logs = new Map<string, Map<string, StepLogLine>>();
+  private readonly idempotency = new Map<string, { deploymentId: string; requestHash: string; expiresAt: number }>();
+  private readonly clock: Clock;
+
+  constructor(opts: { clock?: Clock } = {}) {
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  async create(input: {
+    deployment: DeploymentRecord;
+    steps: StepRecord[];
+    files: Record<string, string>;
+    secrets: SecretsRecord;
+  }): Promise<void> {
+    const id = input.deployment.deploymentId;
+    if (this.deployments.has(id)) throw new ConflictError(`deployment ${id} already exists`);
+    this.steps.set(id, new Map(input.steps.map((s) => [s.stepId, stored(s)])));
+    this.files.set(id, stored(input.files));
+    this.secrets.set(id, stored(input.secrets));
+    this.deployments.set(id, stored(input.deployment));
+  }
+
+  async claimIdempotencyKey(
+    tenantId: string,
+    key: string,
+    deploymentId: string,
+    requestHash: string,
+  ): Promise<{ claimed: true } | { claimed: false; deploymentId: string; requestHash: string }> {
+    const mapKey = JSON.stringify([tenantId, key]);
+    const nowSeconds = Math.floor(this.clock.now() / 1000);
+    const holder = this.idempotency.get(mapKey);
+    if (holder && holder.expiresAt > nowSeconds) {
+      return { claimed: false, deploymentId: holder.deploymentId, requestHash: holder.requestHash };
+    }
+    this.idempotency.set(mapKey, { deploymentId, requestHash, expiresAt: nowSeconds + IDEMPOTENCY_TTL_SECONDS });
+    return { claimed: true };
+  }
+
+  async releaseIdempotencyKey(tenantId: string, key: string): Promise<void> {
+    this.idempotency.delete(JSON.stringify([tenantId, key]));
+  }
+
+  async getDeployment(deploymentId: string): Promise<DeploymentRecord | undefined> {
+    const d = this.deployments.get(deploymentId);
+    return d && stored(d);
+  }
+
+  async listDeployments(tenantId: string, opts: { limit: number; cursor?: string }): Promise<Page<DeploymentRecord>> {
+    if (!Number.isInteger(opts.limit) || opts.limit < 1) {
+      throw new ValidationError('limit must be a positive integer', [{ path: 'limit', message: 'limit must be a positive integer' }]);
+    }
+    const after = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor, tenantId).createdSk;
+    const newestFirst = [...this.deployments.values()]
+      .filter((d) => d.tenantId === tenantId && (after === undefined || createdSk(d) < after))
+      .sort((a, b) => (createdSk(a) < createdSk(b) ? 1 : -1));
+    const page = newestFirst.slice(0, opts.limit);
+    const last = page[page.length - 1];
+    return {
+      items: page.map(stored),
+      ...(newestFirst.length > opts.limit && last ? { nextCursor: encodeCursor({ tenantId, createdSk: createdSk(last) }) } : {}),
+    };
+  }
+
+  async updateDeployment(
+    deploymentId: string,
+    patch: Partial<Omit<DeploymentRecord, 'deploymentId' | 'tenantId'>>,
+    opts: { ifStatus?: DeploymentStatus[]; ifAbsent?: keyof DeploymentRecord } = {},
+  ): Promise<boolean> {
+    const current = this.deployments.get(deploymentId);
+    if (!current || !matches(current, opts.ifStatus, opts.ifAbsent)) return false;
+    this.deployments.set(deploymentId, applyPatch(current, patch));
+    return true;
+  }
+
+  async clearDeploymentFields(deploymentId: string, fields: (keyof DeploymentRecord)[]): Promise<void> {
+    assertOptional(fields, REQUIRED_DEPLOYMENT_FIELDS);
+    const current = this.deployments.get(deploymentId);
+    if (current) for (const f of fields) delete current[f];
+  }
+
+  async getStep(deploymentId: string, stepId: string): Promise<StepRecord | undefined> {
+    const s = this.steps.get(deploymentId)?.get(stepId);
+    return s && stored(s);
+  }
+
+  /** Ordered by step id, like the DynamoDB sort key. */
+  async getSteps(deploymentId: string): Promise<StepRecord[]> {
+    return [...(this.steps.get(deploymentId)?.values() ?? [])]
+      .sort((a, b) => (a.stepId < b.stepId ? -1 : a.stepId > b.stepId ? 1 : 0))
+      .map(stored);
+  }
+
+  async updateStep(
+    deploymentId: string,
+    stepId: string,
+    patch: Partial<Omit<StepRecord, 'deploymentId' | 'stepId'>>,
+    opts: { ifStatus?: StepStatus[] } = {},
+  ): Promise<boolean> {
+    const steps = this.steps.get(deploymentId);
+    const current = steps?.get(stepId);
+    if (!steps || !current || !matches(current, opts.ifStatus, undefined)) return false;
+    steps.set(stepId, applyPatch(current, patch));
+    return true;
+  }
+
+  async clearStepFields(deploymentId: string, stepId: string, fields: (keyof StepRecord)[]): Promise<void> {
+    assertOptional(fields, REQUIRED_STEP_FIELDS);
+    const current = this.steps.get(deploymentId)?.get(stepId);
+    if (current) for (const f of fields) delete current[f];
+  }
+
+  async getFiles(deploymentId: string): Promise<Record<string, string>> {
+    return stored(this.files.get(deploymentId) ?? {});
+  }
+
+  async getSecrets(deploymentId: string): Promise<SecretsRecord | undefined> {
+    const s = this.secrets.get(deploymentId);
+    return s && stored(s);
+  }
+
+  async deleteSecrets(deploymentId: string): Promise<void> {
+    this.secrets.delete(deploymentId);
+  }
+
+  async appendLogs(deploymentId: string, lines: StepLogLine[]): Promise<void> {
+    let logs = this.logs.get(deploymentId);
+    if (!logs) this.logs.set(deploymentId, (logs = new Map()));
+    for (const line of lines) logs.set(logSortKey(line), stored(line));
+  }
+
+  /** Ordered by step id, attempt, then sequence, like the DynamoDB sort key. */
+  async getLogs(deploymentId: string, opts: { stepId?: string } = {}): Promise<StepLogLine[]> {
+    return [...(this.logs.get(deploymentId)?.entries() ?? [])]
+      .filter(([, line]) => opts.stepId === undefined || line.stepId === opts.stepId)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, line]) => stored(line));
+  }
+}

@@ -1,0 +1,341 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DynamoDeploymentStore } from '../../adapters/aws/dynamoStore.ts';
+import { MemoryDeploymentStore } from '../../adapters/memory/memoryStore.ts';
+import { ConflictError, ValidationError } from '../../core/errors.ts';
+import type { DeploymentRecord, SecretsRecord, StepLogLine, StepRecord } from '../../core/model.ts';
+import type { Clock, DeploymentStore } from '../../core/ports.ts';
+import { startTestDynamo } from '../helpers/dynalite.ts';
+
+interface Harness {
+  store: DeploymentStore;
+  close(): Promise<void>;
+}
+
+const implementations: { name: string; start(clock: Clock): Promise<Harness> }[] = [
+  {
+    name: 'MemoryDeploymentStore',
+    start: async (clock) => ({ store: new MemoryDeploymentStore({ clock }), close: async () => {} }),
+  },
+  {
+    name: 'DynamoDeploymentStore (dynalite)',
+    start: async (clock) => {
+      const dynamo = await startTestDynamo();
+      return {
+        store: new DynamoDeploymentStore({ client: dynamo.client, tableName: dynamo.tableName, clock }),
+        close: dynamo.close,
+      };
+    },
+  },
+];
+
+function deployment(id: string, overrides: Partial<DeploymentRecord> = {}): DeploymentRecord {
+  return {
+    deploymentId: id,
+    tenantId: 'tenant-a',
+    name: 'hello',
+    status: 'PENDING',
+    createdAt: '2030-01-01T00:00:00.000Z',
+    updatedAt: '2030-01-01T00:00:00.000Z',
+    stepIds: ['build', 'deploy'],
+    topology: {
+      name: 'hello',
+      bastion: { address: '127.0.0.2', port: 22, user: 'ctd', securityGroup: 'bastion' },
+      networks: [{ name: 'net' }],
+      securityGroups: [],
+      vms: [{ name: 'vm1', network: 'net', securityGroups: [] }],
+      workflow: { steps: [{ id: 'build', action: 'run', command: 'make', dependsOn: [] }] },
+    },
+    ...overrides,
+  };
+}
+
+function step(deploymentId: string, stepId: string, overrides: Partial<StepRecord> = {}): StepRecord {
+  return {
+    deploymentId,
+    stepId,
+    system: false,
+    spec: { id: stepId, action: 'run', command: `echo ${stepId}`, dependsOn: [] },
+    dependsOn: [],
+    dependents: [],
+    status: 'waiting',
+    attempt: 1,
+    ...overrides,
+  };
+}
+
+const secrets: SecretsRecord = {
+  tokenCiphertext: 'Y2lwaGVy',
+  sshPrivateKeySealed: 'c2VhbGVk',
+  sshPublicKey: 'ssh-ed25519 AAAA test',
+  expiresAt: 1_900_000_000,
+};
+
+function logLine(stepId: string, attempt: number, seq: number): StepLogLine {
+  return { stepId, attempt, seq, at: '2030-01-01T00:00:00.000Z', stream: 'stdout', text: `${stepId}/${attempt}/${seq}` };
+}
+
+describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ start }) => {
+  let harness: Harness;
+  let store: DeploymentStore;
+  let nowMs: number;
+  const clock: Clock = { now: () => nowMs };
+
+  async function createDeployment(d: DeploymentRecord, steps: StepRecord[] = [step(d.deploymentId, 'build')]) {
+    await store.create({ deployment: d, steps, files: { 'site.yml': '- hosts: all\n', 'app/main.py': '' }, secrets });
+  }
+
+  beforeEach(async () => {
+    nowMs = Date.parse('2030-01-01T00:00:00.000Z');
+    harness = await start(clock);
+    store = harness.store;
+  });
+  afterEach(async () => {
+    await harness.close();
+  });
+
+  describe('Method: create', () => {
+    it('stores the deployment with its steps, files and secrets', async () => {
+      const d = deployment('d-1', { idempotencyKey: undefined });
+      const steps = [step('d-1', 'build'), step('d-1', 'deploy', { dependsOn: ['build'] })];
+      await createDeployment(d, steps);
+
+      expect(await store.getDeployment('d-1')).toEqual(d);
+      expect(await store.getSteps('d-1')).toEqual(steps);
+      expect(await store.getStep('d-1', 'deploy')).toEqual(steps[1]);
+      expect(await store.getFiles('d-1')).toEqual({ 'site.yml': '- hosts: all\n', 'app/main.py': '' });
+      expect(await store.getSecrets('d-1')).toEqual(secrets);
+      expect((await store.listDeployments('tenant-a', { limit: 10 })).items).toEqual([d]);
+    });
+
+    it('answers undefined or empty for a deployment that does not exist', async () => {
+      expect(await store.getDeployment('d-none')).toBeUndefined();
+      expect(await store.getStep('d-none', 'build')).toBeUndefined();
+      expect(await store.getSteps('d-none')).toEqual([]);
+      expect(await store.getFiles('d-none')).toEqual({});
+      expect(await store.getSecrets('d-none')).toBeUndefined();
+    });
+
+    it('refuses a second deployment with the same id and leaves the first intact', async () => {
+      await createDeployment(deployment('d-1'), [step('d-1', 'build')]);
+      await expect(createDeployment(deployment('d-1', { name: 'other' }), [step('d-1', 'other')])).rejects.toThrow(
+        ConflictError,
+      );
+      expect((await store.getDeployment('d-1'))?.name).toBe('hello');
+      expect((await store.getSteps('d-1')).map((s) => s.stepId)).toEqual(['build']);
+    });
+
+    it('reads back all steps of a deployment larger than one query page', async () => {
+      const padding = 'x'.repeat(10_000);
+      const steps = Array.from({ length: 120 }, (_, i) =>
+        step('d-big', `s${String(i).padStart(3, '0')}`, { output: { padding } }),
+      );
+      await createDeployment(deployment('d-big'), steps);
+      const read = await store.getSteps('d-big');
+      expect(read.map((s) => s.stepId)).toEqual(steps.map((s) => s.stepId));
+    });
+  });
+
+  describe('Method: listDeployments', () => {
+    beforeEach(async () => {
+      for (const [id, tenantId, createdAt] of [
+        ['d-a1', 'tenant-a', '2030-01-01T00:00:01.000Z'],
+        ['d-a3', 'tenant-a', '2030-01-01T00:00:03.000Z'],
+        ['d-b1', 'tenant-b', '2030-01-01T00:00:02.000Z'],
+        ['d-a2', 'tenant-a', '2030-01-01T00:00:02.000Z'],
+      ] as const) {
+        await createDeployment(deployment(id, { tenantId, createdAt }));
+      }
+    });
+
+    it('lists only the tenant’s deployments, newest first, a page at a time', async () => {
+      const first = await store.listDeployments('tenant-a', { limit: 2 });
+      expect(first.items.map((d) => d.deploymentId)).toEqual(['d-a3', 'd-a2']);
+      expect(first.nextCursor).toEqual(expect.any(String));
+
+      const second = await store.listDeployments('tenant-a', { limit: 2, cursor: first.nextCursor! });
+      expect(second.items.map((d) => d.deploymentId)).toEqual(['d-a1']);
+      expect(second.nextCursor).toBeUndefined();
+
+      const other = await store.listDeployments('tenant-b', { limit: 10 });
+      expect(other.items.map((d) => d.deploymentId)).toEqual(['d-b1']);
+      expect(other.nextCursor).toBeUndefined();
+    });
+
+    it('gives no cursor when the last page is exactly full', async () => {
+      const page = await store.listDeployments('tenant-a', { limit: 3 });
+      expect(page.items).toHaveLength(3);
+      expect(page.nextCursor).toBeUndefined();
+    });
+
+    it.each([
+      ['garbage', 'not a cursor!'],
+      ['JSON of the wrong shape', Buffer.from('{"x":1}').toString('base64url')],
+      ['an array', Buffer.from('[]').toString('base64url')],
+    ])('rejects %s as a cursor with a ValidationError', async (_label, cursor) => {
+      await expect(store.listDeployments('tenant-a', { limit: 2, cursor })).rejects.toThrow(ValidationError);
+    });
+
+    it('rejects another tenant’s cursor', async () => {
+      const { nextCursor } = await store.listDeployments('tenant-a', { limit: 1 });
+      await expect(store.listDeployments('tenant-b', { limit: 1, cursor: nextCursor! })).rejects.toThrow(
+        ValidationError,
+      );
+    });
+  });
+
+  describe('Method: updateDeployment', () => {
+    beforeEach(async () => {
+      await createDeployment(deployment('d-1', { error: 'first cause' }));
+    });
+
+    it('updates only from one of the given statuses', async () => {
+      expect(await store.updateDeployment('d-1', { status: 'RUNNING' }, { ifStatus: ['PENDING'] })).toBe(true);
+      expect(await store.updateDeployment('d-1', { status: 'CANCELLED' }, { ifStatus: ['PENDING', 'CANCELLING'] })).toBe(
+        false,
+      );
+      expect((await store.getDeployment('d-1'))?.status).toBe('RUNNING');
+    });
+
+    it('sets a field once with ifAbsent', async () => {
+      expect(await store.updateDeployment('d-1', { graceStartedAt: 't1' }, { ifAbsent: 'graceStartedAt' })).toBe(true);
+      expect(await store.updateDeployment('d-1', { graceStartedAt: 't2' }, { ifAbsent: 'graceStartedAt' })).toBe(false);
+      expect((await store.getDeployment('d-1'))?.graceStartedAt).toBe('t1');
+    });
+
+    it('skips undefined values instead of removing the field', async () => {
+      expect(await store.updateDeployment('d-1', { status: 'FAILED', error: undefined })).toBe(true);
+      expect(await store.getDeployment('d-1')).toMatchObject({ status: 'FAILED', error: 'first cause' });
+    });
+
+    it('returns false and creates nothing for an unknown deployment', async () => {
+      expect(await store.updateDeployment('d-none', { status: 'RUNNING' })).toBe(false);
+      expect(await store.getDeployment('d-none')).toBeUndefined();
+    });
+
+    it('evaluates the conditions of a patch that sets nothing', async () => {
+      expect(await store.updateDeployment('d-1', {}, { ifStatus: ['PENDING'] })).toBe(true);
+      expect(await store.updateDeployment('d-1', {}, { ifStatus: ['RUNNING'] })).toBe(false);
+      expect(await store.updateDeployment('d-none', {})).toBe(false);
+    });
+
+    it('removes cleared fields', async () => {
+      await store.updateDeployment('d-1', { graceToken: 'token', executionArn: 'arn' });
+      await store.clearDeploymentFields('d-1', ['graceToken', 'error']);
+      const d = await store.getDeployment('d-1');
+      expect(d).not.toHaveProperty('graceToken');
+      expect(d).not.toHaveProperty('error');
+      expect(d?.executionArn).toBe('arn');
+      await store.clearDeploymentFields('d-none', ['graceToken']);
+      expect(await store.getDeployment('d-none')).toBeUndefined();
+    });
+  });
+
+  describe('Method: updateStep', () => {
+    beforeEach(async () => {
+      await createDeployment(deployment('d-1'), [step('d-1', 'build'), step('d-1', 'deploy')]);
+    });
+
+    it('updates only from one of the given statuses and leaves other steps alone', async () => {
+      const patch = { status: 'running', startedAt: 't1', taskToken: 'tok' } as const;
+      expect(await store.updateStep('d-1', 'build', patch, { ifStatus: ['waiting'] })).toBe(true);
+      expect(await store.updateStep('d-1', 'build', { status: 'skipped' }, { ifStatus: ['waiting'] })).toBe(false);
+      expect(await store.getStep('d-1', 'build')).toMatchObject(patch);
+      expect((await store.getStep('d-1', 'deploy'))?.status).toBe('waiting');
+    });
+
+    it('stores nested output', async () => {
+      const output = { vms: [{ name: 'vm1', address: '10.0.0.5' }], ok: true };
+      expect(await store.updateStep('d-1', 'build', { status: 'succeeded', output })).toBe(true);
+      expect((await store.getStep('d-1', 'build'))?.output).toEqual(output);
+    });
+
+    it('returns false and creates nothing for an unknown step', async () => {
+      expect(await store.updateStep('d-1', 'nope', { status: 'running' })).toBe(false);
+      expect(await store.getStep('d-1', 'nope')).toBeUndefined();
+    });
+
+    it('removes cleared fields', async () => {
+      await store.updateStep('d-1', 'build', { taskToken: 'tok', taskArn: 'arn', awaitToken: 'await' });
+      await store.clearStepFields('d-1', 'build', ['taskToken', 'awaitToken']);
+      const s = await store.getStep('d-1', 'build');
+      expect(s).not.toHaveProperty('taskToken');
+      expect(s).not.toHaveProperty('awaitToken');
+      expect(s?.taskArn).toBe('arn');
+    });
+
+    it('refuses to clear a required field', async () => {
+      await expect(store.clearStepFields('d-1', 'build', ['status'])).rejects.toThrow(/required/);
+      expect((await store.getStep('d-1', 'build'))?.status).toBe('waiting');
+    });
+  });
+
+  describe('Method: deleteSecrets', () => {
+    it('removes the token and the SSH key, nothing else', async () => {
+      await createDeployment(deployment('d-1'));
+      await store.deleteSecrets('d-1');
+      expect(await store.getSecrets('d-1')).toBeUndefined();
+      expect(await store.getDeployment('d-1')).toBeDefined();
+      expect(await store.getSteps('d-1')).toHaveLength(1);
+      await store.deleteSecrets('d-1');
+    });
+  });
+
+  describe('Method: getLogs', () => {
+    it('returns lines ordered by step, attempt and sequence, filtered by step', async () => {
+      await createDeployment(deployment('d-1'));
+      const lines = [
+        ...Array.from({ length: 30 }, (_, i) => logLine('a-b', 1, 29 - i)),
+        logLine('a', 2, 1),
+        logLine('a', 10, 0),
+        logLine('a', 1, 100),
+        logLine('a', 1, 9),
+      ];
+      await store.appendLogs('d-1', lines);
+      await store.appendLogs('d-1', [{ ...logLine('a', 1, 10), stream: 'stderr', host: 'vm1' }]);
+
+      const all = await store.getLogs('d-1');
+      expect(all.map((l) => l.text)).toEqual([
+        'a/1/9',
+        'a/1/10',
+        'a/1/100',
+        'a/2/1',
+        'a/10/0',
+        ...Array.from({ length: 30 }, (_, i) => `a-b/1/${i}`),
+      ]);
+      expect(all[1]).toEqual({ ...logLine('a', 1, 10), stream: 'stderr', host: 'vm1' });
+
+      const onlyA = await store.getLogs('d-1', { stepId: 'a' });
+      expect(onlyA.map((l) => l.text)).toEqual(['a/1/9', 'a/1/10', 'a/1/100', 'a/2/1', 'a/10/0']);
+      expect(await store.getLogs('d-1', { stepId: 'a-b' })).toHaveLength(30);
+      expect(await store.getLogs('d-other')).toEqual([]);
+    });
+  });
+
+  describe('Method: claimIdempotencyKey', () => {
+    it('hands the key to the first claimant and names it to the next', async () => {
+      expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-1', 'hash-1')).toEqual({ claimed: true });
+      expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-2', 'hash-2')).toEqual({
+        claimed: false,
+        deploymentId: 'd-1',
+        requestHash: 'hash-1',
+      });
+    });
+
+    it('keeps keys apart per tenant', async () => {
+      expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-1', 'h')).toEqual({ claimed: true });
+      expect(await store.claimIdempotencyKey('tenant-b', 'key-1', 'd-2', 'h')).toEqual({ claimed: true });
+      expect(await store.claimIdempotencyKey('tenant-a#key', '1', 'd-3', 'h')).toEqual({ claimed: true });
+    });
+
+    it('frees the key on release and after 24 hours', async () => {
+      await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-1', 'h');
+      await store.releaseIdempotencyKey('tenant-a', 'key-1');
+      expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-2', 'h')).toEqual({ claimed: true });
+
+      nowMs += 23 * 3600_000;
+      expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-3', 'h')).toMatchObject({ claimed: false });
+      nowMs += 2 * 3600_000;
+      expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-3', 'h')).toEqual({ claimed: true });
+    });
+  });
+});

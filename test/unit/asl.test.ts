@@ -1,0 +1,96 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { ERROR_TABLE, ErrorName, GRACE_PERIOD_SECONDS, HEARTBEAT_TIMEOUT_SECONDS } from '../../core/errors.ts';
+
+/** Reads statemachine/deployment.asl.json as a file and proves it mirrors the error table. */
+
+interface State {
+  Type: string;
+  Resource?: string;
+  Next?: string;
+  End?: boolean;
+  TimeoutSeconds?: number;
+  TimeoutSecondsPath?: string;
+  HeartbeatSeconds?: number;
+  Retry?: { ErrorEquals: string[]; MaxAttempts?: number; IntervalSeconds?: number; BackoffRate?: number }[];
+  Catch?: { ErrorEquals: string[]; Next: string }[];
+  ItemProcessor?: { States: Record<string, State> };
+}
+
+const text = readFileSync(new URL('../../statemachine/deployment.asl.json', import.meta.url), 'utf8');
+const asl = JSON.parse(text) as { StartAt: string; States: Record<string, State> };
+const inner = asl.States.RunWorkflow?.ItemProcessor?.States ?? {};
+const allStates = (): [string, State][] => [...Object.entries(asl.States), ...Object.entries(inner)];
+
+describe('State machine: deployment.asl.json', () => {
+  it('is valid according to asl-validator', () => {
+    const require = createRequire(import.meta.url);
+    // asl-validator ships no types; its default export is (definition) => { isValid, errors }.
+    const validate = require('asl-validator') as (d: unknown) => { isValid: boolean; errors: unknown[] };
+    const result = validate(structuredClone(asl));
+    expect(result.errors).toEqual([]);
+    expect(result.isValid).toBe(true);
+  });
+
+  it('has the shape of DESIGN.md: Prepare → OpenBastionAccess → RunWorkflow → Summarize → Cleanup', () => {
+    expect(asl.StartAt).toBe('Prepare');
+    expect(asl.States.Prepare?.Next).toBe('OpenBastionAccess');
+    expect(asl.States.OpenBastionAccess?.Next).toBe('RunWorkflow');
+    expect(asl.States.RunWorkflow?.Next).toBe('Summarize');
+    expect(asl.States.Summarize?.Next).toBe('CloseBastionAccess');
+    expect(asl.States.CloseBastionAccess?.Next).toBe('DeleteSecrets');
+    expect(asl.States.CloseBastionAccess?.Catch?.[0]?.Next).toBe('DeleteSecrets');
+    expect(Object.keys(inner)).toEqual(expect.arrayContaining(['AwaitDependencies', 'RunStepInSandbox', 'RecordStepResult', 'RecordStepFailure', 'GracePeriod', 'AbortStragglers']));
+  });
+
+  it.each(['RunStepInSandbox'])('%s retries exactly as the error table says', (name) => {
+    const retry = inner[name]?.Retry ?? [];
+    for (const policy of ERROR_TABLE) {
+      const entry = retry.find((r) => r.ErrorEquals.includes(policy.name));
+      if (!policy.retry) {
+        expect(entry, `${policy.name} must not be retried`).toBeUndefined();
+        continue;
+      }
+      expect(entry, `${policy.name} needs a Retry`).toBeDefined();
+      expect({ MaxAttempts: entry?.MaxAttempts, IntervalSeconds: entry?.IntervalSeconds, BackoffRate: entry?.BackoffRate }).toEqual({
+        MaxAttempts: policy.retry.maxAttempts,
+        IntervalSeconds: policy.retry.intervalSeconds,
+        BackoffRate: policy.retry.backoffRate,
+      });
+    }
+    expect(retry.some((r) => r.ErrorEquals.includes('States.ALL'))).toBe(false);
+  });
+
+  it('runs every sandbox with a heartbeat and every Task with an explicit time limit', () => {
+    for (const [name, state] of allStates()) {
+      if (state.Type !== 'Task') continue;
+      expect(state.TimeoutSeconds ?? state.TimeoutSecondsPath, `${name} lacks TimeoutSeconds`).toBeDefined();
+      if (state.Resource?.includes('ecs:runTask')) expect(state.HeartbeatSeconds, name).toBe(HEARTBEAT_TIMEOUT_SECONDS);
+    }
+    expect(inner.GracePeriod?.TimeoutSeconds).toBe(GRACE_PERIOD_SECONDS);
+  });
+
+  it('catches every failure: top-level states lead to Cleanup, iterations catch their own errors', () => {
+    const cleanup = new Set(['CloseBastionAccess', 'DeleteSecrets', 'CleanupFailed']);
+    for (const [name, state] of Object.entries(asl.States)) {
+      if (state.Type !== 'Task' && state.Type !== 'Map') continue;
+      const all = state.Catch?.find((c) => c.ErrorEquals.includes('States.ALL'));
+      expect(all, `${name} has no States.ALL Catch`).toBeDefined();
+      expect(cleanup.has(all!.Next), `${name} catches to ${all!.Next}`).toBe(true);
+    }
+    for (const [name, state] of Object.entries(inner)) {
+      if (state.Type === 'Task') expect(state.Catch?.some((c) => c.ErrorEquals.includes('States.ALL')), name).toBe(true);
+    }
+  });
+
+  it('names only errors of the error table (or AWS\'s own) in its Retry and Catch blocks', () => {
+    const ours = new Set<string>(Object.values(ErrorName));
+    for (const [name, state] of allStates()) {
+      for (const e of [...(state.Retry ?? []), ...(state.Catch ?? [])].flatMap((r) => r.ErrorEquals)) {
+        if (e.startsWith('Ctd.')) expect(ours.has(e), `${name}: unknown error ${e}`).toBe(true);
+        else expect(e, name).toMatch(/^(States|Lambda|ECS)\./);
+      }
+    }
+  });
+});
