@@ -1,0 +1,283 @@
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildEngineDeps, type EngineConfig } from '../adapters/aws/engineDeps.ts';
+import { executionEndedOutsideCleanup } from '../core/usecases/finalize.ts';
+import { fail } from '../core/usecases/release.ts';
+import { ErrorName } from '../core/errors.ts';
+import type { CloudBackend } from './cloud-backend.ts';
+import { startLocalCloud } from './cloud/server.ts';
+import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, REGION } from './functions.ts';
+import { startLocalApiGateway } from './services/apiGateway.ts';
+import { startLocalDynamoDb } from './services/dynamodb.ts';
+import { startLocalKms } from './services/kms.ts';
+import { LocalSandboxes } from './sandbox/launcher.ts';
+import { bundleRunner } from './sandbox/runnerBundle.ts';
+import { LocalStepFunctions, type TaskInvocation } from './sfn/index.ts';
+
+/**
+ * The embedded engine: the production state machine, handlers and step runner on one machine.
+ * AWS services are replaced by local ones speaking the AWS protocols on loopback; the code
+ * paths (AWS SDK v3 clients) are the production ones with only their endpoints changed.
+ */
+
+export interface LocalEngineOptions {
+  /** Default: $CTD_HOME or ./.ctd */
+  stateDir?: string;
+  /** API port; 0 picks a free one. Default 4580. */
+  apiPort?: number;
+  cloud?: 'local' | 'netns';
+  /** Multiplies every state machine and runner time limit (tests shrink the 180 s / 120 s bounds). */
+  timeScale?: number;
+  log?: (line: string) => void;
+  /** Local cloud options (bastion address, VM address block) — tests pick their own to run side by side. */
+  localCloud?: { bastionAddress?: string; bastionPort?: number; vmAddressBase?: string };
+}
+
+export interface LocalEngine {
+  apiUrl: string;
+  cloudUrl: string;
+  stateDir: string;
+  endpoints: { dynamodb: string; kms: string; sfn: string };
+  stateMachineArn: string;
+  mintToken(tenantId: string): Promise<string>;
+  /** The local cloud's machinery, for tests that inspect or break it (e.g. switch forwarding off). */
+  backend: CloudBackend;
+  sandboxes: LocalSandboxes;
+  stop(): Promise<void>;
+}
+
+export const TABLE_NAME = 'ctd-deployments';
+const STATE_MACHINE_NAME = 'ctd-deployment';
+const ASL = fileURLToPath(new URL('../statemachine/deployment.asl.json', import.meta.url));
+
+export function defaultStateDir(): string {
+  return resolve(process.env.CTD_HOME ?? '.ctd');
+}
+
+export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<LocalEngine> {
+  const stateDir = resolve(opts.stateDir ?? defaultStateDir());
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const timeScale = opts.timeScale ?? 1;
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await claimStateDir(stateDir);
+
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch((e: unknown) => log(`stop failed: ${String(e)}`));
+  };
+  try {
+    const dynamo = await startLocalDynamoDb({ stateDir, tableName: TABLE_NAME });
+    stops.push(() => dynamo.close());
+    const kms = await startLocalKms({ stateDir });
+    stops.push(() => kms.close());
+
+    const backend = await createBackend(opts, stateDir);
+    const cloud = await startLocalCloud({ stateDir, backend });
+    stops.push(() => cloud.close());
+
+    const sfnPort = await freePort();
+    const sfnUrl = `http://127.0.0.1:${sfnPort}`;
+    const stateMachineArn = `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:${STATE_MACHINE_NAME}`;
+    // The engine's own AWS SDK clients: the production adapters, pointed at the local services.
+    Object.assign(process.env, {
+      AWS_REGION: REGION,
+      AWS_ACCESS_KEY_ID: 'local',
+      AWS_SECRET_ACCESS_KEY: 'local',
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.url,
+      AWS_ENDPOINT_URL_KMS: kms.url,
+      AWS_ENDPOINT_URL_SFN: sfnUrl,
+    });
+    const config: EngineConfig = {
+      region: REGION,
+      tableName: TABLE_NAME,
+      kmsKeyId: kms.keyId,
+      stateMachineArn,
+      clusterArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/ctd-local`,
+      cloud: { kind: backend.kind, endpoint: cloud.url },
+    };
+    const baseEnv: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      AWS_REGION: REGION,
+      AWS_ACCESS_KEY_ID: 'local',
+      AWS_SECRET_ACCESS_KEY: 'local',
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.url,
+      AWS_ENDPOINT_URL_KMS: kms.url,
+      AWS_ENDPOINT_URL_SFN: sfnUrl,
+      CTD_TABLE_NAME: TABLE_NAME,
+      CTD_KMS_KEY_ID: kms.keyId,
+      CTD_CLOUD: backend.kind,
+      CTD_CLOUD_ENDPOINT: cloud.url,
+      CTD_TIME_SCALE: String(timeScale),
+    };
+
+    let deps: ReturnType<typeof buildEngineDeps> | undefined;
+    const sandboxes = new LocalSandboxes({
+      stateDir,
+      baseEnv,
+      // The SDK's Node 20 deprecation notice would land in every step's output.
+      runnerCommand: [process.execPath, '--disable-warning=NodeVersionSupportWarning', await bundleRunner()],
+      ...(hasPrefix(backend) ? { commandPrefix: () => backend.sandboxCommandPrefix() } : {}),
+      log,
+      onLost: async (taskToken, cause) => {
+        if (deps) await fail(deps, taskToken, ErrorName.StepFailed, cause);
+      },
+    });
+    stops.push(() => sandboxes.stopAll());
+    deps = buildEngineDeps(config, { sandboxes, log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d)}` : ''}`) });
+    const engineDeps = deps;
+    const functions = engineFunctions(() => engineDeps);
+
+    const sfn = new LocalStepFunctions({
+      stateDir,
+      timeScale,
+      region: REGION,
+      accountId: ACCOUNT,
+      router: async (inv: TaskInvocation) => route(inv),
+      onExecutionOrphaned: async (exec) => {
+        await executionEndedOutsideCleanup(engineDeps, {
+          deploymentId: exec.name,
+          executionStatus: 'FAILED',
+          reason: 'the engine stopped while the deployment was running',
+        });
+      },
+    });
+    const route = async (inv: TaskInvocation): Promise<unknown> => {
+      if (inv.resource.startsWith('arn:aws:states:::lambda:invoke')) {
+        const { FunctionName, Payload } = inv.parameters as { FunctionName: string; Payload: unknown };
+        const handler = functions.get(FunctionName);
+        if (!handler) throw Object.assign(new Error(`Function not found: ${FunctionName}`), { name: 'Lambda.ResourceNotFoundException' });
+        return handler(Payload, lambdaContext(FunctionName));
+      }
+      if (inv.resource.startsWith('arn:aws:states:::ecs:runTask')) return sandboxes.runTask(inv.parameters, inv.signal);
+      throw Object.assign(new Error(`resource ${inv.resource} is not available in local mode`), { name: 'States.Runtime' });
+    };
+    await sfn.start();
+    stops.push(() => sfn.stop());
+    sfn.createStateMachine(STATE_MACHINE_NAME, substitute(await readFile(ASL, 'utf8'), substitutions()));
+    await sfn.listen(sfnPort);
+
+    const api = await startLocalApiGateway({
+      port: opts.apiPort ?? 4580,
+      routes: apiRoutes(() => engineDeps),
+      authorizer: (event) => apiAuthorizer(() => engineDeps)(event, lambdaContext('authorizer')),
+    });
+    stops.push(() => api.close());
+
+    const engineFile = join(stateDir, 'engine.json');
+    await writeFile(engineFile, JSON.stringify({ apiUrl: api.url, cloudUrl: cloud.url, pid: process.pid }, null, 2), { mode: 0o600 });
+    stops.push(() => rm(engineFile, { force: true }));
+    log(`engine up: API ${api.url} · state ${stateDir} · cloud ${backend.kind}`);
+
+    let stopped: Promise<void> | undefined;
+    return {
+      apiUrl: api.url,
+      cloudUrl: cloud.url,
+      stateDir,
+      endpoints: { dynamodb: dynamo.url, kms: kms.url, sfn: sfnUrl },
+      stateMachineArn,
+      mintToken: (tenantId) => cloud.mintToken(tenantId),
+      backend,
+      sandboxes,
+      stop: () => (stopped ??= stopAll().then(() => releaseStateDir(stateDir))),
+    };
+  } catch (e) {
+    await stopAll();
+    await releaseStateDir(stateDir);
+    throw e;
+  }
+}
+
+async function createBackend(opts: LocalEngineOptions, stateDir: string): Promise<CloudBackend> {
+  if (opts.cloud === 'netns') {
+    const { NetnsBackend } = await import('./cloud/backends/netns/index.ts');
+    return new NetnsBackend({ stateDir, prefix: `ctd${process.pid.toString(16).slice(-4)}` });
+  }
+  const { Ssh2Backend } = await import('./cloud/backends/ssh2/index.ts');
+  return new Ssh2Backend({
+    stateDir,
+    ...(opts.localCloud?.bastionAddress ? { bastion: { address: opts.localCloud.bastionAddress, port: opts.localCloud.bastionPort ?? 2222 } } : {}),
+    ...(opts.localCloud?.vmAddressBase ? { vmAddressBase: opts.localCloud.vmAddressBase } : {}),
+  });
+}
+
+function hasPrefix(backend: CloudBackend): backend is CloudBackend & { sandboxCommandPrefix(): string[] } {
+  return typeof (backend as { sandboxCommandPrefix?: unknown }).sandboxCommandPrefix === 'function';
+}
+
+/** Every `${...}` of the ASL; CDK fills the same names with real ARNs. */
+function substitutions(): Record<string, string> {
+  const fns = Object.fromEntries(Object.entries(ENGINE_FUNCTIONS).map(([key, name]) => [key, `arn:aws:lambda:${REGION}:${ACCOUNT}:function:ctd-${name}`]));
+  return {
+    ...fns,
+    ClusterArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/ctd-local`,
+    TaskDefinitionArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/ctd-sandbox:1`,
+    SandboxSubnetIds: 'subnet-local',
+    SandboxSecurityGroupIds: 'sg-local',
+  };
+}
+
+export function substitute(definition: string, values: Record<string, string>): string {
+  return definition.replace(/\$\{(\w+)\}/g, (_, key: string) => {
+    const value = values[key];
+    if (value === undefined) throw new Error(`the state machine needs a value for \${${key}}`);
+    return value;
+  });
+}
+
+function lambdaContext(functionName: string) {
+  const deadline = Date.now() + 60_000;
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: functionName.split(':').pop() ?? functionName,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: functionName,
+    memoryLimitInMB: '256',
+    awsRequestId: crypto.randomUUID(),
+    logGroupName: `/aws/lambda/${functionName}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolvePort(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/** One engine per state dir: a second one would corrupt LevelDB and double-run executions. */
+async function claimStateDir(stateDir: string): Promise<void> {
+  const lock = join(stateDir, 'engine.lock');
+  try {
+    const pid = Number(await readFile(lock, 'utf8'));
+    if (pid && pid !== process.pid && alive(pid)) {
+      throw new Error(`another engine (pid ${pid}) is using ${stateDir}; stop it first or set CTD_HOME`);
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  await writeFile(lock, String(process.pid), { mode: 0o600 });
+}
+
+async function releaseStateDir(stateDir: string): Promise<void> {
+  await rm(join(stateDir, 'engine.lock'), { force: true });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
