@@ -28,6 +28,7 @@ export interface LocalSandboxOptions {
 }
 
 interface RunningTask {
+  stepId: string;
   child: ChildProcess;
   workDir: string;
   exited: Promise<void>;
@@ -78,7 +79,7 @@ export class LocalSandboxes implements SandboxLauncher {
         }
       });
     });
-    this.tasks.set(taskArn, { child, workDir, exited });
+    this.tasks.set(taskArn, { stepId: env.CTD_STEP_ID ?? '?', child, workDir, exited });
     signal.addEventListener('abort', () => void this.stopTask(taskArn, 'execution stopped'), { once: true });
     return { tasks: [{ taskArn, lastStatus: 'PROVISIONING' }], failures: [] };
   }
@@ -101,8 +102,11 @@ export class LocalSandboxes implements SandboxLauncher {
     await Promise.all([...this.tasks.keys()].map((arn) => this.stopTask(arn, 'engine stopping')));
   }
 
-  get running(): number {
-    return this.tasks.size;
+  /** Process group ids of the running sandboxes, by step id — for tests and `ctd local up` diagnostics. */
+  processGroups(): Map<string, number> {
+    const groups = new Map<string, number>();
+    for (const task of this.tasks.values()) if (task.child.pid) groups.set(task.stepId, task.child.pid);
+    return groups;
   }
 
   /** bwrap arguments: a new view of the machine in which the engine's own state is invisible. */

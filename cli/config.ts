@@ -1,0 +1,157 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ApiError, EndpointUnreachableError, type TokenSource } from './client.ts';
+import { CliError, EXIT } from './errors.ts';
+
+/**
+ * Where the CLI finds its engine and its token. A running local engine advertises itself in
+ * `<CTD_HOME>/engine.json`; `--endpoint`/`--token` (or `CTD_TOKEN`) point anywhere else, e.g.
+ * a deployed API Gateway, with the same commands.
+ */
+
+/** What a running local engine writes to `<CTD_HOME>/engine.json`. */
+export interface EngineInfo {
+  apiUrl: string;
+  cloudUrl: string;
+  pid: number;
+}
+
+export const ENGINE_FILE = 'engine.json';
+export const TOKEN_FILE = 'cli-token';
+/** The tenant the CLI acts as against the local engine when the user gives no token. */
+export const DEFAULT_TENANT = 'default';
+
+export const NO_ENGINE_MESSAGE = 'no local engine is running (start one with `ctd local up`) — or pass --endpoint';
+
+export interface Environment {
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  fetch?: typeof fetch;
+}
+
+/** `CTD_HOME`, else `./.ctd`: state stays beside the project unless the user says otherwise. */
+export function ctdHome({ env, cwd }: Environment): string {
+  return path.resolve(cwd, env.CTD_HOME || '.ctd');
+}
+
+/** `kill(pid, 0)` probes without signalling; EPERM means alive but someone else's. */
+export function isProcessAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The running local engine, or undefined when the file is absent, unreadable or its pid is dead (stale). */
+export async function readEngineInfo(home: string): Promise<EngineInfo | undefined> {
+  let raw: string;
+  try {
+    raw = await readFile(path.join(home, ENGINE_FILE), 'utf8');
+  } catch {
+    return undefined;
+  }
+  let info: Partial<EngineInfo>;
+  try {
+    info = JSON.parse(raw) as Partial<EngineInfo>;
+  } catch {
+    return undefined;
+  }
+  if (typeof info.apiUrl !== 'string' || typeof info.cloudUrl !== 'string' || typeof info.pid !== 'number') {
+    return undefined;
+  }
+  if (!isProcessAlive(info.pid)) return undefined;
+  return { apiUrl: info.apiUrl, cloudUrl: info.cloudUrl, pid: info.pid };
+}
+
+/** Asks the local cloud's identity service for a token of `tenantId` (`POST /identity/tokens`). */
+export async function mintToken(cloudUrl: string, tenantId: string, fetchImpl: typeof fetch = fetch): Promise<string> {
+  const base = cloudUrl.replace(/\/+$/, '');
+  let response: Response;
+  try {
+    response = await fetchImpl(`${base}/identity/tokens`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ tenantId }),
+      signal: AbortSignal.timeout(15_000),
+    });
+  } catch (err) {
+    const cause = (err as Error & { cause?: Error }).cause;
+    throw new EndpointUnreachableError(base, cause?.message ?? (err as Error).message);
+  }
+  const body = (await response.json().catch(() => undefined)) as { token?: unknown; message?: unknown } | undefined;
+  if (!response.ok) {
+    const message = typeof body?.message === 'string' ? body.message : `HTTP ${response.status}`;
+    throw new ApiError(response.status, `could not get a token from the local cloud: ${message}`);
+  }
+  if (typeof body?.token !== 'string' || !body.token) {
+    throw new ApiError(response.status, 'the local cloud answered without a token');
+  }
+  return body.token;
+}
+
+/**
+ * The token for the local engine when the user gave none: minted once for tenant `default`
+ * and cached 0600 in `<home>/cli-token`, so every command acts as the same tenant and sees
+ * the deployments the previous command made.
+ */
+export function cachedLocalToken(home: string, engine: EngineInfo, fetchImpl?: typeof fetch): TokenSource {
+  const file = path.join(home, TOKEN_FILE);
+  const mint = async (): Promise<string> => {
+    const token = await mintToken(engine.cloudUrl, DEFAULT_TENANT, fetchImpl);
+    await mkdir(home, { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    await writeFile(tmp, token, { mode: 0o600 });
+    await rename(tmp, file);
+    return token;
+  };
+  return {
+    async get() {
+      const cached = await readFile(file, 'utf8').catch(() => '');
+      return cached.trim() || mint();
+    },
+    refresh: mint,
+  };
+}
+
+export interface Connection {
+  endpoint: string;
+  token: TokenSource;
+  /** The local engine when the endpoint is it (for console links, token minting). */
+  engine?: EngineInfo;
+}
+
+/**
+ * Resolves `--endpoint` / `--token` / `CTD_TOKEN` / engine.json into where to send requests
+ * and with which token. An explicit token always wins; the minted fallback applies only to
+ * the local engine, never to a remote endpoint (it would send a local token elsewhere).
+ */
+export async function resolveConnection(
+  opts: { endpoint?: string; token?: string },
+  environment: Environment,
+): Promise<Connection> {
+  const home = ctdHome(environment);
+  const engine = await readEngineInfo(home);
+  const endpoint = opts.endpoint ?? engine?.apiUrl;
+  if (!endpoint) throw new CliError(NO_ENGINE_MESSAGE, EXIT.unreachable);
+  const local = engine !== undefined && sameUrl(endpoint, engine.apiUrl) ? engine : undefined;
+  const explicit = opts.token ?? environment.env.CTD_TOKEN;
+  if (explicit) return { endpoint, token: { get: async () => explicit }, engine: local };
+  if (!local) {
+    throw new CliError(`no token for ${endpoint}: pass --token or set CTD_TOKEN`, EXIT.rejected);
+  }
+  return { endpoint, token: cachedLocalToken(home, local, environment.fetch), engine: local };
+}
+
+function sameUrl(a: string, b: string): boolean {
+  return a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
+}
+
+/** The local engine or the standard "none running" error; for `ctd local token`. */
+export async function requireEngine(environment: Environment): Promise<EngineInfo> {
+  const engine = await readEngineInfo(ctdHome(environment));
+  if (!engine) throw new CliError(NO_ENGINE_MESSAGE, EXIT.unreachable);
+  return engine;
+}

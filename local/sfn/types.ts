@@ -1,0 +1,71 @@
+/** Public types of the local Step Functions runtime. */
+import type { ExecutionStatus } from '@aws-sdk/client-sfn';
+
+/** One Task attempt handed to the router. */
+export interface TaskInvocation {
+  /** The Task's Resource ARN, e.g. `arn:aws:states:::ecs:runTask.waitForTaskToken`. */
+  resource: string;
+  /** Resolved Parameters, with `$$.Task.Token` replaced by this attempt's token. */
+  parameters: unknown;
+  /** Set for `.waitForTaskToken` resources: complete the task with SendTaskSuccess/Failure. */
+  taskToken?: string;
+  executionArn: string;
+  stateName: string;
+  /** Aborted when the execution is stopped, the task times out, or the engine stops. */
+  signal: AbortSignal;
+}
+
+/**
+ * Runs a Task attempt. For request-response resources the result is the service's response (for
+ * `lambda:invoke`, the function's return value: the runtime wraps it in Lambda's envelope). For
+ * `.waitForTaskToken` resources it returns once the work is submitted. Throw an Error whose `name`
+ * is the ASL error name to fail the task.
+ */
+export type TaskRouter = (invocation: TaskInvocation) => Promise<unknown>;
+
+export interface OrphanedExecution {
+  executionArn: string;
+  name: string;
+  input: unknown;
+}
+
+export interface LocalStepFunctionsOptions {
+  /** Executions and their history are persisted here as JSON and survive restarts. */
+  stateDir: string;
+  router: TaskRouter;
+  /** Multiplies TimeoutSeconds, HeartbeatSeconds, Wait Seconds and Retry intervals (tests: 0.01). */
+  timeScale?: number;
+  region?: string;
+  accountId?: string;
+  /** Called by `start()` for executions that were RUNNING when the previous engine stopped. */
+  onExecutionOrphaned?: (execution: OrphanedExecution) => Promise<void>;
+}
+
+export interface ExecutionDescription {
+  executionArn: string;
+  stateMachineArn: string;
+  name: string;
+  status: ExecutionStatus;
+  startDate: Date;
+  stopDate?: Date;
+  input: string;
+  output?: string;
+  error?: string;
+  cause?: string;
+}
+
+export interface ExecutionListItem {
+  executionArn: string;
+  stateMachineArn: string;
+  name: string;
+  status: ExecutionStatus;
+  startDate: Date;
+  stopDate?: Date;
+}
+
+export interface StateMachineDescription {
+  stateMachineArn: string;
+  name: string;
+  definition: string;
+  creationDate: Date;
+}

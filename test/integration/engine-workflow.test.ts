@@ -1,0 +1,145 @@
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { DecryptCommand, KMSClient } from '@aws-sdk/client-kms';
+import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StepView } from '../../core/api.ts';
+import { ErrorName } from '../../core/errors.ts';
+import { TABLE_NAME } from '../../local/engine.ts';
+import { runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
+
+/** The whole embedded engine — real local services, real sandboxes — running `run` workflows. */
+
+let t: TestEngine;
+beforeAll(async () => {
+  process.env.CTD_ENGINE_CANARY = 'engine-only-value';
+  t = await startTestEngine();
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+const at = (s: StepView | undefined, k: 'startedAt' | 'endedAt') => Date.parse(s?.[k] ?? 'x');
+
+describe('Local engine: a DAG of run steps', () => {
+  let id: string;
+  let steps: Map<string, StepView>;
+
+  beforeAll(async () => {
+    const body = runDeployment(t.bastionAddress, [
+      { id: 'fetch', command: 'sleep 0.5; echo fetched' },
+      { id: 'lint', command: 'sleep 0.5; echo linted' },
+      { id: 'build-api', command: 'echo api', dependsOn: ['fetch'] },
+      { id: 'build-web', command: 'echo web', dependsOn: ['fetch'] },
+      { id: 'test', command: 'echo tested', dependsOn: ['build-api', 'build-web'] },
+      { id: 'env', command: 'env | sort', dependsOn: ['lint'] },
+    ]);
+    id = (await t.client.submit(body)).deploymentId;
+    const done = await t.waitForEnd(id);
+    expect(done.status).toBe('SUCCEEDED');
+    steps = new Map(done.steps.map((s) => [s.stepId, s]));
+  });
+
+  it('runs every step after all its dependencies ended, with bastion access opened first and closed last', () => {
+    for (const s of steps.values()) {
+      expect(s.status, s.stepId).toBe('succeeded');
+      for (const dep of s.dependsOn) expect(at(s, 'startedAt'), `${s.stepId} after ${dep}`).toBeGreaterThanOrEqual(at(steps.get(dep), 'endedAt'));
+    }
+    const open = steps.get('bastion-open');
+    const close = steps.get('bastion-close');
+    for (const s of [...steps.values()].filter((x) => !x.system)) {
+      expect(at(s, 'startedAt')).toBeGreaterThanOrEqual(at(open, 'endedAt'));
+      expect(at(close, 'startedAt')).toBeGreaterThanOrEqual(at(s, 'endedAt'));
+    }
+  });
+
+  it('runs independent steps in parallel', () => {
+    const fetch = steps.get('fetch');
+    const lint = steps.get('lint');
+    expect(at(lint, 'startedAt')).toBeLessThan(at(fetch, 'endedAt'));
+    expect(at(fetch, 'startedAt')).toBeLessThan(at(lint, 'endedAt'));
+  });
+
+  it('gives a run step the token but none of the engine\'s environment', async () => {
+    const { lines } = await t.client.logs(id, { step: 'env' });
+    const env = lines.filter((l) => l.stream === 'stdout').map((l) => l.text);
+    expect(env.some((l) => l.startsWith('CTD_TOKEN=***'))).toBe(true);
+    expect(env.join('\n')).not.toContain(t.token);
+    const names = env.map((l) => l.split('=')[0]);
+    for (const leaked of ['CTD_ENGINE_CANARY', 'AWS_SECRET_ACCESS_KEY', 'AWS_ENDPOINT_URL_KMS', 'CTD_TASK_TOKEN', 'CTD_KMS_KEY_ID']) {
+      expect(names).not.toContain(leaked);
+    }
+  });
+
+  it('gives the same answers through SFNClient and DynamoDBClient pointed at the local endpoints', async () => {
+    const view = await t.client.get(id);
+    const credentials = { accessKeyId: 'x', secretAccessKey: 'x' };
+    const sfn = new SFNClient({ endpoint: t.engine.endpoints.sfn, region: 'us-east-1', credentials });
+    const described = await sfn.send(new DescribeExecutionCommand({ executionArn: view.executionArn }));
+    expect(described).toMatchObject({ status: 'SUCCEEDED', name: id });
+    const history = await sfn.send(new GetExecutionHistoryCommand({ executionArn: view.executionArn, maxResults: 1000 }));
+    const api = await t.client.history(id);
+    expect(history.events?.map((e) => e.type)).toEqual(api.events.map((e) => e.type));
+    expect(api.events[0]?.type).toBe('ExecutionStarted');
+    expect(api.events.at(-1)?.type).toBe('ExecutionSucceeded');
+
+    const ddb = new DynamoDBClient({ endpoint: t.engine.endpoints.dynamodb, region: 'us-east-1', credentials });
+    const item = await ddb.send(new GetItemCommand({ TableName: TABLE_NAME, Key: { pk: { S: `DEP#${id}` }, sk: { S: 'META' } } }));
+    expect(item.Item?.status?.S).toBe('SUCCEEDED');
+    const secret = await ddb.send(new GetItemCommand({ TableName: TABLE_NAME, Key: { pk: { S: `DEP#${id}` }, sk: { S: 'SECRET#token' } } }));
+    expect(secret.Item).toBeUndefined();
+  });
+});
+
+describe('Local engine: a failing step', () => {
+  it('skips its dependents, lets its running sibling finish, and names it as the cause', async () => {
+    const body = runDeployment(t.bastionAddress, [
+      { id: 'a', command: 'true' },
+      { id: 'b', command: 'echo broken >&2; exit 3', dependsOn: ['a'] },
+      { id: 'c', command: 'sleep 1.5; echo sibling done', dependsOn: ['a'] },
+      { id: 'd', command: 'true', dependsOn: ['b'] },
+    ]);
+    const { deploymentId } = await t.client.submit(body);
+    const done = await t.waitForEnd(deploymentId);
+    const status = Object.fromEntries(done.steps.map((s) => [s.stepId, s.status]));
+    expect(status).toEqual({ 'bastion-open': 'succeeded', a: 'succeeded', b: 'failed', c: 'succeeded', d: 'skipped', 'bastion-close': 'succeeded' });
+    expect(done).toMatchObject({ status: 'FAILED', error: ErrorName.StepFailed });
+    expect(done.cause).toContain('step "b" failed: command exited 3');
+    const { lines } = await t.client.logs(deploymentId, { step: 'b' });
+    expect(lines.some((l) => l.stream === 'stderr' && l.text === 'broken')).toBe(true);
+  });
+});
+
+describe('Local engine: secrets', () => {
+  it('binds the token ciphertext to its deployment: the local KMS refuses another context', async () => {
+    const body = runDeployment(t.bastionAddress, [{ id: 'hold', command: 'sleep 2' }]);
+    const { deploymentId } = await t.client.submit(body);
+    const credentials = { accessKeyId: 'x', secretAccessKey: 'x' };
+    const ddb = new DynamoDBClient({ endpoint: t.engine.endpoints.dynamodb, region: 'us-east-1', credentials });
+    const item = await ddb.send(new GetItemCommand({ TableName: TABLE_NAME, Key: { pk: { S: `DEP#${deploymentId}` }, sk: { S: 'SECRET#token' } } }));
+    const blob = Buffer.from(item.Item?.tokenCiphertext?.S ?? '', 'base64');
+    const kms = new KMSClient({ endpoint: t.engine.endpoints.kms, region: 'us-east-1', credentials });
+    const right = await kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: { deploymentId, tenantId: t.tenantId } }));
+    expect(Buffer.from(right.Plaintext ?? []).toString()).toBe(t.token);
+    await expect(
+      kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: { deploymentId, tenantId: 'someone-else' } })),
+    ).rejects.toMatchObject({ name: 'InvalidCiphertextException' });
+    expect((await t.waitForEnd(deploymentId)).status).toBe('SUCCEEDED');
+    const gone = await ddb.send(new GetItemCommand({ TableName: TABLE_NAME, Key: { pk: { S: `DEP#${deploymentId}` }, sk: { S: 'SECRET#token' } } }));
+    expect(gone.Item).toBeUndefined();
+  });
+
+  it('shows a tenant only its own deployments', async () => {
+    const other = await t.clientFor('tenant-b');
+    const { items } = await t.client.list();
+    expect(items.length).toBeGreaterThan(0);
+    expect((await other.list()).items).toEqual([]);
+    await expect(other.get(items[0]!.deploymentId)).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('answers 400 naming the field, and stores nothing', async () => {
+    const before = (await t.client.list()).items.length;
+    const bad = runDeployment(t.bastionAddress, [{ id: 'a', command: 'true', dependsOn: ['a'] }]);
+    await expect(t.client.submit(bad)).rejects.toMatchObject({ status: 400, message: expect.stringContaining('workflow.steps') });
+    expect((await t.client.list()).items.length).toBe(before);
+  });
+});
