@@ -134,14 +134,22 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       region: REGION,
       accountId: ACCOUNT,
       router: async (inv: TaskInvocation) => route(inv),
-      onExecutionOrphaned: async (exec) => {
-        await executionEndedOutsideCleanup(engineDeps, {
-          deploymentId: exec.name,
-          executionStatus: 'FAILED',
-          reason: 'the engine stopped while the deployment was running',
-        });
-      },
+      onExecutionOrphaned: async (exec) => endOrphan(exec.name, 'FAILED', 'the engine stopped while the deployment was running'),
     });
+    /**
+     * An execution that ended outside Cleanup: the local cloud is ours, so its bastion rule can be
+     * closed without the (deleted) token; then the safety net deletes the secrets and records why.
+     */
+    const endOrphan = async (deploymentId: string, executionStatus: string, reason: string) => {
+      const deployment = await engineDeps.store.getDeployment(deploymentId);
+      if (deployment?.bastionRuleId) {
+        await backend
+          .deleteBastionRule({ tenantId: deployment.tenantId, deploymentId }, { securityGroup: deployment.topology.bastion.securityGroup, ruleId: deployment.bastionRuleId })
+          .then(() => engineDeps.store.clearDeploymentFields(deploymentId, ['bastionRuleId']))
+          .catch((e: unknown) => log(`could not close the bastion rule of ${deploymentId}: ${String(e)}`));
+      }
+      await executionEndedOutsideCleanup(engineDeps, { deploymentId, executionStatus, reason });
+    };
     const route = async (inv: TaskInvocation): Promise<unknown> => {
       if (inv.resource.startsWith('arn:aws:states:::lambda:invoke')) {
         const { FunctionName, Payload } = inv.parameters as { FunctionName: string; Payload: unknown };
@@ -154,6 +162,13 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     };
     await sfn.start();
     stops.push(() => sfn.stop());
+    // A clean stop ends running deployments now, as "stopped from the console" would: no secret waits for a restart.
+    stops.push(async () => {
+      for (const exec of sfn.listExecutions(stateMachineArn, 'RUNNING')) {
+        sfn.stopExecution(exec.executionArn, { error: 'Ctd.EngineStopped', cause: 'the local engine was stopped' });
+        await endOrphan(exec.name, 'ABORTED', 'the engine was stopped while the deployment was running');
+      }
+    });
     sfn.createStateMachine(STATE_MACHINE_NAME, substitute(await readFile(ASL, 'utf8'), substitutions()));
     await sfn.listen(sfnPort);
 
@@ -194,10 +209,14 @@ async function createBackend(opts: LocalEngineOptions, stateDir: string): Promis
     return new NetnsBackend({ stateDir, prefix: `ctd${process.pid.toString(16).slice(-4)}` });
   }
   const { Ssh2Backend } = await import('./cloud/backends/ssh2/index.ts');
+  // CTD_LOCAL_BASTION=addr[:port] and CTD_LOCAL_VM_ADDRESSES=a.b.c let two engines share a machine.
+  const [envAddress, envPort] = (process.env.CTD_LOCAL_BASTION ?? '').split(':');
+  const bastionAddress = opts.localCloud?.bastionAddress ?? (envAddress || undefined);
+  const vmAddressBase = opts.localCloud?.vmAddressBase ?? process.env.CTD_LOCAL_VM_ADDRESSES;
   return new Ssh2Backend({
     stateDir,
-    ...(opts.localCloud?.bastionAddress ? { bastion: { address: opts.localCloud.bastionAddress, port: opts.localCloud.bastionPort ?? 2222 } } : {}),
-    ...(opts.localCloud?.vmAddressBase ? { vmAddressBase: opts.localCloud.vmAddressBase } : {}),
+    ...(bastionAddress ? { bastion: { address: bastionAddress, port: opts.localCloud?.bastionPort ?? (Number(envPort) || 2222) } } : {}),
+    ...(vmAddressBase ? { vmAddressBase } : {}),
   });
 }
 

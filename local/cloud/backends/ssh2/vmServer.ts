@@ -1,0 +1,121 @@
+import type { ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import type { Connection, ServerChannel } from 'ssh2';
+import type { HostKey } from './hostKey.ts';
+import type { ProcessGroups } from './processes.ts';
+import { authenticateByKey } from './publicKeyAuth.ts';
+import { serveSftp } from './sftpServer.ts';
+import { SshListener } from './sshListener.ts';
+
+export interface VmServerOptions {
+  name: string;
+  address: string;
+  port: number;
+  /** The VM's working directory: the home of its only user, the root of its SFTP view. */
+  home: string;
+  /** Read at every login, as sshd does, so keys installed by cloud-init take effect at once. */
+  authorizedKeysPath: string;
+  hostKey: HostKey;
+  processes: ProcessGroups;
+}
+
+/** The environment of a VM command; nothing of the cloud process leaks in except PATH. */
+export function vmEnv(opts: { home: string; name: string; sshConnection?: string }): Record<string, string> {
+  const env: Record<string, string> = {
+    HOME: opts.home,
+    HOSTNAME: opts.name,
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    LANG: 'C.UTF-8',
+    SHELL: '/bin/sh',
+  };
+  if (opts.sshConnection) env.SSH_CONNECTION = opts.sshConnection;
+  return env;
+}
+
+async function readAuthorizedKeys(path: string): Promise<string[]> {
+  try {
+    return (await readFile(path, 'utf8')).split('\n').filter((l) => l.trim() && !l.startsWith('#'));
+  } catch {
+    return [];
+  }
+}
+
+/** Wires a child to an exec channel: output streamed, exit status reported, then EOF. */
+function bridge(child: ChildProcess, channel: ServerChannel): void {
+  child.stdout?.pipe(channel, { end: false });
+  child.stderr?.pipe(channel.stderr, { end: false });
+  channel.pipe(child.stdin!).on('error', () => undefined);
+  child.stdin?.on('error', () => undefined);
+  let finished = false;
+  const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+    if (finished) return;
+    finished = true;
+    if (signal) channel.exit(signal.replace(/^SIG/, ''), false, '');
+    else channel.exit(code ?? 255);
+    channel.end();
+  };
+  child.on('error', () => finish(127, null));
+  child.on('exit', (code, signal) => {
+    // A background job that kept our stdout open would hold 'close' forever (OpenSSH hangs
+    // the same way); give buffered output a moment, then report the exit regardless.
+    const timer = setTimeout(() => finish(code, signal), 200);
+    child.on('close', () => {
+      clearTimeout(timer);
+      finish(code, signal);
+    });
+  });
+}
+
+/**
+ * One VM: an SSH server on the VM's own loopback address with `exec` (via /bin/sh -c in the
+ * home) and `sftp`. Logins are by public key against the home's `.ssh/authorized_keys`.
+ */
+export class VmServer {
+  private listener: SshListener | undefined;
+
+  constructor(private readonly opts: VmServerOptions) {}
+
+  async start(): Promise<void> {
+    const o = this.opts;
+    this.listener = new SshListener(o.hostKey.privateKey, (client, peer) => this.serve(client, peer));
+    await this.listener.listen(o.address, o.port);
+  }
+
+  private serve(client: Connection, peer: { remoteAddress: string; remotePort: number }): void {
+    const o = this.opts;
+    client.on('authentication', (ctx) => {
+      readAuthorizedKeys(o.authorizedKeysPath).then(
+        (keys) => authenticateByKey(ctx, keys),
+        () => ctx.reject(),
+      );
+    });
+    client.on('ready', () => {
+      client.on('session', (acceptSession) => {
+        const session = acceptSession();
+        session.on('exec', (accept, _reject, info) => {
+          const channel = accept();
+          let child: ChildProcess;
+          try {
+            child = o.processes.spawn(info.command, {
+              cwd: o.home,
+              env: vmEnv({ home: o.home, name: o.name, sshConnection: `${peer.remoteAddress} ${peer.remotePort} ${o.address} ${o.port}` }),
+            });
+          } catch (e) {
+            channel.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+            channel.exit(255);
+            channel.end();
+            return;
+          }
+          bridge(child, channel);
+        });
+        session.on('sftp', (accept) => serveSftp(accept(), o.home));
+        session.on('pty', (_a, reject) => reject?.());
+        session.on('shell', (_a, reject) => reject());
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.listener?.close();
+  }
+}

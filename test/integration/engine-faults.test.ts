@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ErrorName } from '../../core/errors.ts';
+import { groupAlive, runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
+
+/**
+ * Faults through the whole engine, with time scaled by 0.1: HeartbeatSeconds 60 becomes 6 s,
+ * the runner heartbeats every 2 s. Nothing here sleeps for the real bounds.
+ */
+
+let t: TestEngine;
+beforeAll(async () => {
+  t = await startTestEngine({ timeScale: 0.1 });
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+async function runningGroup(deploymentId: string, stepId: string): Promise<number> {
+  await t.waitFor(deploymentId, (d) => d.steps.find((s) => s.stepId === stepId)?.attempt === 1);
+  for (let i = 0; i < 100; i++) {
+    const pgid = t.engine.sandboxes.processGroups().get(stepId);
+    if (pgid) return pgid;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no sandbox for ${stepId}`);
+}
+
+describe('Local engine: a sandbox that stops heartbeating', () => {
+  it('fails its step with States.HeartbeatTimeout, kills the sandbox and still cleans up', async () => {
+    const { deploymentId } = await t.client.submit(runDeployment(t.bastionAddress, [{ id: 'hang', command: 'sleep 120' }]));
+    const pgid = await runningGroup(deploymentId, 'hang');
+    process.kill(-pgid, 'SIGSTOP');
+    const done = await t.waitForEnd(deploymentId);
+    const hang = done.steps.find((s) => s.stepId === 'hang');
+    expect(hang).toMatchObject({ status: 'failed', error: 'States.HeartbeatTimeout' });
+    expect(done.status).toBe('FAILED');
+    expect(done.steps.find((s) => s.stepId === 'bastion-close')?.status).toBe('succeeded');
+    await expect.poll(() => groupAlive(pgid), { timeout: 10_000 }).toBe(false);
+  });
+});
+
+describe('Local engine: cancel', () => {
+  it('stops running sandboxes (their processes are gone), skips the rest and still runs Cleanup', async () => {
+    const body = runDeployment(t.bastionAddress, [
+      { id: 'long', command: 'sleep 300 & sleep 300; wait' },
+      { id: 'after', command: 'true', dependsOn: ['long'] },
+    ]);
+    const { deploymentId } = await t.client.submit(body);
+    const pgid = await runningGroup(deploymentId, 'long');
+    expect(groupAlive(pgid)).toBe(true);
+
+    expect(await t.client.cancel(deploymentId)).toEqual({ deploymentId, status: 'CANCELLING' });
+    const done = await t.waitForEnd(deploymentId);
+    const status = Object.fromEntries(done.steps.map((s) => [s.stepId, s.status]));
+    expect(status).toEqual({ 'bastion-open': 'succeeded', long: 'cancelled', after: 'cancelled', 'bastion-close': 'succeeded' });
+    expect(done).toMatchObject({ status: 'CANCELLED', error: ErrorName.Cancelled });
+    await expect.poll(() => groupAlive(pgid), { timeout: 10_000 }).toBe(false);
+    await expect(t.client.cancel(deploymentId)).rejects.toMatchObject({ status: 409 });
+  });
+});
