@@ -8,5 +8,6 @@ export default defineConfig({
     // Integration and e2e suites start real servers and processes; two cores leave no room for more.
     maxWorkers: 2,
     reporters: ['default'],
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
   },
 });

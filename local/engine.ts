@@ -87,6 +87,8 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.url,
       AWS_ENDPOINT_URL_KMS: kms.url,
       AWS_ENDPOINT_URL_SFN: sfnUrl,
+      // The SDK's notice that it will need Node 22 in 2027 would otherwise open every engine log.
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     });
     const config: EngineConfig = {
       region: REGION,
@@ -109,14 +111,14 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       CTD_CLOUD: backend.kind,
       CTD_CLOUD_ENDPOINT: cloud.url,
       CTD_TIME_SCALE: String(timeScale),
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     };
 
     let deps: ReturnType<typeof buildEngineDeps> | undefined;
     const sandboxes = new LocalSandboxes({
       stateDir,
       baseEnv,
-      // The SDK's Node 20 deprecation notice would land in every step's output.
-      runnerCommand: [process.execPath, '--disable-warning=NodeVersionSupportWarning', await bundleRunner()],
+      runnerCommand: [process.execPath, await bundleRunner()],
       ...(hasPrefix(backend) ? { commandPrefix: () => backend.sandboxCommandPrefix() } : {}),
       log,
       onLost: async (taskToken, cause) => {

@@ -24,6 +24,10 @@ async function main(): Promise<number> {
   const stop = new AbortController();
   process.once('SIGTERM', () => stop.abort());
   process.once('SIGINT', () => stop.abort());
+  // Locally the engine is our parent: if it dies, so does this step (Fargate tasks are stopped by ECS instead).
+  const parent = process.ppid;
+  const orphanWatch = setInterval(() => process.ppid !== parent && stop.abort(), 1000);
+  orphanWatch.unref();
 
   const ownWorkDir = !env.CTD_WORK_DIR;
   const workDir = env.CTD_WORK_DIR ?? (await mkdtemp(join(tmpdir(), 'ctd-step-')));

@@ -1,0 +1,108 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TABLE_NAME } from '../../local/engine.ts';
+import { loopbackBlock, startTestEngine, type TestEngine } from '../helpers/engine.ts';
+
+/**
+ * The user's path: `ctd local up` in one terminal, `ctd deploy --wait` in another; then the
+ * engine dies (SIGKILL) mid-deployment and is started again on the same state.
+ */
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CTD = join(ROOT, 'bin', 'ctd.js');
+let stateDir: string;
+let env: NodeJS.ProcessEnv;
+let engineProcess: ChildProcess | undefined;
+let restarted: TestEngine | undefined;
+const block = loopbackBlock();
+
+function ctd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CTD, ...args], { env, cwd: ROOT });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+async function engineFile(): Promise<{ apiUrl: string; pid: number }> {
+  for (let i = 0; i < 300; i++) {
+    try {
+      return JSON.parse(await readFile(join(stateDir, 'engine.json'), 'utf8')) as { apiUrl: string; pid: number };
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error('ctd local up did not come up');
+}
+
+beforeAll(async () => {
+  stateDir = await mkdtemp(join(tmpdir(), 'ctd-restart-'));
+  env = {
+    ...process.env,
+    CTD_HOME: stateDir,
+    CTD_LOCAL_BASTION: `${block.bastionAddress}:2222`,
+    CTD_LOCAL_VM_ADDRESSES: block.vmAddressBase,
+  };
+  engineProcess = spawn(process.execPath, [CTD, 'local', 'up', '--port', '0'], { env, cwd: ROOT, stdio: 'ignore' });
+  await engineFile();
+});
+
+afterAll(async () => {
+  engineProcess?.kill('SIGKILL');
+  await restarted?.stop();
+  await rm(stateDir, { recursive: true, force: true });
+});
+
+describe('ctd local up + ctd deploy --wait', () => {
+  let finishedId: string;
+  let runningId: string;
+
+  it('runs examples/run-steps.yaml to SUCCEEDED and shows the AWS-shaped history', async () => {
+    const deployed = await ctd(['deploy', 'examples/run-steps.yaml', '--wait']);
+    expect(deployed.stderr).toBe('');
+    expect(deployed.code).toBe(0);
+    expect(deployed.stdout).toMatch(/SUCCEEDED/);
+    finishedId = /deployment (d-[0-9a-z]+) submitted/.exec(deployed.stdout)?.[1] ?? '';
+    const history = await ctd(['history', finishedId]);
+    expect(history.code).toBe(0);
+    for (const type of ['ExecutionStarted', 'MapIterationStarted', 'TaskSubmitted', 'TaskSucceeded', 'ExecutionSucceeded']) {
+      expect(history.stdout).toContain(type);
+    }
+  });
+
+  it('after the engine dies mid-deployment and restarts: finished ones keep their history, the running one is failed and its secrets deleted', async () => {
+    const submitted = await ctd(['deploy', 'examples/run-steps.yaml', '--json']);
+    runningId = (JSON.parse(submitted.stdout) as { deploymentId: string }).deploymentId;
+    for (let i = 0; i < 200; i++) {
+      const status = await ctd(['status', runningId, '--json']);
+      if ((JSON.parse(status.stdout) as { status: string }).status === 'RUNNING') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    engineProcess!.kill('SIGKILL');
+    await new Promise((r) => engineProcess!.once('close', r));
+    engineProcess = undefined;
+
+    restarted = await startTestEngine({ stateDir, localCloud: block });
+    const client = await restarted.clientFor('default');
+    const finished = await client.get(finishedId);
+    expect(finished.status).toBe('SUCCEEDED');
+    expect((await client.history(finishedId)).events.at(-1)?.type).toBe('ExecutionSucceeded');
+
+    const orphan = await client.get(runningId);
+    expect(orphan.status).toBe('FAILED');
+    expect(orphan.cause).toContain('the engine stopped while the deployment was running');
+    const ddb = new DynamoDBClient({ endpoint: restarted.engine.endpoints.dynamodb, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+    for (const sk of ['SECRET#token', 'SECRET#sshkey']) {
+      const item = await ddb.send(new GetItemCommand({ TableName: TABLE_NAME, Key: { pk: { S: `DEP#${runningId}` }, sk: { S: sk } } }));
+      expect(item.Item, sk).toBeUndefined();
+    }
+  });
+});
