@@ -15,10 +15,12 @@ import { startLocalEngine } from '../local/engine.ts';
  */
 const EXAMPLE = fileURLToPath(new URL('../examples/hello-world/deployment.yaml', import.meta.url));
 const verbose = process.argv.includes('--verbose');
+/** `--state DIR` keeps the engine's state for inspection (tests read it); by default a temp dir, removed. */
+const keptState = process.argv.includes('--state') ? process.argv[process.argv.indexOf('--state') + 1] : undefined;
 
 async function demo(): Promise<number> {
   const started = Date.now();
-  const stateDir = await mkdtemp(join(tmpdir(), 'ctd-demo-'));
+  const stateDir = keptState ?? (await mkdtemp(join(tmpdir(), 'ctd-demo-')));
   const engineLog: string[] = [];
   const engine = await startLocalEngine({
     stateDir,
@@ -51,7 +53,7 @@ async function demo(): Promise<number> {
     return ok ? 0 : 1;
   } finally {
     await engine.stop();
-    await rm(stateDir, { recursive: true, force: true });
+    if (!keptState) await rm(stateDir, { recursive: true, force: true });
   }
 }
 

@@ -31,6 +31,29 @@ describe('Use-case: submitDeployment', () => {
     expect(deps.executions.started).toEqual([]);
   });
 
+  const base = () => ({
+    ...deployment([{ id: 'a' }]),
+    vms: [{ name: 'web1', network: 'private' }],
+    networks: [{ name: 'private' }],
+  });
+  it.each<[string, (d: ReturnType<typeof base>) => unknown, RegExp]>([
+    ['an unknown key', (d) => ({ ...d, vms: [{ ...d.vms[0], netwrok: 'x' }] }), /vms\[0\]: unknown key "netwrok"/],
+    ['a duplicate step id', (d) => ({ ...d, workflow: { steps: [...d.workflow.steps, ...d.workflow.steps] } }), /workflow\.steps\[1\]\.id: duplicate step id "a"/],
+    ['an unknown dependency', (d) => ({ ...d, workflow: { steps: [{ ...d.workflow.steps[0], dependsOn: ['bulid'] }] } }), /workflow\.steps\[0\]\.dependsOn\[0\]: unknown step "bulid"/],
+    [
+      'a dependency cycle',
+      (d) => ({ ...d, workflow: { steps: [{ id: 'a', action: 'run', command: 'x', dependsOn: ['b'] }, { id: 'b', action: 'run', command: 'x', dependsOn: ['a'] }] } }),
+      /dependency cycle a → b → a/,
+    ],
+    ['a target that is not a declared VM', (d) => ({ ...d, workflow: { steps: [{ id: 's', action: 'ssh', command: 'x', targets: ['web9'] }] } }), /targets\[0\].*web9/],
+    ['an oversize bundle', (d) => ({ ...d, files: { 'big.bin': 'x'.repeat(300 * 1024) } }), /files: bundle is \d+ bytes/],
+    ['path traversal', (d) => ({ ...d, files: { '../etc/passwd': 'x' } }), /files\["\.\.\/etc\/passwd"\]/],
+  ])('rejects %s with a message naming the field, and stores nothing', async (_kind, mutate, message) => {
+    await expect(submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: mutate(base()) })).rejects.toThrow(message);
+    expect((await listDeployments(deps, 't1', {})).items).toEqual([]);
+    expect(deps.executions.started).toEqual([]);
+  });
+
   it('stores the deployment with its steps and encrypted secrets, and starts the execution named after it', async () => {
     const res = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: diamond });
     expect(res.created).toBe(true);

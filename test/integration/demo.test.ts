@@ -1,0 +1,58 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { afterAll, describe, expect, it } from 'vitest';
+import { TABLE_NAME } from '../../local/engine.ts';
+import { localDynamoDbClient, startLocalDynamoDb } from '../../local/services/dynamodb.ts';
+
+/** `npm run demo` as a user runs it: a child process, its output, its exit code, what it leaves behind. */
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+let stateDir: string | undefined;
+afterAll(async () => {
+  if (stateDir) await rm(stateDir, { recursive: true, force: true });
+});
+
+/** Processes whose command line mentions the demo's state dir or its service (ours, by construction). */
+async function leftovers(marker: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    if (/State:\s+Z/.test(status)) continue; // a zombie holds nothing (PID 1 here does not reap orphans)
+    if (cmdline.includes(marker) || cmdline.includes('hello.py')) found.push(`${pid}: ${cmdline.replaceAll('\0', ' ')}`);
+  }
+  return found;
+}
+
+describe('npm run demo', () => {
+  it('deploys hello-world, both VMs answer, and it leaves no process and no secret behind', async () => {
+    stateDir = await mkdtemp(join(tmpdir(), 'ctd-demo-test-'));
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--state', stateDir], { cwd: ROOT, env: { ...process.env } });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
+
+    expect(output).toContain('web1: Hello World from web1');
+    expect(output).toContain('web2: Hello World from web2');
+    expect(output).toContain('SUCCEEDED');
+    expect(code, output).toBe(0);
+    expect(await leftovers(stateDir)).toEqual([]);
+    expect(spawnSync('sh', ['-c', `ls ${stateDir}/sandboxes 2>/dev/null | wc -l`], { encoding: 'utf8' }).stdout.trim()).toBe('0');
+
+    const dynamo = await startLocalDynamoDb({ stateDir, tableName: TABLE_NAME, port: 0, sweepIntervalSeconds: 0 });
+    try {
+      const scan = await localDynamoDbClient(dynamo.url).send(new ScanCommand({ TableName: TABLE_NAME }));
+      const keys = (scan.Items ?? []).map((i) => i.sk?.S ?? '');
+      expect(keys).toContain('META');
+      expect(keys.filter((k) => k.startsWith('SECRET#'))).toEqual([]);
+    } finally {
+      await dynamo.close();
+    }
+  });
+});
