@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,6 +79,10 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
 
     const sfnPort = await freePort();
     const sfnUrl = `http://127.0.0.1:${sfnPort}`;
+    if (hasLoopbackBridge(backend)) {
+      // Sandboxes of the netns test bed live in the engine-side namespace: give them the services' ports there.
+      await backend.exposeLoopbackPorts([dynamo.url, kms.url, sfnUrl, cloud.url].map((url) => Number(new URL(url).port)));
+    }
     const stateMachineArn = `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:${STATE_MACHINE_NAME}`;
     // The engine's own AWS SDK clients: the production adapters, pointed at the local services.
     Object.assign(process.env, {
@@ -111,6 +116,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       CTD_CLOUD: backend.kind,
       CTD_CLOUD_ENDPOINT: cloud.url,
       CTD_TIME_SCALE: String(timeScale),
+      CTD_ANSIBLE_PLUGINS_DIR: fileURLToPath(new URL('../sandbox/ansible/callback_plugins', import.meta.url)),
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     };
 
@@ -208,7 +214,8 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
 async function createBackend(opts: LocalEngineOptions, stateDir: string): Promise<CloudBackend> {
   if (opts.cloud === 'netns') {
     const { NetnsBackend } = await import('./cloud/backends/netns/index.ts');
-    return new NetnsBackend({ stateDir, prefix: `ctd${process.pid.toString(16).slice(-4)}` });
+    // A fresh prefix per start: names never collide with another engine's test bed on this machine.
+    return new NetnsBackend({ stateDir, prefix: `c${randomBytes(3).toString('hex')}` });
   }
   const { Ssh2Backend } = await import('./cloud/backends/ssh2/index.ts');
   // CTD_LOCAL_BASTION=addr[:port] and CTD_LOCAL_VM_ADDRESSES=a.b.c let two engines share a machine.
@@ -220,6 +227,10 @@ async function createBackend(opts: LocalEngineOptions, stateDir: string): Promis
     ...(bastionAddress ? { bastion: { address: bastionAddress, port: opts.localCloud?.bastionPort ?? (Number(envPort) || 2222) } } : {}),
     ...(vmAddressBase ? { vmAddressBase } : {}),
   });
+}
+
+function hasLoopbackBridge(backend: CloudBackend): backend is CloudBackend & { exposeLoopbackPorts(ports: number[]): Promise<void> } {
+  return typeof (backend as { exposeLoopbackPorts?: unknown }).exposeLoopbackPorts === 'function';
 }
 
 function hasPrefix(backend: CloudBackend): backend is CloudBackend & { sandboxCommandPrefix(): string[] } {

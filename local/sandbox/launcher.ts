@@ -75,7 +75,11 @@ export class LocalSandboxes implements SandboxLauncher {
         void rm(workDir, { recursive: true, force: true }).finally(resolve);
         if (code !== 0 && env.CTD_TASK_TOKEN) {
           // Exit 1 means the runner answered a failure itself; anything else is a lost sandbox.
-          if (code !== 1) void this.opts.onLost(env.CTD_TASK_TOKEN, `the sandbox exited unexpectedly (${sig ?? `exit code ${code}`})`);
+          if (code !== 1) {
+            this.opts
+              .onLost(env.CTD_TASK_TOKEN, `the sandbox exited unexpectedly (${sig ?? `exit code ${code}`})`)
+              .catch((e: unknown) => this.opts.log(`could not report the lost sandbox of ${env.CTD_STEP_ID ?? '?'}: ${String(e)}`));
+          }
         }
       });
     });

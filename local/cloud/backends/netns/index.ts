@@ -201,7 +201,8 @@ export class NetnsBackend implements CloudBackend {
     const rule = this.rules.get(input.ruleId);
     // Deleting a rule that is already gone succeeds: bastion-close must be safe to repeat.
     if (!rule) return;
-    if (rule.scopeKey !== scopeKeyOf(scope)) throw provisioning(`rule ${input.ruleId} belongs to another deployment`);
+    // Rules belong to the tenant (a cloud project), as in the ssh2 backend: the delete call names no deployment.
+    if (!rule.scopeKey.startsWith(`${scope.tenantId}/`)) throw provisioning(`rule ${input.ruleId} belongs to another tenant`);
     try {
       await deleteIngressRule(this.layout.bastionNs, this.layout.table, rule.handle);
     } catch (e) {
