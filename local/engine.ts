@@ -8,6 +8,7 @@ import { fail } from '../core/usecases/release.ts';
 import { ErrorName } from '../core/errors.ts';
 import type { CloudBackend } from './cloud-backend.ts';
 import { startLocalCloud } from './cloud/server.ts';
+import { startLocalConsole } from './console.ts';
 import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, REGION } from './functions.ts';
 import { startLocalApiGateway } from './services/apiGateway.ts';
 import { startLocalDynamoDb } from './services/dynamodb.ts';
@@ -79,6 +80,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
 
     const sfnPort = await freePort();
     const sfnUrl = `http://127.0.0.1:${sfnPort}`;
+    const consolePort = await freePort();
     if (hasLoopbackBridge(backend)) {
       // Sandboxes of the netns test bed live in the engine-side namespace: give them the services' ports there.
       await backend.exposeLoopbackPorts([dynamo.url, kms.url, sfnUrl, cloud.url].map((url) => Number(new URL(url).port)));
@@ -102,6 +104,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       stateMachineArn,
       clusterArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/ctd-local`,
       cloud: { kind: backend.kind, endpoint: cloud.url },
+      consoleBaseUrl: `http://127.0.0.1:${consolePort}`,
     };
     const baseEnv: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -179,6 +182,8 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     });
     sfn.createStateMachine(STATE_MACHINE_NAME, substitute(await readFile(ASL, 'utf8'), substitutions()));
     await sfn.listen(sfnPort);
+    const console = await startLocalConsole(sfn, consolePort);
+    stops.push(() => console.close());
 
     const api = await startLocalApiGateway({
       port: opts.apiPort ?? 4580,

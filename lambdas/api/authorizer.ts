@@ -1,14 +1,18 @@
 import middy from '@middy/core';
-import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
+import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent, APIGatewayTokenAuthorizerEvent } from 'aws-lambda';
 import { depsFromEnv, type DepsProvider } from '../deps.ts';
 
 /**
- * REQUEST authorizer: the cloud itself says whose token this is. API Gateway turns a thrown
+ * The API's authorizer: the cloud itself says whose token this is. API Gateway turns a thrown
  * "Unauthorized" into 401; the tenant id reaches the api handlers as requestContext.authorizer.tenantId.
+ * The deployed API uses a TOKEN authorizer; the local gateway sends REQUEST events. Both carry the header.
  */
 export const createHandler = (deps: DepsProvider) =>
-  middy(async (event: APIGatewayRequestAuthorizerEvent): Promise<APIGatewayAuthorizerResult> => {
-    const header = Object.entries(event.headers ?? {}).find(([k]) => k.toLowerCase() === 'authorization')?.[1] ?? '';
+  middy(async (event: APIGatewayTokenAuthorizerEvent | APIGatewayRequestAuthorizerEvent): Promise<APIGatewayAuthorizerResult> => {
+    const header =
+      event.type === 'TOKEN'
+        ? event.authorizationToken
+        : (Object.entries(event.headers ?? {}).find(([k]) => k.toLowerCase() === 'authorization')?.[1] ?? '');
     const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
     const identity = token ? await deps().identity.identify(token) : undefined;
     if (!identity) throw new Error('Unauthorized');

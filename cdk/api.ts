@@ -1,0 +1,196 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
+import { Construct } from 'constructs';
+import type { DeploymentsTable } from './data.ts';
+import { HandlerFunction } from './functions.ts';
+import type { TokenKey } from './keys.ts';
+import { executionsArn, stateMachineArn, stopTaskStatement, type TableAccess } from './permissions.ts';
+import { acknowledge, acknowledgeClusterTasks } from './nag.ts';
+import type { Sandbox } from './sandbox.ts';
+
+interface ApiFunctionSpec {
+  readonly access: readonly TableAccess[];
+  readonly states?: readonly string[];
+  readonly stopsTasks?: boolean;
+}
+
+/** What each API handler may do. The authorizer talks to the cloud only. */
+export const API_FUNCTIONS = {
+  submit: { access: ['read', 'write'], states: ['states:StartExecution'] },
+  get: { access: ['read'] },
+  list: { access: ['read'] },
+  history: { access: ['read'], states: ['states:DescribeExecution', 'states:GetExecutionHistory'] },
+  logs: { access: ['read'] },
+  cancel: { access: ['read', 'write'], states: ['states:DescribeExecution', 'states:StopExecution'], stopsTasks: true },
+  authorizer: { access: [] },
+} as const satisfies Record<string, ApiFunctionSpec>;
+
+export type ApiFunctionName = keyof typeof API_FUNCTIONS;
+
+export interface ApiProps {
+  readonly data: DeploymentsTable;
+  readonly tokenKey: TokenKey;
+  readonly sandbox: Sandbox;
+  readonly environment: Record<string, string>;
+  readonly logRetention: logs.RetentionDays;
+}
+
+/**
+ * The REST API: every method behind the Lambda authorizer (the caller's cloud token), throttled,
+ * access-logged, traced, behind a WAF web ACL.
+ */
+export class Api extends Construct {
+  readonly functions: Record<ApiFunctionName, lambda.IFunction>;
+  readonly restApi: apigw.RestApi;
+
+  constructor(scope: Construct, id: string, props: ApiProps) {
+    super(scope, id);
+    const specs: Record<string, ApiFunctionSpec> = API_FUNCTIONS;
+    const fns = {} as Record<ApiFunctionName, lambda.IFunction>;
+    for (const [name, spec] of Object.entries(specs)) {
+      const { fn } = new HandlerFunction(this, name, {
+        entry: `lambdas/api/${name}.ts`,
+        environment: props.environment,
+        logRetention: props.logRetention,
+      });
+      if (spec.access.length > 0) props.data.grantAccess(fn, ...spec.access);
+      if (spec.states?.includes('states:StartExecution')) {
+        fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachineArn(this)] }));
+      }
+      const onExecutions = spec.states?.filter((a) => a !== 'states:StartExecution') ?? [];
+      if (onExecutions.length > 0) {
+        fn.addToRolePolicy(new iam.PolicyStatement({ actions: onExecutions, resources: [executionsArn(this)] }));
+        acknowledge(
+          fn.role!,
+          'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:ctd-deployment:*]',
+          'Executions are named after deployment ids, known only at run time; the wildcard covers this state machine\'s executions only.',
+        );
+      }
+      if (spec.stopsTasks) {
+        fn.addToRolePolicy(
+          stopTaskStatement(this, props.sandbox.cluster.clusterName, props.sandbox.cluster.clusterArn),
+        );
+        acknowledgeClusterTasks(fn.role!, props.sandbox.cluster);
+      }
+      fns[name as ApiFunctionName] = fn;
+    }
+    props.tokenKey.allowEncrypt(fns.submit.role!);
+    this.functions = fns;
+
+    const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
+      retention: props.logRetention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.restApi = new apigw.RestApi(this, 'RestApi', {
+      restApiName: 'ctd-orchestrator',
+      description: 'CTD Orchestrator deployments API',
+      endpointTypes: [apigw.EndpointType.REGIONAL],
+      cloudWatchRole: false,
+      deployOptions: {
+        stageName: 'v1',
+        throttlingRateLimit: 20,
+        throttlingBurstLimit: 40,
+        tracingEnabled: true,
+        metricsEnabled: true,
+        accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
+        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+      },
+    });
+
+    // Cache 0: the handler's policy may name only the called method, and a cached policy would
+    // then deny the caller's next, different request.
+    const authorizer = new apigw.TokenAuthorizer(this, 'Authorizer', {
+      handler: fns.authorizer,
+      identitySource: apigw.IdentitySource.header('Authorization'),
+      resultsCacheTtl: Duration.seconds(0),
+    });
+    const bodyValidator = this.restApi.addRequestValidator('BodyValidator', {
+      validateRequestBody: true,
+      validateRequestParameters: true,
+    });
+    const paramsValidator = this.restApi.addRequestValidator('ParamsValidator', {
+      validateRequestBody: false,
+      validateRequestParameters: true,
+    });
+    // The submit handler's zod schema is the authority (its 400 names the field); this only
+    // turns away what is not a JSON object before a Lambda runs.
+    const submission = this.restApi.addModel('DeploymentSubmission', {
+      contentType: 'application/json',
+      modelName: 'DeploymentSubmission',
+      schema: { schema: apigw.JsonSchemaVersion.DRAFT4, type: apigw.JsonSchemaType.OBJECT },
+    });
+
+    const auth = { authorizer, authorizationType: apigw.AuthorizationType.CUSTOM };
+    const idParam = { 'method.request.path.id': true };
+    const route = (resource: apigw.IResource, method: string, fn: lambda.IFunction, opts: apigw.MethodOptions = {}) =>
+      resource.addMethod(method, new apigw.LambdaIntegration(fn), { ...auth, requestValidator: paramsValidator, ...opts });
+
+    const deployments = this.restApi.root.addResource('deployments');
+    route(deployments, 'POST', fns.submit, {
+      requestValidator: bodyValidator,
+      requestModels: { 'application/json': submission },
+    });
+    route(deployments, 'GET', fns.list);
+    const deployment = deployments.addResource('{id}');
+    route(deployment, 'GET', fns.get, { requestParameters: idParam });
+    route(deployment, 'DELETE', fns.cancel, { requestParameters: idParam });
+    route(deployment.addResource('history'), 'GET', fns.history, { requestParameters: idParam });
+    route(deployment.addResource('logs'), 'GET', fns.logs, { requestParameters: idParam });
+
+    this.addWebAcl();
+    acknowledge(
+      this.restApi,
+      'AwsSolutions-COG4',
+      'Callers authenticate with their target cloud\'s token (e.g. Keystone), validated by the Lambda authorizer; there is no user pool by design.',
+    );
+    acknowledge(
+      this.restApi,
+      'AwsSolutions-APIG6',
+      'Execution logging needs the region-wide API Gateway CloudWatch role, an account singleton this stack must not own; JSON access logs cover every request.',
+    );
+  }
+
+  private addWebAcl(): void {
+    const visibility = (metricName: string) => ({
+      cloudWatchMetricsEnabled: true,
+      sampledRequestsEnabled: true,
+      metricName,
+    });
+    const acl = new wafv2.CfnWebACL(this, 'WebAcl', {
+      scope: 'REGIONAL',
+      defaultAction: { allow: {} },
+      visibilityConfig: visibility('ctd-api'),
+      rules: [
+        {
+          name: 'RatePerSourceIp',
+          priority: 0,
+          action: { block: {} },
+          statement: { rateBasedStatement: { limit: 600, aggregateKeyType: 'IP' } },
+          visibilityConfig: visibility('ctd-api-rate'),
+        },
+        {
+          name: 'AWSManagedRulesCommonRuleSet',
+          priority: 1,
+          overrideAction: { none: {} },
+          statement: {
+            managedRuleGroupStatement: {
+              vendorName: 'AWS',
+              name: 'AWSManagedRulesCommonRuleSet',
+              // Submissions carry file bundles larger than the rule set's 8 KB body limit.
+              ruleActionOverrides: [{ name: 'SizeRestrictions_BODY', actionToUse: { count: {} } }],
+            },
+          },
+          visibilityConfig: visibility('ctd-api-common'),
+        },
+      ],
+    });
+    new wafv2.CfnWebACLAssociation(this, 'WebAclAssociation', {
+      resourceArn: this.restApi.deploymentStage.stageArn,
+      webAclArn: acl.attrArn,
+    });
+  }
+}

@@ -1,0 +1,53 @@
+import { ArnFormat, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type { Construct } from 'constructs';
+
+/** Fixed so the API can know the machine's ARN without referencing it (that would be a cycle). */
+export const STATE_MACHINE_NAME = 'ctd-deployment';
+
+/** DynamoDB actions by purpose; each function gets the union of the purposes it has. */
+export const TABLE_ACTIONS = {
+  read: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:BatchGetItem'],
+  write: ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:ConditionCheckItem'],
+  delete: ['dynamodb:DeleteItem'],
+} as const;
+
+export type TableAccess = keyof typeof TABLE_ACTIONS;
+
+export function stateMachineArn(scope: Construct): string {
+  return Stack.of(scope).formatArn({
+    service: 'states',
+    resource: 'stateMachine',
+    resourceName: STATE_MACHINE_NAME,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+}
+
+/** Every execution of the machine (executions are named after deployment ids). */
+export function executionsArn(scope: Construct): string {
+  return Stack.of(scope).formatArn({
+    service: 'states',
+    resource: 'execution',
+    resourceName: `${STATE_MACHINE_NAME}:*`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+}
+
+/** Answering a `.waitForTaskToken` task: engine functions that release tokens, and sandboxes. */
+export function taskResponseStatement(scope: Construct, heartbeat = false): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    actions: ['states:SendTaskSuccess', 'states:SendTaskFailure', ...(heartbeat ? ['states:SendTaskHeartbeat'] : [])],
+    resources: [stateMachineArn(scope)],
+  });
+}
+
+/** Stopping sandboxes, only in our cluster. */
+export function stopTaskStatement(scope: Construct, clusterName: string, clusterArn: string): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    actions: ['ecs:StopTask'],
+    resources: [
+      Stack.of(scope).formatArn({ service: 'ecs', resource: 'task', resourceName: `${clusterName}/*` }),
+    ],
+    conditions: { ArnEquals: { 'ecs:cluster': clusterArn } },
+  });
+}

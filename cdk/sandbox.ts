@@ -1,0 +1,95 @@
+import { RemovalPolicy } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { REPO_ROOT } from './functions.ts';
+import { acknowledge } from './nag.ts';
+
+/** The ASL overrides this container by name (`Overrides.ContainerOverrides[].Name`). */
+export const RUNNER_CONTAINER_NAME = 'runner';
+/** The runner's working directory and HOME (ssh known_hosts, ANSIBLE_HOME live under it). */
+export const SANDBOX_WORK_DIR = '/work';
+
+/** Staged with the image asset only when needed; keeping node_modules out keeps synth fast. */
+export const IMAGE_CONTEXT_EXCLUDES = ['node_modules', '**/node_modules', 'cdk.out', '.git', '.ctd', 'test', 'coverage', '*.log'];
+
+export interface SandboxProps {
+  readonly vpc: ec2.IVpc;
+  readonly environment: Record<string, string>;
+  readonly logRetention: logs.RetentionDays;
+}
+
+/**
+ * One Fargate task per step attempt: read-only root file system with scratch volumes for /tmp and
+ * the work dir, a non-root user, logs to CloudWatch. The task role is what a step may do in AWS.
+ */
+export class Sandbox extends Construct {
+  readonly cluster: ecs.Cluster;
+  readonly taskDefinition: ecs.FargateTaskDefinition;
+  readonly container: ecs.ContainerDefinition;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: SandboxProps) {
+    super(scope, id);
+    this.cluster = new ecs.Cluster(this, 'Cluster', {
+      vpc: props.vpc,
+      containerInsightsV2: ecs.ContainerInsights.ENABLED,
+    });
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
+      cpu: 1024,
+      memoryLimitMiB: 2048,
+      runtimePlatform: {
+        cpuArchitecture: ecs.CpuArchitecture.ARM64,
+        operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
+      },
+      volumes: [{ name: 'tmp' }, { name: 'work' }],
+    });
+    this.container = this.taskDefinition.addContainer('Runner', {
+      containerName: RUNNER_CONTAINER_NAME,
+      image: ecs.ContainerImage.fromAsset(REPO_ROOT, {
+        file: 'sandbox/Dockerfile',
+        exclude: IMAGE_CONTEXT_EXCLUDES,
+        platform: Platform.LINUX_ARM64,
+      }),
+      essential: true,
+      readonlyRootFilesystem: true,
+      privileged: false,
+      user: '1000:1000',
+      workingDirectory: SANDBOX_WORK_DIR,
+      environment: { HOME: SANDBOX_WORK_DIR, ...props.environment },
+      logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'sandbox', logGroup: this.logGroup }),
+      linuxParameters: new ecs.LinuxParameters(this, 'LinuxParameters', { initProcessEnabled: true }),
+    });
+    this.container.linuxParameters?.dropCapabilities(ecs.Capability.ALL);
+    this.container.addMountPoints(
+      { sourceVolume: 'tmp', containerPath: '/tmp', readOnly: false },
+      { sourceVolume: 'work', containerPath: SANDBOX_WORK_DIR, readOnly: false },
+    );
+    acknowledge(
+      this.taskDefinition,
+      'AwsSolutions-ECS2',
+      'Only non-secret configuration (table name, key id, cloud kind and endpoint, egress addresses); the user token is read from DynamoDB and decrypted with KMS at run time.',
+    );
+    acknowledge(
+      this.taskDefinition.obtainExecutionRole(),
+      'AwsSolutions-IAM5[Resource::*]',
+      'ecr:GetAuthorizationToken, needed to pull the runner image, supports no resource-level permissions.',
+    );
+  }
+
+  get taskRole(): iam.IRole {
+    return this.taskDefinition.taskRole;
+  }
+
+  /** Roles the state machine hands to ECS when it starts a task. */
+  get passedRoles(): iam.IRole[] {
+    return [this.taskDefinition.taskRole, this.taskDefinition.obtainExecutionRole()];
+  }
+}

@@ -1,0 +1,130 @@
+import { Match } from 'aws-cdk-lib/assertions';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ASL_FILE, ENGINE_FUNCTIONS } from '../../cdk/engine.ts';
+import { actionsOf, logicalId, roleStatements, synthCtdStack } from './helpers.ts';
+
+const { stack, template } = synthCtdStack();
+const asl = readFileSync(ASL_FILE, 'utf8');
+const machine = Object.values(template.findResources('AWS::StepFunctions::StateMachine'))[0]!;
+const substitutions: Record<string, unknown> = machine.Properties.DefinitionSubstitutions;
+
+describe('Construct: Engine', () => {
+  describe('State machine', () => {
+    it('is STANDARD, named ctd-deployment, logs ALL without execution data, traces', () => {
+      template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+        StateMachineName: 'ctd-deployment',
+        StateMachineType: 'STANDARD',
+        LoggingConfiguration: Match.objectLike({ Level: 'ALL', IncludeExecutionData: false }),
+        TracingConfiguration: { Enabled: true },
+      });
+    });
+
+    it('substitutes every ${placeholder} of the ASL, and nothing else', () => {
+      const placeholders = new Set([...asl.matchAll(/\$\{([^}]+)\}/g)].map((m) => m[1]!));
+      expect(placeholders.size).toBeGreaterThan(0);
+      expect(new Set(Object.keys(substitutions))).toEqual(placeholders);
+      const substituted = asl.replace(/\$\{([^}]+)\}/g, (whole, name: string) => (name in substitutions ? 'x' : whole));
+      expect(substituted).not.toContain('${');
+    });
+
+    it('points each function placeholder at its own engine Lambda', () => {
+      for (const [name, spec] of Object.entries(ENGINE_FUNCTIONS)) {
+        if (!('substitution' in spec)) continue;
+        const fn = stack.engine.functions[name as keyof typeof ENGINE_FUNCTIONS];
+        expect(substitutions[spec.substitution]).toEqual({ 'Fn::GetAtt': [logicalId(fn), 'Arn'] });
+      }
+      expect(substitutions.TaskDefinitionArn).toEqual({ Ref: logicalId(stack.sandbox.taskDefinition) });
+    });
+  });
+
+  describe('State machine role', () => {
+    const statements = roleStatements(template, logicalId(stack.engine.stateMachine.role));
+    const find = (action: string) => statements.filter((s) => actionsOf(s).includes(action));
+
+    it('invokes exactly the functions the ASL names', () => {
+      const [invoke, ...more] = find('lambda:InvokeFunction');
+      expect(more).toEqual([]);
+      const expected = Object.entries(ENGINE_FUNCTIONS)
+        .filter(([, spec]) => 'substitution' in spec)
+        .map(([name]) => ({ 'Fn::GetAtt': [logicalId(stack.engine.functions[name as 'prepare']), 'Arn'] }));
+      expect(invoke!.Resource).toEqual(expect.arrayContaining(expected));
+      expect(invoke!.Resource).toHaveLength(expected.length);
+    });
+
+    it('runs only the sandbox task definition, only in the sandbox cluster', () => {
+      const [run, ...more] = find('ecs:RunTask');
+      expect(more).toEqual([]);
+      expect(run!.Resource).toEqual({ Ref: logicalId(stack.sandbox.taskDefinition) });
+      expect(run!.Condition).toEqual({
+        ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': [logicalId(stack.sandbox.cluster), 'Arn'] } },
+      });
+    });
+
+    it('passes only the two sandbox roles', () => {
+      const [pass] = find('iam:PassRole');
+      const roles = stack.sandbox.passedRoles.map((r) => ({ 'Fn::GetAtt': [logicalId(r), 'Arn'] }));
+      expect(pass!.Resource).toEqual(expect.arrayContaining(roles));
+      expect(pass!.Resource).toHaveLength(2);
+    });
+
+    it('manages only the ECS events rule of the integration', () => {
+      const [rule] = find('events:PutRule');
+      expect(JSON.stringify(rule!.Resource)).toContain(':rule/StepFunctionsGetEventsForECSTaskRule');
+    });
+  });
+
+  it('sends failed, timed-out and aborted executions of this machine to the safety net', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.states'],
+        'detail-type': ['Step Functions Execution Status Change'],
+        detail: {
+          stateMachineArn: [Match.anyValue()],
+          status: ['FAILED', 'TIMED_OUT', 'ABORTED'],
+        },
+      },
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId(stack.engine.functions.safetyNet), 'Arn'] } })],
+    });
+  });
+
+  it('lets only token-releasing functions answer task tokens', () => {
+    for (const [name, spec] of Object.entries(ENGINE_FUNCTIONS)) {
+      const fn = stack.engine.functions[name as keyof typeof ENGINE_FUNCTIONS];
+      const answers = roleStatements(template, logicalId(fn.role!)).some((s) =>
+        actionsOf(s).includes('states:SendTaskSuccess'),
+      );
+      expect({ name, answers }).toEqual({ name, answers: 'releasesTokens' in spec });
+    }
+  });
+
+  it('lets only abortStragglers stop sandboxes among engine functions', () => {
+    for (const name of Object.keys(ENGINE_FUNCTIONS)) {
+      const fn = stack.engine.functions[name as keyof typeof ENGINE_FUNCTIONS];
+      const stops = roleStatements(template, logicalId(fn.role!)).some((s) => actionsOf(s).includes('ecs:StopTask'));
+      expect({ name, stops }).toEqual({ name, stops: name === 'abortStragglers' });
+    }
+  });
+
+  it('runs every engine handler on Node 22, arm64, traced, with the shared environment', () => {
+    for (const fn of Object.values(stack.engine.functions)) {
+      const props = template.toJSON().Resources[logicalId(fn)].Properties;
+      expect(props).toMatchObject({
+        Runtime: 'nodejs22.x',
+        Architectures: ['arm64'],
+        TracingConfig: { Mode: 'Active' },
+        Handler: 'index.handler',
+      });
+      expect(Object.keys(props.Environment.Variables)).toEqual(
+        expect.arrayContaining([
+          'CTD_TABLE_NAME',
+          'CTD_KMS_KEY_ID',
+          'CTD_STATE_MACHINE_ARN',
+          'CTD_CLUSTER_ARN',
+          'CTD_CLOUD',
+          'CTD_CLOUD_ENDPOINT',
+        ]),
+      );
+    }
+  });
+});

@@ -1,0 +1,45 @@
+import { App, Stack, type CfnElement } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import type { IConstruct } from 'constructs';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { REPO_ROOT } from '../../cdk/functions.ts';
+import { CtdStack } from '../../cdk/stack.ts';
+
+/** The feature flags and defaults `cdk synth` applies, so tests see the template synth produces. */
+export function cdkJsonContext(): Record<string, unknown> {
+  return JSON.parse(readFileSync(path.join(REPO_ROOT, 'cdk.json'), 'utf8')).context;
+}
+
+/** The whole stack with Lambda bundling skipped (bundling is covered once, in bundling.test.ts). */
+export function synthCtdStack(context: Record<string, unknown> = {}): { stack: CtdStack; template: Template } {
+  const app = new App({ context: { ...cdkJsonContext(), 'aws:cdk:bundling-stacks': [], ...context } });
+  const stack = new CtdStack(app, 'CtdTest');
+  return { stack, template: Template.fromStack(stack) };
+}
+
+export function logicalId(construct: IConstruct): string {
+  const element = (construct.node.defaultChild ?? construct) as CfnElement;
+  return Stack.of(element).getLogicalId(element);
+}
+
+export interface PolicyStatementJson {
+  Sid?: string;
+  Effect: string;
+  Action: string | string[];
+  Resource?: unknown;
+  Principal?: unknown;
+  Condition?: Record<string, Record<string, unknown>>;
+}
+
+export function actionsOf(statement: PolicyStatementJson): string[] {
+  return Array.isArray(statement.Action) ? statement.Action : [statement.Action];
+}
+
+/** Statements of every IAM policy attached to the role with this logical id. */
+export function roleStatements(template: Template, roleLogicalId: string): PolicyStatementJson[] {
+  const policies = template.findResources('AWS::IAM::Policy');
+  return Object.values(policies)
+    .filter((p) => JSON.stringify(p.Properties.Roles).includes(`"${roleLogicalId}"`))
+    .flatMap((p) => p.Properties.PolicyDocument.Statement as PolicyStatementJson[]);
+}
