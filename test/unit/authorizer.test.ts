@@ -1,0 +1,30 @@
+import type { Context } from 'aws-lambda';
+import { describe, expect, it } from 'vitest';
+import { createHandler } from '../../lambdas/api/authorizer.ts';
+import { memoryDeps } from '../helpers/memoryEngine.ts';
+
+const context = {} as Context;
+const methodArn = 'arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/deployments';
+
+describe('Handler: authorizer', () => {
+  const deps = memoryDeps();
+  const handler = createHandler(() => deps);
+
+  it('allows a token the cloud knows, for every route of the stage, with the tenant in the context (TOKEN event)', async () => {
+    const result = await handler({ type: 'TOKEN', authorizationToken: 'Bearer tok-alice', methodArn }, context);
+    expect(result.principalId).toBe('alice');
+    expect(result.context).toEqual({ tenantId: 'alice' });
+    expect(result.policyDocument.Statement).toEqual([
+      { Action: 'execute-api:Invoke', Effect: 'Allow', Resource: 'arn:aws:execute-api:us-east-1:123456789012:abc123/prod/*' },
+    ]);
+  });
+
+  it('reads the header of a REQUEST event the same way', async () => {
+    const event = { type: 'REQUEST', methodArn, headers: { authorization: 'Bearer tok-bob' } } as never;
+    expect((await handler(event, context)).context).toEqual({ tenantId: 'bob' });
+  });
+
+  it.each(['Bearer nope', 'tok-alice', ''])('refuses %j with Unauthorized', async (header) => {
+    await expect(handler({ type: 'TOKEN', authorizationToken: header, methodArn }, context)).rejects.toThrow('Unauthorized');
+  });
+});
