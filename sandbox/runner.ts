@@ -77,7 +77,7 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
     log.redact(token, privateKey);
     const action = deps.actions?.[step.spec.action] ?? ACTIONS[step.spec.action];
     log.line('engine', `${step.spec.action} ${step.stepId}: attempt ${attemptNo} started`);
-    const output = await action({
+    const output = await untilStopped(stop.signal, action({
       deployment,
       topology: deployment.topology,
       step: { ...step, attempt: attemptNo },
@@ -93,7 +93,7 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
       recordDeployment: async (patch) => {
         await deps.store.updateDeployment(ids.deploymentId, patch);
       },
-    });
+    }));
     if (stop.signal.aborted) throw new StepError(ErrorName.StepFailed, 'the step was stopped');
     outcome = { ok: true, output: output ?? {} };
     log.line('engine', `${step.stepId} succeeded`);
@@ -107,6 +107,19 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
   }
   if (step.system) await recordSystemStep(deps, ids, outcome);
   return outcome;
+}
+
+/**
+ * The action's result, or a StepFailed as soon as the step is stopped: the runner answers and
+ * exits promptly even if an action is slow to notice its signal (it still gets it to clean up).
+ */
+function untilStopped<T>(signal: AbortSignal, work: Promise<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new StepError(ErrorName.StepFailed, 'the step was stopped'));
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** A step the engine already gave up on (aborted, cancelled, skipped) must not start late. */

@@ -35,6 +35,7 @@ export const run: Action = async (ctx) => {
       if (child.pid) process.kill(-child.pid, 'SIGKILL');
     };
     ctx.signal.addEventListener('abort', kill, { once: true });
+    if (ctx.signal.aborted) kill();
     child.on('error', reject);
     child.on('close', (exitCode, signal) => {
       ctx.signal.removeEventListener('abort', kill);

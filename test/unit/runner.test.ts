@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { ErrorName, StepError, TaskTokenGoneError } from '../../core/errors.ts';
+import type { CloudDriver } from '../../core/ports.ts';
+import { submitDeployment } from '../../core/usecases/submit.ts';
+import { awaitDependencies, recordStepFailure } from '../../core/usecases/workflow.ts';
+import { runStep, type RunnerDeps } from '../../sandbox/runner.ts';
+import type { Action } from '../../sandbox/actions/types.ts';
+import { memoryDeps } from '../helpers/memoryEngine.ts';
+
+/** The step runner on in-memory ports, with stand-in actions: what it answers and records. */
+
+const body = {
+  name: 'demo',
+  bastion: { address: '127.0.0.2', port: 2222, user: 'ctd', securityGroup: 'bastion' },
+  workflow: { steps: [{ id: 'a', action: 'run', command: 'true' }, { id: 'b', action: 'run', command: 'true' }] },
+};
+
+async function setup(action: Action) {
+  const deps = memoryDeps();
+  const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1-secret-value', body });
+  await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
+  const runner: RunnerDeps = {
+    store: deps.store,
+    vault: deps.vault,
+    executions: deps.executions,
+    cloud: {} as CloudDriver,
+    clock: deps.clock,
+    workDir: '/nonexistent',
+    timeScale: 1,
+    heartbeatMs: 5,
+    signal: new AbortController().signal,
+    actions: { run: action, 'bastion-open': action },
+  };
+  return { deps, deploymentId, runner };
+}
+
+describe('Function: runStep', () => {
+  it('hands the action the decrypted token and key, and answers its output', async () => {
+    let seen: { token: string; key: string } | undefined;
+    const { deps, deploymentId, runner } = await setup(async (ctx) => {
+      seen = { token: ctx.token, key: ctx.sshKey.privateKey };
+      ctx.log.line('stdout', `my token is ${ctx.token}`);
+      return { done: true };
+    });
+    const outcome = await runStep(runner, { deploymentId, stepId: 'a', taskToken: 'sandbox-a', taskArn: 'task/a' });
+    expect(outcome).toEqual({ ok: true, output: { done: true } });
+    expect(deps.executions.answers.get('sandbox-a')).toEqual({ ok: true, output: { done: true } });
+    expect(seen?.token).toBe('tok-t1-secret-value');
+    expect(seen?.key).toContain('BEGIN OPENSSH PRIVATE KEY');
+    const step = await deps.store.getStep(deploymentId, 'a');
+    expect(step).toMatchObject({ attempt: 1, taskToken: 'sandbox-a', taskArn: 'task/a' });
+    const logs = await deps.store.getLogs(deploymentId, { stepId: 'a' });
+    expect(logs.map((l) => l.text)).toContain('my token is ***');
+    expect(JSON.stringify(logs)).not.toContain('tok-t1-secret-value');
+  });
+
+  it('fails with the error table name a StepError carries, and Ctd.StepFailed for anything else', async () => {
+    const named = await setup(async () => {
+      throw new StepError(ErrorName.BackendUnreachable, 'The backend server is unreachable');
+    });
+    const a = await runStep(named.runner, { deploymentId: named.deploymentId, stepId: 'a', taskToken: 't1', taskArn: 'x' });
+    expect(a).toEqual({ ok: false, error: ErrorName.BackendUnreachable, cause: 'The backend server is unreachable' });
+    expect(named.deps.executions.answers.get('t1')).toMatchObject({ ok: false, error: ErrorName.BackendUnreachable });
+
+    const plain = await setup(async () => {
+      throw new TypeError('boom');
+    });
+    const b = await runStep(plain.runner, { deploymentId: plain.deploymentId, stepId: 'a', taskToken: 't2', taskArn: 'x' });
+    expect(b).toEqual({ ok: false, error: ErrorName.StepFailed, cause: 'boom' });
+  });
+
+  it('refuses to start a step the engine already gave up on', async () => {
+    let ran = false;
+    const { deps, deploymentId, runner } = await setup(async () => {
+      ran = true;
+    });
+    await recordStepFailure(deps, { deploymentId, stepId: 'a', error: { Error: ErrorName.StepFailed } });
+    await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
+    const outcome = await runStep(runner, { deploymentId, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'x' });
+    expect(outcome).toMatchObject({ ok: false, error: ErrorName.StepAborted });
+    expect(ran).toBe(false);
+  });
+
+  it('stops the action when the state machine no longer accepts its heartbeats', async () => {
+    const { deps, deploymentId, runner } = await setup(
+      (ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(new StepError(ErrorName.StepFailed, 'stopped')))),
+    );
+    deps.executions.sendTaskHeartbeat = async () => {
+      throw new TaskTokenGoneError('TaskTimedOut');
+    };
+    const outcome = await runStep(runner, { deploymentId, stepId: 'a', taskToken: 'sandbox-a', taskArn: 'x' });
+    expect(outcome).toMatchObject({ ok: false, error: ErrorName.StepFailed });
+  });
+
+  it('records system steps itself', async () => {
+    const { deps, deploymentId, runner } = await setup(async () => ({ ruleId: 'r1' }));
+    await runStep(runner, { deploymentId, stepId: 'bastion-open', taskToken: 'open', taskArn: 'x' });
+    expect(await deps.store.getStep(deploymentId, 'bastion-open')).toMatchObject({ status: 'succeeded', output: { ruleId: 'r1' }, attempt: 1 });
+  });
+});
