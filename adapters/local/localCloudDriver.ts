@@ -17,7 +17,9 @@ const enc = encodeURIComponent;
  * The CloudDriver of the local cloud (local/cloud/server.ts), over its REST API. Failures map
  * to the error table: 502/503/504 and refused or reset connections are Ctd.BackendUnreachable
  * (retried by the state machine), any other failure Ctd.ProvisioningError. Deleting what is
- * already gone (404) succeeds, so a retried deprovision or bastion-close does not fail.
+ * already gone (404) succeeds, so a retried deprovision or bastion-close does not fail; creating a
+ * network or security group this deployment already has (409) succeeds, so a retried provision
+ * does not fail (it reuses VMs it finds: see sandbox/actions/provision.ts).
  * The token travels only in the X-Auth-Token header; it never appears in an error.
  */
 export class LocalCloudDriver implements CloudDriver {
@@ -32,7 +34,7 @@ export class LocalCloudDriver implements CloudDriver {
     method: string,
     path: string,
     what: string,
-    opts: { body?: unknown; missingOk?: boolean } = {},
+    opts: { body?: unknown; missingOk?: boolean; existingOk?: boolean } = {},
   ): Promise<unknown> {
     let res: Response;
     try {
@@ -52,6 +54,7 @@ export class LocalCloudDriver implements CloudDriver {
     const text = await res.text();
     if (res.ok) return text ? (JSON.parse(text) as unknown) : undefined;
     if (res.status === 404 && opts.missingOk) return undefined;
+    if (res.status === 409 && opts.existingOk) return undefined;
     let message = text;
     try {
       message = (JSON.parse(text) as { message?: string }).message ?? text;
@@ -107,7 +110,7 @@ export class LocalCloudDriver implements CloudDriver {
   }
 
   async createNetwork(ctx: CloudContext, spec: NetworkSpec): Promise<void> {
-    await this.request(ctx.token, 'POST', `${this.dep(ctx)}/networks`, `creating network "${spec.name}"`, { body: spec });
+    await this.request(ctx.token, 'POST', `${this.dep(ctx)}/networks`, `creating network "${spec.name}"`, { body: spec, existingOk: true });
   }
 
   async deleteNetwork(ctx: CloudContext, name: string): Promise<void> {
@@ -115,7 +118,7 @@ export class LocalCloudDriver implements CloudDriver {
   }
 
   async createSecurityGroup(ctx: CloudContext, spec: SecurityGroupSpec): Promise<void> {
-    await this.request(ctx.token, 'POST', `${this.dep(ctx)}/security-groups`, `creating security group "${spec.name}"`, { body: spec });
+    await this.request(ctx.token, 'POST', `${this.dep(ctx)}/security-groups`, `creating security group "${spec.name}"`, { body: spec, existingOk: true });
   }
 
   async deleteSecurityGroup(ctx: CloudContext, name: string): Promise<void> {

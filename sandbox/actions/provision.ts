@@ -25,7 +25,15 @@ export const provision: Action = async (ctx) => {
     }
   }
   const created: VmInfo[] = [];
+  // A retried attempt (e.g. after Ctd.BackendUnreachable) keeps the VMs an earlier attempt created.
+  const existing = await ctx.cloud.describeVms(ctx.cloudCtx);
   for (const vm of vms) {
+    const found = existing.find((v) => v.name === vm.name);
+    if (found) {
+      created.push(found);
+      ctx.log.line('engine', `VM ${vm.name} already exists at ${found.address} (${found.status})`, vm.name);
+      continue;
+    }
     const info = await ctx.cloud.createVm(ctx.cloudCtx, vm, renderUserData(vm, ctx.sshKey.publicKey));
     created.push(info);
     ctx.log.line('engine', `VM ${vm.name} created at ${info.address} (${info.status})`, vm.name);
