@@ -9,7 +9,7 @@ import { ErrorName } from '../core/errors.ts';
 import type { CloudBackend } from './cloud-backend.ts';
 import { startLocalCloud } from './cloud/server.ts';
 import { startLocalConsole } from './console.ts';
-import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, REGION } from './functions.ts';
+import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, functionArn, REGION } from './functions.ts';
 import { startLocalApiGateway } from './services/apiGateway.ts';
 import { startLocalDynamoDb } from './services/dynamodb.ts';
 import { startLocalKms } from './services/kms.ts';
@@ -86,17 +86,18 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       await backend.exposeLoopbackPorts([dynamo.url, kms.url, sfnUrl, cloud.url].map((url) => Number(new URL(url).port)));
     }
     const stateMachineArn = `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:${STATE_MACHINE_NAME}`;
-    // The engine's own AWS SDK clients: the production adapters, pointed at the local services.
-    Object.assign(process.env, {
+    // Where the AWS services are, for the engine's own SDK clients (the production adapters) and every sandbox's.
+    const awsEnv = {
       AWS_REGION: REGION,
       AWS_ACCESS_KEY_ID: 'local',
       AWS_SECRET_ACCESS_KEY: 'local',
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.url,
       AWS_ENDPOINT_URL_KMS: kms.url,
       AWS_ENDPOINT_URL_SFN: sfnUrl,
-      // The SDK's notice that it will need Node 22 in 2027 would otherwise open every engine log.
+      // The SDK's notice that it will need Node 22 in 2027 would otherwise open every log.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-    });
+    };
+    Object.assign(process.env, awsEnv);
     const config: EngineConfig = {
       region: REGION,
       tableName: TABLE_NAME,
@@ -108,19 +109,13 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     };
     const baseEnv: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
-      AWS_REGION: REGION,
-      AWS_ACCESS_KEY_ID: 'local',
-      AWS_SECRET_ACCESS_KEY: 'local',
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.url,
-      AWS_ENDPOINT_URL_KMS: kms.url,
-      AWS_ENDPOINT_URL_SFN: sfnUrl,
+      ...awsEnv,
       CTD_TABLE_NAME: TABLE_NAME,
       CTD_KMS_KEY_ID: kms.keyId,
       CTD_CLOUD: backend.kind,
       CTD_CLOUD_ENDPOINT: cloud.url,
       CTD_TIME_SCALE: String(timeScale),
       CTD_ANSIBLE_PLUGINS_DIR: fileURLToPath(new URL('../sandbox/ansible/callback_plugins', import.meta.url)),
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     };
 
     let deps: ReturnType<typeof buildEngineDeps> | undefined;
@@ -244,7 +239,7 @@ function hasPrefix(backend: CloudBackend): backend is CloudBackend & { sandboxCo
 
 /** Every `${...}` of the ASL; CDK fills the same names with real ARNs. */
 function substitutions(): Record<string, string> {
-  const fns = Object.fromEntries(Object.entries(ENGINE_FUNCTIONS).map(([key, name]) => [key, `arn:aws:lambda:${REGION}:${ACCOUNT}:function:ctd-${name}`]));
+  const fns = Object.fromEntries(Object.entries(ENGINE_FUNCTIONS).map(([key, name]) => [key, functionArn(name)]));
   return {
     ...fns,
     ClusterArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/ctd-local`,
