@@ -1,0 +1,251 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CtdClient } from '../cli/client.ts';
+import type { DeploymentView, HistoryResponse } from '../core/api.ts';
+import { startLocalEngine, type LocalEngine } from '../local/engine.ts';
+import { LocalStepFunctions } from '../local/sfn/index.ts';
+
+/**
+ * What the benchmarks share: one embedded engine on a temp state dir and its own loopback block
+ * (as test/helpers/engine.ts does), probes on the engine's task boundaries, and the machine's
+ * description. Probes wrap methods of this process's objects only; production code is unchanged.
+ */
+
+/** Wall-clock milliseconds with sub-millisecond resolution, comparable to the API's ISO timestamps. */
+export const now = (): number => performance.timeOrigin + performance.now();
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  node: string;
+  platform: string;
+}
+
+export function machine(): Machine {
+  const list = cpus();
+  return { cpu: list[0]?.model.trim() ?? 'unknown', cores: list.length, node: process.version, platform: `${process.platform} ${process.arch}` };
+}
+
+export type LoadAverage = [number, number, number];
+
+export const loadAverage = (): LoadAverage => {
+  const [a = 0, b = 0, c = 0] = loadavg();
+  return [round(a, 2), round(b, 2), round(c, 2)];
+};
+
+/** Load averages when a measurement started and ended, so a figure can be judged against them. */
+export interface LoadStamp {
+  start: LoadAverage;
+  end: LoadAverage;
+}
+
+/**
+ * Waits (bounded) until the 1-minute load drops below `threshold`: other engineers' test runs
+ * share this machine and a loaded CPU inflates every process start.
+ */
+export async function waitForCalm(threshold: number, maxWaitMs: number, log: (line: string) => void): Promise<LoadAverage> {
+  const deadline = Date.now() + maxWaitMs;
+  let load = loadAverage();
+  if (load[0] < threshold) return load;
+  log(`load ${load[0]} ≥ ${threshold}; waiting up to ${Math.round(maxWaitMs / 1000)} s for a calmer machine`);
+  while (Date.now() < deadline) {
+    await sleep(Math.min(5000, Math.max(0, deadline - Date.now())));
+    load = loadAverage();
+    if (load[0] < threshold) break;
+  }
+  log(`starting at load ${load.join(' ')}`);
+  return load;
+}
+
+/** CPU seconds (user + system) this process has used so far. */
+export function cpuSeconds(): number {
+  const own = process.cpuUsage();
+  return (own.user + own.system) / 1e6;
+}
+
+/** One sandbox attempt as the probes saw it. Times are {@link now} values. */
+export interface TaskTrace {
+  deploymentId: string;
+  stepId: string;
+  bwrap: boolean;
+  runTaskAt: number;
+  firstHeartbeatAt?: number;
+  successAt?: number;
+}
+
+/** Sandbox isolation the launcher will use for the next RunTask (a private field of LocalSandboxes). */
+interface IsolationField {
+  bwrap: string | undefined;
+}
+
+export interface BenchEngine {
+  engine: LocalEngine;
+  client: CtdClient;
+  bastionAddress: string;
+  /** bwrap's path when the launcher isolates sandboxes with it, else undefined. */
+  bwrapPath: string | undefined;
+  /** Every sandbox attempt of this engine, in RunTask order. */
+  traces: TaskTrace[];
+  /** Decides, per RunTask, whether the sandbox starts inside bwrap (default: the engine's choice). */
+  setIsolation(choose: ((stepId: string) => boolean) | undefined): void;
+  waitForEnd(deploymentId: string, timeoutMs: number): Promise<DeploymentView>;
+  history(deploymentId: string): Promise<HistoryResponse>;
+  /** The engine's last log lines, for a failure message. */
+  tail(lines?: number): string;
+  stop(): Promise<void>;
+}
+
+const FINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+
+export async function startBenchEngine(): Promise<BenchEngine> {
+  const stateDir = await mkdtemp(join(tmpdir(), 'ctd-bench-'));
+  const lines: string[] = [];
+  const { bastionAddress, vmAddressBase } = loopbackBlock();
+  let engine: LocalEngine;
+  try {
+    engine = await startLocalEngine({
+      stateDir,
+      apiPort: 0,
+      localCloud: { bastionAddress, vmAddressBase },
+      log: (line) => {
+        lines.push(line);
+        if (lines.length > 400) lines.splice(0, lines.length - 400);
+      },
+    });
+  } catch (e) {
+    await rm(stateDir, { recursive: true, force: true });
+    throw e;
+  }
+  const token = await engine.mintToken('bench');
+  const client = new CtdClient({ endpoint: engine.apiUrl, token: { get: async () => token } });
+
+  const traces: TaskTrace[] = [];
+  const byToken = new Map<string, TaskTrace>();
+  const isolation = engine.sandboxes as unknown as IsolationField;
+  const bwrapPath = isolation.bwrap;
+  let choose: ((stepId: string) => boolean) | undefined;
+
+  const runTask = engine.sandboxes.runTask.bind(engine.sandboxes);
+  engine.sandboxes.runTask = async (parameters, signal) => {
+    const env = containerEnvironment(parameters);
+    const stepId = env.CTD_STEP_ID ?? '?';
+    const bwrap = bwrapPath !== undefined && (choose?.(stepId) ?? true);
+    const trace: TaskTrace = { deploymentId: env.CTD_DEPLOYMENT_ID ?? '?', stepId, bwrap, runTaskAt: now() };
+    traces.push(trace);
+    if (env.CTD_TASK_TOKEN) byToken.set(env.CTD_TASK_TOKEN, trace);
+    // The launcher reads the field after its first await: a per-step choice holds only while one
+    // RunTask runs at a time (the sandbox benchmark's chain); without a choice every task gets the default.
+    isolation.bwrap = bwrap ? bwrapPath : undefined;
+    try {
+      return await runTask(parameters, signal);
+    } finally {
+      isolation.bwrap = bwrapPath;
+    }
+  };
+  const detach = probeTaskCallbacks(byToken);
+
+  return {
+    engine,
+    client,
+    bastionAddress,
+    bwrapPath,
+    traces,
+    setIsolation: (fn) => {
+      choose = fn;
+    },
+    waitForEnd: async (id, timeoutMs) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const view = await client.get(id);
+        if (FINAL.has(view.status)) return view;
+        if (Date.now() > deadline) throw new Error(`deployment ${id} still ${view.status} after ${timeoutMs / 1000} s`);
+        await sleep(250);
+      }
+    },
+    history: (id) => client.history(id),
+    tail: (n = 30) => lines.slice(-n).join('\n'),
+    stop: async () => {
+      detach();
+      await engine.stop();
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Records when a task token's first SendTaskHeartbeat and its SendTaskSuccess reach the local
+ * Step Functions (the runner calls them over HTTP, so arrival is what the state machine sees).
+ */
+function probeTaskCallbacks(byToken: Map<string, TaskTrace>): () => void {
+  const proto = LocalStepFunctions.prototype;
+  const heartbeat = proto.sendTaskHeartbeat;
+  const success = proto.sendTaskSuccess;
+  proto.sendTaskHeartbeat = function (this: LocalStepFunctions, taskToken: string) {
+    const trace = byToken.get(taskToken);
+    if (trace && trace.firstHeartbeatAt === undefined) trace.firstHeartbeatAt = now();
+    return heartbeat.call(this, taskToken);
+  };
+  proto.sendTaskSuccess = function (this: LocalStepFunctions, taskToken: string, output: string) {
+    const trace = byToken.get(taskToken);
+    if (trace) trace.successAt = now();
+    return success.call(this, taskToken, output);
+  };
+  return () => {
+    proto.sendTaskHeartbeat = heartbeat;
+    proto.sendTaskSuccess = success;
+  };
+}
+
+/** A loopback block of its own, so the bench can run beside test engines. */
+function loopbackBlock(): { bastionAddress: string; vmAddressBase: string } {
+  const a = 100 + Math.floor(Math.random() * 100);
+  const b = 2 * Math.floor(Math.random() * 120);
+  return { bastionAddress: `127.${a}.${b}.2`, vmAddressBase: `127.${a}.${b + 1}` };
+}
+
+/** A deployment of `run` steps behind the bench engine's bastion. */
+export function runDeployment(name: string, bastionAddress: string, steps: { id: string; command: string; dependsOn?: string[] }[]) {
+  return {
+    name,
+    bastion: { address: bastionAddress, port: 2222, user: 'ctd', securityGroup: 'bastion' },
+    workflow: { steps: steps.map((s) => ({ action: 'run', ...s })) },
+  };
+}
+
+/** Overrides.ContainerOverrides[].Environment of RunTask → a plain map. */
+function containerEnvironment(parameters: unknown): Record<string, string> {
+  const overrides = (parameters as { Overrides?: { ContainerOverrides?: { Environment?: { Name: string; Value: string }[] }[] } })?.Overrides;
+  const env: Record<string, string> = {};
+  for (const container of overrides?.ContainerOverrides ?? []) {
+    for (const { Name, Value } of container.Environment ?? []) env[Name] = String(Value);
+  }
+  return env;
+}
+
+export interface Summary {
+  n: number;
+  mean: number;
+  median: number;
+  p90: number;
+  min: number;
+  max: number;
+}
+
+/** Nearest-rank percentiles; values keep their unit. */
+export function summarize(values: readonly number[]): Summary {
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = (p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
+  return {
+    n: sorted.length,
+    mean: sorted.reduce((s, v) => s + v, 0) / (sorted.length || 1),
+    median: rank(50),
+    p90: rank(90),
+    min: sorted[0] ?? Number.NaN,
+    max: sorted[sorted.length - 1] ?? Number.NaN,
+  };
+}
+
+export const round = (value: number, digits = 3): number => Math.round(value * 10 ** digits) / 10 ** digits;
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,0 +1,275 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { LoadAverage, LoadStamp, Machine, Summary } from './harness.ts';
+import type { SandboxStartResult } from './sandboxStart.ts';
+import type { SchedulingResult } from './scheduling.ts';
+import type { TransitionsResult } from './transitions.ts';
+
+/**
+ * Results of the three benchmarks, kept in bench/results.json so that `--only X` refreshes one
+ * section and docs/BENCHMARKS.md is still rewritten whole from the latest figures of each.
+ */
+
+interface Measured<T> {
+  date: string;
+  machine: Machine;
+  result: T;
+}
+
+export interface BenchResults {
+  scheduling?: Measured<SchedulingResult>;
+  sandbox?: Measured<SandboxStartResult>;
+  transitions?: Measured<TransitionsResult>;
+}
+
+const RESULTS = fileURLToPath(new URL('./results.json', import.meta.url));
+const DOC = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
+
+export function loadResults(): BenchResults {
+  if (!existsSync(RESULTS)) return {};
+  try {
+    return JSON.parse(readFileSync(RESULTS, 'utf8')) as BenchResults;
+  } catch {
+    return {};
+  }
+}
+
+export async function saveResults(results: BenchResults): Promise<string[]> {
+  await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(DOC, renderMarkdown(results));
+  return [RESULTS, DOC];
+}
+
+const s = (x: number, digits = 2) => x.toFixed(digits);
+const ms = (x: number) => `${Math.round(x)} ms`;
+const load = (l: LoadAverage) => l.map((x) => x.toFixed(2)).join(' / ');
+const loadStamp = (l: LoadStamp) => `${load(l.start)} → ${load(l.end)}`;
+
+/** The compact table `npm run bench` prints. */
+export function summaryTable(results: BenchResults): string {
+  const rows: [string, string, string][] = [];
+  const sched = results.scheduling?.result;
+  if (sched) {
+    rows.push(['scheduling: makespan ÷ critical path', `${s(sched.ratio)} (${s(sched.makespanS)} s ÷ ${s(sched.criticalPathS)} s)`, load(sched.load.start)]);
+    rows.push(['scheduling: wave-by-wave ÷ critical path', `${s(sched.waveRatio)} (${s(sched.waveS)} s)`, '']);
+    rows.push(['scheduling: per-step overhead (mean / p90)', `${s(sched.overheadS.mean)} s / ${s(sched.overheadS.p90)} s`, '']);
+  }
+  const sandbox = results.sandbox?.result;
+  if (sandbox) {
+    if (sandbox.engineBwrap) rows.push(['sandbox start, bwrap (median / p90)', `${ms(sandbox.engineBwrap.median)} / ${ms(sandbox.engineBwrap.p90)}`, load(sandbox.load.start)]);
+    rows.push(['sandbox start, no bwrap (median / p90)', `${ms(sandbox.engineNoBwrap.median)} / ${ms(sandbox.engineNoBwrap.p90)}`, sandbox.engineBwrap ? '' : load(sandbox.load.start)]);
+    rows.push(['env -i node -e 0 (median / p90)', `${ms(sandbox.nodeBare.median)} / ${ms(sandbox.nodeBare.p90)}`, '']);
+    rows.push(['runner module load: wall / CPU (median)', `${ms(sandbox.runnerLoad.median)} / ${ms(sandbox.runnerLoadCpu.median)}`, '']);
+  }
+  const tr = results.transitions?.result;
+  if (tr) {
+    rows.push([`transitions per ${tr.steps}-step deployment`, `${tr.perDeployment} = ${tr.fixed} fixed + ${s(tr.perStep, 1)} × ${tr.steps}`, load(tr.load.start)]);
+    rows.push(['Step Functions price', `$${tr.priceUsdPerDeployment.toFixed(5)} per deployment, $${s(tr.priceUsdPer1000Deployments)} per 1,000`, '']);
+  }
+  const header: [string, string, string] = ['figure', 'value', 'load 1/5/15 min'];
+  const widths = [0, 1, 2].map((i) => Math.max(...[header, ...rows].map((r) => r[i]!.length)));
+  const line = (r: [string, string, string]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function summaryRow(name: string, x: Summary, unit: (v: number) => string): string {
+  return `| ${name} | ${unit(x.median)} | ${unit(x.p90)} | ${unit(x.mean)} | ${unit(x.min)} | ${unit(x.max)} | ${x.n} |`;
+}
+
+function machineSection(results: BenchResults): string {
+  const rows = (['scheduling', 'sandbox', 'transitions'] as const)
+    .map((key) => {
+      const m = results[key];
+      if (!m) return undefined;
+      const l = m.result.load;
+      return `| ${key} | ${m.date} | ${m.machine.cpu} | ${m.machine.cores} | ${m.machine.node} | ${loadStamp(l)} |`;
+    })
+    .filter((r): r is string => r !== undefined);
+  return [
+    '| benchmark | date (UTC) | CPU | cores | Node | load average 1/5/15 min, start → end |',
+    '|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+}
+
+function schedulingSection(m: Measured<SchedulingResult> | undefined, sandbox: SandboxStartResult | undefined): string {
+  if (!m) return '## 1. Scheduling overhead\n\nNot measured yet: `npm run bench -- --only scheduling`.\n';
+  const r = m.result;
+  const p = r.phasesS;
+  const runnerWork = p.work - r.meanSleepS;
+  const parts: [string, number][] = [
+    ['released → RunTask (AwaitDependencies answered, Choice, Task dispatch)', p.dispatch],
+    ['RunTask → first heartbeat (sandbox start)', p.sandboxStart],
+    ['first heartbeat → SendTaskSuccess, minus the sleep (decrypt, bundle, `sh -c`, log flush)', runnerWork],
+    ['SendTaskSuccess → recorded (RecordStepResult)', p.record],
+  ];
+  const dominant = [...parts].sort((a, b) => b[1] - a[1])[0]!;
+  const cores = m.machine.cores;
+  const runnerCpu = sandbox ? sandbox.runnerLoadCpu.median / 1000 : undefined;
+  const sandboxCpu = runnerCpu !== undefined ? r.steps * runnerCpu : undefined;
+  return `## 1. Scheduling overhead
+
+| figure | value |
+|---|---|
+| DAG | seed ${r.seed}: ${r.steps} \`run\` steps, ${r.edges} edges, ${r.levels} levels |
+| critical path (Σ sleeps on the longest chain) | **${s(r.criticalPathS)} s** over ${r.criticalPathSteps} steps |
+| makespan (first step started → last step ended) | **${s(r.makespanS)} s** |
+| **makespan ÷ critical path** (ideal 1.00, goal ≤ 1.10) | **${s(r.ratio)}** |
+| wave-by-wave scheduler ÷ critical path (sleeps only) | ${s(r.waveRatio)} (${s(r.waveS)} s) |
+| per-step overhead (step duration − its sleep): mean / median / p90 / max | ${s(r.overheadS.mean)} / ${s(r.overheadS.median)} / ${s(r.overheadS.p90)} / ${s(r.overheadS.max)} s |
+| critical path of the *measured* step durations | ${s(r.criticalPathMeasuredS)} s (makespan ÷ this = ${s(r.makespanS / r.criticalPathMeasuredS)}) |
+| wave-by-wave with the measured durations | ${s(r.waveMeasuredS)} s |
+| release delay (all dependencies ended → step released): mean / median / p90 / max | ${s(r.releaseDelayS.mean)} / ${s(r.releaseDelayS.median)} / ${s(r.releaseDelayS.p90)} / ${s(r.releaseDelayS.max)} s |
+| release delay, Map iterations 1–40 / 41–${r.steps} (mean) | ${s(r.releaseDelayByIterationS.first40)} / ${s(r.releaseDelayByIterationS.rest)} s |
+| longest release delays | ${r.worstReleases.map((w) => `${w.stepId} (iteration ${w.iteration + 1}) ${s(w.delayS)} s`).join(', ')} |
+| most steps running at once | ${r.maxRunning} (Map MaxConcurrency 40) |
+| CPU used by the engine process during the run | ${s(r.engineCpuS, 1)} s (${s(r.engineCpuS / r.steps)} s per step) |
+| CPU of the sandboxes' start-ups, at least (steps × runner module load CPU, section 2) | ${sandboxCpu !== undefined ? `${s(sandboxCpu, 1)} s` : 'run section 2'} |
+| state transitions of this execution | ${r.transitions} |
+| load average at start → end | ${loadStamp(r.load)} |
+
+Where a step's time goes (means over the ${r.steps} steps; mean sleep ${s(r.meanSleepS)} s):
+
+| phase | mean |
+|---|---|
+${parts.map(([name, v]) => `| ${name} | ${s(v)} s |`).join('\n')}
+
+**What dominates.** The makespan is the product of two factors: the measured step durations
+give a critical path of ${s(r.criticalPathMeasuredS)} s (${s(r.criticalPathMeasuredS / r.criticalPathS)}× the sleeps), and the scheduler adds
+${s(r.makespanS / r.criticalPathMeasuredS)}× on top (release delays and Map slots). The largest phase of a step is
+*${dominant[0]}* at ${s(dominant[1])} s. Each step is a fresh Node process that loads the AWS SDK v3
+clients before it can read its step from DynamoDB and send its first heartbeat${
+    runnerCpu !== undefined ? ` — ${s(runnerCpu)} s of CPU per start (section 2)` : ''
+  }. The engine process itself spent ${s(r.engineCpuS, 1)} s of CPU on the run${
+    sandboxCpu !== undefined
+      ? `; with at least ${s(sandboxCpu, 1)} s in sandbox start-ups that is ≥ ${s((r.engineCpuS + sandboxCpu) / cores, 1)} s on ${cores} idle cores
+against a ${s(r.criticalPathS)} s critical path (ratio ≥ ${s((r.engineCpuS + sandboxCpu) / cores / r.criticalPathS)} before any other load)`
+      : ''
+  }: on this machine the makespan is bounded by CPU, not by the DAG. With other work on the cores
+(load ${load(r.load.start)} at the start) the sandboxes of a wide level start one after the other rather than together.
+At most ${r.maxRunning} steps ran at once, so the Map's MaxConcurrency of 40 was not what limited
+parallelism; but an iteration waiting for its dependencies holds its Map slot, so iterations 41–${r.steps}
+start only as earlier iterations end, and their AwaitDependencies comes late even when their dependencies
+are done — hence their larger release delays above.
+`;
+}
+
+function sandboxSection(m: Measured<SandboxStartResult> | undefined): string {
+  if (!m) return '## 2. Sandbox start\n\nNot measured yet: `npm run bench -- --only sandbox`.\n';
+  const r = m.result;
+  const rows = [
+    r.engineBwrap ? summaryRow('engine: RunTask → first heartbeat, bwrap', r.engineBwrap, ms) : undefined,
+    summaryRow(`engine: RunTask → first heartbeat, no bwrap${r.engineBwrap ? '' : ' (bwrap not usable here)'}`, r.engineNoBwrap, ms),
+    summaryRow('`env -i node -e 0`, spawn → exit', r.nodeBare, ms),
+    r.nodeBwrap ? summaryRow('`bwrap … node -e 0`, spawn → exit', r.nodeBwrap, ms) : undefined,
+    summaryRow('`env -i node runner.mjs` (module load only), spawn → exit', r.runnerLoad, ms),
+    summaryRow('… its CPU time (user + sys)', r.runnerLoadCpu, ms),
+  ].filter((x): x is string => x !== undefined);
+  const start = r.engineBwrap ?? r.engineNoBwrap;
+  return `## 2. Sandbox start
+
+| measurement | median | p90 | mean | min | max | n |
+|---|---|---|---|---|---|---|
+${rows.join('\n')}
+
+Load average at start → end: ${loadStamp(r.load)}.
+
+Of the median ${ms(start.median)} from RunTask to the first heartbeat, starting Node itself takes
+${ms(r.nodeBare.median)}; loading the bundled runner (AWS SDK v3 clients for DynamoDB, KMS and Step
+Functions, ECS, ssh2, the Powertools logger) brings it to ${ms(r.runnerLoad.median)} (${ms(r.runnerLoadCpu.median)} of CPU); the rest (${ms(start.median - r.runnerLoad.median)}) is the launcher (work dir,
+spawn${r.engineBwrap ? ', bwrap' : ''}) and the runner's first round trips (GetItem ×2 and UpdateItem on the local
+DynamoDB, then SendTaskHeartbeat).${
+    r.engineBwrap && r.nodeBwrap
+      ? ` bwrap costs ${ms(r.nodeBwrap.median - r.nodeBare.median)} on a bare start and ${ms(r.engineBwrap.median - r.engineNoBwrap.median)} at the median inside the engine.`
+      : ''
+  }
+`;
+}
+
+function transitionsSection(m: Measured<TransitionsResult> | undefined): string {
+  if (!m) return '## 3. State transitions and price\n\nNot measured yet: `npm run bench -- --only transitions`.\n';
+  const r = m.result;
+  const states = Object.entries(r.byState)
+    .map(([name, n]) => `| ${name} | ${n} |`)
+    .join('\n');
+  return `## 3. State transitions and price
+
+A succeeded ${r.steps}-step linear deployment (each step \`true\`), counted from
+\`GET /deployments/{id}/history\`: every \`*StateEntered\` event is one billed transition, the
+states inside RunWorkflow's iterations included.
+
+| figure | value |
+|---|---|
+| transitions per ${r.steps}-step deployment | **${r.perDeployment}** |
+| fixed part (Prepare, bastion, RunWorkflow, Summarize, Cleanup, outcome) | ${r.fixed} |
+| per workflow step (one Map iteration) | ${s(r.perStep, 1)} |
+| check: a 1-step deployment | ${r.oneStep} (fixed + per-step = ${s(r.fixed + r.perStep, 1)}) |
+| **Step Functions price per ${r.steps}-step deployment** at $0.025 per 1,000 transitions | **$${r.priceUsdPerDeployment.toFixed(5)}** |
+| per 1,000 such deployments | **$${s(r.priceUsdPer1000Deployments)}** |
+
+Transitions by state:
+
+| state | entered |
+|---|---|
+${states}
+
+So a deployment of *n* succeeded steps costs ${r.fixed} + ${s(r.perStep, 1)}·*n* transitions. A failing step takes
+RecordStepFailure, NeedsGrace and possibly GracePeriod/AbortStragglers instead of RecordStepResult,
+and every Retry attempt is one more transition. Not included: the free tier (4,000 transitions a
+month), Lambda, DynamoDB, KMS and Fargate. For scale, a 0.25 vCPU / 0.5 GB Fargate task costs about
+$0.0002 a minute (us-east-1, Linux/x86), so a deployment of ten one-minute steps pays more for its
+sandboxes than for its transitions.
+`;
+}
+
+export function renderMarkdown(results: BenchResults): string {
+  return `# Benchmarks
+
+Written by \`npm run bench\` (\`bench/run.ts\`); do not edit by hand. The figures come from the
+embedded local engine (\`local/engine.ts\`): the production ASL, Lambda handlers and step runner, with
+sandboxes as local processes. Other work on the machine inflates them; each figure carries the
+load average it was measured under.
+
+Reproduce:
+
+\`\`\`sh
+npm run bench                               # all three, about 2–4 minutes
+npm run bench -- --only scheduling          # or sandbox, transitions
+npm run bench -- --seed 7 --runs 20         # another DAG, more sandbox starts
+\`\`\`
+
+## Machine
+
+${machineSection(results)}
+
+## At a glance
+
+\`\`\`
+${summaryTable(results)}
+\`\`\`
+
+${schedulingSection(results.scheduling, results.sandbox?.result)}
+${sandboxSection(results.sandbox)}
+${transitionsSection(results.transitions)}
+## Method
+
+- **Engine.** One \`startLocalEngine\` per run, on a temp state dir, \`apiPort: 0\` and a loopback
+  block of its own (as \`test/helpers/engine.ts\`), so it runs beside test engines. Deployments go
+  through the HTTP API with a minted token, like a user's.
+- **Scheduling.** A DAG from a seeded mulberry32 PRNG: step *i* sleeps 0.2–1.0 s (\`sleep 0.37\`)
+  and depends on 0–3 distinct earlier steps. Critical path and levels come from \`planWorkflow\`
+  (\`core/dag.ts\`) with the sleeps as weights; the wave figure is Σ over levels of the longest
+  sleep. Makespan and step durations are the \`startedAt\`/\`endedAt\` of the workflow steps in
+  \`GET /deployments/{id}\` (bastion-open/close excluded).
+- **Probes** (bench only, production code unchanged): \`engine.sandboxes.runTask\` is wrapped to
+  time RunTask, and \`LocalStepFunctions.prototype.sendTaskHeartbeat\`/\`sendTaskSuccess\` to time
+  when the runner's first heartbeat and its success reach the state machine. For bwrap on/off the
+  wrapper sets the launcher's isolation per task; chain steps alternate, so both modes share the
+  machine's load. Bare spawns are timed spawn → exit with an empty environment (\`env -i\`).
+- **Transitions.** \`*StateEntered\` events of the execution history, split into top-level and
+  Map-iteration states by reading \`statemachine/deployment.asl.json\`.
+- **Load.** Before each benchmark the run waits (bounded) for the 1-minute load average to drop
+  below the core count; \`os.loadavg()\` is recorded at the start and end of each.
+`;
+}

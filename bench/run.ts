@@ -1,0 +1,76 @@
+import { parseArgs } from 'node:util';
+import { loadAverage, machine, startBenchEngine, waitForCalm } from './harness.ts';
+import { loadResults, saveResults, summaryTable, type BenchResults } from './report.ts';
+import { runSandboxStart } from './sandboxStart.ts';
+import { runScheduling } from './scheduling.ts';
+import { runTransitions } from './transitions.ts';
+
+/** `npm run bench [-- --only scheduling|sandbox|transitions] [--seed N] [--runs N]` */
+
+const BENCHMARKS = ['sandbox', 'scheduling', 'transitions'] as const;
+type Benchmark = (typeof BENCHMARKS)[number];
+
+const DEFAULT_SEED = 20240611;
+
+async function main(): Promise<void> {
+  // The SDK's notice about Node 22 in 2027 would otherwise open the output (the engine sets the same).
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  const { values } = parseArgs({
+    options: {
+      only: { type: 'string' },
+      seed: { type: 'string', default: String(DEFAULT_SEED) },
+      steps: { type: 'string', default: '60' },
+      runs: { type: 'string', default: '15' },
+      'calm-wait': { type: 'string', default: '20' },
+      'no-write': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.only !== undefined && !BENCHMARKS.includes(values.only as Benchmark)) {
+    throw new Error(`--only must be one of ${BENCHMARKS.join(', ')}`);
+  }
+  const selected = BENCHMARKS.filter((b) => values.only === undefined || values.only === b);
+  const seed = positive('seed', values.seed);
+  const steps = positive('steps', values.steps);
+  const runs = positive('runs', values.runs);
+  const calmWaitMs = Number(values['calm-wait']) * 1000;
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const host = machine();
+  log(`${host.cpu} · ${host.cores} cores · Node ${host.node} · load ${loadAverage().join(' ')} · seed ${seed}`);
+
+  const results: BenchResults = loadResults();
+  const stamp = () => ({ date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: host });
+  const bench = await startBenchEngine();
+  try {
+    for (const name of selected) {
+      await waitForCalm(host.cores, calmWaitMs, log);
+      const t0 = Date.now();
+      log(`▶ ${name}`);
+      if (name === 'sandbox') results.sandbox = { ...stamp(), result: await runSandboxStart(bench, { runs, log }) };
+      if (name === 'scheduling') results.scheduling = { ...stamp(), result: await runScheduling(bench, { seed, steps, log }) };
+      if (name === 'transitions') results.transitions = { ...stamp(), result: await runTransitions(bench, { steps: 10, log }) };
+      log(`✔ ${name} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  } finally {
+    await bench.stop();
+  }
+  process.stdout.write(`\n${summaryTable(results)}\n\n`);
+  if (!values['no-write']) {
+    const written = await saveResults(results);
+    process.stdout.write(`wrote ${written.join(', ')}\n`);
+  }
+}
+
+function positive(name: string, value: string | undefined): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer`);
+  return n;
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,181 @@
+import { planWorkflow } from '../core/dag.ts';
+import type { StepView } from '../core/api.ts';
+import { cpuSeconds, loadAverage, round, runDeployment, summarize, type BenchEngine, type LoadStamp, type Summary } from './harness.ts';
+import { countTransitions } from './transitions.ts';
+
+/**
+ * Scheduling overhead: a seeded random DAG of `run` steps that only sleep, through the whole
+ * engine. The makespan is compared with the DAG's critical path (the best any scheduler can do)
+ * and with what a wave-by-wave scheduler would take on the same DAG.
+ */
+
+export interface DagStepSpec {
+  id: string;
+  sleepSeconds: number;
+  dependsOn: string[];
+}
+
+export interface SchedulingResult {
+  seed: number;
+  steps: number;
+  edges: number;
+  levels: number;
+  load: LoadStamp;
+  /** Longest chain of sleeps, in seconds: the ideal makespan. */
+  criticalPathS: number;
+  criticalPathSteps: number;
+  /** Σ over levels of the longest sleep in the level. */
+  waveS: number;
+  makespanS: number;
+  ratio: number;
+  waveRatio: number;
+  /** Step duration (startedAt → endedAt) minus its sleep, in seconds. */
+  overheadS: Summary;
+  meanSleepS: number;
+  /** Mean seconds per phase of a step: released → RunTask → first heartbeat → SendTaskSuccess (work includes the sleep) → recorded. */
+  phasesS: { dispatch: number; sandboxStart: number; work: number; record: number };
+  /** Longest chain of the measured step durations: the makespan of a perfect scheduler given these sandboxes. */
+  criticalPathMeasuredS: number;
+  /** Σ over levels of the longest measured duration: a wave scheduler given these sandboxes. */
+  waveMeasuredS: number;
+  /** Seconds from "all dependencies ended" (roots: bastion opened) to the step's release. */
+  releaseDelayS: Summary;
+  /** Mean release delay of the steps the Map reaches within its first 40 iterations, and of the rest. */
+  releaseDelayByIterationS: { first40: number; rest: number };
+  /** The three longest release delays, with the step's Map iteration (its place in topological order). */
+  worstReleases: { stepId: string; iteration: number; delayS: number }[];
+  maxRunning: number;
+  /**
+   * CPU seconds the engine process (local services, Lambda handlers, state machine, API) spent during
+   * the run. The sandboxes' CPU cannot be read the same way: bwrap's pid-namespace init is never
+   * reaped by the engine, so its CPU never reaches the engine's child times.
+   */
+  engineCpuS: number;
+  transitions: number;
+}
+
+/** mulberry32: a tiny seeded PRNG, so the DAG is the same on every machine. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Each step sleeps 0.2–1.0 s and depends on 0–3 distinct earlier steps. */
+export function randomDag(seed: number, count: number): DagStepSpec[] {
+  const random = mulberry32(seed);
+  const steps: DagStepSpec[] = [];
+  for (let i = 0; i < count; i++) {
+    const sleepSeconds = round(0.2 + 0.8 * random(), 2);
+    const wanted = Math.min(i, Math.floor(random() * 4));
+    const deps = new Set<number>();
+    while (deps.size < wanted) deps.add(Math.floor(random() * i));
+    steps.push({ id: stepId(i), sleepSeconds, dependsOn: [...deps].sort((a, b) => a - b).map(stepId) });
+  }
+  return steps;
+}
+
+const stepId = (i: number): string => `s${String(i + 1).padStart(2, '0')}`;
+
+export async function runScheduling(bench: BenchEngine, opts: { seed: number; steps: number; log: (line: string) => void }): Promise<SchedulingResult> {
+  const dag = randomDag(opts.seed, opts.steps);
+  const sleepOf = new Map(dag.map((s) => [s.id, s.sleepSeconds]));
+  const plan = planWorkflow(dag, (id) => sleepOf.get(id) ?? 0);
+  const waveS = plan.levels.reduce((sum, level) => sum + Math.max(...level.map((id) => sleepOf.get(id) ?? 0)), 0);
+  opts.log(
+    `scheduling: seed ${opts.seed}, ${dag.length} steps, ${plan.levels.length} levels, critical path ${round(plan.criticalPath.weight, 2)} s over ${plan.criticalPath.steps.length} steps`,
+  );
+
+  const start = loadAverage();
+  const cpuBefore = cpuSeconds();
+  const body = runDeployment(
+    'bench-scheduling',
+    bench.bastionAddress,
+    dag.map((s) => ({ id: s.id, command: `sleep ${s.sleepSeconds}`, dependsOn: s.dependsOn })),
+  );
+  const { deploymentId } = await bench.client.submit(body);
+  const view = await bench.waitForEnd(deploymentId, 300_000);
+  const load = { start, end: loadAverage() };
+  const cpuAfter = cpuSeconds();
+  if (view.status !== 'SUCCEEDED') throw new Error(`scheduling deployment ${view.status}: ${view.error ?? ''} ${view.cause ?? ''}\n${bench.tail()}`);
+
+  const byId = new Map(view.steps.map((s) => [s.stepId, s]));
+  const workflow = view.steps.filter((s) => !s.system);
+  const started = (s: StepView | undefined) => Date.parse(s?.startedAt ?? '');
+  const ended = (s: StepView | undefined) => Date.parse(s?.endedAt ?? '');
+  const first = Math.min(...workflow.map(started));
+  const last = Math.max(...workflow.map(ended));
+  const makespanS = (last - first) / 1000;
+  const durationS = new Map(workflow.map((s) => [s.stepId, (ended(s) - started(s)) / 1000]));
+
+  const traces = new Map(bench.traces.filter((t) => t.deploymentId === deploymentId).map((t) => [t.stepId, t]));
+  const phases = { dispatch: [] as number[], sandboxStart: [] as number[], work: [] as number[], record: [] as number[] };
+  for (const s of workflow) {
+    const t = traces.get(s.stepId);
+    if (!t?.firstHeartbeatAt || !t.successAt) continue;
+    phases.dispatch.push(t.runTaskAt - started(s));
+    phases.sandboxStart.push(t.firstHeartbeatAt - t.runTaskAt);
+    phases.work.push(t.successAt - t.firstHeartbeatAt);
+    phases.record.push(ended(s) - t.successAt);
+  }
+  const meanS = (values: number[]) => round(summarize(values).mean / 1000);
+
+  const bastionOpened = ended(byId.get('bastion-open'));
+  const iteration = new Map(plan.order.map((id, i) => [id, i]));
+  const releases = dag.map((s) => {
+    const ready = s.dependsOn.length ? Math.max(...s.dependsOn.map((d) => ended(byId.get(d)))) : bastionOpened;
+    return { stepId: s.id, iteration: iteration.get(s.id) ?? -1, delayS: round((started(byId.get(s.id)) - ready) / 1000) };
+  });
+  const releaseDelays = releases.map((r) => r.delayS);
+  const meanDelay = (keep: (i: number) => boolean) => round(summarize(releases.filter((r) => keep(r.iteration)).map((r) => r.delayS)).mean);
+
+  const measured = planWorkflow(dag, (id) => durationS.get(id) ?? 0);
+  const waveMeasuredS = plan.levels.reduce((sum, level) => sum + Math.max(...level.map((id) => durationS.get(id) ?? 0)), 0);
+  const transitions = countTransitions((await bench.history(deploymentId)).events).total;
+
+  return {
+    seed: opts.seed,
+    steps: dag.length,
+    edges: dag.reduce((n, s) => n + s.dependsOn.length, 0),
+    levels: plan.levels.length,
+    load,
+    criticalPathS: round(plan.criticalPath.weight, 2),
+    criticalPathSteps: plan.criticalPath.steps.length,
+    waveS: round(waveS, 2),
+    makespanS: round(makespanS, 2),
+    ratio: round(makespanS / plan.criticalPath.weight, 2),
+    waveRatio: round(waveS / plan.criticalPath.weight, 2),
+    meanSleepS: round(summarize(dag.map((s) => s.sleepSeconds)).mean),
+    overheadS: roundSummary(summarize(workflow.map((s) => (durationS.get(s.stepId) ?? 0) - (sleepOf.get(s.stepId) ?? 0)))),
+    phasesS: { dispatch: meanS(phases.dispatch), sandboxStart: meanS(phases.sandboxStart), work: meanS(phases.work), record: meanS(phases.record) },
+    criticalPathMeasuredS: round(measured.criticalPath.weight, 2),
+    waveMeasuredS: round(waveMeasuredS, 2),
+    releaseDelayS: roundSummary(summarize(releaseDelays)),
+    releaseDelayByIterationS: { first40: meanDelay((i) => i < 40), rest: meanDelay((i) => i >= 40) },
+    worstReleases: [...releases].sort((a, b) => b.delayS - a.delayS).slice(0, 3),
+    engineCpuS: round(cpuAfter - cpuBefore, 1),
+    maxRunning: maxOverlap(workflow.map((s) => [started(s), ended(s)])),
+    transitions,
+  };
+}
+
+/** The largest number of steps running at one instant. */
+function maxOverlap(intervals: [number, number][]): number {
+  const edges = intervals.flatMap(([a, b]) => [[a, 1] as const, [b, -1] as const]).sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  let running = 0;
+  let max = 0;
+  for (const [, delta] of edges) {
+    running += delta;
+    max = Math.max(max, running);
+  }
+  return max;
+}
+
+export function roundSummary(s: Summary, digits = 3): Summary {
+  return { n: s.n, mean: round(s.mean, digits), median: round(s.median, digits), p90: round(s.p90, digits), min: round(s.min, digits), max: round(s.max, digits) };
+}
