@@ -23,7 +23,6 @@ import * as summarize from '../lambdas/engine/summarize.ts';
  */
 
 // Handlers differ in event type; the router passes each the Payload its ASL state built.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table for differently typed handlers
 type AnyHandler = (event: any, context: Context) => Promise<unknown>;
 
 export const ACCOUNT = '000000000000';

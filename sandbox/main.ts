@@ -1,8 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cloudDriverFor } from '../adapters/cloudDrivers.ts';
-import { buildEngineDeps, engineConfigFromEnv } from '../adapters/aws/engineDeps.ts';
+import { buildStepPorts, engineConfigFromEnv } from '../adapters/aws/stepPorts.ts';
 import { runStep } from './runner.ts';
 
 /**
@@ -20,7 +19,7 @@ async function main(): Promise<number> {
   const config = engineConfigFromEnv(env);
   const log = (message: string, details?: Record<string, unknown>) =>
     process.stderr.write(`${JSON.stringify({ level: 'info', message, ...details, stepId: ids.stepId })}\n`);
-  const { store, vault, executions, clock } = buildEngineDeps(config, { log, sandboxes: { stopTask: async () => {} } });
+  const ports = buildStepPorts(config);
   const stop = new AbortController();
   process.once('SIGTERM', () => stop.abort());
   process.once('SIGINT', () => stop.abort());
@@ -34,11 +33,7 @@ async function main(): Promise<number> {
   try {
     const outcome = await runStep(
       {
-        store,
-        vault,
-        executions,
-        cloud: cloudDriverFor(config.cloud),
-        clock,
+        ...ports,
         workDir,
         timeScale: Number(env.CTD_TIME_SCALE ?? '1') || 1,
         signal: stop.signal,

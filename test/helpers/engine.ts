@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -96,6 +97,23 @@ export function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
     return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * True while the process runs. A zombie counts as gone: PID 1 on these machines does not reap
+ * orphans, so a killed detached process can linger as a zombie that holds nothing.
+ */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
   } catch {
     return false;
   }

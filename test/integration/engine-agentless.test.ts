@@ -17,7 +17,7 @@ import {
   stepOf,
   strangerHostKey,
 } from '../helpers/agentless.ts';
-import { runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
+import { processAlive, runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
 
 /**
  * Agentless execution through the whole engine and the pure-npm local cloud: the bastion's
@@ -163,7 +163,7 @@ describe('Engine through the bastion: commands on the VMs', () => {
 
     const pids = (await stdout(deploymentId, 'start')).flatMap((l) => /^service pid (\d+)$/.exec(l.text)?.slice(1) ?? []).map(Number);
     expect(pids).toHaveLength(2);
-    for (const pid of pids) expect(processAlive(pid), `service pid ${pid}`).toBe(false);
+    for (const pid of pids) await expect.poll(() => processAlive(pid), { message: `service pid ${pid}`, timeout: 10_000 }).toBe(false);
     const vms = (stepOf(done, 'provision').output as { vms: { name: string; address: string }[] }).vms;
     expect(vms.map((v) => v.name).sort()).toEqual(['web1', 'web2']);
     for (const vm of vms) await expect(fetch(`http://${vm.address}:8080`)).rejects.toThrow();
@@ -250,11 +250,4 @@ async function listFiles(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+
