@@ -9,6 +9,7 @@ import { runStep } from './runner.ts';
  * Its environment carries only ids, the task token and where the services are.
  */
 async function main(): Promise<number> {
+  if (process.env.CTD_TASK_FROM_STDIN === '1') Object.assign(process.env, await taskFromStdin());
   const env = process.env;
   const ids = {
     deploymentId: required('CTD_DEPLOYMENT_ID'),
@@ -45,6 +46,19 @@ async function main(): Promise<number> {
   } finally {
     if (ownWorkDir) await rm(workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A local sandbox is started ahead of its task, with its modules already loaded; the task's ids and
+ * token then arrive as one JSON line on stdin. EOF without a task (the engine went away) ends it.
+ */
+async function taskFromStdin(): Promise<Record<string, string>> {
+  let text = '';
+  for await (const chunk of process.stdin) text += String(chunk);
+  if (!text.trim()) process.exit(0);
+  const task: unknown = JSON.parse(text);
+  if (typeof task !== 'object' || task === null) throw new Error('the task on stdin is not an object');
+  return Object.fromEntries(Object.entries(task).map(([k, v]) => [k, String(v)]));
 }
 
 function required(name: string): string {

@@ -25,21 +25,31 @@ export interface LocalSandboxOptions {
   isolate?: boolean;
   /** The runner's command line; default: node on the TypeScript entry through tsx. */
   runnerCommand?: string[];
+  /** How many runners to keep started ahead of need (default 2; 0 starts each on demand). */
+  warm?: number;
 }
 
-interface RunningTask {
-  stepId: string;
+/** One runner process: spawned warm (modules loaded, waiting for its task on stdin), then given exactly one task. */
+interface Sandbox {
+  id: string;
   child: ChildProcess;
   workDir: string;
   exited: Promise<void>;
+  /** The task's container environment, once assigned. */
+  task?: Record<string, string>;
 }
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RUNNER = join(REPO_ROOT, 'sandbox', 'main.ts');
+const taskArnOf = (id: string) => `arn:aws:ecs:local:000000000000:task/ctd-local/${id}`;
 
 export class LocalSandboxes implements SandboxLauncher {
-  private readonly tasks = new Map<string, RunningTask>();
+  /** Assigned sandboxes by task ARN. */
+  private readonly tasks = new Map<string, Sandbox>();
+  /** Started ahead of need, each for one future task: module loading leaves the step's critical path. */
+  private readonly warm: Promise<Sandbox>[] = [];
   private readonly bwrap: string | undefined;
+  private stopping = false;
 
   constructor(private readonly opts: LocalSandboxOptions) {
     this.bwrap = opts.isolate === false ? undefined : findBwrap();
@@ -48,69 +58,104 @@ export class LocalSandboxes implements SandboxLauncher {
         ? 'sandbox isolation: bwrap (own pid, mount, ipc and uts namespaces, capabilities dropped, read-only /, private /tmp, engine state hidden)'
         : 'sandbox isolation: separate process group with a scrubbed environment (install bubblewrap for namespaces)',
     );
+    this.refill();
   }
 
-  /** ecs:runTask(.waitForTaskToken) with the state's resolved Parameters; returns ECS's RunTask response shape. */
+  /**
+   * ecs:runTask(.waitForTaskToken) with the state's resolved Parameters; returns ECS's RunTask
+   * response shape. The task's ids and token reach the process over its stdin, never its command line.
+   */
   async runTask(parameters: unknown, signal: AbortSignal): Promise<{ tasks: { taskArn: string; lastStatus: string }[]; failures: [] }> {
     const env = containerEnvironment(parameters);
-    const taskId = randomUUID().replaceAll('-', '');
-    const taskArn = `arn:aws:ecs:local:000000000000:task/ctd-local/${taskId}`;
-    const workDir = join(this.opts.stateDir, 'sandboxes', taskId);
-    await mkdir(workDir, { recursive: true, mode: 0o700 });
-
-    const childEnv: Record<string, string> = { ...this.opts.baseEnv, ...env, CTD_TASK_ARN: taskArn, CTD_WORK_DIR: workDir, HOME: workDir };
-    const [command, ...args] = [...(this.opts.commandPrefix?.() ?? []), ...this.isolation(workDir, childEnv), ...(this.opts.runnerCommand ?? [process.execPath, '--import', 'tsx', RUNNER])];
-    const child = spawn(command!, args, {
-      cwd: workDir,
-      // bwrap gets --clearenv; without it, this object is the whole environment.
-      env: this.bwrap ? { PATH: process.env.PATH ?? '/usr/bin:/bin' } : childEnv,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.on('data', (c: Buffer) => this.opts.log(`[${env.CTD_STEP_ID ?? '?'}] ${c.toString().trimEnd()}`));
-    child.stderr?.on('data', (c: Buffer) => this.opts.log(`[${env.CTD_STEP_ID ?? '?'}] ${c.toString().trimEnd()}`));
-    const exited = new Promise<void>((resolve) => {
-      child.once('close', (code, sig) => {
-        this.tasks.delete(taskArn);
-        void rm(workDir, { recursive: true, force: true }).finally(resolve);
-        if (code !== 0 && env.CTD_TASK_TOKEN) {
-          // Exit 1 means the runner answered a failure itself; anything else is a lost sandbox.
-          if (code !== 1) {
-            this.opts
-              .onLost(env.CTD_TASK_TOKEN, `the sandbox exited unexpectedly (${sig ?? `exit code ${code}`})`)
-              .catch((e: unknown) => this.opts.log(`could not report the lost sandbox of ${env.CTD_STEP_ID ?? '?'}: ${String(e)}`));
-          }
-        }
-      });
-    });
-    this.tasks.set(taskArn, { stepId: env.CTD_STEP_ID ?? '?', child, workDir, exited });
+    const sandbox = await (this.warm.shift() ?? this.spawn());
+    this.refill();
+    const taskArn = taskArnOf(sandbox.id);
+    sandbox.task = { ...env, CTD_TASK_ARN: taskArn };
+    this.tasks.set(taskArn, sandbox);
+    sandbox.child.stdin?.end(`${JSON.stringify(sandbox.task)}\n`);
     signal.addEventListener('abort', () => void this.stopTask(taskArn, 'execution stopped'), { once: true });
     return { tasks: [{ taskArn, lastStatus: 'PROVISIONING' }], failures: [] };
   }
 
   /** Kills the task's process group: SIGTERM lets the runner close its connections, SIGKILL follows. */
   async stopTask(taskArn: string, reason: string): Promise<void> {
-    const task = this.tasks.get(taskArn);
-    if (!task?.child.pid) return;
-    this.opts.log(`stopping ${taskArn.split('/').pop()}: ${reason}`);
-    const pgid = task.child.pid;
-    signalGroup(pgid, 'SIGTERM');
-    const killer = setTimeout(() => signalGroup(pgid, 'SIGKILL'), 3000);
-    await task.exited;
-    clearTimeout(killer);
-    // Whatever the runner started in its group goes too.
-    signalGroup(pgid, 'SIGKILL');
+    const sandbox = this.tasks.get(taskArn);
+    if (!sandbox) return;
+    this.opts.log(`stopping ${sandbox.id}: ${reason}`);
+    await this.kill(sandbox);
   }
 
   async stopAll(): Promise<void> {
-    await Promise.all([...this.tasks.keys()].map((arn) => this.stopTask(arn, 'engine stopping')));
+    this.stopping = true;
+    const warm = await Promise.allSettled(this.warm.splice(0));
+    const idle = warm.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    await Promise.all([...idle.map((s) => this.kill(s)), ...[...this.tasks.keys()].map((arn) => this.stopTask(arn, 'engine stopping'))]);
   }
 
   /** Process group ids of the running sandboxes, by step id — for tests and `ctd local up` diagnostics. */
   processGroups(): Map<string, number> {
     const groups = new Map<string, number>();
-    for (const task of this.tasks.values()) if (task.child.pid) groups.set(task.stepId, task.child.pid);
+    for (const s of this.tasks.values()) if (s.child.pid) groups.set(s.task?.CTD_STEP_ID ?? '?', s.child.pid);
     return groups;
+  }
+
+  /** Runners started ahead and not yet given a task (each has an empty work dir). */
+  get warmCount(): number {
+    return this.warm.length;
+  }
+
+  private refill(): void {
+    const size = this.opts.warm ?? 2;
+    while (!this.stopping && this.warm.length < size) this.warm.push(this.spawn());
+  }
+
+  private async spawn(): Promise<Sandbox> {
+    const id = randomUUID().replaceAll('-', '');
+    const workDir = join(this.opts.stateDir, 'sandboxes', id);
+    await mkdir(workDir, { recursive: true, mode: 0o700 });
+    const childEnv: Record<string, string> = { ...this.opts.baseEnv, CTD_TASK_FROM_STDIN: '1', CTD_WORK_DIR: workDir, HOME: workDir };
+    const [command, ...args] = [
+      ...(this.opts.commandPrefix?.() ?? []),
+      ...this.isolation(workDir, childEnv),
+      ...(this.opts.runnerCommand ?? [process.execPath, '--import', 'tsx', RUNNER]),
+    ];
+    const child = spawn(command!, args, {
+      cwd: workDir,
+      // bwrap gets --clearenv; without it, this object is the whole environment.
+      env: this.bwrap ? { PATH: process.env.PATH ?? '/usr/bin:/bin' } : childEnv,
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const sandbox: Sandbox = { id, child, workDir, exited: Promise.resolve() };
+    const label = () => sandbox.task?.CTD_STEP_ID ?? 'warm';
+    child.stdout?.on('data', (c: Buffer) => this.opts.log(`[${label()}] ${c.toString().trimEnd()}`));
+    child.stderr?.on('data', (c: Buffer) => this.opts.log(`[${label()}] ${c.toString().trimEnd()}`));
+    child.stdin?.on('error', () => undefined); // a runner that died before its task arrived
+    sandbox.exited = new Promise<void>((resolve) => {
+      child.once('close', (code, sig) => {
+        this.tasks.delete(taskArnOf(id));
+        void rm(workDir, { recursive: true, force: true }).finally(resolve);
+        const token = sandbox.task?.CTD_TASK_TOKEN;
+        // Exit 1 means the runner answered a failure itself; anything else is a lost sandbox.
+        if (token && code !== 0 && code !== 1) {
+          this.opts
+            .onLost(token, `the sandbox exited unexpectedly (${sig ?? `exit code ${code}`})`)
+            .catch((e: unknown) => this.opts.log(`could not report the lost sandbox of ${label()}: ${String(e)}`));
+        }
+      });
+    });
+    return sandbox;
+  }
+
+  private async kill(sandbox: Sandbox): Promise<void> {
+    const pgid = sandbox.child.pid;
+    if (!pgid) return;
+    signalGroup(pgid, 'SIGTERM');
+    const killer = setTimeout(() => signalGroup(pgid, 'SIGKILL'), 3000);
+    await sandbox.exited;
+    clearTimeout(killer);
+    // Whatever the runner started in its group goes too.
+    signalGroup(pgid, 'SIGKILL');
   }
 
   /** bwrap arguments: a new view of the machine in which the engine's own state is invisible. */
