@@ -269,6 +269,8 @@ export class NetnsBackend implements CloudBackend {
       await ipIn(L.bastionNs, 'link', 'set', L.vmBridgeIf(slot), 'master', L.bridge, 'up');
       await ipIn(ns, 'addr', 'add', `${L.vmAddress(slot)}/${L.privatePrefixLength}`, 'dev', L.vmIf(slot));
       await ipIn(ns, 'link', 'set', L.vmIf(slot), 'up');
+      // A reused slot has a new MAC: the bastion's cached neighbour entry would blackhole its SSH for a minute or more.
+      await ipIn(L.bastionNs, 'neigh', 'flush', 'to', L.vmAddress(slot));
       await this.updateBastionKeys();
       const script = await writeBootScript(paths, spec.name, config);
       vm.child = spawnInNamespace(ns, [
