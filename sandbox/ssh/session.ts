@@ -116,9 +116,24 @@ export class SshSession {
     return this.bastion;
   }
 
-  private forward(bastion: Client, vm: SshHost): Promise<ClientChannel> {
+  /**
+   * A channel through the bastion to the VM. Bounded: a bastion whose own connect to the VM hangs
+   * (an address nobody answers yet) must not outlast the caller's deadline, e.g. the bootstrap limit.
+   */
+  private forward(bastion: Client, vm: SshHost, timeoutMs: number): Promise<ClientChannel> {
     return new Promise((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        settled = true;
+        reject(new SshError('timeout', `the bastion did not open a channel to ${vm.name} at ${vm.address}:${vm.port} within ${timeoutMs} ms`));
+      }, timeoutMs);
       bastion.forwardOut('127.0.0.1', 0, vm.address, vm.port, (err, stream) => {
+        clearTimeout(timer);
+        if (settled) {
+          stream?.destroy();
+          return;
+        }
+        settled = true;
         if (!err) return resolve(stream);
         const reason = (err as Error & { reason?: number }).reason;
         if (reason === 1 || /administratively prohibited/i.test(err.message)) {
@@ -135,7 +150,7 @@ export class SshSession {
     if (!pending) {
       pending = (async () => {
         const bastion = await this.bastionClient(timeoutMs);
-        const sock = await this.forward(bastion, vm);
+        const sock = await this.forward(bastion, vm, timeoutMs);
         try {
           return await this.connect(
             { label: `${vm.name} (${vm.address}:${vm.port})`, isBastion: false, hostKey: vm.hostKey, username: this.opts.user, timeoutMs },
