@@ -4,6 +4,7 @@
  * answers the Step Functions API operations the engine uses (server.ts puts them on the wire).
  */
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Server } from 'node:http';
 import type { ExecutionStatus } from '@aws-sdk/client-sfn';
 import { ExecutionAbortedError, ExecutionError, StateMachine, type LibraryEvent, type LibraryJson, type StateMachineDefinition } from './library.ts';
@@ -253,6 +254,8 @@ export class LocalStepFunctions {
   private run(execution: Execution, machine: LoadedMachine, input: unknown): void {
     const { record } = execution;
     const controller = new AbortController();
+    // Every running task of the execution listens on this signal (a Map runs up to 40 at once).
+    setMaxListeners(0, controller.signal);
     const entries = new AttemptEntries();
     const tokenPlaceholder = `ctd-task-token-placeholder-${randomUUID()}`;
     const context: TaskAttemptContext = {
