@@ -181,6 +181,11 @@ export class LocalSandboxes implements SandboxLauncher {
       '/proc',
       '--tmpfs',
       '/tmp',
+      // The project (runner bundle, ansible plugins) may itself live under /tmp: bring it back, read-only,
+      // before hiding the state dir, which may sit inside the project (./.ctd).
+      '--ro-bind',
+      REPO_ROOT,
+      REPO_ROOT,
       '--tmpfs',
       this.opts.stateDir,
       '--bind',
