@@ -99,6 +99,11 @@ export class LocalSandboxes implements SandboxLauncher {
     return groups;
   }
 
+  /** Whether sandboxes run in bwrap namespaces (with the engine's state hidden). */
+  get isolated(): boolean {
+    return this.bwrap !== undefined;
+  }
+
   /** Runners started ahead and not yet given a task (each has an empty work dir). */
   get warmCount(): number {
     return this.warm.length;

@@ -90,6 +90,22 @@ describe('Local engine: a DAG of run steps', () => {
   });
 });
 
+describe('Local engine: sandbox isolation', () => {
+  it('hides the engine\'s state (KMS key material, database) from a step', async () => {
+    if (!t.engine.sandboxes.isolated) {
+      // Without bubblewrap a sandbox is only a scrubbed process; CI installs bubblewrap, so it must be there.
+      if (process.env.CI) throw new Error('bubblewrap is not usable: sandboxes would see the engine state');
+      console.warn('[not checked] bubblewrap is not installed here: sandboxes are separate processes without namespaces');
+      return;
+    }
+    const probe = `for f in '${t.stateDir}/kms/keys.json' '${t.stateDir}/dynamodb'; do if test -e "$f"; then echo "visible $f"; else echo "hidden $f"; fi; done`;
+    const { deploymentId } = await t.client.submit(runDeployment(t.bastionAddress, [{ id: 'probe', command: probe }]));
+    expect((await t.waitForEnd(deploymentId)).status).toBe('SUCCEEDED');
+    const out = (await t.client.logs(deploymentId, { step: 'probe' })).lines.filter((l) => l.stream === 'stdout').map((l) => l.text);
+    expect(out).toEqual([`hidden ${t.stateDir}/kms/keys.json`, `hidden ${t.stateDir}/dynamodb`]);
+  });
+});
+
 describe('Local engine: a failing step', () => {
   it('skips its dependents, lets its running sibling finish, and names it as the cause', async () => {
     const body = runDeployment(t.bastionAddress, [
