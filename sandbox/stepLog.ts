@@ -60,20 +60,3 @@ export class StepLog implements StepLogger {
     await this.flush();
   }
 }
-
-/** Splits a byte stream into lines for a logger; the last partial line is emitted on end. */
-export function lineSplitter(onLine: (line: string) => void): { write(chunk: Buffer | string): void; end(): void } {
-  let rest = '';
-  return {
-    write(chunk) {
-      rest += chunk.toString();
-      const lines = rest.split('\n');
-      rest = lines.pop() ?? '';
-      for (const l of lines) onLine(l.replace(/\r$/, ''));
-    },
-    end() {
-      if (rest) onLine(rest);
-      rest = '';
-    },
-  };
-}

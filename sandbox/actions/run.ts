@@ -1,8 +1,7 @@
 import { spawn } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import { ErrorName, StepError } from '../../core/errors.ts';
-import { lineSplitter } from '../stepLog.ts';
+import { writeBundle } from '../bundle.ts';
+import { LineSplitter } from '../lines.ts';
 import type { Action } from './types.ts';
 
 /**
@@ -27,10 +26,10 @@ export const run: Action = async (ctx) => {
   const code = await new Promise<number>((resolve, reject) => {
     // Its own process group, so a stop kills the command and everything it started.
     const child = spawn('/bin/sh', ['-c', spec.command], { cwd: ctx.workDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = lineSplitter((l) => ctx.log.line('stdout', l));
-    const err = lineSplitter((l) => ctx.log.line('stderr', l));
-    child.stdout.on('data', (c: Buffer) => out.write(c));
-    child.stderr.on('data', (c: Buffer) => err.write(c));
+    const out = new LineSplitter((l) => ctx.log.line('stdout', l));
+    const err = new LineSplitter((l) => ctx.log.line('stderr', l));
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
     const kill = () => {
       if (child.pid) process.kill(-child.pid, 'SIGKILL');
     };
@@ -39,8 +38,8 @@ export const run: Action = async (ctx) => {
     child.on('error', reject);
     child.on('close', (exitCode, signal) => {
       ctx.signal.removeEventListener('abort', kill);
-      out.end();
-      err.end();
+      out.flush();
+      err.flush();
       resolve(exitCode ?? (signal ? 128 : 1));
     });
   });
@@ -48,12 +47,3 @@ export const run: Action = async (ctx) => {
   if (code !== 0) throw new StepError(ErrorName.StepFailed, `command exited ${code}`);
   return { exitCode: 0 };
 };
-
-/** Writes the bundle below `root`; validation already refused absolute paths and "..". */
-export async function writeBundle(root: string, files: Record<string, string>): Promise<void> {
-  for (const [path, content] of Object.entries(files)) {
-    const target = join(root, path);
-    await mkdir(dirname(target), { recursive: true });
-    await writeFile(target, content);
-  }
-}

@@ -1,7 +1,8 @@
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, normalize, isAbsolute, sep } from 'node:path';
+import { dirname, join, normalize } from 'node:path';
 import { stringify } from 'yaml';
+import { writeBundle } from '../bundle.ts';
 import { ErrorName, StepError } from '../../core/errors.ts';
 import type { BastionInfo, VmInfo } from '../../core/ports.ts';
 
@@ -26,17 +27,6 @@ export interface AnsibleWorkspace {
 }
 
 const fail = (message: string): StepError => new StepError(ErrorName.StepFailed, message);
-
-/** Writes the bundle under `bundleDir`, refusing paths that would escape it. */
-export async function writeBundle(bundleDir: string, files: Record<string, string>): Promise<void> {
-  for (const [path, content] of Object.entries(files)) {
-    const rel = normalize(path);
-    if (isAbsolute(rel) || rel === '..' || rel.startsWith(`..${sep}`)) throw fail(`bundle path "${path}" escapes the bundle`);
-    const target = join(bundleDir, rel);
-    await mkdir(dirname(target), { recursive: true });
-    await writeFile(target, content);
-  }
-}
 
 /** known_hosts lines pinning the host keys the cloud reported; `[addr]:port` when the port is not 22. */
 export function knownHostsLines(hosts: { address: string; port: number; hostKey: string }[]): string {

@@ -4,7 +4,7 @@ import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
 import { ErrorName, StepError, VM_BOOTSTRAP_HINT } from '../../core/errors.ts';
 import { abortedError, SshError } from './errors.ts';
 import { hostKeyMatches } from './hostKey.ts';
-import { LineSplitter } from './lines.ts';
+import { LineSplitter } from '../lines.ts';
 
 /** A machine reached over SSH; `hostKey` is the OpenSSH public key line to pin. */
 export interface SshHost {
