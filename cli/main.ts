@@ -54,7 +54,7 @@ Examples:
     .command('up')
     .description('run the engine in the foreground (Ctrl-C stops it)')
     .addOption(new Option('--cloud <driver>', 'target cloud driver').choices(['local', 'netns']).default('local'))
-    .option('--port <n>', 'API port (default: any free port)')
+    .option('--port <n>', 'API port (default 4580; 0 picks a free one)')
     .option('--time-scale <x>', 'speed up engine timers by this factor (tests and demos)')
     .action(
       run(async (c, opts: { cloud?: string; port?: string; timeScale?: string }) =>
