@@ -1,4 +1,4 @@
-import { openPrivateKey } from '../core/crypto/deploymentKey.ts';
+import { openPrivateKey } from '../core/crypto/sealedKey.ts';
 import { ErrorName, HEARTBEAT_INTERVAL_SECONDS, StepError, TaskTokenGoneError, isStepError } from '../core/errors.ts';
 import type { DeploymentRecord, StepRecord } from '../core/model.ts';
 import type { Clock, CloudDriver, DeploymentStore, ExecutionService, SecretVault } from '../core/ports.ts';
@@ -75,7 +75,7 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
     const token = await deps.vault.decrypt(secrets.tokenCiphertext, context);
     const privateKey = openPrivateKey(secrets.sshPrivateKeySealed, token, deployment.deploymentId);
     log.redact(token, privateKey);
-    const action = deps.actions?.[step.spec.action] ?? ACTIONS[step.spec.action];
+    const action = deps.actions?.[step.spec.action] ?? (await ACTIONS[step.spec.action]());
     log.line('engine', `${step.spec.action} ${step.stepId}: attempt ${attemptNo} started`);
     const output = await untilStopped(stop.signal, action({
       deployment,

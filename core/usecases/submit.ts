@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { SubmitResponse } from '../api.ts';
-import { generateDeploymentKey, sealPrivateKey } from '../crypto/deploymentKey.ts';
+import { generateDeploymentKey } from '../crypto/deploymentKey.ts';
+import { sealPrivateKey } from '../crypto/sealedKey.ts';
 import { planWorkflow } from '../dag.ts';
 import { SYSTEM_STEP_IDS, type DeploymentSpec } from '../deployment/schema.ts';
 import { parseDeployment } from '../deployment/validate.ts';

@@ -1,12 +1,13 @@
-import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { rename, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
  * The local counterpart of building the sandbox image: the step runner and its npm packages
- * bundled once per engine start into one minified ESM file, as sandbox/Dockerfile does. Node then
- * loads one file instead of resolving hundreds of AWS SDK modules: a sandbox starts about four
- * times faster than from the npm tree, and far faster than transpiling TypeScript per step.
+ * bundled once per engine start into minified ESM, as sandbox/Dockerfile does. Node then loads a
+ * few files instead of resolving hundreds of AWS SDK modules: a sandbox starts about four times
+ * faster than from the npm tree, and far faster than transpiling TypeScript per step.
  */
 export const RUNNER_BANNER = [
   "import { createRequire as ctdCreateRequire } from 'node:module';",
@@ -18,15 +19,22 @@ export const RUNNER_BANNER = [
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
+/**
+ * Builds into a directory named after the content: engines started side by side build the same
+ * bytes, and whichever renames its directory first wins. Actions are split into chunks loaded on
+ * demand, so a sandbox loads only the code of its own action.
+ */
 export async function bundleRunner(): Promise<string> {
   const { build } = await import('esbuild');
-  const outDir = join(ROOT, 'node_modules', '.cache', 'ctd');
-  await mkdir(outDir, { recursive: true });
-  const outfile = join(outDir, 'runner.mjs');
+  const cache = join(ROOT, 'node_modules', '.cache', 'ctd');
+  const aside = join(cache, `building-${process.pid}-${Date.now()}`);
+  await rm(aside, { recursive: true, force: true });
   const result = await build({
-    entryPoints: [join(ROOT, 'sandbox', 'main.ts')],
-    outfile,
+    entryPoints: { runner: join(ROOT, 'sandbox', 'main.ts') },
+    outdir: aside,
+    outExtension: { '.js': '.mjs' },
     bundle: true,
+    splitting: true,
     platform: 'node',
     format: 'esm',
     target: 'node20',
@@ -36,11 +44,15 @@ export async function bundleRunner(): Promise<string> {
     // Bundled CommonJS packages use require() and __dirname, which an ESM file lacks (sandbox/Dockerfile does the same).
     banner: { js: RUNNER_BANNER },
     logLevel: 'error',
-    write: false,
+    metafile: true,
   });
-  // Engines started side by side (tests) build the same file: write aside, then rename atomically.
-  const aside = `${outfile}.${process.pid}.tmp`;
-  await writeFile(aside, result.outputFiles[0]!.contents);
-  await rename(aside, outfile);
-  return outfile;
+  const hash = createHash('sha256').update(JSON.stringify(Object.keys(result.metafile.outputs).map((o) => [basename(o), result.metafile.outputs[o]!.bytes]))).digest('hex').slice(0, 12);
+  const target = join(cache, `runner-${hash}`);
+  try {
+    await rename(aside, target);
+  } catch {
+    // Another engine built the same runner first.
+    await rm(aside, { recursive: true, force: true });
+  }
+  return join(target, 'runner.mjs');
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { readBundle } from '../../cli/bundle.ts';
 import type { DeploymentView, StepView } from '../../core/api.ts';
-import { openPrivateKey } from '../../core/crypto/deploymentKey.ts';
+import { openPrivateKey } from '../../core/crypto/sealedKey.ts';
 import { TABLE_NAME } from '../../local/engine.ts';
 import type { FaultSpec } from '../../local/cloud/faults.ts';
 import type { TestEngine } from './engine.ts';

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,15 +16,19 @@ afterAll(async () => {
   if (stateDir) await rm(stateDir, { recursive: true, force: true });
 });
 
-/** Processes whose command line mentions the demo's state dir or its service (ours, by construction). */
-async function leftovers(marker: string): Promise<string[]> {
+/**
+ * Processes the demo started: their command line or working directory is under its state dir
+ * (the VMs' services run in their VM's home there). Other test files' processes never are.
+ */
+async function leftovers(stateDir: string): Promise<string[]> {
   const found: string[] = [];
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
     const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => '');
     if (/State:\s+Z/.test(status)) continue; // a zombie holds nothing (PID 1 here does not reap orphans)
-    if (cmdline.includes(marker) || cmdline.includes('hello.py')) found.push(`${pid}: ${cmdline.replaceAll('\0', ' ')}`);
+    if (cmdline.includes(stateDir) || cwd.startsWith(stateDir)) found.push(`${pid}: ${cmdline.replaceAll('\0', ' ')}`);
   }
   return found;
 }
