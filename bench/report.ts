@@ -138,10 +138,11 @@ ${parts.map(([name, v]) => `| ${name} | ${s(v)} s |`).join('\n')}
 **What dominates.** The makespan is the product of two factors: the measured step durations
 give a critical path of ${s(r.criticalPathMeasuredS)} s (${s(r.criticalPathMeasuredS / r.criticalPathS)}× the sleeps), and the scheduler adds
 ${s(r.makespanS / r.criticalPathMeasuredS)}× on top (release delays and Map slots). The largest phase of a step is
-*${dominant[0]}* at ${s(dominant[1])} s. Each step is a fresh Node process that loads the AWS SDK v3
-clients before it can read its step from DynamoDB and send its first heartbeat${
+*${dominant[0]}* at ${s(dominant[1])} s. Each step is a fresh Node process that loads the bundled runner
+(AWS SDK v3 clients for DynamoDB, KMS and Step Functions) before it can read its step and send its first
+heartbeat${
     runnerCpu !== undefined ? ` — ${s(runnerCpu)} s of CPU per start (section 2)` : ''
-  }. The engine process itself spent ${s(r.engineCpuS, 1)} s of CPU on the run${
+  }. Two runners are started ahead of need, so that load is off a step's path only while the cores are free. The engine process itself spent ${s(r.engineCpuS, 1)} s of CPU on the run${
     sandboxCpu !== undefined
       ? `; with at least ${s(sandboxCpu, 1)} s in sandbox start-ups that is ≥ ${s((r.engineCpuS + sandboxCpu) / cores, 1)} s on ${cores} idle cores
 against a ${s(r.criticalPathS)} s critical path (ratio ≥ ${s((r.engineCpuS + sandboxCpu) / cores / r.criticalPathS)} before any other load)`
@@ -175,11 +176,12 @@ ${rows.join('\n')}
 
 Load average at start → end: ${loadStamp(r.load)}.
 
-Of the median ${ms(start.median)} from RunTask to the first heartbeat, starting Node itself takes
-${ms(r.nodeBare.median)}; loading the bundled runner (AWS SDK v3 clients for DynamoDB, KMS and Step
-Functions, ECS, ssh2, the Powertools logger) brings it to ${ms(r.runnerLoad.median)} (${ms(r.runnerLoadCpu.median)} of CPU); the rest (${ms(start.median - r.runnerLoad.median)}) is the launcher (work dir,
-spawn${r.engineBwrap ? ', bwrap' : ''}) and the runner's first round trips (GetItem ×2 and UpdateItem on the local
-DynamoDB, then SendTaskHeartbeat).${
+Starting Node itself takes ${ms(r.nodeBare.median)}; loading the bundled runner (AWS SDK v3 clients for
+DynamoDB, KMS and Step Functions; an action's own code, such as ssh2 or yaml, loads only when its step
+needs it) takes ${ms(r.runnerLoad.median)} (${ms(r.runnerLoadCpu.median)} of CPU). The engine keeps two runners started
+ahead of need, each waiting for exactly one task on stdin, so the median ${ms(start.median)} from RunTask to the
+first heartbeat is mostly the runner's first round trips (GetItem ×2 and UpdateItem on the local DynamoDB,
+KMS Decrypt, then SendTaskHeartbeat); when tasks arrive faster than runners start, the load time counts again.${
     r.engineBwrap && r.nodeBwrap
       ? ` bwrap costs ${ms(r.nodeBwrap.median - r.nodeBare.median)} on a bare start and ${ms(r.engineBwrap.median - r.engineNoBwrap.median)} at the median inside the engine.`
       : ''
