@@ -21,6 +21,8 @@ export interface TestEngine {
   waitForEnd(deploymentId: string, timeoutMs?: number): Promise<DeploymentView>;
   waitFor(deploymentId: string, predicate: (d: DeploymentView) => boolean, timeoutMs?: number): Promise<DeploymentView>;
   clientFor(tenantId: string): Promise<CtdClient>;
+  /** The engine's last log lines, for assertion messages: a failure in CI says why. */
+  logTail(lines?: number): string;
   /** Stops the engine; `keepState` leaves the state dir for a restart test. */
   stop(opts?: { keepState?: boolean }): Promise<void>;
 }
@@ -71,6 +73,7 @@ export async function startTestEngine(opts: Partial<LocalEngineOptions> & { stat
     waitFor,
     waitForEnd: (id, timeoutMs) => waitFor(id, (d) => ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(d.status), timeoutMs),
     clientFor,
+    logTail: (n = 40) => lines.slice(-n).join('\n'),
     stop: async ({ keepState = false } = {}) => {
       await engine.stop();
       if (!keepState) await rm(stateDir, { recursive: true, force: true });

@@ -138,6 +138,7 @@ describe('Engine through the bastion: commands on the VMs', () => {
     const done = await t.waitForEnd(deploymentId);
 
     const check = stepOf(done, 'check');
+    expect(stepOf(done, 'provision').status, `${JSON.stringify(done.steps.map((s) => [s.stepId, s.status, s.error, s.cause]))}\n${t.logTail()}`).toBe('succeeded');
     expect(check).toMatchObject({ status: 'failed', error: ErrorName.StepFailed });
     expect(check.cause).toContain('command exited 7 on web2');
     expect(check.cause).not.toContain('web1');
@@ -156,7 +157,7 @@ describe('Engine through the bastion: commands on the VMs', () => {
     start.command = `${start.command!.trim()}\necho "service pid $!"`;
     const { deploymentId } = await t.client.submit(body);
     const done = await t.waitForEnd(deploymentId, 120_000);
-    expect(done.status, JSON.stringify(done.steps.map((s) => [s.stepId, s.status, s.cause]))).toBe('SUCCEEDED');
+    expect(done.status, `${JSON.stringify(done.steps.map((s) => [s.stepId, s.status, s.cause]))}\n${t.logTail()}`).toBe('SUCCEEDED');
 
     const answers = (await stdout(deploymentId, 'check')).map((l) => [l.host, l.text]);
     expect(answers).toEqual(expect.arrayContaining([['web1', 'Hello World from web1'], ['web2', 'Hello World from web2']]));
@@ -202,7 +203,7 @@ describe('Engine through the bastion: the SSH key on disk', () => {
     } while (!ENDED.includes(view.status));
     await scan();
 
-    expect(view.status).toBe('SUCCEEDED');
+    expect(view.status, `${JSON.stringify(view.steps.map((s) => [s.stepId, s.status, s.cause]))}\n${t.logTail()}`).toBe('SUCCEEDED');
     expect(scans).toBeGreaterThan(2);
     // The scan does read the state dir: it sees the bastion's host key.
     expect(markerFiles.some((p) => p.endsWith(join('cloud', 'bastion', 'ssh_host_ed25519_key')))).toBe(true);
@@ -238,7 +239,7 @@ describe('Engine through the bastion: the error table', () => {
     );
     const { deploymentId } = await t.client.submit(body);
     const done = await t.waitForEnd(deploymentId, 120_000);
-    expect(done.status, JSON.stringify(done.steps.map((s) => [s.stepId, s.status, s.cause]))).toBe('SUCCEEDED');
+    expect(done.status, `${JSON.stringify(done.steps.map((s) => [s.stepId, s.status, s.cause]))}\n${t.logTail()}`).toBe('SUCCEEDED');
     expect(stepOf(done, 'provision').attempt).toBeGreaterThanOrEqual(2);
 
     const { events } = await t.client.history(deploymentId);
