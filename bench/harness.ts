@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { CtdClient } from '../cli/client.ts';
 import type { DeploymentView, HistoryResponse } from '../core/api.ts';
 import { startLocalEngine, type LocalEngine } from '../local/engine.ts';
+import { containerEnvironment } from '../local/sandbox/launcher.ts';
 import { LocalStepFunctions } from '../local/sfn/index.ts';
 
 /**
@@ -213,15 +214,6 @@ export function runDeployment(name: string, bastionAddress: string, steps: { id:
   };
 }
 
-/** Overrides.ContainerOverrides[].Environment of RunTask → a plain map. */
-function containerEnvironment(parameters: unknown): Record<string, string> {
-  const overrides = (parameters as { Overrides?: { ContainerOverrides?: { Environment?: { Name: string; Value: string }[] }[] } })?.Overrides;
-  const env: Record<string, string> = {};
-  for (const container of overrides?.ContainerOverrides ?? []) {
-    for (const { Name, Value } of container.Environment ?? []) env[Name] = String(Value);
-  }
-  return env;
-}
 
 export interface Summary {
   n: number;

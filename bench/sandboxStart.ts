@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { bundleRunner } from '../local/sandbox/runnerBundle.ts';
+import { BWRAP_BASE_ARGS } from '../local/sandbox/launcher.ts';
 import { loadAverage, now, runDeployment, summarize, type BenchEngine, type LoadStamp, type Summary } from './harness.ts';
 import { roundSummary } from './scheduling.ts';
 
@@ -70,28 +71,8 @@ export async function runSandboxStart(bench: BenchEngine, opts: { runs: number; 
   };
 }
 
-/** The launcher's namespaces (local/sandbox/launcher.ts), minus its per-task binds. */
-const BWRAP_ARGS = [
-  '--die-with-parent',
-  '--unshare-user-try',
-  '--unshare-pid',
-  '--unshare-ipc',
-  '--unshare-uts',
-  '--unshare-cgroup-try',
-  '--cap-drop',
-  'ALL',
-  '--ro-bind',
-  '/',
-  '/',
-  '--dev',
-  '/dev',
-  '--proc',
-  '/proc',
-  '--tmpfs',
-  '/tmp',
-  '--clearenv',
-  '--',
-];
+/** The launcher's namespaces, minus its per-task binds. */
+const BWRAP_ARGS = [...BWRAP_BASE_ARGS, '--clearenv', '--'];
 
 /** Milliseconds from spawn to exit, with an empty environment (what `env -i` gives). */
 function timeSpawn([command, ...args]: string[]): Promise<{ wallMs: number; stdout: string }> {

@@ -169,23 +169,7 @@ export class LocalSandboxes implements SandboxLauncher {
     const setenv = Object.entries(env).flatMap(([k, v]) => ['--setenv', k, v]);
     return [
       this.bwrap,
-      '--die-with-parent',
-      '--unshare-user-try',
-      '--unshare-pid',
-      '--unshare-ipc',
-      '--unshare-uts',
-      '--unshare-cgroup-try',
-      '--cap-drop',
-      'ALL',
-      '--ro-bind',
-      '/',
-      '/',
-      '--dev',
-      '/dev',
-      '--proc',
-      '/proc',
-      '--tmpfs',
-      '/tmp',
+      ...BWRAP_BASE_ARGS,
       // The project (runner bundle, ansible plugins) may itself live under /tmp: bring it back, read-only,
       // before hiding the state dir, which may sit inside the project (./.ctd).
       '--ro-bind',
@@ -205,6 +189,27 @@ export class LocalSandboxes implements SandboxLauncher {
   }
 }
 
+/** The sandbox's own view of the machine: new namespaces, no capabilities, read-only /, private /tmp. */
+export const BWRAP_BASE_ARGS: readonly string[] = [
+  '--die-with-parent',
+  '--unshare-user-try',
+  '--unshare-pid',
+  '--unshare-ipc',
+  '--unshare-uts',
+  '--unshare-cgroup-try',
+  '--cap-drop',
+  'ALL',
+  '--ro-bind',
+  '/',
+  '/',
+  '--dev',
+  '/dev',
+  '--proc',
+  '/proc',
+  '--tmpfs',
+  '/tmp',
+];
+
 function signalGroup(pgid: number, sig: NodeJS.Signals): void {
   try {
     process.kill(-pgid, sig);
@@ -223,7 +228,7 @@ function findBwrap(): string | undefined {
 }
 
 /** Overrides.ContainerOverrides[].Environment of RunTask → a plain map. */
-function containerEnvironment(parameters: unknown): Record<string, string> {
+export function containerEnvironment(parameters: unknown): Record<string, string> {
   const overrides = (parameters as { Overrides?: { ContainerOverrides?: { Environment?: { Name: string; Value: string }[] }[] } })?.Overrides;
   const env: Record<string, string> = {};
   for (const container of overrides?.ContainerOverrides ?? []) {
