@@ -148,15 +148,20 @@ describe('Local cloud (ssh2 backend) through LocalCloudDriver', () => {
   it('a VM whose bootcmd fails never gets the key: the bootstrap check times out', async () => {
     const broken = await createVm('broken', { bootcmd: ['exit 1'] });
     const s = await session();
-    const started = Date.now();
-    const err = await s.waitForSsh(broken, 1500, 180).catch((e: unknown) => e);
-    expect(Date.now() - started).toBeLessThan(6000);
-    expect(err).toBeInstanceOf(StepError);
-    expect((err as StepError).errorName).toBe(ErrorName.VmBootstrapTimeout);
-    expect((err as StepError).message).toMatch(/^broken was not reachable over SSH through the bastion within 180 s; log in to the VM/);
-    expect((err as StepError).message).toMatch(/rejected the deployment key/);
-    s.closeAll();
-    await driver.deleteVm(ctx, 'broken');
+    try {
+      const started = Date.now();
+      const err = await s.waitForSsh(broken, 1500, 180).catch((e: unknown) => e);
+      // The injected 1.5 s limit is the behaviour under test; the margin absorbs a loaded machine.
+      expect(Date.now() - started).toBeLessThan(6000);
+      expect(err).toBeInstanceOf(StepError);
+      expect((err as StepError).errorName).toBe(ErrorName.VmBootstrapTimeout);
+      expect((err as StepError).message).toMatch(/^broken was not reachable over SSH through the bastion within 180 s; log in to the VM/);
+      // Why: the VM answers SSH but refuses the key (the last bounded attempt may have been cut short, so ask again).
+      await expect(s.exec(broken, 'true', () => undefined)).rejects.toThrow(/rejected the deployment key/);
+    } finally {
+      s.closeAll();
+      await driver.deleteVm(ctx, 'broken');
+    }
   });
 
   it('keeps open sessions after the rule is deleted but refuses new connections', async () => {
