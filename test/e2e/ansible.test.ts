@@ -120,7 +120,8 @@ describe.skipIf(!runSuite)('Action: ansible (netns backend, real OpenSSH and ans
     const e = await outcome;
     expect(e).toBeInstanceOf(StepError);
     expect((e as StepError).message).toMatch(/stopped/);
-    expect(Date.now() - t0).toBeLessThan(5000);
+    // SIGTERM, then SIGKILL after 3 s: stopping must not wait for the playbook (margin for a loaded machine).
+    expect(Date.now() - t0).toBeLessThan(10_000);
     const { stdout } = await execFileAsync('ps', ['-eo', 'pid,stat,args']);
     expect(stdout.split('\n').filter((l) => l.includes(ctx.workDir) && !/ Z/.test(l))).toEqual([]);
   });
