@@ -8,11 +8,12 @@ import { openPrivateKey } from '../../core/crypto/sealedKey.ts';
 import { TABLE_NAME } from '../../local/engine.ts';
 import type { FaultSpec } from '../../local/cloud/faults.ts';
 import type { TestEngine } from './engine.ts';
+import { generateSshKeyPair } from '../../core/crypto/deploymentKey.ts';
 
 /** Helpers for engine tests that go through the bastion: what a user (or an attacker on the host) can observe. */
 
 // ssh2 is CommonJS whose named exports Node's ESM loader cannot see.
-const { Client, utils } = ssh2;
+const { Client } = ssh2;
 
 const HELLO_WORLD = join(import.meta.dirname, '../../examples/hello-world/deployment.yaml');
 
@@ -52,7 +53,7 @@ export function probeBastion(address: string, port = 2222, localAddress = '127.0
       port,
       localAddress,
       username: 'probe',
-      privateKey: utils.generateKeyPairSync('ed25519').private,
+      privateKey: generateSshKeyPair('probe').privateKey,
       readyTimeout: 10_000,
     });
   });
@@ -60,7 +61,7 @@ export function probeBastion(address: string, port = 2222, localAddress = '127.0
 
 /** An OpenSSH line of a freshly generated ed25519 key: a host key that no server here presents. */
 export function strangerHostKey(): string {
-  return utils.generateKeyPairSync('ed25519').public.trim();
+  return generateSshKeyPair('stranger').publicKey;
 }
 
 /** The bastion's security-group rules as the local cloud persists them (the REST API does not list them). */

@@ -1,7 +1,6 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { utils } from 'ssh2';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCloudDriver } from '../../adapters/local/localCloudDriver.ts';
@@ -16,6 +15,7 @@ import { deprovision } from '../../sandbox/actions/deprovision.ts';
 import { provision } from '../../sandbox/actions/provision.ts';
 import { ssh } from '../../sandbox/actions/ssh.ts';
 import type { ActionContext } from '../../sandbox/actions/types.ts';
+import { generateSshKeyPair } from '../../core/crypto/deploymentKey.ts';
 
 // This file's own addresses: the example's steps run unchanged against them.
 const BASTION = { address: '127.63.0.2', port: 2222 };
@@ -41,14 +41,14 @@ beforeAll(async () => {
   });
   spec.bastion = { ...spec.bastion, ...BASTION };
   const { files, ...topology } = spec;
-  const key = utils.generateKeyPairSync('ed25519');
+  const key = generateSshKeyPair('ctd-dep1');
   const deployment = { deploymentId: 'dep1', tenantId: 't1', name: spec.name, status: 'RUNNING', stepIds: [], topology } as unknown as DeploymentRecord;
   base = {
     deployment,
     topology,
     files,
     token: await cloud.mintToken('t1'),
-    sshKey: { privateKey: key.private, publicKey: `${key.public} ctd-dep1` },
+    sshKey: key,
     cloud: new LocalCloudDriver({ endpoint: cloud.url }),
     cloudCtx: { token: '', deploymentId: 'dep1' },
     workDir: stateDir,

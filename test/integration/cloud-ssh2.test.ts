@@ -11,12 +11,13 @@ import type { CloudContext, VmInfo } from '../../core/ports.ts';
 import { Ssh2Backend } from '../../local/cloud/backends/ssh2/index.ts';
 import { startLocalCloud, type LocalCloud } from '../../local/cloud/server.ts';
 import { SshSession } from '../../sandbox/ssh/session.ts';
+import { generateSshKeyPair } from '../../core/crypto/deploymentKey.ts';
 
 // Addresses of this file only, so parallel test files and the demo never collide.
 const BASTION = { address: '127.61.0.2', port: 2222, securityGroup: 'bastion', user: 'ctd' };
 const VM_BASE = '127.61.1';
 
-const key = utils.generateKeyPairSync('ed25519');
+const key = generateSshKeyPair('ctd-test');
 let stateDir: string;
 let cloud: LocalCloud;
 let driver: LocalCloudDriver;
@@ -34,7 +35,7 @@ function session(opts: { hostKey?: string; retryIntervalMs?: number } = {}): Pro
       new SshSession({
         bastion: { name: 'bastion', address: b.address, port: b.port, user: 'ctd', hostKey: opts.hostKey ?? b.hostKey },
         user: 'ctd',
-        privateKey: key.private,
+        privateKey: key.privateKey,
         connectTimeoutMs: 3000,
         retryIntervalMs: opts.retryIntervalMs ?? 200,
       }),
@@ -42,7 +43,7 @@ function session(opts: { hostKey?: string; retryIntervalMs?: number } = {}): Pro
 }
 
 async function createVm(name: string, userData: object = {}): Promise<VmInfo> {
-  return driver.createVm(ctx, VmSchema.parse({ name, network: 'net' }), renderUserData(VmSchema.parse({ name, network: 'net', userData }), key.public));
+  return driver.createVm(ctx, VmSchema.parse({ name, network: 'net' }), renderUserData(VmSchema.parse({ name, network: 'net', userData }), key.publicKey));
 }
 
 /** A process is gone when it no longer exists or is a zombie waiting for PID 1. */

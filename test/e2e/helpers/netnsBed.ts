@@ -4,15 +4,14 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import ssh2 from 'ssh2';
 import { renderUserData } from '../../../core/cloudInit.ts';
 import type { VmSpec } from '../../../core/deployment/schema.ts';
 import type { CloudContext, CloudDriver, VmInfo } from '../../../core/ports.ts';
 import type { CloudScope } from '../../../local/cloud-backend.ts';
 import { NetnsBackend } from '../../../local/cloud/backends/netns/index.ts';
 import type { DeploymentKey } from '../../../sandbox/actions/types.ts';
+import { generateDeploymentKey } from '../../../core/crypto/deploymentKey.ts';
 
-const { utils } = ssh2;
 
 const execFileAsync = promisify(execFile);
 
@@ -47,8 +46,7 @@ export async function startNetnsBed(): Promise<NetnsBed & { bringUpMs: number }>
 }
 
 export function deploymentKey(deploymentId: string): DeploymentKey {
-  const pair = utils.generateKeyPairSync('ed25519', { comment: `ctd-${deploymentId}` });
-  return { privateKey: pair.private, publicKey: pair.public.trim() };
+  return generateDeploymentKey(deploymentId);
 }
 
 export function scopeOf(deploymentId: string): CloudScope {

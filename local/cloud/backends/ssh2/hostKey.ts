@@ -1,6 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import ssh2 from 'ssh2';
+import { generateSshKeyPair } from '../../../../core/crypto/deploymentKey.ts';
 
 // ssh2 is CommonJS whose `utils` Node's ESM loader cannot see as a named export.
 const { utils } = ssh2;
@@ -29,7 +30,7 @@ export async function loadOrCreateHostKey(path: string): Promise<HostKey> {
     privateKey = await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    privateKey = utils.generateKeyPairSync('ed25519').private;
+    privateKey = generateSshKeyPair('ctd-local-cloud-host').privateKey;
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     await writeFile(path, privateKey, { mode: 0o600 });
   }
