@@ -118,20 +118,17 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       CTD_ANSIBLE_PLUGINS_DIR: fileURLToPath(new URL('../sandbox/ansible/callback_plugins', import.meta.url)),
     };
 
-    let deps: ReturnType<typeof buildEngineDeps> | undefined;
     const sandboxes = new LocalSandboxes({
       stateDir,
       baseEnv,
       runnerCommand: [process.execPath, await bundleRunner()],
       ...(hasPrefix(backend) ? { commandPrefix: () => backend.sandboxCommandPrefix() } : {}),
       log,
-      onLost: async (taskToken, cause) => {
-        if (deps) await fail(deps, taskToken, ErrorName.StepFailed, cause);
-      },
+      // Called only once tasks run, after engineDeps below exists.
+      onLost: (taskToken, cause) => fail(engineDeps, taskToken, ErrorName.StepFailed, cause),
     });
     stops.push(() => sandboxes.stopAll());
-    deps = buildEngineDeps(config, { sandboxes, log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d)}` : ''}`) });
-    const engineDeps = deps;
+    const engineDeps = buildEngineDeps(config, { sandboxes, log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d)}` : ''}`) });
     const functions = engineFunctions(() => engineDeps);
 
     const sfn = new LocalStepFunctions({
@@ -177,13 +174,14 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     });
     sfn.createStateMachine(STATE_MACHINE_NAME, substitute(await readFile(ASL, 'utf8'), substitutions()));
     await sfn.listen(sfnPort);
-    const console = await startLocalConsole(sfn, consolePort);
-    stops.push(() => console.close());
+    const localConsole = await startLocalConsole(sfn, consolePort);
+    stops.push(() => localConsole.close());
 
+    const authorize = apiAuthorizer(() => engineDeps);
     const api = await startLocalApiGateway({
       port: opts.apiPort ?? 4580,
       routes: apiRoutes(() => engineDeps),
-      authorizer: (event) => apiAuthorizer(() => engineDeps)(event, lambdaContext('authorizer')),
+      authorizer: (event) => authorize(event, lambdaContext('authorizer')),
     });
     stops.push(() => api.close());
 
