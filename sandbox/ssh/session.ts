@@ -86,7 +86,9 @@ export class SshSession {
         client.on('error', () => undefined);
         resolve(client);
       });
-      client.once('error', fail);
+      // `on`, not `once`: ssh2 can emit a second error (a handshake timeout after a refused key), and an
+      // error with no listener would crash the runner. Rejecting twice is harmless.
+      client.on('error', fail);
       client.once('close', () => fail(new Error('connection closed before it was ready')));
       client.connect({
         ...via,
