@@ -76,10 +76,6 @@ export const HEARTBEAT_TIMEOUT_SECONDS = 60;
 export const VM_BOOTSTRAP_HINT =
   'log in to the VM (through the bastion) and check cloud-init: /var/log/cloud-init-output.log and `cloud-init status --long`';
 
-export function policyOf(name: string): ErrorPolicy | undefined {
-  return ERROR_TABLE.find((p) => p.name === name);
-}
-
 /**
  * A step fault with a name from the error table. The runner reports `name` as the
  * task failure's Error and `message` as its Cause, so the message is written for the user.

@@ -7,5 +7,3 @@ import { randomBytes } from 'node:crypto';
 export function newDeploymentId(nowMs: number): string {
   return `d-${nowMs.toString(36).padStart(9, '0')}${randomBytes(5).toString('hex')}`;
 }
-
-export const DEPLOYMENT_ID_PATTERN = /^d-[0-9a-z]{9}[0-9a-f]{10}$/;

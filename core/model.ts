@@ -14,7 +14,6 @@ export const FINAL_DEPLOYMENT_STATUSES: readonly DeploymentStatus[] = ['SUCCEEDE
  * aborted: still running when the grace period ended; cancelled: stopped by the user.
  */
 export type StepStatus = 'waiting' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'aborted' | 'cancelled';
-export const FINAL_STEP_STATUSES: readonly StepStatus[] = ['succeeded', 'failed', 'skipped', 'aborted', 'cancelled'];
 
 export interface DeploymentRecord {
   deploymentId: string;
@@ -48,7 +47,6 @@ export interface StepRecord {
   system: boolean;
   spec: StepSpec | SystemStepSpec;
   dependsOn: string[];
-  dependents: string[];
   status: StepStatus;
   /** 1 for the first sandbox run, counting retries by the state machine. */
   attempt: number;

@@ -86,7 +86,7 @@ export interface SecretVault {
 
 export interface ExecutionService {
   start(name: string, input: unknown): Promise<{ executionArn: string }>;
-  /** Stops the execution at once (no Cleanup in the state machine); used by the safety net only. */
+  /** Stops the execution at once, skipping Cleanup; cancel does not use it (it stops the steps instead). */
   stop(executionArn: string, error: string, cause: string): Promise<void>;
   history(executionArn: string): Promise<HistoryEvent[]>;
   consoleUrl(executionArn: string): string;

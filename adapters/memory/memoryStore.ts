@@ -16,7 +16,7 @@ const REQUIRED_DEPLOYMENT_FIELDS: readonly (keyof DeploymentRecord)[] = [
   'deploymentId', 'tenantId', 'name', 'status', 'createdAt', 'updatedAt', 'stepIds', 'topology',
 ];
 const REQUIRED_STEP_FIELDS: readonly (keyof StepRecord)[] = [
-  'deploymentId', 'stepId', 'system', 'spec', 'dependsOn', 'dependents', 'status', 'attempt',
+  'deploymentId', 'stepId', 'system', 'spec', 'dependsOn', 'status', 'attempt',
 ];
 
 /**

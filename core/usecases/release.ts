@@ -70,15 +70,12 @@ export async function settle(deps: EngineDeps, step: StepRecord, verdict: Verdic
   return release;
 }
 
-/** Re-evaluates waiting steps (all, or the given ids) after something changed. */
-export async function settleWaiting(deps: EngineDeps, deploymentId: string, only?: readonly string[]): Promise<void> {
+/** Re-evaluates the waiting steps after something changed (a step ended, a failure, a cancel). */
+export async function settleWaiting(deps: EngineDeps, deploymentId: string): Promise<void> {
   const [deployment, all] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
   if (!deployment) return;
   const byId = new Map(all.map((s) => [s.stepId, s]));
-  const candidates = (only ?? all.map((s) => s.stepId))
-    .map((id) => byId.get(id))
-    .filter((s): s is StepRecord => !!s && !s.system && s.status === 'waiting');
-  for (const step of candidates) {
+  for (const step of all.filter((s) => !s.system && s.status === 'waiting')) {
     // Only steps that registered their token can be answered now; the others settle themselves on registration.
     if (step.awaitToken) await settle(deps, step, verdictFor(step, deployment, byId));
   }

@@ -121,7 +121,7 @@ function records(
     topology,
     ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
   };
-  const base = { deploymentId, status: 'waiting' as const, attempt: 0, dependents: [] as string[] };
+  const base = { deploymentId, status: 'waiting' as const, attempt: 0 };
   const steps: StepRecord[] = [
     ...SYSTEM_STEP_IDS.map((id) => ({ ...base, stepId: id, system: true, dependsOn: [], spec: { id, action: id, dependsOn: [] as [] } })),
     ...spec.workflow.steps.map((step) => ({
@@ -130,7 +130,6 @@ function records(
       system: false,
       spec: step,
       dependsOn: step.dependsOn,
-      dependents: plan.dependents[step.id] ?? [],
     })),
   ];
   return { deployment, steps };

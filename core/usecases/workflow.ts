@@ -50,8 +50,8 @@ export async function recordStepResult(
     { ifStatus: ['running'] },
   );
   await deps.store.clearStepFields(input.deploymentId, input.stepId, ['taskToken', 'taskArn']);
-  const step = await deps.store.getStep(input.deploymentId, input.stepId);
-  await settleWaiting(deps, input.deploymentId, step?.dependents ?? []);
+  // Only its dependents can have become ready; settleWaiting releases exactly those.
+  await settleWaiting(deps, input.deploymentId);
   await endGraceIfIdle(deps, input.deploymentId);
 }
 

@@ -187,12 +187,7 @@ export class LocalStepFunctions {
   describeExecution(executionArn: string): ExecutionDescription {
     const { record } = this.execution(executionArn);
     return {
-      executionArn: record.executionArn,
-      stateMachineArn: record.stateMachineArn,
-      name: record.name,
-      status: record.status,
-      startDate: new Date(record.startDate),
-      ...(record.stopDate ? { stopDate: new Date(record.stopDate) } : {}),
+      ...listItemOf(record),
       input: record.input,
       ...(record.output !== undefined ? { output: record.output } : {}),
       ...(record.error !== undefined ? { error: record.error } : {}),
@@ -207,14 +202,7 @@ export class LocalStepFunctions {
       .map(({ record }) => record)
       .filter((record) => record.stateMachineArn === stateMachineArn && (!statusFilter || record.status === statusFilter))
       .sort((a, b) => b.startDate.localeCompare(a.startDate))
-      .map((record) => ({
-        executionArn: record.executionArn,
-        stateMachineArn: record.stateMachineArn,
-        name: record.name,
-        status: record.status,
-        startDate: new Date(record.startDate),
-        ...(record.stopDate ? { stopDate: new Date(record.stopDate) } : {}),
-      }));
+      .map(listItemOf);
   }
 
   getExecutionHistory(executionArn: string): ReturnType<ExecutionHistory['snapshot']> {
@@ -398,4 +386,15 @@ async function settleSoon(stream: Promise<void>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([stream.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)))]);
   clearTimeout(timer);
+}
+
+function listItemOf(record: ExecutionRecord): ExecutionListItem {
+  return {
+    executionArn: record.executionArn,
+    stateMachineArn: record.stateMachineArn,
+    name: record.name,
+    status: record.status,
+    startDate: new Date(record.startDate),
+    ...(record.stopDate ? { stopDate: new Date(record.stopDate) } : {}),
+  };
 }

@@ -27,7 +27,7 @@ let base: Omit<ActionContext, 'step'>;
 const logs: { stream: string; text: string; host?: string }[] = [];
 
 function stepCtx(spec: StepSpec, overrides: Partial<ActionContext> = {}): ActionContext {
-  const step = { deploymentId: 'dep1', stepId: spec.id, system: false, spec, dependsOn: [], dependents: [], status: 'running', attempt: 1 } as StepRecord;
+  const step = { deploymentId: 'dep1', stepId: spec.id, system: false, spec, dependsOn: [], status: 'running', attempt: 1 } as StepRecord;
   return { ...base, step, ...overrides };
 }
 

@@ -56,7 +56,6 @@ function step(deploymentId: string, stepId: string, overrides: Partial<StepRecor
     system: false,
     spec: { id: stepId, action: 'run', command: `echo ${stepId}`, dependsOn: [] },
     dependsOn: [],
-    dependents: [],
     status: 'waiting',
     attempt: 1,
     ...overrides,

@@ -59,7 +59,6 @@ export async function actionContext(input: {
     system: false,
     spec: step,
     dependsOn: step.dependsOn,
-    dependents: [],
     status: 'running',
     attempt: 1,
   };
