@@ -1,19 +1,32 @@
 import { App, Stack, type CfnElement } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type { IConstruct } from 'constructs';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { afterAll } from 'vitest';
 import { REPO_ROOT } from '../../cdk/functions.ts';
 import { CtdStack } from '../../cdk/stack.ts';
 
 /** The feature flags and defaults `cdk synth` applies, so tests see the template synth produces. */
-export function cdkJsonContext(): Record<string, unknown> {
+function cdkJsonContext(): Record<string, unknown> {
   return JSON.parse(readFileSync(path.join(REPO_ROOT, 'cdk.json'), 'utf8')).context;
 }
 
-/** The whole stack with Lambda bundling skipped (bundling is covered once, in bundling.test.ts). */
+/**
+ * An App with `cdk synth`'s context and Lambda bundling skipped (bundling is covered once, in
+ * bundling.test.ts). Call it while a test file is collected: it synthesizes into its own temporary
+ * directory and removes it after the file's tests, where a bare App would leave a cdk.out* in tmpdir.
+ */
+export function testApp(context: Record<string, unknown> = {}): App {
+  const outdir = mkdtempSync(path.join(tmpdir(), 'ctd-cdk-'));
+  afterAll(() => rmSync(outdir, { recursive: true, force: true }));
+  return new App({ outdir, context: { ...cdkJsonContext(), 'aws:cdk:bundling-stacks': [], ...context } });
+}
+
+/** The whole stack, synthesized as `cdk synth` would but without bundling. */
 export function synthCtdStack(context: Record<string, unknown> = {}): { stack: CtdStack; template: Template } {
-  const app = new App({ context: { ...cdkJsonContext(), 'aws:cdk:bundling-stacks': [], ...context } });
+  const app = testApp(context);
   const stack = new CtdStack(app, 'CtdTest');
   return { stack, template: Template.fromStack(stack) };
 }

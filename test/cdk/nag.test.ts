@@ -1,12 +1,11 @@
-import { App, Validations } from 'aws-cdk-lib';
+import { Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { describe, expect, it } from 'vitest';
 import { CtdStack } from '../../cdk/stack.ts';
-import { cdkJsonContext } from './helpers.ts';
+import { testApp } from './helpers.ts';
 
 describe('cdk-nag: AwsSolutions', () => {
-  const app = new App({ context: { ...cdkJsonContext(), 'aws:cdk:bundling-stacks': [] } });
-  const stack = new CtdStack(app, 'CtdNag');
+  const stack = new CtdStack(testApp(), 'CtdNag');
 
   it('reports no unacknowledged error', () => {
     const report = new AwsSolutionsChecks().validateScope(stack);

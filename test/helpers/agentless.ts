@@ -106,11 +106,18 @@ export const PRIVATE_KEY_MARKER = 'BEGIN OPENSSH PRIVATE KEY';
 /**
  * Files under `roots` whose content contains any of `needles` — a bounded scan: files under
  * 1 MB, no node_modules, no symlinks followed, at most `maxFiles` files read. Files that vanish
- * or cannot be read mid-scan (sandboxes come and go) are skipped.
+ * or cannot be read mid-scan (sandboxes come and go) are skipped. With `modifiedSince`, files
+ * last written before then are not read: they cannot hold a secret made afterwards, and on a
+ * busy shared tmpdir skipping them keeps one scan well under a second.
  */
-export async function filesContaining(roots: string[], needles: string[], opts: { maxFiles?: number; maxDepth?: number } = {}): Promise<string[]> {
+export async function filesContaining(
+  roots: string[],
+  needles: string[],
+  opts: { maxFiles?: number; maxDepth?: number; modifiedSince?: number } = {},
+): Promise<string[]> {
   const maxFiles = opts.maxFiles ?? 20_000;
   const maxDepth = opts.maxDepth ?? 12;
+  const modifiedSince = opts.modifiedSince ?? 0;
   const hits: string[] = [];
   let read = 0;
   const walk = async (dir: string, depth: number): Promise<void> => {
@@ -130,7 +137,8 @@ export async function filesContaining(roots: string[], needles: string[], opts: 
       }
       if (!entry.isFile()) continue;
       try {
-        if ((await stat(path)).size >= 1024 * 1024) continue;
+        const info = await stat(path);
+        if (info.size >= 1024 * 1024 || info.mtimeMs < modifiedSince) continue;
         read += 1;
         const text = await readFile(path, 'latin1');
         if (needles.some((n) => text.includes(n))) hits.push(path);
