@@ -61,6 +61,9 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
   const stateDir = resolve(opts.stateDir ?? defaultStateDir());
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const timeScale = opts.timeScale ?? 1;
+  // Before the first SDK client is made (the local DynamoDB's table setup): the SDK's notice that it
+  // will need Node 22 in 2027 would otherwise open every demo and `ctd local up`.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   await claimStateDir(stateDir);
 
@@ -94,7 +97,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.url,
       AWS_ENDPOINT_URL_KMS: kms.url,
       AWS_ENDPOINT_URL_SFN: sfnUrl,
-      // The SDK's notice that it will need Node 22 in 2027 would otherwise open every log.
+      // Sandboxes too: the notice would otherwise open every step's log.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     };
     Object.assign(process.env, awsEnv);
