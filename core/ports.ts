@@ -86,8 +86,6 @@ export interface SecretVault {
 
 export interface ExecutionService {
   start(name: string, input: unknown): Promise<{ executionArn: string }>;
-  /** Stops the execution at once, skipping Cleanup; cancel does not use it (it stops the steps instead). */
-  stop(executionArn: string, error: string, cause: string): Promise<void>;
   history(executionArn: string): Promise<HistoryEvent[]>;
   consoleUrl(executionArn: string): string;
   sendTaskSuccess(taskToken: string, output: unknown): Promise<void>;

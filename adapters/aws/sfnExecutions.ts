@@ -3,7 +3,6 @@ import {
   SendTaskHeartbeatCommand,
   SendTaskSuccessCommand,
   StartExecutionCommand,
-  StopExecutionCommand,
   paginateGetExecutionHistory,
   type SFNClient,
   type HistoryEvent as SfnHistoryEvent,
@@ -63,10 +62,6 @@ export class SfnExecutionService implements ExecutionService {
       if (errorName(err) !== 'ExecutionAlreadyExists') throw err;
       return { executionArn: `${this.opts.stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}` };
     }
-  }
-
-  async stop(executionArn: string, error: string, cause: string): Promise<void> {
-    await this.opts.client.send(new StopExecutionCommand({ executionArn, error, cause }));
   }
 
   /** The whole history, oldest first; each event keeps its AWS-named `…EventDetails` object. */

@@ -17,7 +17,6 @@ export class RecordingExecutions implements ExecutionService {
     this.started.push({ name, input });
     return { executionArn: `arn:aws:states:us-east-1:000000000000:execution:ctd-deployment:${name}` };
   }
-  async stop() {}
   async history(): Promise<HistoryEvent[]> {
     return [];
   }
