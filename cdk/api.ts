@@ -8,24 +8,30 @@ import { Construct } from 'constructs';
 import type { DeploymentsTable } from './data.ts';
 import { HandlerFunction } from './functions.ts';
 import type { TokenKey } from './keys.ts';
-import { executionsArn, stateMachineArn, stopTaskStatement, type TableAccess } from './permissions.ts';
+import { executionsArn, stateMachineArn, stopTaskStatement, taskResponseStatement, type TableAccess } from './permissions.ts';
 import { acknowledge, acknowledgeClusterTasks } from './nag.ts';
 import type { Sandbox } from './sandbox.ts';
 
 interface ApiFunctionSpec {
   readonly access: readonly TableAccess[];
-  readonly states?: readonly string[];
+  readonly startsExecutions?: boolean;
+  readonly readsHistory?: boolean;
+  /** Answers the task tokens of the steps it settles or stops. */
+  readonly answersTasks?: boolean;
   readonly stopsTasks?: boolean;
 }
 
-/** What each API handler may do. The authorizer talks to the cloud only. */
+/**
+ * What each API handler may do (test/integration/iam-usage.test.ts checks it against what each
+ * one calls). Submit deletes its idempotency key when it fails; the authorizer talks to the cloud only.
+ */
 export const API_FUNCTIONS = {
-  submit: { access: ['read', 'write'], states: ['states:StartExecution'] },
+  submit: { access: ['read', 'write', 'delete'], startsExecutions: true },
   get: { access: ['read'] },
   list: { access: ['read'] },
-  history: { access: ['read'], states: ['states:DescribeExecution', 'states:GetExecutionHistory'] },
+  history: { access: ['read'], readsHistory: true },
   logs: { access: ['read'] },
-  cancel: { access: ['read', 'write'], states: ['states:DescribeExecution', 'states:StopExecution'], stopsTasks: true },
+  cancel: { access: ['read', 'write'], answersTasks: true, stopsTasks: true },
   authorizer: { access: [] },
 } as const satisfies Record<string, ApiFunctionSpec>;
 
@@ -58,12 +64,12 @@ export class Api extends Construct {
         logRetention: props.logRetention,
       });
       if (spec.access.length > 0) props.data.grantAccess(fn, ...spec.access);
-      if (spec.states?.includes('states:StartExecution')) {
+      if (spec.startsExecutions) {
         fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachineArn(this)] }));
       }
-      const onExecutions = spec.states?.filter((a) => a !== 'states:StartExecution') ?? [];
-      if (onExecutions.length > 0) {
-        fn.addToRolePolicy(new iam.PolicyStatement({ actions: onExecutions, resources: [executionsArn(this)] }));
+      if (spec.answersTasks) fn.addToRolePolicy(taskResponseStatement(this));
+      if (spec.readsHistory) {
+        fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['states:GetExecutionHistory'], resources: [executionsArn(this)] }));
         acknowledge(
           fn.role!,
           'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:ctd-deployment:*]',

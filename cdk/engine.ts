@@ -31,7 +31,7 @@ interface EngineFunctionSpec {
   readonly substitution?: string;
 }
 
-/** What each engine handler may do; the ASL placeholder each one fills. */
+/** What each engine handler may do (checked against its calls by iam-usage.test.ts); the ASL placeholder each one fills. */
 export const ENGINE_FUNCTIONS = {
   prepare: { access: ['read', 'write'], substitution: 'PrepareFunctionArn' },
   awaitDependencies: { access: ['read', 'write'], releasesTokens: true, substitution: 'AwaitDependenciesFunctionArn' },
@@ -44,9 +44,9 @@ export const ENGINE_FUNCTIONS = {
     stopsTasks: true,
     substitution: 'AbortStragglersFunctionArn',
   },
-  summarize: { access: ['read', 'write'], substitution: 'SummarizeFunctionArn' },
-  deleteSecrets: { access: ['read', 'write', 'delete'], substitution: 'DeleteSecretsFunctionArn' },
-  safetyNet: { access: ['read', 'write', 'delete'], releasesTokens: true },
+  summarize: { access: ['read'], substitution: 'SummarizeFunctionArn' },
+  deleteSecrets: { access: ['read', 'write'], substitution: 'DeleteSecretsFunctionArn' },
+  safetyNet: { access: ['read', 'write'] },
 } as const satisfies Record<string, EngineFunctionSpec>;
 
 export type EngineFunctionName = keyof typeof ENGINE_FUNCTIONS;

@@ -70,13 +70,13 @@ export class TokenKey extends Construct {
     });
   }
 
-  /** The submit API Lambda: encrypts the token it receives (and may wrap data keys). */
+  /** The submit API Lambda: encrypts the token it receives. */
   allowEncrypt(role: iam.IRole): void {
     this.key.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'SubmitEncryptsTokens',
         principals: [new iam.ArnPrincipal(role.roleArn)],
-        actions: ['kms:Encrypt', 'kms:GenerateDataKey'],
+        actions: ['kms:Encrypt'],
         resources: ['*'],
         conditions: tokenContextConditions(),
       }),

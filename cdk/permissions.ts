@@ -5,14 +5,21 @@ import type { Construct } from 'constructs';
 /** Fixed so the API can know the machine's ARN without referencing it (that would be a cycle). */
 export const STATE_MACHINE_NAME = 'ctd-deployment';
 
-/** DynamoDB actions by purpose; each function gets the union of the purposes it has. */
+/**
+ * DynamoDB actions by purpose, exactly those the store sends; each function gets the union of
+ * the purposes it has. BatchWriteItem carries the store's batched puts (a new deployment, log
+ * lines) and deletes (secrets) alike: IAM cannot grant one without the other.
+ */
 export const TABLE_ACTIONS = {
-  read: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:BatchGetItem'],
-  write: ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:ConditionCheckItem'],
+  read: ['dynamodb:GetItem', 'dynamodb:Query'],
+  write: ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:BatchWriteItem'],
   delete: ['dynamodb:DeleteItem'],
 } as const;
 
 export type TableAccess = keyof typeof TABLE_ACTIONS;
+
+/** The step runner reads its step and secrets, and writes its progress and log lines. */
+export const SANDBOX_TABLE_ACCESS: readonly TableAccess[] = ['read', 'write'];
 
 export function stateMachineArn(scope: Construct): string {
   return Stack.of(scope).formatArn({

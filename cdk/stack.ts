@@ -6,7 +6,7 @@ import { DeploymentsTable } from './data.ts';
 import { Engine } from './engine.ts';
 import { TokenKey } from './keys.ts';
 import { SandboxNetwork } from './network.ts';
-import { stateMachineArn, taskResponseStatement } from './permissions.ts';
+import { SANDBOX_TABLE_ACCESS, stateMachineArn, taskResponseStatement } from './permissions.ts';
 import { Sandbox } from './sandbox.ts';
 
 /** Context keys read by the stack (`cdk synth -c ctd:cloud=aws`). */
@@ -48,7 +48,7 @@ export class CtdStack extends Stack {
       // The bastion-open step admits these NAT addresses to the bastion's SSH port.
       environment: { ...shared, CTD_EGRESS_ADDRESSES: Fn.join(',', this.network.egressAddresses()) },
     });
-    this.data.grantAccess(this.sandbox.taskRole, 'read', 'write');
+    this.data.grantAccess(this.sandbox.taskRole, ...SANDBOX_TABLE_ACCESS);
     this.sandbox.taskRole.addToPrincipalPolicy(taskResponseStatement(this, true));
     this.tokenKey.allowDecrypt(this.sandbox.taskRole);
 

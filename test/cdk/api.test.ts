@@ -63,15 +63,17 @@ describe('Construct: Api', () => {
     template.hasResourceProperties('AWS::WAFv2::WebACLAssociation', { WebACLArn: Match.anyValue() });
   });
 
-  it('gives each handler only its own table access; only submit starts executions', () => {
-    const expectations: Record<string, { writes: boolean; starts: boolean; stops: boolean }> = {
-      submit: { writes: true, starts: true, stops: false },
-      get: { writes: false, starts: false, stops: false },
-      list: { writes: false, starts: false, stops: false },
-      history: { writes: false, starts: false, stops: false },
-      logs: { writes: false, starts: false, stops: false },
-      cancel: { writes: true, starts: false, stops: true },
-      authorizer: { writes: false, starts: false, stops: false },
+  it('gives each handler only its own access: submit starts executions and releases keys, cancel answers and stops steps', () => {
+    type Access = { writes: boolean; deletes: boolean; starts: boolean; answers: boolean; stops: boolean };
+    const none: Access = { writes: false, deletes: false, starts: false, answers: false, stops: false };
+    const expectations: Record<string, Access> = {
+      submit: { ...none, writes: true, deletes: true, starts: true },
+      get: none,
+      list: none,
+      history: none,
+      logs: none,
+      cancel: { ...none, writes: true, answers: true, stops: true },
+      authorizer: none,
     };
     for (const name of Object.keys(API_FUNCTIONS)) {
       const fn = stack.api.functions[name as keyof typeof API_FUNCTIONS];
@@ -79,10 +81,11 @@ describe('Construct: Api', () => {
       expect({
         name,
         writes: actions.includes('dynamodb:PutItem') || actions.includes('dynamodb:UpdateItem'),
-        starts: actions.includes('states:StartExecution'),
-        stops: actions.includes('ecs:StopTask'),
         deletes: actions.includes('dynamodb:DeleteItem'),
-      }).toEqual({ name, ...expectations[name], deletes: false });
+        starts: actions.includes('states:StartExecution'),
+        answers: actions.includes('states:SendTaskFailure'),
+        stops: actions.includes('ecs:StopTask'),
+      }).toEqual({ name, ...expectations[name] });
     }
   });
 });
