@@ -13,6 +13,23 @@ export const RUNNER_CONTAINER_NAME = 'runner';
 /** The runner's working directory and HOME (ssh known_hosts, ANSIBLE_HOME live under it). */
 export const SANDBOX_WORK_DIR = '/work';
 
+/**
+ * What the runner keeps of Docker's default capabilities (Fargate can only take them away): it
+ * hands the step's work dir to the step user (CHOWN), starts the user's code as that user
+ * (SETUID, SETGID), stops it (KILL) and removes what it left (DAC_OVERRIDE, FOWNER).
+ */
+export const RUNNER_CAPABILITIES = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'KILL', 'SETGID', 'SETUID'] as const;
+const DROPPED_CAPABILITIES = [
+  ecs.Capability.AUDIT_WRITE,
+  ecs.Capability.FSETID,
+  ecs.Capability.MKNOD,
+  ecs.Capability.NET_BIND_SERVICE,
+  ecs.Capability.NET_RAW,
+  ecs.Capability.SETFCAP,
+  ecs.Capability.SETPCAP,
+  ecs.Capability.SYS_CHROOT,
+];
+
 /** Staged with the image asset only when needed; keeping node_modules out keeps synth fast. */
 export const IMAGE_CONTEXT_EXCLUDES = ['node_modules', '**/node_modules', 'cdk.out', '.git', '.ctd', 'test', 'coverage', '*.log'];
 
@@ -24,7 +41,10 @@ export interface SandboxProps {
 
 /**
  * One Fargate task per step attempt: read-only root file system with scratch volumes for /tmp and
- * the work dir, a non-root user, logs to CloudWatch. The task role is what a step may do in AWS.
+ * the work dir, logs to CloudWatch. The task role is what a step may do in AWS. The runner is root
+ * with six capabilities so that the user's code runs as another user (the image's `step`, see
+ * sandbox/stepUser.ts), which can read neither the runner's environment nor its memory, and so
+ * never the task role's credentials.
  */
 export class Sandbox extends Construct {
   readonly cluster: ecs.Cluster;
@@ -61,13 +81,13 @@ export class Sandbox extends Construct {
       essential: true,
       readonlyRootFilesystem: true,
       privileged: false,
-      user: '1000:1000',
+      user: '0:0',
       workingDirectory: SANDBOX_WORK_DIR,
       environment: { HOME: SANDBOX_WORK_DIR, ...props.environment },
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'sandbox', logGroup: this.logGroup }),
       linuxParameters: new ecs.LinuxParameters(this, 'LinuxParameters', { initProcessEnabled: true }),
     });
-    this.container.linuxParameters?.dropCapabilities(ecs.Capability.ALL);
+    this.container.linuxParameters?.dropCapabilities(...DROPPED_CAPABILITIES);
     this.container.addMountPoints(
       { sourceVolume: 'tmp', containerPath: '/tmp', readOnly: false },
       { sourceVolume: 'work', containerPath: SANDBOX_WORK_DIR, readOnly: false },

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildStepPorts, engineConfigFromEnv } from '../adapters/aws/stepPorts.ts';
 import { runStep } from './runner.ts';
+import { stepUserFromEnv } from './stepUser.ts';
 
 /**
  * The sandbox's entry point (the Fargate task's command; a child process in local mode).
@@ -18,6 +19,7 @@ async function main(): Promise<number> {
     taskArn: env.CTD_TASK_ARN ?? (await ecsTaskArn()),
   };
   const config = engineConfigFromEnv(env);
+  const stepUser = stepUserFromEnv(env);
   const log = (message: string, details?: Record<string, unknown>) =>
     process.stderr.write(`${JSON.stringify({ level: 'info', message, ...details, stepId: ids.stepId })}\n`);
   const ports = buildStepPorts(config);
@@ -36,6 +38,7 @@ async function main(): Promise<number> {
       {
         ...ports,
         workDir,
+        ...(stepUser ? { stepUser } : {}),
         timeScale: Number(env.CTD_TIME_SCALE ?? '1') || 1,
         signal: stop.signal,
       },

@@ -5,6 +5,7 @@ import type { Clock, CloudDriver, DeploymentStore, ExecutionService, SecretVault
 import { ACTIONS } from './actions/index.ts';
 import type { Action } from './actions/types.ts';
 import { StepLog } from './stepLog.ts';
+import type { StepUser } from './stepUser.ts';
 
 /** What one sandbox run needs; main.ts builds it from the task's environment. */
 export interface RunnerDeps {
@@ -14,6 +15,8 @@ export interface RunnerDeps {
   cloud: CloudDriver;
   clock: Clock;
   workDir: string;
+  /** The uid the user's code runs as, apart from the runner's credentials (see stepUser.ts). */
+  stepUser?: StepUser;
   timeScale: number;
   /** Overridable for tests; production heartbeats every 20 s. */
   heartbeatMs?: number;
@@ -87,6 +90,7 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
       cloud: deps.cloud,
       cloudCtx: { token, deploymentId: deployment.deploymentId },
       workDir: deps.workDir,
+      ...(deps.stepUser ? { stepUser: deps.stepUser } : {}),
       log,
       signal: stop.signal,
       timeScale: deps.timeScale,

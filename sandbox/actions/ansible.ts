@@ -2,6 +2,7 @@ import { ErrorName, StepError } from '../../core/errors.ts';
 import { classifyPlaybookResult, parseReport, summarizeStats } from '../ansible/classify.ts';
 import { runPlaybook } from '../ansible/runPlaybook.ts';
 import { ansibleEnv, prepareWorkspace } from '../ansible/workspace.ts';
+import { handOver } from '../stepUser.ts';
 import type { Action, ActionContext } from './types.ts';
 
 export interface AnsibleActionOptions {
@@ -46,6 +47,8 @@ export function createAnsibleAction(opts: AnsibleActionOptions = {}): Action {
       targets,
       ...(spec.extraVars ? { extraVars: spec.extraVars } : {}),
     });
+    // A playbook can run commands in the sandbox too (delegate_to: localhost): it runs as the step user.
+    await handOver(ctx.workDir, ctx.stepUser);
     const args = ['-i', ws.inventory, ws.playbook, ...(ws.extraVarsFile ? ['-e', `@${ws.extraVarsFile}`] : [])];
     ctx.log.line('engine', `ansible-playbook ${spec.playbook} on ${spec.targets.join(', ')} via bastion ${bastion.address}`);
     const started = Date.now();
@@ -56,6 +59,7 @@ export function createAnsibleAction(opts: AnsibleActionOptions = {}): Action {
       commandPrefix: opts.commandPrefix ?? [],
       log: ctx.log,
       signal: ctx.signal,
+      ...(ctx.stepUser ? { user: ctx.stepUser } : {}),
     });
     ctx.log.line('engine', `ansible-playbook exited ${result.exitCode ?? 'on a signal'} after ${Date.now() - started} ms`);
     if (result.aborted) throw new StepError(ErrorName.StepFailed, 'the step was stopped while ansible-playbook ran');

@@ -2,17 +2,20 @@ import { spawn } from 'node:child_process';
 import { ErrorName, StepError } from '../../core/errors.ts';
 import { writeBundle } from '../bundle.ts';
 import { LineSplitter } from '../lines.ts';
+import { handOver, spawnIdentity } from '../stepUser.ts';
 import type { Action } from './types.ts';
 
 /**
  * `run`: a command inside the sandbox itself, with the user's token in its environment
  * (the generic form of "run Terraform with the user's credentials") and the bundle's files
- * in its working directory. It sees nothing else of the runner's environment.
+ * in its working directory. It sees nothing else of the runner's environment, and runs as the
+ * step user when there is one.
  */
 export const run: Action = async (ctx) => {
   const spec = ctx.step.spec;
   if (spec.action !== 'run') throw new StepError(ErrorName.StepFailed, `step ${ctx.step.stepId} is not a run step`);
   await writeBundle(ctx.workDir, ctx.files);
+  await handOver(ctx.workDir, ctx.stepUser);
   const env: NodeJS.ProcessEnv = {
     PATH: '/usr/local/bin:/usr/bin:/bin',
     HOME: ctx.workDir,
@@ -25,7 +28,13 @@ export const run: Action = async (ctx) => {
   };
   const code = await new Promise<number>((resolve, reject) => {
     // Its own process group, so a stop kills the command and everything it started.
-    const child = spawn('/bin/sh', ['-c', spec.command], { cwd: ctx.workDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/bin/sh', ['-c', spec.command], {
+      cwd: ctx.workDir,
+      env,
+      ...spawnIdentity(ctx.stepUser),
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const out = new LineSplitter((l) => ctx.log.line('stdout', l));
     const err = new LineSplitter((l) => ctx.log.line('stderr', l));
     child.stdout.on('data', (c: Buffer) => out.push(c));

@@ -1,6 +1,7 @@
 import type { Topology } from '../../core/deployment/schema.ts';
 import type { DeploymentRecord, StepRecord } from '../../core/model.ts';
 import type { CloudContext, CloudDriver } from '../../core/ports.ts';
+import type { StepUser } from '../stepUser.ts';
 
 /** Where a step's output goes: the step log (stored, shown by `ctd logs`). Never pass secrets. */
 export interface StepLogger {
@@ -28,6 +29,8 @@ export interface ActionContext {
   cloudCtx: CloudContext;
   /** A private, empty directory of this sandbox, removed when the step ends. */
   workDir: string;
+  /** Who the user's own code runs as (a `run` command, ansible-playbook); unset: as the runner. */
+  stepUser?: StepUser;
   log: StepLogger;
   /** Aborted when the step is stopped (StopTask, timeout, cancel): stop work, close connections. */
   signal: AbortSignal;

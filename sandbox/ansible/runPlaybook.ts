@@ -1,6 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { StepLogger } from '../actions/types.ts';
+import { spawnIdentity, type StepUser } from '../stepUser.ts';
 
 export const ANSIBLE_PLAYBOOK = '/usr/bin/ansible-playbook';
 const MAX_STDOUT_BYTES = 32 * 1024 * 1024;
@@ -38,8 +39,11 @@ export function runPlaybook(input: {
   commandPrefix: readonly string[];
   log: StepLogger;
   signal: AbortSignal;
+  /** Runs ansible-playbook as this user; it cannot create a PID namespace, so ControlPersist is off. */
+  user?: StepUser;
 }): Promise<PlaybookRun> {
-  const pidNs = canUsePidNamespace();
+  if (input.user && input.commandPrefix.length > 0) throw new Error('a command prefix cannot run as the step user');
+  const pidNs = !input.user && canUsePidNamespace();
   const env = pidNs ? input.env : { ...input.env, ANSIBLE_SSH_ARGS: '-F /dev/null -C -o ControlMaster=no' };
   const argv = [
     ...input.commandPrefix,
@@ -49,7 +53,7 @@ export function runPlaybook(input: {
   ];
   const [file, ...args] = argv as [string, ...string[]];
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { cwd: input.cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { cwd: input.cwd, env, ...spawnIdentity(input.user), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stdoutBytes = 0;
     let stderrTail = '';

@@ -3,12 +3,13 @@ import * as path from 'node:path';
 import { Match } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../cdk/functions.ts';
+import { RUNNER_CAPABILITIES } from '../../cdk/sandbox.ts';
 import { actionsOf, logicalId, roleStatements, synthCtdStack } from './helpers.ts';
 
 const { stack, template } = synthCtdStack({ 'ctd:cloud': 'aws', 'ctd:cloudEndpoint': 'https://cloud.example' });
 
 describe('Construct: Sandbox', () => {
-  it('runs the runner container read-only, unprivileged, non-root, logging to CloudWatch', () => {
+  it('runs the runner container read-only, unprivileged, logging to CloudWatch', () => {
     template.hasResourceProperties('AWS::ECS::TaskDefinition', {
       RequiresCompatibilities: ['FARGATE'],
       RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
@@ -17,7 +18,7 @@ describe('Construct: Sandbox', () => {
           Name: 'runner',
           ReadonlyRootFilesystem: true,
           Privileged: false,
-          User: '1000:1000',
+          User: '0:0',
           LogConfiguration: Match.objectLike({ LogDriver: 'awslogs' }),
           MountPoints: Match.arrayWith([
             { ContainerPath: '/tmp', ReadOnly: false, SourceVolume: 'tmp' },
@@ -34,17 +35,26 @@ describe('Construct: Sandbox', () => {
     });
   });
 
-  it('gives the runner writable scratch mounts: each is a VOLUME of the image, /work owned by its user', () => {
+  const dockerfile = readFileSync(path.join(REPO_ROOT, 'sandbox/Dockerfile'), 'utf8');
+  const runner = () => Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0]!.Properties.ContainerDefinitions[0];
+
+  it('gives the runner writable scratch mounts: each is a VOLUME of the image', () => {
     // Fargate seeds a bind mount from the image only at a VOLUME path; elsewhere it is root's, 0755.
-    const dockerfile = readFileSync(path.join(REPO_ROOT, 'sandbox/Dockerfile'), 'utf8');
     const volumes = [...dockerfile.matchAll(/^VOLUME (\[.*\])$/gm)].flatMap((m) => JSON.parse(m[1]!) as string[]);
-    const [container] = Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0]!.Properties.ContainerDefinitions;
-    const mounts = (container.MountPoints as { ContainerPath: string }[]).map((m) => m.ContainerPath);
+    const mounts = (runner().MountPoints as { ContainerPath: string }[]).map((m) => m.ContainerPath);
     expect(mounts.filter((p) => !volumes.includes(p))).toEqual([]);
-    expect(dockerfile).toMatch(/^USER node$/m);
-    expect(dockerfile).toMatch(/chown node:node \/work\b/);
-    // The image's `node` user is uid 1000: the one the task definition runs as.
-    expect(container.User).toBe('1000:1000');
+  });
+
+  it("keeps the runner only the capabilities it needs to run the user's code as the image's step user", () => {
+    const dockerDefaults = ['AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD', 'NET_BIND_SERVICE', 'NET_RAW', 'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT'];
+    const { Drop: dropped, Add: added } = runner().LinuxParameters.Capabilities as { Drop: string[]; Add?: string[] };
+    expect(added ?? []).toEqual([]);
+    expect(dockerDefaults.filter((c) => !dropped.includes(c))).toEqual([...RUNNER_CAPABILITIES]);
+    // The step user exists in the image, is not root, and is the one the runner is told to use.
+    const uid = /useradd --uid (\d+) .* step\b/.exec(dockerfile)?.[1];
+    expect(Number(uid)).toBeGreaterThan(0);
+    expect(dockerfile).toContain(`CTD_STEP_UID=${uid} CTD_STEP_GID=${uid}`);
+    expect(dockerfile).not.toMatch(/^USER /m);
   });
 
   it('enables container insights on the cluster', () => {
