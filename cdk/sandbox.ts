@@ -10,7 +10,7 @@ import { acknowledge } from './nag.ts';
 
 /** The ASL overrides this container by name (`Overrides.ContainerOverrides[].Name`). */
 export const RUNNER_CONTAINER_NAME = 'runner';
-/** The runner's working directory and HOME (ssh known_hosts, ANSIBLE_HOME live under it). */
+/** The runner's working directory and HOME; each step works in a directory of its own under /tmp. */
 export const SANDBOX_WORK_DIR = '/work';
 
 /**

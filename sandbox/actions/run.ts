@@ -40,7 +40,11 @@ export const run: Action = async (ctx) => {
     child.stdout.on('data', (c: Buffer) => out.push(c));
     child.stderr.on('data', (c: Buffer) => err.push(c));
     const kill = () => {
-      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // The group is empty already (what is left of the command left it with setsid).
+      }
     };
     ctx.signal.addEventListener('abort', kill, { once: true });
     if (ctx.signal.aborted) kill();

@@ -55,6 +55,8 @@ describe('Construct: Sandbox', () => {
     expect(Number(uid)).toBeGreaterThan(0);
     expect(dockerfile).toContain(`CTD_STEP_UID=${uid} CTD_STEP_GID=${uid}`);
     expect(dockerfile).not.toMatch(/^USER /m);
+    // And it has no setuid program left to climb back to root through.
+    expect(dockerfile).toMatch(/find \/ -xdev -type f -perm \/6000 -exec chmod ug-s \{\} \+/);
   });
 
   it('enables container insights on the cluster', () => {
