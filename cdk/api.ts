@@ -8,17 +8,13 @@ import { Construct } from 'constructs';
 import type { DeploymentsTable } from './data.ts';
 import { HandlerFunction } from './functions.ts';
 import type { TokenKey } from './keys.ts';
-import { executionsArn, stateMachineArn, stopTaskStatement, taskResponseStatement, type TableAccess } from './permissions.ts';
-import { acknowledge, acknowledgeClusterTasks } from './nag.ts';
+import { executionsArn, grantHandler, stateMachineArn, type HandlerGrants } from './permissions.ts';
+import { acknowledge } from './nag.ts';
 import type { Sandbox } from './sandbox.ts';
 
-interface ApiFunctionSpec {
-  readonly access: readonly TableAccess[];
+interface ApiFunctionSpec extends HandlerGrants {
   readonly startsExecutions?: boolean;
   readonly readsHistory?: boolean;
-  /** Answers the task tokens of the steps it settles or stops. */
-  readonly answersTasks?: boolean;
-  readonly stopsTasks?: boolean;
 }
 
 /**
@@ -63,11 +59,10 @@ export class Api extends Construct {
         environment: props.environment,
         logRetention: props.logRetention,
       });
-      if (spec.access.length > 0) props.data.grantAccess(fn, ...spec.access);
+      grantHandler(fn, spec, props.data, props.sandbox.cluster);
       if (spec.startsExecutions) {
         fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachineArn(this)] }));
       }
-      if (spec.answersTasks) fn.addToRolePolicy(taskResponseStatement(this));
       if (spec.readsHistory) {
         fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['states:GetExecutionHistory'], resources: [executionsArn(this)] }));
         acknowledge(
@@ -75,12 +70,6 @@ export class Api extends Construct {
           'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:ctd-deployment:*]',
           'Executions are named after deployment ids, known only at run time; the wildcard covers this state machine\'s executions only.',
         );
-      }
-      if (spec.stopsTasks) {
-        fn.addToRolePolicy(
-          stopTaskStatement(this, props.sandbox.cluster.clusterName, props.sandbox.cluster.clusterArn),
-        );
-        acknowledgeClusterTasks(fn.role!, props.sandbox.cluster);
       }
       fns[name as ApiFunctionName] = fn;
     }

@@ -10,23 +10,13 @@ import * as path from 'node:path';
 import type { DeploymentsTable } from './data.ts';
 import { HandlerFunction, REPO_ROOT } from './functions.ts';
 import type { SandboxNetwork } from './network.ts';
-import {
-  STATE_MACHINE_NAME,
-  stateMachineArn,
-  stopTaskStatement,
-  taskResponseStatement,
-  type TableAccess,
-} from './permissions.ts';
+import { grantHandler, STATE_MACHINE_NAME, stateMachineArn, type HandlerGrants } from './permissions.ts';
 import { acknowledge, acknowledgeClusterTasks } from './nag.ts';
 import type { Sandbox } from './sandbox.ts';
 
 export const ASL_FILE = path.join(REPO_ROOT, 'statemachine/deployment.asl.json');
 
-interface EngineFunctionSpec {
-  readonly access: readonly TableAccess[];
-  /** Answers `.waitForTaskToken` tasks (its own, or those of steps it releases or aborts). */
-  readonly releasesTokens?: boolean;
-  readonly stopsTasks?: boolean;
+interface EngineFunctionSpec extends HandlerGrants {
   /** The ASL placeholder naming this function's ARN; absent for functions outside the ASL. */
   readonly substitution?: string;
 }
@@ -34,13 +24,13 @@ interface EngineFunctionSpec {
 /** What each engine handler may do (checked against its calls by iam-usage.test.ts); the ASL placeholder each one fills. */
 export const ENGINE_FUNCTIONS = {
   prepare: { access: ['read', 'write'], substitution: 'PrepareFunctionArn' },
-  awaitDependencies: { access: ['read', 'write'], releasesTokens: true, substitution: 'AwaitDependenciesFunctionArn' },
-  recordStepResult: { access: ['read', 'write'], releasesTokens: true, substitution: 'RecordStepResultFunctionArn' },
-  recordStepFailure: { access: ['read', 'write'], releasesTokens: true, substitution: 'RecordStepFailureFunctionArn' },
-  gracePeriod: { access: ['read', 'write'], releasesTokens: true, substitution: 'GracePeriodFunctionArn' },
+  awaitDependencies: { access: ['read', 'write'], answersTasks: true, substitution: 'AwaitDependenciesFunctionArn' },
+  recordStepResult: { access: ['read', 'write'], answersTasks: true, substitution: 'RecordStepResultFunctionArn' },
+  recordStepFailure: { access: ['read', 'write'], answersTasks: true, substitution: 'RecordStepFailureFunctionArn' },
+  gracePeriod: { access: ['read', 'write'], answersTasks: true, substitution: 'GracePeriodFunctionArn' },
   abortStragglers: {
     access: ['read', 'write'],
-    releasesTokens: true,
+    answersTasks: true,
     stopsTasks: true,
     substitution: 'AbortStragglersFunctionArn',
   },
@@ -80,12 +70,7 @@ export class Engine extends Construct {
         environment: props.environment,
         logRetention: props.logRetention,
       });
-      data.grantAccess(fn, ...spec.access);
-      if (spec.releasesTokens) fn.addToRolePolicy(taskResponseStatement(this));
-      if (spec.stopsTasks) {
-        fn.addToRolePolicy(stopTaskStatement(this, sandbox.cluster.clusterName, sandbox.cluster.clusterArn));
-        acknowledgeClusterTasks(fn.role!, sandbox.cluster);
-      }
+      grantHandler(fn, spec, data, sandbox.cluster);
       fns[name as EngineFunctionName] = fn;
     }
     this.functions = fns;

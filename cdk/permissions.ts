@@ -1,6 +1,10 @@
 import { ArnFormat, Stack } from 'aws-cdk-lib';
+import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
+import type { DeploymentsTable } from './data.ts';
+import { acknowledgeClusterTasks } from './nag.ts';
 
 /** Fixed so the API can know the machine's ARN without referencing it (that would be a cycle). */
 export const STATE_MACHINE_NAME = 'ctd-deployment';
@@ -49,7 +53,7 @@ export function taskResponseStatement(scope: Construct, heartbeat = false): iam.
 }
 
 /** Stopping sandboxes, only in our cluster. */
-export function stopTaskStatement(scope: Construct, clusterName: string, clusterArn: string): iam.PolicyStatement {
+function stopTaskStatement(scope: Construct, clusterName: string, clusterArn: string): iam.PolicyStatement {
   return new iam.PolicyStatement({
     actions: ['ecs:StopTask'],
     resources: [
@@ -57,4 +61,21 @@ export function stopTaskStatement(scope: Construct, clusterName: string, cluster
     ],
     conditions: { ArnEquals: { 'ecs:cluster': clusterArn } },
   });
+}
+
+/** What an API or engine handler may do besides its own capabilities: table access, answering task tokens, stopping sandboxes. */
+export interface HandlerGrants {
+  readonly access: readonly TableAccess[];
+  /** Answers `.waitForTaskToken` tasks (its own, or those of the steps it releases, aborts or cancels). */
+  readonly answersTasks?: boolean;
+  readonly stopsTasks?: boolean;
+}
+
+export function grantHandler(fn: lambda.IFunction, grants: HandlerGrants, data: DeploymentsTable, cluster: ecs.ICluster): void {
+  if (grants.access.length > 0) data.grantAccess(fn, ...grants.access);
+  if (grants.answersTasks) fn.addToRolePolicy(taskResponseStatement(fn));
+  if (grants.stopsTasks) {
+    fn.addToRolePolicy(stopTaskStatement(fn, cluster.clusterName, cluster.clusterArn));
+    acknowledgeClusterTasks(fn.role!, cluster);
+  }
 }

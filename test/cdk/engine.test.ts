@@ -94,7 +94,7 @@ describe('Construct: Engine', () => {
       const answers = roleStatements(template, logicalId(fn.role!)).some((s) =>
         actionsOf(s).includes('states:SendTaskSuccess'),
       );
-      expect({ name, answers }).toEqual({ name, answers: 'releasesTokens' in spec });
+      expect({ name, answers }).toEqual({ name, answers: 'answersTasks' in spec });
     }
   });
 
