@@ -63,6 +63,7 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
   } else {
     outcome = outcomeOf(deployment?.status, steps.filter((s) => !s.system));
   }
+  if (state.closeError) outcome = closeFailed(outcome, state.closeError, deployment?.bastionRuleId);
   const now = iso(deps.clock);
   await deps.store.updateDeployment(
     deploymentId,
@@ -73,6 +74,20 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
   deps.log('deployment ended', { deploymentId, status: outcome.status });
   return outcome;
 }
+
+/**
+ * bastion-close failed for good: whatever the workflow did, the deployment did not end cleanly —
+ * the engine's rule may still admit it to the bastion. The user must learn that, and what is open.
+ */
+function closeFailed(outcome: Outcome, closeError: CaughtError, ruleId: string | undefined): Outcome {
+  const open = ruleId ? `the bastion rule ${ruleId} may still be open` : 'a bastion rule may still be open';
+  const why = `${closeError.Error ?? ErrorName.StepFailed}: ${readableCause(closeError.Cause)}`;
+  const before = outcome.status === 'SUCCEEDED' ? '' : ` Before that the deployment ended ${outcome.status}: ${outcome.cause ?? 'no cause given'}`;
+  return { status: 'FAILED', error: CLEANUP_FAILED, cause: `Closing bastion access failed (${why}); ${open}: delete it by hand.${before}` };
+}
+
+/** The error a deployment ends with when its own cleanup could not close the bastion. */
+export const CLEANUP_FAILED = 'Ctd.CleanupFailed';
 
 /**
  * The safety net: an execution ended outside Cleanup (stopped from the console, timed out,

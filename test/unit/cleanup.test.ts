@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { ErrorName } from '../../core/errors.ts';
+import { CLEANUP_FAILED, deleteSecrets } from '../../core/usecases/finalize.ts';
+import { getDeployment } from '../../core/usecases/queries.ts';
+import { submitDeployment } from '../../core/usecases/submit.ts';
+import { memoryDeps } from '../helpers/memoryEngine.ts';
+
+const body = {
+  name: 'demo',
+  bastion: { address: '127.0.0.2', port: 2222, user: 'ctd', securityGroup: 'bastion' },
+  workflow: { steps: [{ id: 'a', action: 'run', command: 'true' }] },
+};
+
+const closeError = { Error: ErrorName.BackendUnreachable, Cause: 'The backend server is unreachable (deleting rule r-1: HTTP 502)' };
+
+async function ended(stepStatus: 'succeeded' | 'failed') {
+  const deps = memoryDeps();
+  const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body });
+  await deps.store.updateDeployment(deploymentId, { status: 'RUNNING', bastionRuleId: 'r-1' });
+  await deps.store.updateStep(deploymentId, 'a', {
+    status: stepStatus,
+    endedAt: '2026-11-26T12:00:10Z',
+    ...(stepStatus === 'failed' ? { error: ErrorName.StepFailed, cause: 'exit code 3' } : {}),
+  });
+  return { deps, deploymentId };
+}
+
+describe('Use-case: deleteSecrets after bastion-close failed', () => {
+  it('ends a deployment whose steps all succeeded FAILED, naming the rule that may still be open', async () => {
+    const { deps, deploymentId } = await ended('succeeded');
+    const outcome = await deleteSecrets(deps, deploymentId, { summary: { status: 'SUCCEEDED' }, closeError });
+    expect(outcome.status).toBe('FAILED');
+    expect(outcome.error).toBe(CLEANUP_FAILED);
+    expect(outcome.cause).toContain('the bastion rule r-1 may still be open');
+    expect(outcome.cause).toContain('Ctd.BackendUnreachable: The backend server is unreachable');
+    const record = await getDeployment(deps, 't1', deploymentId);
+    expect(record).toMatchObject({ status: 'FAILED', error: CLEANUP_FAILED });
+    expect(await deps.store.getSecrets(deploymentId)).toBeUndefined();
+  });
+
+  it('keeps the workflow failure in the cause beside the cleanup failure', async () => {
+    const { deps, deploymentId } = await ended('failed');
+    const outcome = await deleteSecrets(deps, deploymentId, { summary: { status: 'FAILED' }, closeError });
+    expect(outcome.error).toBe(CLEANUP_FAILED);
+    expect(outcome.cause).toMatch(/may still be open.*Before that the deployment ended FAILED: step "a" failed: exit code 3/);
+  });
+
+  it('without a close error, a clean run still succeeds', async () => {
+    const { deps, deploymentId } = await ended('succeeded');
+    expect((await deleteSecrets(deps, deploymentId, { summary: { status: 'SUCCEEDED' } })).status).toBe('SUCCEEDED');
+  });
+});
