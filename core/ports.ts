@@ -26,6 +26,8 @@ export interface Page<T> {
   nextCursor?: string;
 }
 
+export type IdempotencyClaim = { claimed: true } | { claimed: false; deploymentId: string; requestHash: string; claimedAt: number };
+
 /** Every write is conditional where a race could lose an update; failed conditions return false. */
 export interface DeploymentStore {
   /**
@@ -38,11 +40,13 @@ export interface DeploymentStore {
     files: Record<string, string>;
     secrets: SecretsRecord;
   }): Promise<void>;
-  /** Claims an idempotency key for a tenant; returns the deployment id already holding it, if any. */
-  claimIdempotencyKey(tenantId: string, key: string, deploymentId: string, requestHash: string): Promise<
-    { claimed: true } | { claimed: false; deploymentId: string; requestHash: string }
-  >;
-  releaseIdempotencyKey(tenantId: string, key: string): Promise<void>;
+  /**
+   * Claims an idempotency key for a tenant; otherwise returns who holds it and since when
+   * (epoch ms), so a caller can tell a submit still in progress from one that died.
+   */
+  claimIdempotencyKey(tenantId: string, key: string, deploymentId: string, requestHash: string): Promise<IdempotencyClaim>;
+  /** Releases the key only while `deploymentId` holds it: a late release never frees another's claim. */
+  releaseIdempotencyKey(tenantId: string, key: string, deploymentId: string): Promise<void>;
 
   getDeployment(deploymentId: string): Promise<DeploymentRecord | undefined>;
   listDeployments(tenantId: string, opts: { limit: number; cursor?: string }): Promise<Page<DeploymentRecord>>;

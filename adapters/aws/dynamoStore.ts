@@ -18,7 +18,7 @@ import type {
   StepRecord,
   StepStatus,
 } from '../../core/model.ts';
-import { systemClock, type Clock, type DeploymentStore, type Page } from '../../core/ports.ts';
+import { systemClock, type Clock, type DeploymentStore, type IdempotencyClaim, type Page } from '../../core/ports.ts';
 import { TABLE } from './table.ts';
 
 /**
@@ -286,11 +286,12 @@ export class DynamoDeploymentStore implements DeploymentStore {
     key: string,
     deploymentId: string,
     requestHash: string,
-  ): Promise<{ claimed: true } | { claimed: false; deploymentId: string; requestHash: string }> {
+  ): Promise<IdempotencyClaim> {
     const itemKey = itemKeys.idempotency(tenantId, key);
     // A holder may release the key between our failed put and our read; try again then.
     for (let attempt = 0; attempt < 3; attempt++) {
-      const nowSeconds = Math.floor(this.clock.now() / 1000);
+      const now = this.clock.now();
+      const nowSeconds = Math.floor(now / 1000);
       try {
         await this.client.send(
           new PutCommand({
@@ -301,6 +302,7 @@ export class DynamoDeploymentStore implements DeploymentStore {
               idempotencyKey: key,
               deploymentId,
               requestHash,
+              claimedAt: now,
               [TABLE.ttlAttribute]: nowSeconds + IDEMPOTENCY_TTL_SECONDS,
             },
             // TTL deletes lazily (up to days late), so an expired item still present counts as free.
@@ -315,14 +317,31 @@ export class DynamoDeploymentStore implements DeploymentStore {
       }
       const holder = await this.getItem(itemKey);
       if (holder) {
-        return { claimed: false, deploymentId: holder.deploymentId as string, requestHash: holder.requestHash as string };
+        return {
+          claimed: false,
+          deploymentId: holder.deploymentId as string,
+          requestHash: holder.requestHash as string,
+          claimedAt: typeof holder.claimedAt === 'number' ? holder.claimedAt : 0,
+        };
       }
     }
     throw new Error(`idempotency key ${key} kept changing hands; retry the request`);
   }
 
-  async releaseIdempotencyKey(tenantId: string, key: string): Promise<void> {
-    await this.client.send(new DeleteCommand({ TableName: this.tableName, Key: itemKeys.idempotency(tenantId, key) }));
+  async releaseIdempotencyKey(tenantId: string, key: string, deploymentId: string): Promise<void> {
+    try {
+      await this.client.send(
+        new DeleteCommand({
+          TableName: this.tableName,
+          Key: itemKeys.idempotency(tenantId, key),
+          ConditionExpression: 'deploymentId = :holder',
+          ExpressionAttributeValues: { ':holder': deploymentId },
+        }),
+      );
+    } catch (err) {
+      // Another request holds the key now (or nobody does): not ours to release.
+      if (!isConditionFailure(err)) throw err;
+    }
   }
 
   async getDeployment(deploymentId: string): Promise<DeploymentRecord | undefined> {

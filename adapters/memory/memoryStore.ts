@@ -7,7 +7,7 @@ import type {
   StepRecord,
   StepStatus,
 } from '../../core/model.ts';
-import { systemClock, type Clock, type DeploymentStore, type Page } from '../../core/ports.ts';
+import { systemClock, type Clock, type DeploymentStore, type IdempotencyClaim, type Page } from '../../core/ports.ts';
 
 /** Idempotency keys are remembered for a day, as in the DynamoDB store. */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60;
@@ -84,7 +84,7 @@ export class MemoryDeploymentStore implements DeploymentStore {
   private readonly files = new Map<string, Record<string, string>>();
   private readonly secrets = new Map<string, SecretsRecord>();
   private readonly logs = new Map<string, Map<string, StepLogLine>>();
-  private readonly idempotency = new Map<string, { deploymentId: string; requestHash: string; expiresAt: number }>();
+  private readonly idempotency = new Map<string, { deploymentId: string; requestHash: string; claimedAt: number; expiresAt: number }>();
   private readonly clock: Clock;
 
   constructor(opts: { clock?: Clock } = {}) {
@@ -110,19 +110,20 @@ export class MemoryDeploymentStore implements DeploymentStore {
     key: string,
     deploymentId: string,
     requestHash: string,
-  ): Promise<{ claimed: true } | { claimed: false; deploymentId: string; requestHash: string }> {
+  ): Promise<IdempotencyClaim> {
     const mapKey = JSON.stringify([tenantId, key]);
-    const nowSeconds = Math.floor(this.clock.now() / 1000);
+    const now = this.clock.now();
     const holder = this.idempotency.get(mapKey);
-    if (holder && holder.expiresAt > nowSeconds) {
-      return { claimed: false, deploymentId: holder.deploymentId, requestHash: holder.requestHash };
+    if (holder && holder.expiresAt > Math.floor(now / 1000)) {
+      return { claimed: false, deploymentId: holder.deploymentId, requestHash: holder.requestHash, claimedAt: holder.claimedAt };
     }
-    this.idempotency.set(mapKey, { deploymentId, requestHash, expiresAt: nowSeconds + IDEMPOTENCY_TTL_SECONDS });
+    this.idempotency.set(mapKey, { deploymentId, requestHash, claimedAt: now, expiresAt: Math.floor(now / 1000) + IDEMPOTENCY_TTL_SECONDS });
     return { claimed: true };
   }
 
-  async releaseIdempotencyKey(tenantId: string, key: string): Promise<void> {
-    this.idempotency.delete(JSON.stringify([tenantId, key]));
+  async releaseIdempotencyKey(tenantId: string, key: string, deploymentId: string): Promise<void> {
+    const mapKey = JSON.stringify([tenantId, key]);
+    if (this.idempotency.get(mapKey)?.deploymentId === deploymentId) this.idempotency.delete(mapKey);
   }
 
   async getDeployment(deploymentId: string): Promise<DeploymentRecord | undefined> {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { SubmitResponse } from '../api.ts';
 import { generateDeploymentKey } from '../crypto/deploymentKey.ts';
 import { sealPrivateKey } from '../crypto/sealedKey.ts';
@@ -39,24 +40,8 @@ export async function submitDeployment(deps: EngineDeps, input: SubmitInput): Pr
     if (!/^[\w.:-]{1,128}$/.test(input.idempotencyKey)) {
       throw new ValidationError('Idempotency-Key: use 1–128 letters, digits, ".", ":", "_" or "-"');
     }
-    const hash = createHash('sha256').update(JSON.stringify(input.body)).digest('hex');
-    const claim = await deps.store.claimIdempotencyKey(input.tenantId, input.idempotencyKey, deploymentId, hash);
-    if (!claim.claimed) {
-      if (claim.requestHash !== hash) throw new ConflictError('Idempotency-Key was already used for a different request');
-      const existing = await deps.store.getDeployment(claim.deploymentId);
-      if (existing) {
-        return {
-          deploymentId: existing.deploymentId,
-          executionArn: existing.executionArn ?? '',
-          consoleUrl: existing.consoleUrl ?? '',
-          status: existing.status,
-          created: false,
-        };
-      }
-      // The first attempt claimed the key but never committed its deployment: take the key over.
-      await deps.store.releaseIdempotencyKey(input.tenantId, input.idempotencyKey);
-      return submitDeployment(deps, input);
-    }
+    const earlier = await claimOrJoin(deps, input, input.idempotencyKey, deploymentId);
+    if (earlier) return earlier;
   }
 
   try {
@@ -76,10 +61,48 @@ export async function submitDeployment(deps: EngineDeps, input: SubmitInput): Pr
     });
     return { ...(await start(deps, deployment)), created: true };
   } catch (e) {
-    if (input.idempotencyKey !== undefined) await deps.store.releaseIdempotencyKey(input.tenantId, input.idempotencyKey);
+    if (input.idempotencyKey !== undefined) await deps.store.releaseIdempotencyKey(input.tenantId, input.idempotencyKey, deploymentId);
     throw e;
   }
 }
+
+/**
+ * Claims the Idempotency-Key for this submit, or answers the deployment that holds it. A holder
+ * that has not committed yet is waited for, not taken over: only a claim older than any submit
+ * can run (its submit died between claim and commit) is released, and only from that holder.
+ */
+async function claimOrJoin(deps: EngineDeps, input: SubmitInput, key: string, deploymentId: string): Promise<SubmitResult | undefined> {
+  const hash = createHash('sha256').update(JSON.stringify(input.body)).digest('hex');
+  const since = deps.clock.now();
+  for (;;) {
+    const claim = await deps.store.claimIdempotencyKey(input.tenantId, key, deploymentId, hash);
+    if (claim.claimed) return undefined;
+    const existing = await deps.store.getDeployment(claim.deploymentId);
+    if (!existing && deps.clock.now() - claim.claimedAt > STALE_CLAIM_MS) {
+      await deps.store.releaseIdempotencyKey(input.tenantId, key, claim.deploymentId);
+      continue;
+    }
+    if (claim.requestHash !== hash) throw new ConflictError('Idempotency-Key was already used for a different request');
+    if (existing) {
+      return {
+        deploymentId: existing.deploymentId,
+        executionArn: existing.executionArn ?? '',
+        consoleUrl: existing.consoleUrl ?? '',
+        status: existing.status,
+        created: false,
+      };
+    }
+    if (deps.clock.now() - since >= IN_PROGRESS_WAIT_MS) {
+      throw new ConflictError('a request with this Idempotency-Key is still being processed; retry in a few seconds');
+    }
+    await sleep(IN_PROGRESS_POLL_MS);
+  }
+}
+
+/** Longer than any submit runs (the API's 29 s limit): a claim this old was left by a dead submit. */
+const STALE_CLAIM_MS = 60_000;
+const IN_PROGRESS_WAIT_MS = 10_000;
+const IN_PROGRESS_POLL_MS = 50;
 
 async function start(deps: EngineDeps, deployment: DeploymentRecord): Promise<SubmitResponse> {
   try {

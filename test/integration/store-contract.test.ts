@@ -313,10 +313,12 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
   describe('Method: claimIdempotencyKey', () => {
     it('hands the key to the first claimant and names it to the next', async () => {
       expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-1', 'hash-1')).toEqual({ claimed: true });
+      const claimedAt = nowMs;
       expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-2', 'hash-2')).toEqual({
         claimed: false,
         deploymentId: 'd-1',
         requestHash: 'hash-1',
+        claimedAt,
       });
     });
 
@@ -326,9 +328,16 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
       expect(await store.claimIdempotencyKey('tenant-a#key', '1', 'd-3', 'h')).toEqual({ claimed: true });
     });
 
+    it('releases a key only for its holder: a late release never frees a newer claim', async () => {
+      await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-1', 'h');
+      await store.releaseIdempotencyKey('tenant-a', 'key-1', 'd-9');
+      expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-2', 'h')).toMatchObject({ claimed: false, deploymentId: 'd-1' });
+      await store.releaseIdempotencyKey('tenant-b', 'never-claimed', 'd-1');
+    });
+
     it('frees the key on release and after 24 hours', async () => {
       await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-1', 'h');
-      await store.releaseIdempotencyKey('tenant-a', 'key-1');
+      await store.releaseIdempotencyKey('tenant-a', 'key-1', 'd-1');
       expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-2', 'h')).toEqual({ claimed: true });
 
       nowMs += 23 * 3600_000;
