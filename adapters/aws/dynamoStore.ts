@@ -131,13 +131,15 @@ function decodeCursor(cursor: string, tenantId: string): Key {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalid();
   const entries = Object.entries(parsed);
   const expected = [...KEY_ATTRIBUTES, ...INDEX_ATTRIBUTES] as string[];
-  if (entries.length !== expected.length || !entries.every(([k, v]) => expected.includes(k) && typeof v === 'string')) {
+  // A hand-made cursor with an oversized key would reach DynamoDB and fail there as a 500.
+  if (entries.length !== expected.length || !entries.every(([k, v]) => expected.includes(k) && typeof v === 'string' && v.length <= 256)) {
     throw invalid();
   }
   const key = parsed as Key;
   const deploymentId = key.pk?.startsWith('DEP#') ? key.pk.slice(4) : undefined;
   if (
     deploymentId === undefined ||
+    deploymentId.length > 64 ||
     key.sk !== 'META' ||
     key[TABLE.tenantIndex.partitionKey] !== itemKeys.tenantPk(tenantId) ||
     !key[TABLE.tenantIndex.sortKey]?.endsWith(`#${deploymentId}`)
@@ -258,8 +260,9 @@ export class DynamoDeploymentStore implements DeploymentStore {
       { ...itemKeys.files(id), files: input.files },
       ...mapper.secretsToItems(id, input.secrets),
     ];
-    await this.batchWrite(children.map((Item) => ({ PutRequest: { Item } })));
     try {
+      // Inside the try: a batch refused half-way must not leave the batches before it behind.
+      await this.batchWrite(children.map((Item) => ({ PutRequest: { Item } })));
       await this.client.send(
         new PutCommand({
           TableName: this.tableName,

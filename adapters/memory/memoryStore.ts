@@ -52,7 +52,7 @@ function decodeCursor(cursor: string, tenantId: string): Cursor {
     throw invalid();
   }
   const c = parsed as Partial<Cursor> | null;
-  if (typeof c !== 'object' || c === null || c.tenantId !== tenantId || typeof c.createdSk !== 'string') {
+  if (typeof c !== 'object' || c === null || c.tenantId !== tenantId || typeof c.createdSk !== 'string' || c.createdSk.length > 256) {
     throw invalid();
   }
   return { tenantId, createdSk: c.createdSk };

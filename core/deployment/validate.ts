@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import { findCycle } from '../dag.ts';
 import { ValidationError } from '../errors.ts';
 import { DeploymentSchema, MAX_BUNDLE_BYTES, SYSTEM_STEP_IDS, type DeploymentSpec } from './schema.ts';
+import { storedSizeIssues } from './storedSize.ts';
 
 export interface ValidationIssue {
   readonly path: string;
@@ -21,7 +22,7 @@ export const MAX_DOCUMENT_CHARS = 4 * MAX_BUNDLE_BYTES;
 export function parseDeployment(input: unknown): DeploymentSpec {
   const parsed = DeploymentSchema.safeParse(input, { reportInput: true });
   if (!parsed.success) fail(parsed.error.issues.flatMap(fromZodIssue));
-  const issues = crossFieldIssues(parsed.data);
+  const issues = [...crossFieldIssues(parsed.data), ...storedSizeIssues(parsed.data)];
   if (issues.length > 0) fail(issues);
   return parsed.data;
 }

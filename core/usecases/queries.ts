@@ -1,13 +1,16 @@
 import type { DeploymentSummary, DeploymentView, ListResponse, StepView } from '../api.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
 import type { DeploymentRecord, HistoryEvent, StepLogLine, StepRecord } from '../model.ts';
+import { isDeploymentId, shownId } from '../ids.ts';
 import type { EngineDeps } from './deps.ts';
+
+const STEP_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 /** Read side of the API. A tenant sees only its own deployments: another's is "not found". */
 
 export async function ownDeployment(deps: EngineDeps, tenantId: string, deploymentId: string): Promise<DeploymentRecord> {
-  const deployment = await deps.store.getDeployment(deploymentId);
-  if (!deployment || deployment.tenantId !== tenantId) throw new NotFoundError(`deployment ${deploymentId} not found`);
+  const deployment = isDeploymentId(deploymentId) ? await deps.store.getDeployment(deploymentId) : undefined;
+  if (!deployment || deployment.tenantId !== tenantId) throw new NotFoundError(`deployment ${shownId(deploymentId)} not found`);
   return deployment;
 }
 
@@ -40,6 +43,7 @@ export async function getHistory(deps: EngineDeps, tenantId: string, deploymentI
 
 export async function getLogs(deps: EngineDeps, tenantId: string, deploymentId: string, stepId?: string): Promise<StepLogLine[]> {
   await ownDeployment(deps, tenantId, deploymentId);
+  if (stepId !== undefined && !STEP_ID.test(stepId)) throw new ValidationError(`step: "${shownId(stepId)}" is not a step id`);
   return deps.store.getLogs(deploymentId, stepId ? { stepId } : {});
 }
 

@@ -174,6 +174,14 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
       await expect(store.listDeployments('tenant-a', { limit: 2, cursor })).rejects.toThrow(ValidationError);
     });
 
+    it('rejects a cursor of the right shape whose key is oversized', async () => {
+      const { nextCursor } = await store.listDeployments('tenant-a', { limit: 1 });
+      const decoded = Buffer.from(nextCursor!, 'base64url').toString('utf8');
+      const id = (await store.listDeployments('tenant-a', { limit: 1 })).items[0]!.deploymentId;
+      const forged = Buffer.from(decoded.split(id).join(`d-${'x'.repeat(3000)}`)).toString('base64url');
+      await expect(store.listDeployments('tenant-a', { limit: 1, cursor: forged })).rejects.toThrow(ValidationError);
+    });
+
     it('rejects another tenant’s cursor', async () => {
       const { nextCursor } = await store.listDeployments('tenant-a', { limit: 1 });
       await expect(store.listDeployments('tenant-b', { limit: 1, cursor: nextCursor! })).rejects.toThrow(
