@@ -13,7 +13,7 @@ import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, f
 import { startLocalApiGateway } from './services/apiGateway.ts';
 import { startLocalDynamoDb } from './services/dynamodb.ts';
 import { startLocalKms } from './services/kms.ts';
-import { LocalSandboxes } from './sandbox/launcher.ts';
+import { LocalSandboxes, removeLeftoverSandboxes } from './sandbox/launcher.ts';
 import { bundleRunner } from './sandbox/runnerBundle.ts';
 import { LocalStepFunctions, type TaskInvocation } from './sfn/index.ts';
 
@@ -121,6 +121,8 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       CTD_ANSIBLE_PLUGINS_DIR: fileURLToPath(new URL('../sandbox/ansible/callback_plugins', import.meta.url)),
     };
 
+    const leftovers = await removeLeftoverSandboxes(stateDir);
+    if (leftovers.length > 0) log(`removed ${leftovers.length} sandbox work dirs a previous engine left behind`);
     const sandboxes = new LocalSandboxes({
       stateDir,
       baseEnv,

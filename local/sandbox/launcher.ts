@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SandboxLauncher } from '../../core/ports.ts';
@@ -42,6 +42,18 @@ interface Sandbox {
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RUNNER = join(REPO_ROOT, 'sandbox', 'main.ts');
 const taskArnOf = (id: string) => `arn:aws:ecs:local:000000000000:task/ctd-local/${id}`;
+
+/**
+ * Removes every sandbox work dir a previous engine left: after a crash they may hold a step's
+ * private key (the ansible workspace) or a warm runner's files. Only one engine owns a state dir
+ * (see claimStateDir), so at start none of them can belong to a live sandbox.
+ */
+export async function removeLeftoverSandboxes(stateDir: string): Promise<string[]> {
+  const root = join(stateDir, 'sandboxes');
+  const left = await readdir(root).catch(() => [] as string[]);
+  await rm(root, { recursive: true, force: true });
+  return left;
+}
 
 export class LocalSandboxes implements SandboxLauncher {
   /** Assigned sandboxes by task ARN. */

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -89,8 +89,14 @@ describe('ctd local up + ctd deploy --wait', () => {
     engineProcess!.kill('SIGKILL');
     await new Promise((r) => engineProcess!.once('close', r));
     engineProcess = undefined;
+    // What the dead engine's sandboxes left: warm runners' dirs, and a key as an ansible step writes it.
+    const left = await readdir(join(stateDir, 'sandboxes'));
+    expect(left.length).toBeGreaterThan(0);
+    await writeFile(join(stateDir, 'sandboxes', left[0]!, 'id_ed25519'), '-----BEGIN OPENSSH PRIVATE KEY-----\n', { mode: 0o600 });
 
     restarted = await startTestEngine({ stateDir, localCloud: block });
+    const now = await readdir(join(stateDir, 'sandboxes')).catch(() => [] as string[]);
+    expect(now.filter((d) => left.includes(d))).toEqual([]);
     const client = await restarted.clientFor('default');
     const finished = await client.get(finishedId);
     expect(finished.status).toBe('SUCCEEDED');

@@ -4,6 +4,7 @@ import { DynamoDeploymentStore } from '../../adapters/aws/dynamoStore.ts';
 import { NotFoundError, ValidationError } from '../../core/errors.ts';
 import { cancelDeployment } from '../../core/usecases/cancel.ts';
 import { getDeployment, getHistory, getLogs } from '../../core/usecases/queries.ts';
+import type { EngineDeps } from '../../core/usecases/deps.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { startTestDynamo, type TestDynamo } from '../helpers/dynalite.ts';
 import { memoryDeps } from '../helpers/memoryEngine.ts';
@@ -14,11 +15,11 @@ const base = { name: 'demo', bastion: { address: '127.0.0.2', port: 2222, user: 
 const oneStep = { workflow: { steps: [{ id: 'a', action: 'run', command: 'true' }] } };
 
 let dynamo: TestDynamo;
-let deps: ReturnType<typeof memoryDeps>;
+let deps: EngineDeps;
 beforeAll(async () => {
   dynamo = await startTestDynamo();
   const clock = { now: () => Date.now() };
-  deps = { ...memoryDeps(), clock, store: new DynamoDeploymentStore({ client: dynamo.client, tableName: dynamo.tableName, clock }) } as typeof deps;
+  deps = { ...memoryDeps(), clock, store: new DynamoDeploymentStore({ client: dynamo.client, tableName: dynamo.tableName, clock }) };
 });
 afterAll(async () => dynamo.close());
 
