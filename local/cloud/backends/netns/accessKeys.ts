@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
  * The bastion's logins, as a tenant's jump host would do them on OpenStack: sshd asks an
  * `AuthorizedKeysCommand` (run as an unprivileged user) which reads the bastion's metadata
  * (`ctd-access-<deploymentId>` = a public key line, what the metadata service answers) and the
- * project's VMs, and prints one line per access key:
+ * fixed IPs the front lists for each item, and prints one line per access key:
  *   restrict,port-forwarding,permitopen="<fixed ip>:22",… <key>
  * listing only the fixed IPs of the project's VMs whose user data lists that key. A key without
  * an access item cannot log in; a key may forward only to its own VMs. OpenSSH enforces it.
@@ -27,24 +27,18 @@ export function keyOf(line: string): string | undefined {
   return KEY_LINE.test(key) ? key : undefined;
 }
 
-export interface ProjectVm {
-  name: string;
-  fixedIps: string[];
-  /** The `ssh_authorized_keys` of its user data. */
-  authorizedKeys: string[];
-}
-
-export interface BastionAccess {
-  /** The bastion server's metadata (only `ctd-access-*` items matter to the command). */
-  metadata: Record<string, string>;
-  /** VMs of the bastion's project. */
-  vms: ProjectVm[];
+/** One login of the gate: a `ctd-access-*` item's key and the fixed IPs it may forward to. */
+export interface AccessLogin {
+  item: string;
+  publicKey: string;
+  targets: string[];
 }
 
 /**
  * The command itself. Python because it is a prerequisite of the bed already and parses JSON;
- * `-I` keeps it from reading the environment or the working directory. It re-validates every
- * key and address: the metadata is the tenant's input, and a newline or an option in it must
+ * `-I` keeps it from reading the environment or the working directory. The targets come
+ * from the front (Nova/Neutron state: which servers' user data list the key). It re-validates
+ * every key and address: the metadata is the tenant's input, and a newline or an option in it must
  * never become an authorized_keys line.
  */
 const SCRIPT = `#!/usr/bin/python3 -I
@@ -60,16 +54,15 @@ def key_of(line):
     return k if KEY.match(k) else None
 with open(os.path.join(here, 'meta_data.json')) as f:
     meta = json.load(f).get('meta', {})
-with open(os.path.join(here, 'project_vms.json')) as f:
-    vms = json.load(f)
+with open(os.path.join(here, 'targets.json')) as f:
+    targets = json.load(f)
 for item in sorted(meta):
     if not item.startswith('ctd-access-'):
         continue
     key = key_of(meta[item])
     if key is None:
         continue
-    ips = sorted({ip for vm in vms if key in {key_of(k) for k in vm.get('authorized_keys', [])}
-                  for ip in vm.get('fixed_ips', []) if IP.match(ip)})
+    ips = sorted({ip for ip in targets.get(item, []) if IP.match(ip)})
     opts = 'restrict'
     if ips:
         opts += ',port-forwarding' + ''.join(',permitopen="%s:22"' % ip for ip in ips)
@@ -91,28 +84,27 @@ export async function installKeysCommand(dir: string): Promise<KeysCommand> {
   const command = join(dir, 'keys-command');
   await writeFile(command, SCRIPT, { mode: 0o755 });
   await chmod(command, 0o755);
-  await publishAccess(dir, { metadata: {}, vms: [] });
+  await publishAccess(dir, []);
   return { dir, command, user: KEYS_COMMAND_USER };
 }
 
 /**
- * Publishes what the command reads, each file replaced atomically (rename), so a login that
- * races an update sees the old or the new state, never half a file. Invalid keys and
- * addresses are dropped here already; the command checks again.
+ * Publishes what the command reads: `meta_data.json` as the metadata service answers it (only
+ * the `ctd-access-*` items) and `targets.json` (item → fixed IPs). Each file is replaced
+ * atomically (rename), so a login racing an update sees the old or the new gate, never half a
+ * file. Invalid keys and addresses are dropped here already; the command checks again.
  */
-export async function publishAccess(dir: string, access: BastionAccess): Promise<void> {
+export async function publishAccess(dir: string, logins: readonly AccessLogin[]): Promise<void> {
   const meta: Record<string, string> = {};
-  for (const [item, value] of Object.entries(access.metadata)) {
-    const key = keyOf(value);
-    if (item.startsWith('ctd-access-') && key) meta[item] = key;
+  const targets: Record<string, string[]> = {};
+  for (const login of logins) {
+    const key = keyOf(login.publicKey);
+    if (!login.item.startsWith('ctd-access-') || !key) continue;
+    meta[login.item] = key;
+    targets[login.item] = login.targets.filter((ip) => IPV4.test(ip));
   }
-  const vms = access.vms.map((vm) => ({
-    name: vm.name,
-    fixed_ips: vm.fixedIps.filter((ip) => IPV4.test(ip)),
-    authorized_keys: vm.authorizedKeys.map(keyOf).filter((k): k is string => k !== undefined),
-  }));
+  await replace(join(dir, 'targets.json'), JSON.stringify(targets));
   await replace(join(dir, 'meta_data.json'), JSON.stringify({ meta }));
-  await replace(join(dir, 'project_vms.json'), JSON.stringify(vms));
 }
 
 async function replace(file: string, text: string): Promise<void> {
