@@ -12,6 +12,7 @@ import {
   jumpArgs,
   keyFiles,
   knownHosts,
+  LOGIN,
   leftovers,
   namespaceProcesses,
   processRunning,
@@ -58,9 +59,9 @@ describe.skipIf(!runSuite)('Class: NetnsHypervisor (real OpenSSH and nftables in
     { item: 'ctd-access-depB', publicKey: keyB.publicKey, targets: [vms.b1!.fixedIp] },
   ];
   const sshBastion = (key: KeyFiles, kh = known): ReturnType<typeof sshFromHost> =>
-    sshFromHost(bed, [...sshOptions(key, kh), `root@${bastion.address}`, 'echo on-bastion']);
+    sshFromHost(bed, [...sshOptions(key, kh), `${LOGIN}@${bastion.address}`, 'echo on-bastion']);
   const sshVm = async (key: KeyFiles, vm: string, command: string, kh = known): ReturnType<typeof sshFromHost> =>
-    sshFromHost(bed, [...(await jumpArgs(dir, key, kh, bastion.address)), `root@${vms[vm]!.fixedIp}`, command]);
+    sshFromHost(bed, [...(await jumpArgs(dir, key, kh, bastion.address)), `${LOGIN}@${vms[vm]!.fixedIp}`, command]);
 
   beforeAll(async () => {
     const started = await startNetnsBed();
@@ -70,7 +71,7 @@ describe.skipIf(!runSuite)('Class: NetnsHypervisor (real OpenSSH and nftables in
     egress = await bed.hypervisor.egressAddress();
     [keyA, keyB, stranger] = await Promise.all([keyFiles(dir, 'depA'), keyFiles(dir, 'depB'), keyFiles(dir, 'stranger')]);
 
-    const spec: BastionSpec = { id: randomUUID(), projectId: project, address: bed.hypervisor.layout.floatingRange.first, fixedIp: '10.0.0.2', user: 'root' };
+    const spec: BastionSpec = { id: randomUUID(), projectId: project, address: bed.hypervisor.layout.floatingRange.first, fixedIp: '192.168.254.2', user: LOGIN };
     const t0 = Date.now();
     const b = await bed.hypervisor.startBastion(spec, { restore: false });
     console.log(`bastion up: ${Date.now() - t0} ms`);
@@ -127,7 +128,7 @@ describe.skipIf(!runSuite)('Class: NetnsHypervisor (real OpenSSH and nftables in
 
   it('keeps a session the rule admitted when the rule is removed (a stateful group)', async () => {
     await access([sshRule()], loginsAB());
-    const session = sshFromHost(bed, [...sshOptions(keyA, known), `root@${bastion.address}`, 'sleep 2; echo still-here']);
+    const session = sshFromHost(bed, [...sshOptions(keyA, known), `${LOGIN}@${bastion.address}`, 'sleep 2; echo still-here']);
     await new Promise((r) => setTimeout(r, 1000));
     await access([], loginsAB());
     const r = await session;
@@ -261,8 +262,8 @@ describe.skipIf(!runSuite)('Class: NetnsHypervisor (real OpenSSH and nftables in
     await access([sshRule()], [{ item: 'ctd-access-depA', publicKey: keyA.publicKey, targets: [vms.a1!.fixedIp] }]);
     // Same pinned keys; the key installed on first boot still there (its "disk"); /srv fresh (tmpfs);
     // no bootcmd run (it would have run before sshd started).
-    const r = await waitForLogin(() => sshVm(keyA, 'a1', 'hostname; ls /srv; ls -A /root'));
+    const r = await waitForLogin(() => sshVm(keyA, 'a1', 'hostname; ls /srv; ls -A ~; id -u'));
     expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('a1\n.ssh\n');
+    expect(r.stdout).toBe('a1\n.ssh\n0\n');
   });
 });

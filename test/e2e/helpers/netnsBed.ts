@@ -12,6 +12,9 @@ import { generateDeploymentKey } from '../../../core/crypto/deploymentKey.ts';
 
 const execFileAsync = promisify(execFile);
 
+/** The local cloud's login name; on the netns bed it is another name for root (see logins.ts). */
+export const LOGIN = 'ctd';
+
 export interface NetnsBed {
   hypervisor: NetnsHypervisor;
   prefix: string;
@@ -112,7 +115,7 @@ export function sshOptions(key: KeyFiles, known: string): string[] {
 }
 
 /** A real `ssh -J` hop: the jump reads the same options through a generated config file, since -J drops -i/-o. */
-export async function jumpArgs(dir: string, key: KeyFiles, known: string, bastion: string): Promise<string[]> {
+export async function jumpArgs(dir: string, key: KeyFiles, known: string, bastion: string, user = LOGIN): Promise<string[]> {
   const config = join(dir, `jump-${randomBytes(3).toString('hex')}.conf`);
   await writeFile(
     config,
@@ -130,7 +133,7 @@ export async function jumpArgs(dir: string, key: KeyFiles, known: string, bastio
       '',
     ].join('\n'),
   );
-  return ['-F', config, '-J', `root@${bastion}`];
+  return ['-F', config, '-J', `${user}@${bastion}`];
 }
 
 /** Polls until the VM's sshd answers a login (its user data may still be running when it is ACTIVE). */

@@ -94,7 +94,12 @@ export function vmBootPaths(dir: string): VmBootPaths {
  * mount/UTS/PID namespaces and finally execs sshd. Without a config (a restore: the machine
  * reboots after a cloud restart) the user data is not applied again, as cloud-init does.
  */
-export async function writeBootScript(paths: VmBootPaths, hostname: string, config: CloudConfig | undefined): Promise<string> {
+export async function writeBootScript(
+  paths: VmBootPaths,
+  hostname: string,
+  config: CloudConfig | undefined,
+  opts: { passwdFile?: string } = {},
+): Promise<string> {
   const ci = join(paths.dir, 'cloud-init');
   await rm(paths.running, { force: true });
   await mkdir(join(ci, 'files'), { recursive: true, mode: 0o700 });
@@ -108,6 +113,7 @@ export async function writeBootScript(paths: VmBootPaths, hostname: string, conf
     `mount --bind ${shq(paths.home)} /root`,
     `mount --bind ${shq(paths.log)} /var/log`,
     'mkdir -p /srv && mount -t tmpfs -o mode=0755 tmpfs /srv',
+    ...(opts.passwdFile ? [`mount --bind ${shq(opts.passwdFile)} /etc/passwd`] : []),
     `echo running > ${shq(paths.running)}`,
   ];
   if (!config) {

@@ -9,6 +9,7 @@ import { parseUserData, vmBootPaths, writeBootScript, type CloudConfig, type VmB
 import { installTable, replaceIngressRules } from './firewall.ts';
 import { contains, isIpv4, overlaps, parseCidr, type Cidr } from './ipv4.ts';
 import { exposeLoopbackPort, type LoopbackPort } from './loopbackPorts.ts';
+import { writeAliasedPasswd } from './logins.ts';
 import { layoutFor, MAX_INDEX, type Layout } from './names.ts';
 import { createNamespace, createVethPair, deleteNamespace, ipIn, killNamespaceProcesses, listNamespaces } from './namespaces.ts';
 import { run } from './run.ts';
@@ -27,9 +28,11 @@ export interface NetnsHypervisorOptions {
   readyTimeoutMs?: number;
   /** Parent of the per-run AuthorizedKeysCommand directory; default /run/ctd-netns (must be root-owned, not group/world-writable). */
   keysCommandRoot?: string;
+  /** Login names that mean root on every bastion and VM (see logins.ts); default ['ctd'], the local cloud's user. */
+  loginAliases?: string[];
 }
 
-/** The login user on every bastion and VM: root inside the namespaces (no user is created on the machine). */
+/** The login user on every bastion and VM: root inside the namespaces (no user is created on the machine); aliases such as `ctd` map to it. */
 export const NETNS_USER = 'root';
 
 interface NetworkState {
@@ -97,6 +100,7 @@ export class NetnsHypervisor implements Hypervisor {
   private readonly stateDir: string;
   private readonly keysRoot: string;
   private readonly readyTimeoutMs: number;
+  private readonly loginAliases: string[];
   private started = false;
   private readonly projects = new Map<string, ProjectState>();
   private readonly servers = new Map<string, ServerState>();
@@ -116,6 +120,11 @@ export class NetnsHypervisor implements Hypervisor {
     }
     this.keysRoot = join(opts.keysCommandRoot ?? KEYS_COMMAND_ROOT, this.layout.prefix);
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 5000;
+    this.loginAliases = opts.loginAliases ?? ['ctd'];
+  }
+
+  private get passwdFile(): string {
+    return join(this.keysRoot, 'passwd');
   }
 
   /** Prepend to a sandbox command so it runs in the engine-side namespace. */
@@ -139,6 +148,8 @@ export class NetnsHypervisor implements Hypervisor {
     try {
       await mkdir(join(this.stateDir, 'servers'), { recursive: true, mode: 0o700 });
       await ensurePrivsepDir();
+      await mkdir(this.keysRoot, { recursive: true, mode: 0o755 });
+      await writeAliasedPasswd(this.passwdFile, this.loginAliases);
       await createNamespace(L.hostNs);
       // The egress address sits on loopback; each bastion's veth gets a /32 route with it as source.
       await ipIn(L.hostNs, 'addr', 'add', `${L.egressAddress}/32`, 'dev', 'lo');
@@ -245,7 +256,13 @@ export class NetnsHypervisor implements Hypervisor {
         files.config,
         renderSshdConfig(files, { listenAddress: spec.address, authorizedKeysFile: 'none', keysCommand: keys, allowTcpForwarding: true }),
       );
-      const child = spawnInNamespace(project.ns, ['/usr/sbin/sshd', '-D', '-f', files.config, '-E', files.log]);
+      const passwd = join(keys.dir, 'passwd');
+      await writeAliasedPasswd(passwd, [...this.loginAliases, spec.user]);
+      // A private mount namespace so the bastion's sshd sees the login aliases; unshare and sh exec in place, the child is sshd.
+      const child = spawnInNamespace(project.ns, [
+        'unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c', 'mount --bind "$0" /etc/passwd && exec /usr/sbin/sshd -D -f "$1" -E "$2"',
+        passwd, files.config, files.log,
+      ]);
       const bastion: BastionState = { kind: 'bastion', id: spec.id, project, address: spec.address, files, hostKey, child, keys };
       this.servers.set(spec.id, bastion);
       await waitForPidFile(files.pidFile, child, this.readyTimeoutMs, `bastion ${spec.id} sshd`);
@@ -328,7 +345,7 @@ export class NetnsHypervisor implements Hypervisor {
       await ipIn(ns, 'route', 'add', 'default', 'via', spec.network.gatewayIp);
       // A reused fixed IP has a new MAC: a cached neighbour entry would blackhole its SSH for a minute or more.
       await ipIn(vm.project.ns, 'neigh', 'flush', 'to', spec.fixedIp);
-      const script = await writeBootScript(paths, hostname, opts.restore ? undefined : await this.userDataOf(spec, paths));
+      const script = await writeBootScript(paths, hostname, opts.restore ? undefined : await this.userDataOf(spec, paths), { passwdFile: this.passwdFile });
       vm.child = spawnInNamespace(ns, [
         'unshare', '--mount', '--uts', '--pid', '--fork', '--kill-child', '--mount-proc', '--propagation', 'private', '/bin/sh', script,
       ]);
