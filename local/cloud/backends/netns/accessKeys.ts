@@ -24,7 +24,14 @@ const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 export function keyOf(line: string): string | undefined {
   if (/[\r\n]/.test(line.trim())) return undefined;
   const key = line.trim().split(/\s+/).slice(0, 2).join(' ');
-  return KEY_LINE.test(key) ? key : undefined;
+  if (!KEY_LINE.test(key)) return undefined;
+  // The blob must name the same type it is listed under (what OpenSSH checks when it parses it).
+  const [type, b64] = key.split(' ') as [string, string];
+  const blob = Buffer.from(b64, 'base64');
+  if (blob.length < 4) return undefined;
+  const len = blob.readUInt32BE(0);
+  if (type === 'ssh-ed25519' && blob.length !== 51) return undefined; // type + a 32-byte key, nothing else
+  return blob.length >= 4 + len && blob.subarray(4, 4 + len).toString('latin1') === type ? key : undefined;
 }
 
 /** One login of the gate: a `ctd-access-*` item's key and the fixed IPs it may forward to. */
@@ -43,7 +50,7 @@ export interface AccessLogin {
  */
 const SCRIPT = `#!/usr/bin/python3 -I
 # AuthorizedKeysCommand of a netns bastion (written by the local cloud; see accessKeys.ts).
-import json, os, re
+import base64, json, os, re
 here = os.path.dirname(os.path.abspath(__file__))
 KEY = re.compile(r'^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\\.com|sk-ecdsa-sha2-nistp256@openssh\\.com) [A-Za-z0-9+/]+={0,3}$')
 IP = re.compile(r'^(25[0-5]|2[0-4]\\d|1?\\d?\\d)(\\.(25[0-5]|2[0-4]\\d|1?\\d?\\d)){3}$')
@@ -51,7 +58,16 @@ def key_of(line):
     if re.search(r'[\\r\\n]', str(line).strip()):
         return None
     k = ' '.join(str(line).split()[:2])
-    return k if KEY.match(k) else None
+    if not KEY.match(k):
+        return None
+    try:
+        blob = base64.b64decode(k.split(' ')[1], validate=True)
+    except ValueError:
+        return None
+    n = int.from_bytes(blob[:4], 'big') if len(blob) >= 4 else -1
+    if k.startswith('ssh-ed25519 ') and len(blob) != 51:
+        return None
+    return k if n >= 0 and blob[4:4 + n] == k.split(' ')[0].encode() else None
 with open(os.path.join(here, 'meta_data.json')) as f:
     meta = json.load(f).get('meta', {})
 with open(os.path.join(here, 'targets.json')) as f:
