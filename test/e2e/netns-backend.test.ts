@@ -55,7 +55,7 @@ describe.skipIf(!runSuite)('Class: NetnsHypervisor (real OpenSSH and nftables in
     bed.hypervisor.setBastionAccess(bastion.id, { ingress: rules, logins });
   const sshRule = (): BastionAccess['ingress'][number] => ({ id: `sgr-${randomBytes(4).toString('hex')}`, protocol: 'tcp', portMin: 22, portMax: 22, remoteIpPrefix: `${egress}/32` });
   const loginsAB = (): BastionAccess['logins'] => [
-    { item: 'ctd-access-depA', publicKey: keyA.publicKey, targets: [vms.a1!.fixedIp, vms.a2!.fixedIp] },
+    { item: 'ctd-access-depA', publicKey: keyA.publicKey, targets: [vms.a1!.fixedIp, vms.a2!.fixedIp, vms.broken!.fixedIp] },
     { item: 'ctd-access-depB', publicKey: keyB.publicKey, targets: [vms.b1!.fixedIp] },
   ];
   const sshBastion = (key: KeyFiles, kh = known): ReturnType<typeof sshFromHost> =>
@@ -83,6 +83,7 @@ describe.skipIf(!runSuite)('Class: NetnsHypervisor (real OpenSSH and nftables in
       a1: serverSpec(project, 'a1', net1, '10.0.0.5', cloudConfig(keyA.publicKey, { write_files: [{ path: '/srv/motd', content: 'hello from user data\n' }] })),
       a2: serverSpec(project, 'a2', net2, '10.1.0.5', cloudConfig(keyA.publicKey)),
       b1: serverSpec(project, 'b1', net1, '10.0.0.6', cloudConfig(keyB.publicKey)),
+      broken: serverSpec(project, 'broken', net2, '10.1.0.9', cloudConfig(keyA.publicKey, { bootcmd: ['exit 3'] })),
     };
     await Promise.all(
       Object.entries(specs).map(async ([name, s]) => {
@@ -90,7 +91,7 @@ describe.skipIf(!runSuite)('Class: NetnsHypervisor (real OpenSSH and nftables in
         vms[name] = { id: s.id, fixedIp: s.fixedIp, hostKey };
       }),
     );
-    console.log(`three servers running: ${Date.now() - t1} ms`);
+    console.log(`four servers running: ${Date.now() - t1} ms`);
     known = await knownHosts(join(dir, 'known_hosts'), [bastion, ...Object.values(vms).map((v) => ({ address: v.fixedIp, hostKey: v.hostKey }))]);
   });
 
@@ -168,6 +169,14 @@ describe.skipIf(!runSuite)('Class: NetnsHypervisor (real OpenSSH and nftables in
     expect((await sshVm(keyA, 'a1', 'hostname')).stderr).toMatch(/administratively prohibited/);
   });
 
+  it('runs a server whose bootcmd fails, without the deployment key (as cloud-init would)', async () => {
+    await access([sshRule()], loginsAB());
+    // Up to the forward everything is allowed; the VM's own sshd refuses the key it never installed.
+    const r = await waitForLogin(() => sshVm(keyA, 'broken', 'true'), 3_000);
+    expect(r.code).toBe(255);
+    expect(r.stderr).toMatch(/Permission denied \(publickey\)/);
+  });
+
   it('answers with the host keys it reported: a pinned wrong key is refused', async () => {
     await access([sshRule()], loginsAB());
     const wrong = await knownHosts(join(dir, 'known_hosts_wrong'), [bastion, { address: vms.a1!.fixedIp, hostKey: vms.b1!.hostKey }]);
@@ -175,7 +184,7 @@ describe.skipIf(!runSuite)('Class: NetnsHypervisor (real OpenSSH and nftables in
     expect(r.code).toBe(255);
     expect(r.stderr).toMatch(/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/);
     expect(vms.a1!.hostKey).toMatch(/^ssh-ed25519 AAAA\S+$/);
-    expect(new Set([bastion.hostKey, ...Object.values(vms).map((v) => v.hostKey)]).size).toBe(4);
+    expect(new Set([bastion.hostKey, ...Object.values(vms).map((v) => v.hostKey)]).size).toBe(5);
   });
 
   it('answers a second startServer of a running id as the first', async () => {
