@@ -12,6 +12,9 @@ import { generateDeploymentKey } from '../../../core/crypto/deploymentKey.ts';
 
 const execFileAsync = promisify(execFile);
 
+/** The tenant (Keystone project) the e2e helpers act for. */
+export const TENANT = 'tenant-e2e';
+
 /** The local cloud's login name; on the netns bed it is another name for root (see logins.ts). */
 export const LOGIN = 'ctd';
 
