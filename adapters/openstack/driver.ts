@@ -398,7 +398,7 @@ export class OpenStackDriver implements CloudDriver {
       if (deletionRank(ref.kind) >= 0 && !unique.has(`${ref.kind}#${ref.id}`)) unique.set(`${ref.kind}#${ref.id}`, { ref, order });
     });
     // Reverse creation order: by kind, and within a kind the last created first.
-    const ordered = [...unique.values()].sort((a, b) => deletionRank(b.ref.kind) - deletionRank(a.ref.kind) || b.order - a.order).map((e) => e.ref);
+    const ordered = [...unique.values()].sort((a, b) => deletionRank(a.ref.kind) - deletionRank(b.ref.kind) || b.order - a.order).map((e) => e.ref);
     for (const ref of ordered) {
       await this.deleteOne(api, ref);
       await ctx.forget(ref);
