@@ -33,6 +33,14 @@ export interface LocalCloud {
   mintToken(tenantId: string): Promise<string>;
   /** The OpenStack RC of a tenant, with a fresh password for its user. */
   openrc(tenantId: string): Promise<Record<string, string>>;
+  /**
+   * Closes a deployment's bastion access without its (deleted) token: the engine owns the local
+   * cloud, so after a crash it removes the `ctd:<deploymentId>:bastion` rules and the
+   * `ctd-access-<deploymentId>` item of the tenant's bastion itself.
+   */
+  closeBastionAccess(tenantId: string, deploymentId: string): Promise<void>;
+  /** The tenant's bastion (created with its project on first use): floating IP, SSH port, host key. */
+  bastionOf(tenantId: string): Promise<{ address: string; port: number; hostKey: string }>;
   /** The address a bastion sees the engine's sandboxes come from (`CTD_EGRESS_ADDRESSES`). */
   egressAddress(): Promise<string>;
   readonly hypervisor: Hypervisor;
@@ -193,6 +201,13 @@ export async function startLocalCloud(opts: LocalCloudOptions): Promise<LocalClo
     keystoneUrl: urls.identity,
     mintToken,
     openrc,
+    bastionOf: async (tenantId) => {
+      await cloud.ensureProject(tenantId);
+      const bastion = cloud.bastionOf(tenantId);
+      if (!bastion) throw new Error(`the bastion of ${tenantId} has no floating IP`);
+      return bastion;
+    },
+    closeBastionAccess: (tenantId, deploymentId) => cloud.closeBastionAccess(tenantId, deploymentId),
     egressAddress: () => opts.hypervisor.egressAddress(),
     hypervisor: opts.hypervisor,
     close: async () => {

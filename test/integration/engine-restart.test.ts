@@ -90,7 +90,7 @@ describe('ctd local up + ctd deploy --wait', () => {
     await new Promise((r) => engineProcess!.once('close', r));
     engineProcess = undefined;
 
-    restarted = await startTestEngine({ stateDir, localCloud: block });
+    restarted = await startTestEngine({ stateDir, loopbackBlock: block });
     const client = await restarted.clientFor('default');
     const finished = await client.get(finishedId);
     expect(finished.status).toBe('SUCCEEDED');

@@ -401,6 +401,27 @@ export class CloudCore {
     for (const fip of this.state.floatingIps.filter((f) => f.port_id === port.id)) this.associate(fip, null);
   }
 
+  /** A project's bastion as a client sees it: floating IP, SSH port, host key (undefined until the project exists). */
+  bastionOf(projectId: string): { address: string; port: number; hostKey: string } | undefined {
+    const project = this.project(projectId);
+    const bastion = this.state.servers.find((s) => s.id === project?.bastionServerId);
+    const fip = this.state.floatingIps.find((f) => f.port_id === bastion?.portIds[0]);
+    if (!bastion || !fip) return undefined;
+    return { address: fip.floating_ip_address, port: Number(bastion.metadata.ssh_port ?? 22), hostKey: bastion.hostKey };
+  }
+
+  /** Removes a deployment's bastion rules (by their description mark) and its access item. */
+  async closeBastionAccess(projectId: string, deploymentId: string): Promise<void> {
+    const project = this.project(projectId);
+    const bastion = this.state.servers.find((s) => s.id === project?.bastionServerId);
+    if (!project || !bastion) return;
+    const mark = `ctd:${deploymentId}:bastion`;
+    this.state.rules = this.state.rules.filter((r) => !(r.project_id === project.id && r.description === mark));
+    delete bastion.metadata[`${ACCESS_ITEM_PREFIX}${deploymentId}`];
+    await this.refreshGate(project.id);
+    await this.save();
+  }
+
   /** Recomputes and hands the project's bastion its gate (rules, access keys, forward targets). */
   async refreshGate(projectId: string): Promise<void> {
     const project = this.project(projectId);
