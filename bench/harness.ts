@@ -102,13 +102,11 @@ const FINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
 export async function startBenchEngine(): Promise<BenchEngine> {
   const stateDir = await mkdtemp(join(tmpdir(), 'ctd-bench-'));
   const lines: string[] = [];
-  const { bastionAddress, vmAddressBase } = loopbackBlock();
   let engine: LocalEngine;
   try {
     engine = await startLocalEngine({
       stateDir,
       apiPort: 0,
-      localCloud: { bastionAddress, vmAddressBase },
       log: (line) => {
         lines.push(line);
         if (lines.length > 400) lines.splice(0, lines.length - 400);
@@ -149,7 +147,7 @@ export async function startBenchEngine(): Promise<BenchEngine> {
   return {
     engine,
     client,
-    bastionAddress,
+    bastionAddress: (await engine.bastionOf('bench')).address,
     bwrapPath,
     traces,
     setIsolation: (fn) => {
@@ -199,13 +197,6 @@ function probeTaskCallbacks(byToken: Map<string, TaskTrace>): () => void {
 }
 
 /** A loopback block of its own, so the bench can run beside test engines. */
-function loopbackBlock(): { bastionAddress: string; vmAddressBase: string } {
-  const a = 100 + Math.floor(Math.random() * 100);
-  const b = 2 * Math.floor(Math.random() * 120);
-  return { bastionAddress: `127.${a}.${b}.2`, vmAddressBase: `127.${a}.${b + 1}` };
-}
-
-/** A deployment of `run` steps behind the bench engine's bastion. */
 export function runDeployment(name: string, bastionAddress: string, steps: { id: string; command: string; dependsOn?: string[] }[]) {
   return {
     name,

@@ -66,30 +66,47 @@ export async function readEngineInfo(home: string): Promise<EngineInfo | undefin
   return { apiUrl: info.apiUrl, cloudUrl: info.cloudUrl, pid: info.pid };
 }
 
-/** Asks the local cloud's identity service for a token of `tenantId` (`POST /identity/tokens`). */
-export async function mintToken(cloudUrl: string, tenantId: string, fetchImpl: typeof fetch = fetch): Promise<string> {
+/**
+ * Calls the local cloud's loopback-only admin path (`/_admin/...`), which mints tokens and
+ * hands out openrc passwords: the local cloud is single-user (see local/cloud/server.ts).
+ */
+async function localCloudAdmin(cloudUrl: string, path: string, body: unknown, what: string, fetchImpl: typeof fetch): Promise<Record<string, unknown>> {
   const base = cloudUrl.replace(/\/+$/, '');
   let response: Response;
   try {
-    response = await fetchImpl(`${base}/identity/tokens`, {
+    response = await fetchImpl(`${base}/_admin/${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ tenantId }),
+      body: JSON.stringify(body),
       signal: AbortSignal.timeout(15_000),
     });
   } catch (err) {
     const cause = (err as Error & { cause?: Error }).cause;
     throw new EndpointUnreachableError(base, cause?.message ?? (err as Error).message);
   }
-  const body = (await response.json().catch(() => undefined)) as { token?: unknown; message?: unknown } | undefined;
+  const answer = (await response.json().catch(() => undefined)) as Record<string, unknown> | undefined;
   if (!response.ok) {
-    const message = typeof body?.message === 'string' ? body.message : `HTTP ${response.status}`;
-    throw new ApiError(response.status, `could not get a token from the local cloud: ${message}`);
+    const message = typeof answer?.message === 'string' ? answer.message : `HTTP ${response.status}`;
+    throw new ApiError(response.status, `could not get ${what} from the local cloud: ${message}`);
   }
-  if (typeof body?.token !== 'string' || !body.token) {
-    throw new ApiError(response.status, 'the local cloud answered without a token');
-  }
+  return answer ?? {};
+}
+
+/** A Keystone token of the tenant's project from the local cloud (`POST /_admin/tokens`). */
+export async function mintToken(cloudUrl: string, tenantId: string, fetchImpl: typeof fetch = fetch): Promise<string> {
+  const body = await localCloudAdmin(cloudUrl, 'tokens', { tenant: tenantId }, 'a token', fetchImpl);
+  if (typeof body.token !== 'string' || !body.token) throw new ApiError(200, 'the local cloud answered without a token');
   return body.token;
+}
+
+/** The OpenStack RC of a tenant, with a fresh password for its user (`POST /_admin/openrc`). */
+export async function fetchOpenrc(cloudUrl: string, tenantId: string, fetchImpl: typeof fetch = fetch): Promise<Record<string, string>> {
+  const body = await localCloudAdmin(cloudUrl, 'openrc', { tenant: tenantId }, 'an openrc', fetchImpl);
+  const env = body.env;
+  if (typeof env !== 'object' || env === null || !Object.values(env).every((v) => typeof v === 'string')) {
+    throw new ApiError(200, 'the local cloud answered without an openrc');
+  }
+  return env as Record<string, string>;
 }
 
 /**

@@ -66,6 +66,11 @@ Examples:
     .description('print a new cloud token of the local cloud for a tenant')
     .requiredOption('--tenant <name>', 'tenant id')
     .action(run(async (c, opts: { tenant: string }) => (await import('./commands/local.ts')).localToken(c, opts)));
+  local
+    .command('openrc')
+    .description('print an OpenStack RC (OS_AUTH_URL, OS_PROJECT_NAME, OS_PASSWORD…) of the local cloud for a tenant')
+    .requiredOption('--tenant <name>', 'tenant (project) name')
+    .action(run(async (c, opts: { tenant: string }) => (await import('./commands/local.ts')).localOpenrc(c, opts)));
 
   program
     .command('deploy')

@@ -3,10 +3,12 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildEngineDeps, type EngineConfig } from '../adapters/aws/engineDeps.ts';
+import { cloudConfigFromEnv } from '../adapters/cloudDrivers.ts';
 import { executionEndedOutsideCleanup } from '../core/usecases/finalize.ts';
 import { fail } from '../core/usecases/release.ts';
 import { ErrorName } from '../core/errors.ts';
-import type { CloudBackend } from './cloud-backend.ts';
+import type { Hypervisor } from './cloud-backend.ts';
+import { pickLoopbackBlock, splitBlock, type LoopbackBlock } from './cloud/loopbackBlock.ts';
 import { startLocalCloud } from './cloud/server.ts';
 import { startLocalConsole } from './console.ts';
 import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, functionArn, REGION } from './functions.ts';
@@ -32,8 +34,14 @@ export interface LocalEngineOptions {
   /** Multiplies every state machine and runner time limit (tests shrink the 180 s / 120 s bounds). */
   timeScale?: number;
   log?: (line: string) => void;
-  /** Local cloud options (bastion address, VM address block) — tests pick their own to run side by side. */
-  localCloud?: { bastionAddress?: string; bastionPort?: number; vmAddressBase?: string };
+  /**
+   * The local cloud's /24 of loopback addresses (`127.X.Y.0/24`: floating IPs, bastions, VM
+   * listeners), this engine's own. Default: $CTD_LOCAL_LOOPBACK_BLOCK, else a free one picked at
+   * start, so two engines (or a test beside `ctd local up`) share a machine.
+   */
+  loopbackBlock?: string;
+  /** Accept the local cloud's `/_admin/faults` (tests). Default false. */
+  cloudFaultInjection?: boolean;
 }
 
 export interface LocalEngine {
@@ -43,8 +51,14 @@ export interface LocalEngine {
   endpoints: { dynamodb: string; kms: string; sfn: string };
   stateMachineArn: string;
   mintToken(tenantId: string): Promise<string>;
-  /** The local cloud's machinery, for tests that inspect or break it (e.g. switch forwarding off). */
-  backend: CloudBackend;
+  /** A tenant's bastion in the local cloud (its floating IP, SSH port and host key). */
+  bastionOf(tenantId: string): Promise<{ address: string; port: number; hostKey: string }>;
+  /** Keystone v3 of the local cloud (the engine's CTD_KEYSTONE_URL). */
+  keystoneUrl: string;
+  /** The local cloud's hypervisor, for tests that inspect or break it. */
+  hypervisor: Hypervisor;
+  /** The loopback block the local cloud uses. */
+  loopbackBlock: LoopbackBlock;
   sandboxes: LocalSandboxes;
   stop(): Promise<void>;
 }
@@ -77,8 +91,9 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     const kms = await startLocalKms({ stateDir });
     stops.push(() => kms.close());
 
-    const backend = await createBackend(opts, stateDir);
-    const cloud = await startLocalCloud({ stateDir, backend });
+    const block = opts.loopbackBlock || process.env.CTD_LOCAL_LOOPBACK_BLOCK ? splitBlock(opts.loopbackBlock ?? process.env.CTD_LOCAL_LOOPBACK_BLOCK!) : await pickLoopbackBlock();
+    const backend = await createHypervisor(opts, stateDir, block);
+    const cloud = await startLocalCloud({ stateDir, hypervisor: backend, floatingCidr: block.floatingCidr, faultInjection: opts.cloudFaultInjection === true });
     stops.push(() => cloud.close());
 
     const sfnPort = await freePort();
@@ -101,13 +116,19 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     };
     Object.assign(process.env, awsEnv);
+    // The local cloud speaks OpenStack (docs/OPENSTACK.md); sandboxes reach its bastions from loopback.
+    const cloudEnv = {
+      CTD_CLOUD: 'openstack',
+      CTD_KEYSTONE_URL: cloud.keystoneUrl,
+      CTD_EGRESS_ADDRESSES: await cloud.egressAddress(),
+    };
     const config: EngineConfig = {
       region: REGION,
       tableName: TABLE_NAME,
       kmsKeyId: kms.keyId,
       stateMachineArn,
       clusterArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/ctd-local`,
-      cloud: { kind: backend.kind, endpoint: cloud.url },
+      cloud: cloudConfigFromEnv(cloudEnv),
       consoleBaseUrl: `http://127.0.0.1:${consolePort}`,
     };
     const baseEnv: Record<string, string> = {
@@ -115,8 +136,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       ...awsEnv,
       CTD_TABLE_NAME: TABLE_NAME,
       CTD_KMS_KEY_ID: kms.keyId,
-      CTD_CLOUD: backend.kind,
-      CTD_CLOUD_ENDPOINT: cloud.url,
+      ...cloudEnv,
       CTD_TIME_SCALE: String(timeScale),
       CTD_ANSIBLE_PLUGINS_DIR: fileURLToPath(new URL('../sandbox/ansible/callback_plugins', import.meta.url)),
     };
@@ -150,11 +170,11 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
      */
     const endOrphan = async (deploymentId: string, executionStatus: string, reason: string) => {
       const deployment = await engineDeps.store.getDeployment(deploymentId);
-      if (deployment?.bastionRuleId) {
-        await backend
-          .deleteBastionRule({ tenantId: deployment.tenantId, deploymentId }, { securityGroup: deployment.topology.bastion.securityGroup, ruleId: deployment.bastionRuleId })
-          .then(() => engineDeps.store.clearDeploymentFields(deploymentId, ['bastionRuleId']))
-          .catch((e: unknown) => log(`could not close the bastion rule of ${deploymentId}: ${String(e)}`));
+      if (deployment) {
+        await cloud
+          .closeBastionAccess(deployment.tenantId, deploymentId)
+          .then(() => (deployment.bastionRuleId ? engineDeps.store.clearDeploymentFields(deploymentId, ['bastionRuleId']) : undefined))
+          .catch((e: unknown) => log(`could not close the bastion access of ${deploymentId}: ${String(e)}`));
       }
       await executionEndedOutsideCleanup(engineDeps, { deploymentId, executionStatus, reason });
     };
@@ -193,7 +213,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     const engineFile = join(stateDir, 'engine.json');
     await writeFile(engineFile, JSON.stringify({ apiUrl: api.url, cloudUrl: cloud.url, pid: process.pid }, null, 2), { mode: 0o600 });
     stops.push(() => rm(engineFile, { force: true }));
-    log(`engine up: API ${api.url} · state ${stateDir} · cloud ${backend.kind}`);
+    log(`engine up: API ${api.url} · state ${stateDir} · cloud ${cloud.keystoneUrl} (${backend.kind}, ${block.cidr})`);
 
     let stopped: Promise<void> | undefined;
     return {
@@ -203,7 +223,10 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       endpoints: { dynamodb: dynamo.url, kms: kms.url, sfn: sfnUrl },
       stateMachineArn,
       mintToken: (tenantId) => cloud.mintToken(tenantId),
-      backend,
+      bastionOf: (tenantId) => cloud.bastionOf(tenantId),
+      keystoneUrl: cloud.keystoneUrl,
+      hypervisor: backend,
+      loopbackBlock: block,
       sandboxes,
       stop: () => (stopped ??= stopAll().then(() => releaseStateDir(stateDir))),
     };
@@ -214,29 +237,23 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
   }
 }
 
-async function createBackend(opts: LocalEngineOptions, stateDir: string): Promise<CloudBackend> {
+async function createHypervisor(opts: LocalEngineOptions, stateDir: string, block: LoopbackBlock): Promise<Hypervisor> {
   if (opts.cloud === 'netns') {
-    const { NetnsBackend } = await import('./cloud/backends/netns/index.ts');
+    const netns = (await import('./cloud/backends/netns/index.ts')) as unknown as {
+      NetnsBackend: new (o: { stateDir: string; prefix: string }) => Hypervisor;
+    };
     // A fresh prefix per start: names never collide with another engine's test bed on this machine.
-    return new NetnsBackend({ stateDir, prefix: `c${randomBytes(3).toString('hex')}` });
+    return new netns.NetnsBackend({ stateDir, prefix: `c${randomBytes(3).toString('hex')}` });
   }
-  const { Ssh2Backend } = await import('./cloud/backends/ssh2/index.ts');
-  // CTD_LOCAL_BASTION=addr[:port] and CTD_LOCAL_VM_ADDRESSES=a.b.c let two engines share a machine.
-  const [envAddress, envPort] = (process.env.CTD_LOCAL_BASTION ?? '').split(':');
-  const bastionAddress = opts.localCloud?.bastionAddress ?? (envAddress || undefined);
-  const vmAddressBase = opts.localCloud?.vmAddressBase ?? process.env.CTD_LOCAL_VM_ADDRESSES;
-  return new Ssh2Backend({
-    stateDir,
-    ...(bastionAddress ? { bastion: { address: bastionAddress, port: opts.localCloud?.bastionPort ?? (Number(envPort) || 2222) } } : {}),
-    ...(vmAddressBase ? { vmAddressBase } : {}),
-  });
+  const { Ssh2Hypervisor } = await import('./cloud/backends/ssh2/index.ts');
+  return new Ssh2Hypervisor({ stateDir, listenCidr: block.listenCidr });
 }
 
-function hasLoopbackBridge(backend: CloudBackend): backend is CloudBackend & { exposeLoopbackPorts(ports: number[]): Promise<void> } {
+function hasLoopbackBridge(backend: Hypervisor): backend is Hypervisor & { exposeLoopbackPorts(ports: number[]): Promise<void> } {
   return typeof (backend as { exposeLoopbackPorts?: unknown }).exposeLoopbackPorts === 'function';
 }
 
-function hasPrefix(backend: CloudBackend): backend is CloudBackend & { sandboxCommandPrefix(): string[] } {
+function hasPrefix(backend: Hypervisor): backend is Hypervisor & { sandboxCommandPrefix(): string[] } {
   return typeof (backend as { sandboxCommandPrefix?: unknown }).sandboxCommandPrefix === 'function';
 }
 

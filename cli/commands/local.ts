@@ -1,5 +1,6 @@
 import { CliError, EXIT } from '../errors.ts';
-import { ctdHome, mintToken, readEngineInfo, requireEngine } from '../config.ts';
+import { ctdHome, fetchOpenrc, mintToken, readEngineInfo, requireEngine } from '../config.ts';
+import { renderOpenrc } from '../../local/cloud/openstack/openrc.ts';
 import type { CommandContext } from '../context.ts';
 
 /** The embedded engine's entry point (local/engine.ts), as the CLI relies on it. */
@@ -100,5 +101,18 @@ export async function localToken(ctx: CommandContext, opts: { tenant: string }):
   const token = await mintToken(engine.cloudUrl, opts.tenant, ctx.io.fetch);
   if (ctx.json) ctx.printJson({ tenantId: opts.tenant, token });
   else ctx.io.stdout.write(`${token}\n`);
+  return EXIT.ok;
+}
+
+/**
+ * `ctd local openrc --tenant NAME`: an OpenStack RC for the running engine's local cloud
+ * (`. <(ctd local openrc --tenant t1)` then `openstack server list`). Each call sets a fresh
+ * password for the tenant's user; the project and its bastion are created on first use.
+ */
+export async function localOpenrc(ctx: CommandContext, opts: { tenant: string }): Promise<number> {
+  const engine = await requireEngine(ctx.environment);
+  const env = await fetchOpenrc(engine.cloudUrl, opts.tenant, ctx.io.fetch);
+  if (ctx.json) ctx.printJson(env);
+  else ctx.io.stdout.write(renderOpenrc(env));
   return EXIT.ok;
 }

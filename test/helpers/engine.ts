@@ -15,6 +15,7 @@ export interface TestEngine {
   client: CtdClient;
   token: string;
   tenantId: string;
+  /** The floating IP of the default tenant's bastion (from the cloud; documents no longer name it). */
   bastionAddress: string;
   stateDir: string;
   /** Polls until the deployment ends (or the deadline passes) and returns its final view. */
@@ -27,15 +28,8 @@ export interface TestEngine {
   stop(opts?: { keepState?: boolean }): Promise<void>;
 }
 
-export function loopbackBlock(): { bastionAddress: string; vmAddressBase: string } {
-  const a = 100 + Math.floor(Math.random() * 100);
-  const b = 2 * Math.floor(Math.random() * 120);
-  return { bastionAddress: `127.${a}.${b}.2`, vmAddressBase: `127.${a}.${b + 1}` };
-}
-
 export async function startTestEngine(opts: Partial<LocalEngineOptions> & { stateDir?: string } = {}): Promise<TestEngine> {
   const stateDir = opts.stateDir ?? (await mkdtemp(join(tmpdir(), 'ctd-test-')));
-  const block = opts.localCloud?.bastionAddress ? { bastionAddress: opts.localCloud.bastionAddress, vmAddressBase: opts.localCloud.vmAddressBase ?? '' } : loopbackBlock();
   const lines: string[] = [];
   const engine = await startLocalEngine({
     apiPort: 0,
@@ -45,7 +39,7 @@ export async function startTestEngine(opts: Partial<LocalEngineOptions> & { stat
     },
     ...opts,
     stateDir,
-    localCloud: { bastionAddress: block.bastionAddress, vmAddressBase: block.vmAddressBase },
+    cloudFaultInjection: opts.cloudFaultInjection ?? true,
   });
   const clientFor = async (tenantId: string) => {
     const token = await engine.mintToken(tenantId);
@@ -68,7 +62,7 @@ export async function startTestEngine(opts: Partial<LocalEngineOptions> & { stat
     client,
     token,
     tenantId,
-    bastionAddress: block.bastionAddress,
+    bastionAddress: (await engine.bastionOf(tenantId)).address,
     stateDir,
     waitFor,
     waitForEnd: (id, timeoutMs) => waitFor(id, (d) => ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(d.status), timeoutMs),

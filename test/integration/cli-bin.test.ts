@@ -35,7 +35,7 @@ beforeAll(async () => {
     const json = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     req.resume();
     req.on('end', () => {
-      if (req.url === '/identity/tokens') return json(201, { token: 'local-token-abc' });
+      if (req.url === '/_admin/tokens') return json(201, { token: 'local-token-abc' });
       if (req.headers.authorization !== 'Bearer local-token-abc') return json(401, { message: 'Unauthorized' });
       if (req.method === 'POST') return json(202, { deploymentId: 'd-9', executionArn: 'arn', consoleUrl: 'http://console/d-9', status: 'PENDING' });
       const done = ++gets > 1;

@@ -94,7 +94,7 @@ describe('ctd local up + ctd deploy --wait', () => {
     expect(left.length).toBeGreaterThan(0);
     await writeFile(join(stateDir, 'sandboxes', left[0]!, 'id_ed25519'), '-----BEGIN OPENSSH PRIVATE KEY-----\n', { mode: 0o600 });
 
-    restarted = await startTestEngine({ stateDir, localCloud: block });
+    restarted = await startTestEngine({ stateDir, loopbackBlock: block });
     const now = await readdir(join(stateDir, 'sandboxes')).catch(() => [] as string[]);
     expect(now.filter((d) => left.includes(d))).toEqual([]);
     const client = await restarted.clientFor('default');

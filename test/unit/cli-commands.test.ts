@@ -66,10 +66,14 @@ class FakeApi {
 
   private route(req: IncomingMessage, body: unknown): [number, unknown] {
     const url = new URL(req.url ?? '/', this.url);
-    if (req.method === 'POST' && url.pathname === '/identity/tokens') {
-      const token = `minted-${(body as { tenantId: string }).tenantId}-${++this.minted}`;
+    if (req.method === 'POST' && url.pathname === '/_admin/tokens') {
+      const token = `minted-${(body as { tenant: string }).tenant}-${++this.minted}`;
       this.validTokens.add(token);
       return [201, { token }];
+    }
+    if (req.method === 'POST' && url.pathname === '/_admin/openrc') {
+      const tenant = (body as { tenant: string }).tenant;
+      return [200, { env: { OS_AUTH_URL: `${this.url}/identity/v3`, OS_PROJECT_NAME: tenant, OS_PASSWORD: "it's-secret" } }];
     }
     const auth = req.headers.authorization ?? '';
     if (!this.validTokens.has(auth.replace(/^Bearer /, ''))) return [401, { message: 'Unauthorized' }];
@@ -380,7 +384,7 @@ describe('Connection and token', () => {
     expect((await ctd(['ls'])).code).toBe(0);
     expect((await ctd(['status', 'd-1'])).code).toBe(0);
     expect(api.minted).toBe(1);
-    expect(api.requests[0]?.body).toEqual({ tenantId: 'default' });
+    expect(api.requests[0]?.body).toEqual({ tenant: 'default' });
     const file = path.join(home, 'cli-token');
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     expect(await readFile(file, 'utf8')).toBe('minted-default-1');
@@ -401,6 +405,13 @@ describe('Connection and token', () => {
     const r = await ctd(['local', 'token', '--tenant', 'acme']);
     expect(r.code).toBe(0);
     expect(r.out).toBe('minted-acme-1\n');
+  });
+
+  it('local openrc prints shell exports of the tenant RC, quoted for sh', async () => {
+    await writeFile(path.join(home, 'engine.json'), JSON.stringify({ apiUrl: api.url, cloudUrl: api.url, pid: process.pid }));
+    const r = await ctd(['local', 'openrc', '--tenant', 'acme']);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(`export OS_AUTH_URL='${api.url}/identity/v3'\nexport OS_PROJECT_NAME='acme'\nexport OS_PASSWORD='it'\\''s-secret'\n`);
   });
 
   it('usage errors exit 2; --help exits 0', async () => {

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import type { DeploymentView, StepView } from '../../../core/api.ts';
 import type { HistoryEvent } from '../../../core/model.ts';
-import { NetnsBackend } from '../../../local/cloud/backends/netns/index.ts';
+import { NetnsHypervisor } from '../../../local/cloud/backends/netns/index.ts';
 import { TABLE_NAME } from '../../../local/engine.ts';
 import { REGION } from '../../../local/functions.ts';
 import type { TestEngine } from '../../helpers/engine.ts';
@@ -17,49 +17,43 @@ import type { TestEngine } from '../../helpers/engine.ts';
 
 const execFileAsync = promisify(execFile);
 
-/** The engine's cloud backend as the netns test bed (fails loudly when the engine runs another cloud). */
-export function netnsBackendOf(t: TestEngine): NetnsBackend {
-  const backend = t.engine.backend;
-  if (!(backend instanceof NetnsBackend)) throw new Error(`the engine runs the ${backend.kind} cloud, not netns`);
-  return backend;
+/**
+ * The engine's hypervisor as the netns bed (fails loudly when the engine runs another one). The
+ * bastion's address, port and user come from the cloud (its floating IP; `ctd` is root on the
+ * bed), so documents run on the bed unchanged.
+ */
+export function netnsHypervisorOf(hypervisor: { kind: string }): NetnsHypervisor {
+  if (!(hypervisor instanceof NetnsHypervisor)) throw new Error(`the engine runs the ${hypervisor.kind} hypervisor, not netns`);
+  return hypervisor;
 }
 
 /**
- * A deployment body rewritten for the netns bed: its bastion is the bed's public address, port
- * 22, user root (the login on every namespace VM), whatever the example says for the local cloud.
+ * Whether a new TCP connection from the engine-side namespace reaches a bastion's SSH port (its
+ * floating IP). 'closed' covers both a timeout (the security group drops the SYN) and a refusal.
  */
-export function onNetnsBastion(body: Record<string, unknown>, backend: NetnsBackend): Record<string, unknown> {
-  const bastion = body.bastion as Record<string, unknown>;
-  return { ...body, bastion: { ...bastion, address: backend.layout.bastionPublicAddress, port: 22, user: 'root' } };
-}
-
-/**
- * Whether a new TCP connection from the engine-side namespace reaches the bastion's SSH port.
- * 'closed' covers both a timeout (the security group drops the SYN) and a refusal.
- */
-export async function probeBastionSsh(backend: NetnsBackend): Promise<'open' | 'closed'> {
-  const target = `/dev/tcp/${backend.layout.bastionPublicAddress}/22`;
+export async function probeBastionSsh(hv: NetnsHypervisor, address: string): Promise<'open' | 'closed'> {
   try {
-    await execFileAsync('ip', ['netns', 'exec', backend.layout.hostNs, 'timeout', '2', 'bash', '-c', `exec 3<>${target}`]);
+    await execFileAsync('ip', ['netns', 'exec', hv.layout.hostNs, 'timeout', '3', 'bash', '-c', `exec 3<>/dev/tcp/${address}/22`]);
     return 'open';
   } catch {
     return 'closed';
   }
 }
 
-/** The accept rules currently in the bastion's security group (their comments are the rule ids). */
-export async function bastionRuleIds(backend: NetnsBackend): Promise<string[]> {
-  const { layout } = backend;
-  const { stdout } = await execFileAsync('ip', ['netns', 'exec', layout.bastionNs, 'nft', 'list', 'chain', 'inet', layout.table, 'ingress_rules']);
+/** The accept rules currently in a project's bastion gate (their comments are the Neutron rule ids). */
+export async function bastionRuleIds(hv: NetnsHypervisor, projectId: string): Promise<string[]> {
+  const ns = hv.projectNamespace(projectId);
+  if (!ns) return [];
+  const { stdout } = await execFileAsync('ip', ['netns', 'exec', ns, 'nft', 'list', 'chain', 'inet', hv.layout.table, 'ingress_rules']).catch(() => ({ stdout: '' }));
   return [...stdout.matchAll(/comment "([^"]+)"/g)].map((m) => m[1]!);
 }
 
-/** Takes a VM's only link down (inside its own namespace): the VM stops answering, as if it crashed. */
-export async function cutOffVm(backend: NetnsBackend, tenantId: string, deploymentId: string, vm: string): Promise<void> {
-  const ns = backend.vmNamespace({ tenantId, deploymentId }, vm);
-  if (!ns) throw new Error(`no VM ${vm} in deployment ${deploymentId}`);
-  const slot = Number(ns.slice(`${backend.layout.prefix}-vm`.length));
-  await execFileAsync('ip', ['-n', ns, 'link', 'set', backend.layout.vmIf(slot), 'down']);
+/** Takes a server's only link down (inside its own namespace): the VM stops answering, as if it crashed. */
+export async function cutOffVm(hv: NetnsHypervisor, serverId: string): Promise<void> {
+  const ns = hv.serverNamespace(serverId);
+  if (!ns?.includes('-vm')) throw new Error(`no VM ${serverId} runs on the bed`);
+  const slot = Number(ns.slice(`${hv.layout.prefix}-vm`.length));
+  await execFileAsync('ip', ['-n', ns, 'link', 'set', hv.layout.vmIf(slot), 'down']);
 }
 
 export interface NamespaceProcess {

@@ -1,94 +1,82 @@
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { renderUserData } from '../../../core/cloudInit.ts';
-import type { VmSpec } from '../../../core/deployment/schema.ts';
-import type { CloudContext, CloudDriver, VmInfo } from '../../../core/ports.ts';
-import type { CloudScope } from '../../../local/cloud-backend.ts';
-import { NetnsBackend } from '../../../local/cloud/backends/netns/index.ts';
-import type { DeploymentKey } from '../../../sandbox/actions/types.ts';
+import { stringify } from 'yaml';
+import type { ServerSpec } from '../../../local/cloud-backend.ts';
+import { NetnsHypervisor } from '../../../local/cloud/backends/netns/index.ts';
 import { generateDeploymentKey } from '../../../core/crypto/deploymentKey.ts';
-
 
 const execFileAsync = promisify(execFile);
 
+/** The tenant (Keystone project) the e2e helpers act for. */
 export const TENANT = 'tenant-e2e';
 
+/** The local cloud's login name; on the netns bed it is another name for root (see logins.ts). */
+export const LOGIN = 'ctd';
+
 export interface NetnsBed {
-  backend: NetnsBackend;
+  hypervisor: NetnsHypervisor;
   prefix: string;
   stateDir: string;
-  /** Tears the backend down and removes the state dir. */
+  /** Tears the hypervisor down and removes the state dir. */
   close(): Promise<void>;
 }
 
-/** Starts a netns backend with a fresh prefix ('ctd' + 4 hex) and state dir. */
+/** Starts a netns hypervisor with a fresh prefix ('ctd' + 4 hex) and state dir. */
 export async function startNetnsBed(): Promise<NetnsBed & { bringUpMs: number }> {
   const prefix = `ctd${randomBytes(2).toString('hex')}`;
   const stateDir = await mkdtemp(join(tmpdir(), 'ctd-netns-'));
-  const backend = new NetnsBackend({ stateDir, prefix });
+  const hypervisor = new NetnsHypervisor({ stateDir, prefix });
   const t0 = Date.now();
-  await backend.start();
+  await hypervisor.start();
   const bringUpMs = Date.now() - t0;
   return {
-    backend,
+    hypervisor,
     prefix,
     stateDir,
     bringUpMs,
     close: async () => {
-      await backend.stop();
+      await hypervisor.stop();
       await rm(stateDir, { recursive: true, force: true });
     },
   };
 }
 
-export function deploymentKey(deploymentId: string): DeploymentKey {
-  return generateDeploymentKey(deploymentId);
+/** An OpenSSH key pair on disk (0600), as a deployment's key would be. */
+export interface KeyFiles {
+  publicKey: string;
+  keyFile: string;
 }
 
-export function scopeOf(deploymentId: string): CloudScope {
-  return { tenantId: TENANT, deploymentId };
+export async function keyFiles(dir: string, name: string): Promise<KeyFiles> {
+  const key = generateDeploymentKey(name);
+  const keyFile = join(dir, `${name}.key`);
+  await writeFile(keyFile, key.privateKey, { mode: 0o600 });
+  return { publicKey: key.publicKey.trim(), keyFile };
 }
 
-/** A thin CloudDriver over the backend, as the local cloud's REST client would present it. */
-export function driverFor(backend: NetnsBackend): CloudDriver {
-  const scope = (ctx: CloudContext): CloudScope => scopeOf(ctx.deploymentId);
-  return {
-    identify: async () => ({ tenantId: TENANT }),
-    describeBastion: (_ctx, sg) => backend.describeBastion(sg),
-    egressCidr: () => backend.egressCidr(),
-    addBastionRule: (ctx, input) => backend.addBastionRule(scope(ctx), input),
-    deleteBastionRule: (ctx, input) => backend.deleteBastionRule(scope(ctx), input),
-    setBastionForwarding: (_ctx, input) => backend.setBastionForwarding(input),
-    createNetwork: (ctx, spec) => backend.createNetwork(scope(ctx), spec),
-    deleteNetwork: (ctx, name) => backend.deleteNetwork(scope(ctx), name),
-    createSecurityGroup: (ctx, spec) => backend.createSecurityGroup(scope(ctx), spec),
-    deleteSecurityGroup: (ctx, name) => backend.deleteSecurityGroup(scope(ctx), name),
-    createVm: (ctx, spec, userData) => backend.createVm(scope(ctx), spec, userData),
-    deleteVm: (ctx, name) => backend.deleteVm(scope(ctx), name),
-    describeVms: (ctx) => backend.describeVms(scope(ctx)),
-  };
+/** `#cloud-config` user data as the driver sends it: the deployment key plus the VM's additions. */
+export function cloudConfig(publicKey: string, extra: Record<string, unknown> = {}): string {
+  return `#cloud-config\n${stringify({ ssh_authorized_keys: [publicKey], ...extra }, { lineWidth: 0 })}`;
 }
 
-export function vmSpec(name: string, userData?: VmSpec['userData']): VmSpec {
-  return { name, network: 'private', securityGroups: [], ...(userData ? { userData } : {}) };
+export interface Subnet {
+  id: string;
+  subnetId: string;
+  cidr: string;
+  gatewayIp: string | null;
 }
 
-/** Creates VMs with the engine's own user data rendering and waits until their sshd listens. */
-export async function createVms(backend: NetnsBackend, deploymentId: string, key: DeploymentKey, specs: VmSpec[]): Promise<VmInfo[]> {
-  const scope = scopeOf(deploymentId);
-  await Promise.all(specs.map((s) => backend.createVm(scope, s, renderUserData(s, key.publicKey))));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const vms = (await backend.describeVms(scope)).filter((v) => specs.some((s) => s.name === v.name));
-    if (vms.every((v) => v.status === 'active')) return vms;
-    if (vms.some((v) => v.status === 'error')) throw new Error(`VM failed to boot: ${JSON.stringify(vms)}`);
-    if (Date.now() > deadline) throw new Error(`VMs not active after 10 s: ${JSON.stringify(vms)}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+export function subnet(cidr: string, gatewayIp: string | null = cidr.replace(/\.0\/\d+$/, '.1')): Subnet {
+  return { id: randomUUID(), subnetId: randomUUID(), cidr, gatewayIp };
+}
+
+export function serverSpec(projectId: string, name: string, net: Subnet, fixedIp: string, userData: string): ServerSpec {
+  return { id: randomUUID(), projectId, name, fixedIp, network: net, userData };
 }
 
 export interface SshResult {
@@ -97,23 +85,22 @@ export interface SshResult {
   stderr: string;
 }
 
-/** OpenSSH client files for a deployment key: private key (0600) and pinned known_hosts. */
-export async function clientFiles(dir: string, key: DeploymentKey, hosts: { address: string; hostKey: string }[]): Promise<{ keyFile: string; knownHosts: string }> {
-  const keyFile = join(dir, 'id_ed25519');
-  const knownHosts = join(dir, 'known_hosts');
-  await writeFile(keyFile, key.privateKey, { mode: 0o600 });
-  await writeFile(knownHosts, hosts.map((h) => `${h.address} ${h.hostKey}\n`).join(''), { mode: 0o600 });
-  return { keyFile, knownHosts };
+/** Writes a known_hosts file pinning each address to its host key. */
+export async function knownHosts(file: string, hosts: { address: string; hostKey: string }[]): Promise<string> {
+  await writeFile(file, hosts.map((h) => `${h.address} ${h.hostKey}\n`).join(''), { mode: 0o600 });
+  return file;
 }
 
 /**
  * Runs the OpenSSH client inside the bed's host namespace (where sandboxes run). Short connect
  * timeouts: a refused bastion must fail the test in seconds, not minutes.
  */
-export function sshFromHost(bed: NetnsBed, args: string[], timeoutMs = 15_000): Promise<SshResult> {
+export function sshFromHost(bed: NetnsBed, args: string[], timeoutMs = 20_000): Promise<SshResult> {
   return new Promise((resolve) => {
-    const [file, ...prefixArgs] = bed.backend.sandboxCommandPrefix() as [string, ...string[]];
-    const child = spawn(file, [...prefixArgs, 'ssh', '-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=2', ...args], {
+    const [file, ...prefixArgs] = bed.hypervisor.sandboxCommandPrefix() as [string, ...string[]];
+    // A jump brings its own config file (-F); otherwise none, and a connect timeout long enough for a loaded machine.
+    const defaults = args.includes('-F') ? [] : ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5'];
+    const child = spawn(file, [...prefixArgs, 'ssh', ...defaults, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: timeoutMs,
     }).on('error', () => undefined);
@@ -122,19 +109,71 @@ export function sshFromHost(bed: NetnsBed, args: string[], timeoutMs = 15_000): 
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('close', (code) => resolve({ code, stdout, stderr }));
-  }).then((r) => r as SshResult);
+  });
 }
 
-/** ssh options for a hop through the bastion with the same key and known_hosts (ProxyCommand: -J would drop -i/-o). */
-export function viaBastion(files: { keyFile: string; knownHosts: string }, bastionAddress: string): string[] {
-  const common = ['-i', files.keyFile, '-o', `UserKnownHostsFile=${files.knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes'];
-  const proxy = `ssh -F /dev/null ${common.join(' ')} -o ConnectTimeout=2 -W %h:%p root@${bastionAddress}`;
-  return [...common, '-o', `ProxyCommand=${proxy}`];
+/** ssh options pinning host keys and using one key, for the bastion and for a hop through it. */
+export function sshOptions(key: KeyFiles, known: string): string[] {
+  return ['-i', key.keyFile, '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${known}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes'];
+}
+
+/** A real `ssh -J` hop: the jump reads the same options through a generated config file, since -J drops -i/-o. */
+export async function jumpArgs(dir: string, key: KeyFiles, known: string, bastion: string, user = LOGIN): Promise<string[]> {
+  const config = join(dir, `jump-${randomBytes(3).toString('hex')}.conf`);
+  await writeFile(
+    config,
+    [
+      // The hop's own connect fails fast when the bastion drops it; the whole exchange through it may take longer.
+      `Host ${bastion}`,
+      '  ConnectTimeout 5',
+      'Host *',
+      `  IdentityFile ${key.keyFile}`,
+      '  IdentitiesOnly yes',
+      `  UserKnownHostsFile ${known}`,
+      '  StrictHostKeyChecking yes',
+      '  BatchMode yes',
+      '  ConnectTimeout 15',
+      '',
+    ].join('\n'),
+  );
+  return ['-F', config, '-J', `${user}@${bastion}`];
+}
+
+/** Polls until the VM's sshd answers a login (its user data may still be running when it is ACTIVE). */
+export async function waitForLogin(run: () => Promise<SshResult>, timeoutMs = 15_000): Promise<SshResult> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await run();
+    if (r.code === 0 || Date.now() > deadline) return r;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Pids (with their command lines) living in a namespace. */
+export async function namespaceProcesses(ns: string): Promise<{ pid: number; cmd: string }[]> {
+  const { stdout } = await execFileAsync('ip', ['netns', 'pids', ns]).catch(() => ({ stdout: '' }));
+  const pids = stdout.split('\n').map(Number).filter((n) => Number.isInteger(n) && n > 0);
+  const out: { pid: number; cmd: string }[] = [];
+  for (const pid of pids) out.push({ pid, cmd: (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replace(/\0/g, ' ').trim() });
+  return out;
+}
+
+/** Whether a process with this command line still runs anywhere on the machine. */
+export async function processRunning(cmdline: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replace(/\0/g, ' ').trim();
+    const state = (await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).replace(/^.*\) /s, '')[0];
+    if (cmd === cmdline && state !== 'Z') found.push(Number(pid));
+  }
+  return found;
 }
 
 /**
- * What a run may leave behind, by prefix: namespaces, nftables tables (root namespace, read
- * only), and processes whose command line names the prefix or the state dir.
+ * What a run may leave behind, by prefix: namespaces, its /run keys-command directory, nftables
+ * tables (root namespace, read only), and processes whose command line names the prefix or the
+ * state dir.
  */
 export async function leftovers(prefix: string, stateDir: string): Promise<string[]> {
   const found: string[] = [];
@@ -142,12 +181,13 @@ export async function leftovers(prefix: string, stateDir: string): Promise<strin
   for (const line of ns.split('\n')) if (line.startsWith(`${prefix}-`)) found.push(`namespace ${line.split(' ')[0]}`);
   const { stdout: tables } = await execFileAsync('nft', ['list', 'tables']);
   for (const line of tables.split('\n')) if (line.includes(prefix)) found.push(`nft ${line.trim()}`);
+  if (existsSync(`/run/ctd-netns/${prefix}`)) found.push(`directory /run/ctd-netns/${prefix}`);
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
     const text = cmdline.replace(/\0/g, ' ');
-    if (text.includes(stateDir) || text.includes(`${prefix}-`)) {
-      if (/sshd|ansible|ssh |node|unshare|python/.test(text)) found.push(`process ${pid}: ${text.slice(0, 120)}`);
+    if (text.includes(stateDir) || text.includes(`${prefix}-`) || text.includes(`/run/ctd-netns/${prefix}/`)) {
+      if (!text.includes('vitest')) found.push(`process ${pid}: ${text.slice(0, 120)}`);
     }
   }
   return found;

@@ -1,4 +1,4 @@
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 
@@ -72,6 +72,8 @@ export interface VmBootPaths {
   sshdLog: string;
   /** Written by the boot script: "ok" or "bootcmd-failed". */
   status: string;
+  /** Written by the boot script once the machine's own mounts are in place: the machine runs. */
+  running: string;
 }
 
 export function vmBootPaths(dir: string): VmBootPaths {
@@ -82,16 +84,24 @@ export function vmBootPaths(dir: string): VmBootPaths {
     sshdConfig: join(dir, 'sshd', 'sshd_config'),
     sshdLog: join(dir, 'sshd', 'sshd.log'),
     status: join(dir, 'cloud-init', 'status'),
+    running: join(dir, 'cloud-init', 'running'),
   };
 }
 
 /**
  * Writes the boot script and its inputs (as files, so no user text is ever spliced into
- * the script unquoted) and returns the script's path. The script runs as PID 1's parent in
- * the VM's own mount/UTS/PID namespaces and finally execs sshd.
+ * the script unquoted) and returns the script's path. The script runs as PID 1 in the VM's own
+ * mount/UTS/PID namespaces and finally execs sshd. Without a config (a restore: the machine
+ * reboots after a cloud restart) the user data is not applied again, as cloud-init does.
  */
-export async function writeBootScript(paths: VmBootPaths, hostname: string, config: CloudConfig): Promise<string> {
+export async function writeBootScript(
+  paths: VmBootPaths,
+  hostname: string,
+  config: CloudConfig | undefined,
+  opts: { passwdFile?: string } = {},
+): Promise<string> {
   const ci = join(paths.dir, 'cloud-init');
+  await rm(paths.running, { force: true });
   await mkdir(join(ci, 'files'), { recursive: true, mode: 0o700 });
   await mkdir(paths.home, { recursive: true, mode: 0o700 });
   await mkdir(paths.log, { recursive: true, mode: 0o755 });
@@ -103,7 +113,13 @@ export async function writeBootScript(paths: VmBootPaths, hostname: string, conf
     `mount --bind ${shq(paths.home)} /root`,
     `mount --bind ${shq(paths.log)} /var/log`,
     'mkdir -p /srv && mount -t tmpfs -o mode=0755 tmpfs /srv',
+    ...(opts.passwdFile ? [`mount --bind ${shq(opts.passwdFile)} /etc/passwd`] : []),
+    `echo running > ${shq(paths.running)}`,
   ];
+  if (!config) {
+    lines.push(sshd, '');
+    return finish(paths, lines);
+  }
   for (const [i, cmd] of config.bootcmd.entries()) {
     const file = join(ci, `bootcmd-${i}.sh`);
     await writeFile(file, `${cmd}\n`, { mode: 0o700 });
@@ -131,7 +147,11 @@ export async function writeBootScript(paths: VmBootPaths, hostname: string, conf
     lines.push(`/bin/sh ${shq(runcmd)} &`);
   }
   lines.push(`echo ok > ${shq(paths.status)}`, sshd, '');
-  const script = join(ci, 'boot.sh');
+  return finish(paths, lines);
+}
+
+async function finish(paths: VmBootPaths, lines: string[]): Promise<string> {
+  const script = join(paths.dir, 'cloud-init', 'boot.sh');
   await writeFile(script, lines.join('\n'), { mode: 0o700 });
   await chmod(script, 0o700);
   return script;

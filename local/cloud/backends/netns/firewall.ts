@@ -30,41 +30,61 @@ export async function installTable(ns: string, table: string, publicIf: string):
 }
 
 const CIDR = /^(\d{1,3}\.){3}\d{1,3}(\/\d{1,2})?$/;
-const COMMENT = /^[A-Za-z0-9_.:-]{1,64}$/;
+const RULE_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 
-/** Adds an accept rule and returns its nftables handle (what deletion needs). */
-export async function addIngressRule(
-  ns: string,
-  table: string,
-  rule: { cidr: string; port: number; comment: string },
-): Promise<number> {
-  // The inputs end up in an nft command line: accept only what a rule can legitimately contain.
-  if (!CIDR.test(rule.cidr)) throw new Error(`invalid cidr "${rule.cidr}"`);
-  if (!Number.isInteger(rule.port) || rule.port < 1 || rule.port > 65535) throw new Error(`invalid port ${rule.port}`);
-  if (!COMMENT.test(rule.comment)) throw new Error(`invalid rule comment "${rule.comment}"`);
-  const { stdout } = await nftIn(ns, [
-    '--echo',
-    '--handle',
-    'add',
-    'rule',
-    'inet',
-    table,
-    'ingress_rules',
-    'ip',
-    'saddr',
-    rule.cidr,
-    'tcp',
-    'dport',
-    String(rule.port),
-    'accept',
-    'comment',
-    `"${rule.comment}"`,
-  ]);
-  const m = /# handle (\d+)/.exec(stdout);
-  if (!m) throw new Error(`nft did not report a handle: ${stdout.trim()}`);
-  return Number(m[1]);
+/** One Neutron ingress rule as the bastion's gate sees it (see Hypervisor's IngressRule). */
+export interface GateRule {
+  id: string;
+  protocol: string | null;
+  portMin: number | null;
+  portMax: number | null;
+  remoteIpPrefix: string | null;
 }
 
-export async function deleteIngressRule(ns: string, table: string, handle: number): Promise<void> {
-  await nftIn(ns, ['delete', 'rule', 'inet', table, 'ingress_rules', 'handle', String(handle)]);
+const PROTOCOLS: Record<string, 'tcp' | 'udp' | 'icmp'> = { tcp: 'tcp', '6': 'tcp', udp: 'udp', '17': 'udp', icmp: 'icmp', '1': 'icmp' };
+
+function port(n: number, what: string): number {
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${what} ${n} is not a port`);
+  return n;
+}
+
+/**
+ * One nft rule for a Neutron rule, or undefined for what never admits anything here (IPv6,
+ * protocols other than tcp/udp/icmp). Inputs end up in an nft script: each is checked first.
+ */
+export function nftRule(table: string, rule: GateRule): string | undefined {
+  if (!RULE_ID.test(rule.id)) throw new Error(`invalid rule id "${rule.id}"`);
+  const match: string[] = [];
+  if (rule.remoteIpPrefix !== null) {
+    if (rule.remoteIpPrefix.includes(':')) return undefined;
+    if (!CIDR.test(rule.remoteIpPrefix)) throw new Error(`rule ${rule.id}: invalid remote_ip_prefix "${rule.remoteIpPrefix}"`);
+    match.push('ip', 'saddr', rule.remoteIpPrefix);
+  }
+  if (rule.protocol !== null) {
+    const proto = PROTOCOLS[rule.protocol.toLowerCase()];
+    if (!proto) return undefined;
+    if (proto === 'icmp') match.push('ip', 'protocol', 'icmp');
+    else {
+      match.push('meta', 'l4proto', proto);
+      if (rule.portMin !== null || rule.portMax !== null) {
+        const lo = port(rule.portMin ?? 0, `rule ${rule.id}: port_range_min`);
+        const hi = port(rule.portMax ?? 65535, `rule ${rule.id}: port_range_max`);
+        match.push(`${proto}`, 'dport', lo === hi ? String(lo) : `${lo}-${hi}`);
+      }
+    }
+  }
+  return `add rule inet ${table} ingress_rules ${match.join(' ')} accept comment "${rule.id}"`;
+}
+
+/**
+ * Replaces every rule of the bastion's gate in one nft transaction: a login never sees a
+ * half-applied set, and established sessions survive (conntrack), as with a stateful group.
+ */
+export async function replaceIngressRules(ns: string, table: string, rules: readonly GateRule[]): Promise<void> {
+  const lines = [`flush chain inet ${table} ingress_rules`];
+  for (const rule of rules) {
+    const line = nftRule(table, rule);
+    if (line) lines.push(line);
+  }
+  await nftIn(ns, ['-f', '-'], `${lines.join('\n')}\n`);
 }

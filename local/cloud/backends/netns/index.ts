@@ -1,99 +1,116 @@
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { NetworkSpec, SecurityGroupSpec, VmSpec } from '../../../../core/deployment/schema.ts';
-import { NAME_PATTERN } from '../../../../core/deployment/schema.ts';
-import { ErrorName, StepError } from '../../../../core/errors.ts';
-import type { BastionInfo, VmInfo } from '../../../../core/ports.ts';
-import type { CloudBackend, CloudScope } from '../../../cloud-backend.ts';
-import { parseUserData, vmBootPaths, writeBootScript, type VmBootPaths } from './cloudInit.ts';
-import { addIngressRule, deleteIngressRule, installTable } from './firewall.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BastionAccess, BastionSpec, Hypervisor, ServerSpec } from '../../../cloud-backend.ts';
+import { installKeysCommand, KEYS_COMMAND_ROOT, publishAccess, removeKeysCommand, type KeysCommand } from './accessKeys.ts';
+import { parseUserData, vmBootPaths, writeBootScript, type CloudConfig, type VmBootPaths } from './cloudInit.ts';
+import { installTable, replaceIngressRules } from './firewall.ts';
+import { contains, isIpv4, overlaps, parseCidr, type Cidr } from './ipv4.ts';
 import { exposeLoopbackPort, type LoopbackPort } from './loopbackPorts.ts';
-import { FIRST_VM_SLOT, LAST_VM_SLOT, layoutFor, type Layout } from './names.ts';
-import { createNamespace, createVethPair, deleteNamespace, ipIn, listNamespaces } from './namespaces.ts';
+import { writeAliasedPasswd } from './logins.ts';
+import { layoutFor, MAX_INDEX, type Layout } from './names.ts';
+import { createNamespace, createVethPair, deleteNamespace, ipIn, killNamespaceProcesses, listNamespaces } from './namespaces.ts';
 import { run } from './run.ts';
-import {
-  ensurePrivsepDir,
-  exited,
-  generateHostKey,
-  renderSshdConfig,
-  spawnInNamespace,
-  sshdFiles,
-  waitForPidFile,
-  type SshdFiles,
-} from './sshd.ts';
+import { ensureHostKey, ensurePrivsepDir, exited, renderSshdConfig, spawnInNamespace, sshdFiles, waitForPidFile, type SshdFiles } from './sshd.ts';
 
 export { layoutFor, type Layout } from './names.ts';
 
-export interface NetnsBackendOptions {
-  /** Where per-run files live (host keys, sshd configs, VM homes). Not under /root, /srv or /var/log: VMs mount their own there. */
+export interface NetnsHypervisorOptions {
+  /** Where servers' disks live (host keys, homes, logs). Not under /root, /srv or /var/log: VMs mount their own there. */
   stateDir: string;
-  /** Unique per run ('ctd' + 4 hex, say): part of every namespace, interface and nftables table name. */
+  /** Unique per engine ('ctd' + 4 hex, say): part of every namespace, interface, nftables table and /run directory. */
   prefix: string;
-  /** A /16 (A.B.0.0/16) used only inside this run's namespaces; default 10.213.0.0/16. */
+  /** A /16 (A.B.0.0/16) for the engine side and floating IPs, used only inside these namespaces; default 10.213.0.0/16. */
   subnet?: string;
-  /** Milliseconds to wait for the bastion's sshd; default 5000. */
+  /** Milliseconds to wait for a bastion's sshd or a VM's first boot step; default 5000. */
   readyTimeoutMs?: number;
+  /** Parent of the per-run AuthorizedKeysCommand directory; default /run/ctd-netns (must be root-owned, not group/world-writable). */
+  keysCommandRoot?: string;
+  /** Login names that mean root on every bastion and VM (see logins.ts); default ['ctd'], the local cloud's user. */
+  loginAliases?: string[];
 }
 
-/** The login user on the bastion and on every VM: root inside the namespaces (see docs in README of this folder). */
+/** The login user on every bastion and VM: root inside the namespaces (no user is created on the machine); aliases such as `ctd` map to it. */
 export const NETNS_USER = 'root';
 
+interface NetworkState {
+  index: number;
+  subnetId: string;
+  networkId: string;
+  cidr: Cidr;
+  gatewayIp: string;
+  servers: Set<string>;
+}
+
+interface ProjectState {
+  index: number;
+  projectId: string;
+  ns: string;
+  networks: Map<string, NetworkState>;
+  bastionId?: string;
+}
+
+interface BastionState {
+  kind: 'bastion';
+  id: string;
+  project: ProjectState;
+  address: string;
+  files: SshdFiles;
+  hostKey: string;
+  child: ChildProcess;
+  keys: KeysCommand;
+}
+
 interface VmState {
-  scopeKey: string;
-  name: string;
+  kind: 'vm';
+  id: string;
+  project: ProjectState;
+  network: NetworkState;
   slot: number;
+  fixedIp: string;
   hostKey: string;
   paths: VmBootPaths;
-  pidFile: string;
-  child: ChildProcess;
-  publicKeys: string[];
+  child?: ChildProcess;
 }
 
-interface RuleState {
-  scopeKey: string;
-  securityGroup: string;
-  handle: number;
-}
+type ServerState = BastionState | VmState;
 
-const STATE_FILE = 'netns-backend.json';
-const scopeKeyOf = (s: CloudScope): string => `${s.tenantId}/${s.deploymentId}`;
-const provisioning = (message: string): StepError => new StepError(ErrorName.ProvisioningError, message);
+const STATE_FILE = 'netns-hypervisor.json';
+/** Server ids become directory names: the front's uuids fit, nothing that could climb out does. */
+const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
 /**
- * The realistic local cloud: the bastion and each VM are network namespaces running real
- * OpenSSH, the bastion's security group is an nftables table and its forwarding switch is
- * `AllowTcpForwarding` + SIGHUP. The engine side is the `<prefix>-host` namespace: step
- * sandboxes run there ({@link NetnsBackend.sandboxCommandPrefix}), so a step reaches the
- * bastion's public address and nothing else, and reaches the engine's loopback services only
- * through ports exposed with {@link NetnsBackend.exposeLoopbackPorts}.
+ * The realistic hypervisor of the local cloud (Linux, root). Each project is a network
+ * namespace holding its bastion (real OpenSSH at its floating IP, an nftables table for the
+ * ingress rules of its security groups, an `AuthorizedKeysCommand` for the `ctd-access-*`
+ * keys) and one bridge per subnet, whose gateway address is the bastion's side. Each server is
+ * a namespace of its own running OpenSSH as PID 1 of a private PID namespace, with the subnet's
+ * fixed IP. `ip_forward=0` in the project namespace and no route from the engine side to any
+ * subnet: only SSH forwarding through the bastion, as the gate allows, reaches a server.
  *
- * Keys: a VM's `ssh_authorized_keys` go to root's authorized_keys inside the VM (its private
- * /root). The bastion accepts a deployment's keys from the moment that deployment's first VM is
- * created until its last VM is deleted, with `restrict,port-forwarding` (jump host only).
- *
- * Restart: nothing survives `stop()`; `start()` first removes leftovers of a previous run with
- * the same prefix (or the prefix recorded in the state dir) and then starts empty.
+ * The engine side is `<prefix>-host`: step sandboxes run there ({@link sandboxCommandPrefix})
+ * with the egress address as their source. See README.md in this folder.
  */
-export class NetnsBackend implements CloudBackend {
+export class NetnsHypervisor implements Hypervisor {
   readonly kind = 'netns' as const;
   readonly layout: Layout;
   private readonly stateDir: string;
-  private readonly runDir: string;
+  private readonly keysRoot: string;
   private readonly readyTimeoutMs: number;
-  private bastion?: { files: SshdFiles; hostKey: string; child: ChildProcess; forwarding: boolean };
-  private readonly bastionKeys = new Map<string, Set<string>>();
-  private readonly rules = new Map<string, RuleState>();
-  private readonly networks = new Map<string, Set<string>>();
-  private readonly securityGroups = new Map<string, Set<string>>();
-  private readonly vms = new Map<string, VmState>();
+  private readonly loginAliases: string[];
+  private started = false;
+  private readonly projects = new Map<string, ProjectState>();
+  private readonly servers = new Map<string, ServerState>();
+  private readonly pending = new Map<string, Promise<{ hostKey: string; port?: number }>>();
   private readonly loopback = new Map<number, LoopbackPort>();
-  /** Serialises writes of the bastion's authorized_keys and sshd config. */
-  private bastionWrites: Promise<unknown> = Promise.resolve();
+  private counter = 0;
+  /** Serialises namespace and bridge plumbing: concurrent boots in one project share it. */
+  private plumbing: Promise<unknown> = Promise.resolve();
 
-  constructor(opts: NetnsBackendOptions) {
+  constructor(opts: NetnsHypervisorOptions) {
     this.layout = layoutFor(opts.prefix, opts.subnet);
     this.stateDir = resolve(opts.stateDir);
     for (const hidden of ['/root', '/srv', '/var/log']) {
@@ -101,8 +118,13 @@ export class NetnsBackend implements CloudBackend {
         throw new Error(`netns stateDir must not be under ${hidden}: each VM mounts its own ${hidden}`);
       }
     }
-    this.runDir = join(this.stateDir, this.layout.prefix);
+    this.keysRoot = join(opts.keysCommandRoot ?? KEYS_COMMAND_ROOT, this.layout.prefix);
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 5000;
+    this.loginAliases = opts.loginAliases ?? ['ctd'];
+  }
+
+  private get passwdFile(): string {
+    return join(this.keysRoot, 'passwd');
   }
 
   /** Prepend to a sandbox command so it runs in the engine-side namespace. */
@@ -115,39 +137,24 @@ export class NetnsBackend implements CloudBackend {
     this.requireStarted();
     for (const port of ports) {
       if (this.loopback.has(port)) continue;
-      this.loopback.set(port, await exposeLoopbackPort(this.layout.hostNs, port, join(this.runDir, 'lo')));
+      this.loopback.set(port, await exposeLoopbackPort(this.layout.hostNs, port, join(this.stateDir, `lo-${this.layout.prefix}`)));
     }
   }
 
   async start(): Promise<void> {
-    if (this.bastion) return;
+    if (this.started) return;
     await this.cleanupLeftovers();
     const L = this.layout;
     try {
-      await mkdir(this.runDir, { recursive: true, mode: 0o700 });
+      await mkdir(join(this.stateDir, 'servers'), { recursive: true, mode: 0o700 });
       await ensurePrivsepDir();
+      await mkdir(this.keysRoot, { recursive: true, mode: 0o755 });
+      await writeAliasedPasswd(this.passwdFile, this.loginAliases);
       await createNamespace(L.hostNs);
-      await createNamespace(L.bastionNs);
-      await createVethPair({ ns: L.hostNs, name: L.hostIf, peerNs: L.bastionNs, peerName: L.bastionPublicIf });
-      await ipIn(L.hostNs, 'addr', 'add', `${L.hostAddress}/${L.publicPrefixLength}`, 'dev', L.hostIf);
-      await ipIn(L.hostNs, 'link', 'set', L.hostIf, 'up');
-      await ipIn(L.bastionNs, 'addr', 'add', `${L.bastionPublicAddress}/${L.publicPrefixLength}`, 'dev', L.bastionPublicIf);
-      await ipIn(L.bastionNs, 'link', 'set', L.bastionPublicIf, 'up');
-      await ipIn(L.bastionNs, 'link', 'add', L.bridge, 'type', 'bridge');
-      await ipIn(L.bastionNs, 'addr', 'add', `${L.bastionPrivateAddress}/${L.privatePrefixLength}`, 'dev', L.bridge);
-      await ipIn(L.bastionNs, 'link', 'set', L.bridge, 'up');
-      // Only SSH forwarding may cross the bastion, never routed packets.
-      await run('ip', ['netns', 'exec', L.bastionNs, 'sysctl', '-qw', 'net.ipv4.ip_forward=0']);
-      await installTable(L.bastionNs, L.table, L.bastionPublicIf);
-
-      const files = sshdFiles(join(this.runDir, 'bastion'));
-      const hostKey = await generateHostKey(files);
-      await writeFile(join(files.dir, 'authorized_keys'), '', { mode: 0o600 });
-      await writeFile(files.config, this.bastionConfig(files, false));
-      const child = spawnInNamespace(L.bastionNs, ['/usr/sbin/sshd', '-D', '-f', files.config, '-E', files.log]);
-      this.bastion = { files, hostKey, child, forwarding: false };
-      await waitForPidFile(files.pidFile, child, this.readyTimeoutMs, 'bastion sshd');
+      // The egress address sits on loopback; each bastion's veth gets a /32 route with it as source.
+      await ipIn(L.hostNs, 'addr', 'add', `${L.egressAddress}/32`, 'dev', 'lo');
       await writeFile(join(this.stateDir, STATE_FILE), JSON.stringify({ prefix: L.prefix }));
+      this.started = true;
     } catch (e) {
       await this.stop();
       throw e;
@@ -157,228 +164,367 @@ export class NetnsBackend implements CloudBackend {
   async stop(): Promise<void> {
     for (const lo of this.loopback.values()) await lo.close();
     this.loopback.clear();
-    await Promise.all([...this.vms.values()].map((vm) => this.destroyVm(vm)));
-    this.vms.clear();
-    const children = this.bastion ? [this.bastion.child] : [];
-    await deleteNamespace(this.layout.bastionNs);
+    await Promise.allSettled([...this.pending.values()]);
+    const vms = [...this.servers.values()].filter((s): s is VmState => s.kind === 'vm');
+    await Promise.all(vms.map((vm) => this.killVm(vm)));
+    for (const project of this.projects.values()) await deleteNamespace(project.ns);
+    const bastions = [...this.servers.values()].filter((s): s is BastionState => s.kind === 'bastion');
+    await Promise.all(bastions.map((b) => exited(b.child)));
     await deleteNamespace(this.layout.hostNs);
-    await Promise.all(children.map(exited));
-    this.bastion = undefined;
-    this.bastionKeys.clear();
-    this.rules.clear();
-    this.networks.clear();
-    this.securityGroups.clear();
-    await rm(this.runDir, { recursive: true, force: true });
+    await removeKeysCommand(this.keysRoot);
+    await rm(join(this.stateDir, `lo-${this.layout.prefix}`), { recursive: true, force: true });
     await rm(join(this.stateDir, STATE_FILE), { force: true });
+    this.servers.clear();
+    this.projects.clear();
+    this.started = false;
   }
 
-  async describeBastion(_securityGroup: string): Promise<BastionInfo> {
-    const bastion = this.requireStarted();
-    return { address: this.layout.bastionPublicAddress, port: 22, hostKey: bastion.hostKey };
+  async egressAddress(): Promise<string> {
+    return this.layout.egressAddress;
   }
 
-  async egressCidr(): Promise<string> {
-    return `${this.layout.hostAddress}/32`;
+  startBastion(spec: BastionSpec, opts: { restore: boolean }): Promise<{ hostKey: string; port: number }> {
+    return this.once(spec.id, async () => ({ hostKey: await this.bootBastion(spec, opts), port: 22 })) as Promise<{ hostKey: string; port: number }>;
   }
 
-  async addBastionRule(
-    scope: CloudScope,
-    input: { securityGroup: string; cidr: string; port: number; description: string },
-  ): Promise<{ ruleId: string }> {
-    this.requireStarted();
-    const ruleId = `sgr-${randomBytes(6).toString('hex')}`;
-    try {
-      const handle = await addIngressRule(this.layout.bastionNs, this.layout.table, { cidr: input.cidr, port: input.port, comment: ruleId });
-      this.rules.set(ruleId, { scopeKey: scopeKeyOf(scope), securityGroup: input.securityGroup, handle });
-    } catch (e) {
-      throw provisioning(`adding the bastion rule failed: ${(e as Error).message}`);
-    }
-    return { ruleId };
-  }
-
-  async deleteBastionRule(scope: CloudScope, input: { securityGroup: string; ruleId: string }): Promise<void> {
-    this.requireStarted();
-    const rule = this.rules.get(input.ruleId);
-    // Deleting a rule that is already gone succeeds: bastion-close must be safe to repeat.
-    if (!rule) return;
-    // Rules belong to the tenant (a cloud project), as in the ssh2 backend: the delete call names no deployment.
-    if (!rule.scopeKey.startsWith(`${scope.tenantId}/`)) throw provisioning(`rule ${input.ruleId} belongs to another tenant`);
-    try {
-      await deleteIngressRule(this.layout.bastionNs, this.layout.table, rule.handle);
-    } catch (e) {
-      throw provisioning(`deleting the bastion rule failed: ${(e as Error).message}`);
-    }
-    this.rules.delete(input.ruleId);
-  }
-
-  async setBastionForwarding(input: { securityGroup: string; enabled: boolean }): Promise<void> {
-    const bastion = this.requireStarted();
-    if (bastion.forwarding === input.enabled) return;
-    await this.serialiseBastion(async () => {
-      bastion.forwarding = input.enabled;
-      await writeFile(bastion.files.config, this.bastionConfig(bastion.files, input.enabled));
-      await this.reloadBastion();
+  async setBastionAccess(bastionId: string, access: BastionAccess): Promise<void> {
+    await this.pending.get(bastionId)?.catch(() => undefined);
+    const bastion = this.servers.get(bastionId);
+    if (!bastion || bastion.kind !== 'bastion') throw new Error(`netns: no bastion ${bastionId} runs here`);
+    // Keys and rules of one bastion change one at a time, in the order the front computed them.
+    await this.serialise(async () => {
+      await publishAccess(bastion.keys.dir, access.logins);
+      await replaceIngressRules(bastion.project.ns, this.layout.table, access.ingress);
     });
   }
 
-  async createNetwork(scope: CloudScope, spec: NetworkSpec): Promise<void> {
-    // Every VM sits on the bastion's one bridge; a network is bookkeeping only.
-    add(this.networks, scopeKeyOf(scope), spec.name);
+  startServer(spec: ServerSpec, opts: { restore: boolean }): Promise<{ hostKey: string }> {
+    return this.once(spec.id, async () => ({ hostKey: await this.bootVm(spec, opts) }));
   }
 
-  async deleteNetwork(scope: CloudScope, name: string): Promise<void> {
-    const key = scopeKeyOf(scope);
-    const inUse = [...this.vms.values()].some((vm) => vm.scopeKey === key);
-    if (inUse && this.networks.get(key)?.has(name)) throw provisioning(`network ${name} still has VMs`);
-    this.networks.get(key)?.delete(name);
+  async deleteServer(serverId: string): Promise<void> {
+    await this.pending.get(serverId)?.catch(() => undefined);
+    const server = this.servers.get(serverId);
+    if (server?.kind === 'bastion') await this.removeBastion(server);
+    else if (server?.kind === 'vm') await this.removeVm(server);
+    // The disk goes with the server, also one left by an earlier run (a delete after a restart).
+    if (SERVER_ID.test(serverId)) await rm(this.diskOf(serverId), { recursive: true, force: true });
   }
 
-  async createSecurityGroup(scope: CloudScope, spec: SecurityGroupSpec): Promise<void> {
-    add(this.securityGroups, scopeKeyOf(scope), spec.name);
+  /** The namespace a server (VM) runs in: tests use it to cut a VM off or look inside. */
+  serverNamespace(serverId: string): string | undefined {
+    const s = this.servers.get(serverId);
+    return s?.kind === 'vm' ? this.layout.vmNs(s.slot) : s?.kind === 'bastion' ? s.project.ns : undefined;
   }
 
-  async deleteSecurityGroup(scope: CloudScope, name: string): Promise<void> {
-    this.securityGroups.get(scopeKeyOf(scope))?.delete(name);
+  /** The project's namespace (its bastion's sshd and nftables table live there). */
+  projectNamespace(projectId: string): string | undefined {
+    return this.projects.get(projectId)?.ns;
   }
 
-  async createVm(scope: CloudScope, spec: VmSpec, userData: string): Promise<VmInfo> {
+  // ---- bastions ---------------------------------------------------------------------------
+
+  private async bootBastion(spec: BastionSpec, opts: { restore: boolean }): Promise<string> {
     this.requireStarted();
-    if (!NAME_PATTERN.test(spec.name)) throw provisioning(`invalid VM name ${spec.name}`);
-    const scopeKey = scopeKeyOf(scope);
-    const key = `${scopeKey}/${spec.name}`;
-    if (this.vms.has(key)) throw provisioning(`VM ${spec.name} already exists`);
-    let config;
-    try {
-      config = parseUserData(userData);
-    } catch (e) {
-      throw provisioning(`VM ${spec.name}: invalid user data: ${(e as Error).message}`);
-    }
-    const slot = this.freeSlot();
+    checkServerId(spec.id);
+    this.checkFloating(spec.address);
     const L = this.layout;
-    const ns = L.vmNs(slot);
-    const paths = vmBootPaths(join(this.runDir, `vm${slot}`));
-    const files = sshdFiles(join(paths.dir, 'sshd'));
-    // Claim the slot before the first await so concurrent creations never share one.
-    const vm: VmState = { scopeKey, name: spec.name, slot, hostKey: '', paths, pidFile: files.pidFile, child: undefined as never, publicKeys: config.sshAuthorizedKeys };
-    this.vms.set(key, vm);
+    const files = sshdFiles(join(this.diskOf(spec.id), 'sshd'));
+    if (!opts.restore) await rm(this.diskOf(spec.id), { recursive: true, force: true });
+    const hostKey = await ensureHostKey(files);
+    const project = await this.serialise(async () => {
+      const p = await this.ensureProject(spec.projectId);
+      if (p.bastionId !== undefined) throw new Error(`netns: project ${spec.projectId} already has bastion ${p.bastionId}; one bastion per project`);
+      for (const n of p.networks.values()) {
+        if (contains(n.cidr, spec.address)) throw new Error(`netns: floating IP ${spec.address} lies in subnet ${n.cidr.text} of the project`);
+      }
+      p.bastionId = spec.id;
+      return p;
+    });
+    const n = project.index;
     try {
-      vm.hostKey = await generateHostKey(files);
-      await writeFile(files.config, renderSshdConfig(files, { authorizedKeysFile: '.ssh/authorized_keys', allowTcpForwarding: false }));
+      await createVethPair({ ns: L.hostNs, name: L.hostIf(n), peerNs: project.ns, peerName: L.publicIf(n) });
+      await ipIn(L.hostNs, 'link', 'set', L.hostIf(n), 'up');
+      await ipIn(L.hostNs, 'route', 'add', `${spec.address}/32`, 'dev', L.hostIf(n), 'src', L.egressAddress);
+      await ipIn(project.ns, 'addr', 'add', `${spec.address}/32`, 'dev', L.publicIf(n));
+      await ipIn(project.ns, 'link', 'set', L.publicIf(n), 'up');
+      await ipIn(project.ns, 'route', 'add', `${L.egressAddress}/32`, 'dev', L.publicIf(n));
+      // Closed until setBastionAccess: the table drops every new connection from the public side.
+      await installTable(project.ns, L.table, L.publicIf(n));
+      const keys = await installKeysCommand(join(this.keysRoot, `p${n}`));
+      await writeFile(
+        files.config,
+        renderSshdConfig(files, { listenAddress: spec.address, authorizedKeysFile: 'none', keysCommand: keys, allowTcpForwarding: true }),
+      );
+      const passwd = join(keys.dir, 'passwd');
+      await writeAliasedPasswd(passwd, [...this.loginAliases, spec.user]);
+      // A private mount namespace so the bastion's sshd sees the login aliases; unshare and sh exec in place, the child is sshd.
+      const child = spawnInNamespace(project.ns, [
+        'unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c', 'mount --bind "$0" /etc/passwd && exec /usr/sbin/sshd -D -f "$1" -E "$2"',
+        passwd, files.config, files.log,
+      ]);
+      const bastion: BastionState = { kind: 'bastion', id: spec.id, project, address: spec.address, files, hostKey, child, keys };
+      this.servers.set(spec.id, bastion);
+      await waitForPidFile(files.pidFile, child, this.readyTimeoutMs, `bastion ${spec.id} sshd`);
+      return hostKey;
+    } catch (e) {
+      const bastion = this.servers.get(spec.id);
+      if (bastion?.kind === 'bastion') await this.removeBastion(bastion);
+      else await this.unplugBastion(project);
+      throw e;
+    }
+  }
+
+  private async removeBastion(bastion: BastionState): Promise<void> {
+    this.servers.delete(bastion.id);
+    // Everything running in the project namespace belongs to the bastion: its sshd, sessions, key lookups.
+    await killNamespaceProcesses(bastion.project.ns);
+    await exited(bastion.child);
+    await this.unplugBastion(bastion.project);
+  }
+
+  private async unplugBastion(project: ProjectState): Promise<void> {
+    const L = this.layout;
+    await this.serialise(async () => {
+      // The veth pair goes as one; the route and address go with it.
+      await run('ip', ['-n', L.hostNs, 'link', 'del', L.hostIf(project.index)], { allowFailure: true });
+      await run('ip', ['netns', 'exec', project.ns, 'nft', 'delete', 'table', 'inet', L.table], { allowFailure: true });
+      await removeKeysCommand(join(this.keysRoot, `p${project.index}`));
+      project.bastionId = undefined;
+      await this.dropProjectIfEmpty(project);
+    });
+  }
+
+  private checkFloating(address: string): void {
+    if (!isIpv4(address)) throw new Error(`netns: floating IP "${address}" is not an IPv4 address`);
+    if (address.startsWith('127.')) {
+      throw new Error(`netns: floating IP ${address} is a loopback address, which cannot cross network namespaces; give netns bastions floating IPs from ${this.layout.floatingRange.cidr}`);
+    }
+    if (address === this.layout.egressAddress) throw new Error(`netns: floating IP ${address} is the engine's egress address`);
+    for (const s of this.servers.values()) {
+      if (s.kind === 'bastion' && s.address === address) throw new Error(`netns: floating IP ${address} is already bastion ${s.id}'s`);
+    }
+  }
+
+  // ---- servers ----------------------------------------------------------------------------
+
+  private async bootVm(spec: ServerSpec, opts: { restore: boolean }): Promise<string> {
+    this.requireStarted();
+    checkServerId(spec.id);
+    const hostname = HOSTNAME.test(spec.name) ? spec.name : `host-${spec.id.slice(0, 8)}`;
+    const cidr = parseCidr(spec.network.cidr);
+    if (!contains(cidr, spec.fixedIp)) throw new Error(`netns: fixed IP ${spec.fixedIp} is not in subnet ${spec.network.cidr}`);
+    if (spec.network.gatewayIp === null) {
+      throw new Error(`netns: subnet ${spec.network.subnetId} has no gateway_ip; the netns hypervisor puts the bastion's side of each subnet at its gateway`);
+    }
+    if (!contains(cidr, spec.network.gatewayIp)) throw new Error(`netns: gateway ${spec.network.gatewayIp} is not in subnet ${spec.network.cidr}`);
+    if (spec.fixedIp === spec.network.gatewayIp) throw new Error(`netns: fixed IP ${spec.fixedIp} is the subnet's gateway`);
+
+    const paths = vmBootPaths(this.diskOf(spec.id));
+    if (!opts.restore) await rm(paths.dir, { recursive: true, force: true });
+    const files = sshdFiles(join(paths.dir, 'sshd'));
+    const hostKey = await ensureHostKey(files);
+    await writeFile(files.config, renderSshdConfig(files, { authorizedKeysFile: '.ssh/authorized_keys', allowTcpForwarding: false }));
+
+    const L = this.layout;
+    const vm = await this.serialise(async () => {
+      const project = await this.ensureProject(spec.projectId);
+      const network = await this.ensureNetwork(project, spec, cidr);
+      const state: VmState = { kind: 'vm', id: spec.id, project, network, slot: this.nextIndex(), fixedIp: spec.fixedIp, hostKey, paths };
+      network.servers.add(spec.id);
+      this.servers.set(spec.id, state);
+      return state;
+    });
+    const ns = L.vmNs(vm.slot);
+    try {
       await createNamespace(ns);
-      await createVethPair({ ns: L.bastionNs, name: L.vmBridgeIf(slot), peerNs: ns, peerName: L.vmIf(slot) });
-      await ipIn(L.bastionNs, 'link', 'set', L.vmBridgeIf(slot), 'master', L.bridge, 'up');
-      await ipIn(ns, 'addr', 'add', `${L.vmAddress(slot)}/${L.privatePrefixLength}`, 'dev', L.vmIf(slot));
-      await ipIn(ns, 'link', 'set', L.vmIf(slot), 'up');
-      // A reused slot has a new MAC: the bastion's cached neighbour entry would blackhole its SSH for a minute or more.
-      await ipIn(L.bastionNs, 'neigh', 'flush', 'to', L.vmAddress(slot));
-      await this.updateBastionKeys();
-      const script = await writeBootScript(paths, spec.name, config);
+      await createVethPair({ ns: vm.project.ns, name: L.vmBridgeIf(vm.slot), peerNs: ns, peerName: L.vmIf(vm.slot) });
+      await ipIn(vm.project.ns, 'link', 'set', L.vmBridgeIf(vm.slot), 'master', L.bridge(vm.network.index), 'up');
+      await ipIn(ns, 'addr', 'add', `${spec.fixedIp}/${cidr.bits}`, 'dev', L.vmIf(vm.slot));
+      await ipIn(ns, 'link', 'set', L.vmIf(vm.slot), 'up');
+      await ipIn(ns, 'route', 'add', 'default', 'via', spec.network.gatewayIp);
+      // A reused fixed IP has a new MAC: a cached neighbour entry would blackhole its SSH for a minute or more.
+      await ipIn(vm.project.ns, 'neigh', 'flush', 'to', spec.fixedIp);
+      const script = await writeBootScript(paths, hostname, opts.restore ? undefined : await this.userDataOf(spec, paths), { passwdFile: this.passwdFile });
       vm.child = spawnInNamespace(ns, [
         'unshare', '--mount', '--uts', '--pid', '--fork', '--kill-child', '--mount-proc', '--propagation', 'private', '/bin/sh', script,
       ]);
+      await this.waitRunning(vm);
+      return hostKey;
     } catch (e) {
-      await this.destroyVm(vm);
-      this.vms.delete(key);
-      throw provisioning(`creating VM ${spec.name} failed: ${(e as Error).message}`);
+      await this.removeVm(vm);
+      throw new Error(`netns: server ${spec.id} (${spec.name}) did not start: ${(e as Error).message}`);
     }
-    return this.vmInfo(vm);
   }
 
-  async deleteVm(scope: CloudScope, name: string): Promise<void> {
-    const key = `${scopeKeyOf(scope)}/${name}`;
-    const vm = this.vms.get(key);
-    // Deleting a VM that does not exist succeeds, so deprovision can be repeated.
-    if (!vm) return;
-    await this.destroyVm(vm);
-    this.vms.delete(key);
-    await this.updateBastionKeys();
+  /** Invalid user data does not stop a real VM from booting: cloud-init logs the error and applies nothing. */
+  private async userDataOf(spec: ServerSpec, paths: VmBootPaths): Promise<CloudConfig> {
+    try {
+      return parseUserData(spec.userData);
+    } catch (e) {
+      await mkdir(paths.log, { recursive: true });
+      await appendFile(join(paths.log, 'cloud-init-output.log'), `cloud-init: user data ignored: ${(e as Error).message}\n`);
+      return { bootcmd: [], sshAuthorizedKeys: [], writeFiles: [], runcmd: [] };
+    }
   }
 
-  async describeVms(scope: CloudScope): Promise<VmInfo[]> {
-    const key = scopeKeyOf(scope);
-    return [...this.vms.values()].filter((vm) => vm.scopeKey === key).map((vm) => this.vmInfo(vm));
+  /** The machine runs once its init has its own mounts; the user data may still be running. */
+  private async waitRunning(vm: VmState): Promise<void> {
+    const deadline = Date.now() + this.readyTimeoutMs;
+    while (!existsSync(vm.paths.running)) {
+      const child = vm.child!;
+      if (child.exitCode !== null || child.signalCode !== null) {
+        const log = await readFile(join(vm.paths.log, 'cloud-init-output.log'), 'utf8').catch(() => '');
+        throw new Error(`its init exited (${child.exitCode ?? child.signalCode}) ${log.trim().split('\n').slice(-3).join(' | ')}`);
+      }
+      if (Date.now() > deadline) throw new Error(`not running after ${this.readyTimeoutMs} ms`);
+      await sleep(10);
+    }
   }
 
-  /** The namespace a VM lives in (tests use it to cut a VM off or inspect it). */
-  vmNamespace(scope: CloudScope, name: string): string | undefined {
-    const vm = this.vms.get(`${scopeKeyOf(scope)}/${name}`);
-    return vm ? this.layout.vmNs(vm.slot) : undefined;
-  }
-
-  private vmInfo(vm: VmState): VmInfo {
-    const gone = !vm.child || vm.child.exitCode !== null || vm.child.signalCode !== null;
-    const status = gone ? 'error' : existsSync(vm.pidFile) ? 'active' : 'building';
-    return { name: vm.name, address: this.layout.vmAddress(vm.slot), port: 22, hostKey: vm.hostKey, status };
-  }
-
-  private freeSlot(): number {
-    const used = new Set([...this.vms.values()].map((vm) => vm.slot));
-    for (let slot = FIRST_VM_SLOT; slot <= LAST_VM_SLOT; slot++) if (!used.has(slot)) return slot;
-    throw provisioning(`no free VM address (at most ${LAST_VM_SLOT - FIRST_VM_SLOT + 1} VMs)`);
-  }
-
-  private async destroyVm(vm: VmState): Promise<void> {
+  private async killVm(vm: VmState): Promise<void> {
+    // sshd is PID 1 of the VM's PID namespace: ending the namespace's processes ends every process of the VM.
     await deleteNamespace(this.layout.vmNs(vm.slot));
     if (vm.child) await exited(vm.child);
-    await rm(vm.paths.dir, { recursive: true, force: true });
+  }
+
+  private async removeVm(vm: VmState): Promise<void> {
+    if (this.servers.get(vm.id) === vm) this.servers.delete(vm.id);
+    await this.killVm(vm);
+    await this.serialise(async () => {
+      vm.network.servers.delete(vm.id);
+      if (vm.network.servers.size === 0) {
+        await run('ip', ['-n', vm.project.ns, 'link', 'del', this.layout.bridge(vm.network.index)], { allowFailure: true });
+        vm.project.networks.delete(vm.network.subnetId);
+      }
+      await this.dropProjectIfEmpty(vm.project);
+    });
+  }
+
+  // ---- projects and subnets (called under the plumbing lock) ---------------------------------
+
+  private async ensureProject(projectId: string): Promise<ProjectState> {
+    const known = this.projects.get(projectId);
+    if (known) return known;
+    const index = this.nextIndex();
+    const project: ProjectState = { index, projectId, ns: this.layout.projectNs(index), networks: new Map() };
+    await createNamespace(project.ns);
+    // Only SSH forwarding may cross the bastion, never routed packets.
+    await run('ip', ['netns', 'exec', project.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=0']);
+    this.projects.set(projectId, project);
+    return project;
+  }
+
+  private async dropProjectIfEmpty(project: ProjectState): Promise<void> {
+    if (project.bastionId !== undefined || project.networks.size > 0) return;
+    if ([...this.servers.values()].some((s) => s.project === project)) return;
+    this.projects.delete(project.projectId);
+    await deleteNamespace(project.ns);
   }
 
   /**
-   * The bastion accepts the keys of every deployment that has VMs: a jump host only
-   * (`restrict,port-forwarding`: no shell session features, no agent or X11).
+   * The subnet's bridge in the project namespace, the bastion holding its gateway address.
+   * All of a project's subnets meet in that one namespace, so overlapping CIDRs would collide
+   * there: they are refused, naming both subnets.
    */
-  private async updateBastionKeys(): Promise<void> {
-    const bastion = this.requireStarted();
-    const keys = new Set<string>();
-    for (const vm of this.vms.values()) for (const k of vm.publicKeys) keys.add(k);
-    const text = [...keys].map((k) => `restrict,port-forwarding ${k}\n`).join('');
-    await this.serialiseBastion(() => writeFile(join(bastion.files.dir, 'authorized_keys'), text, { mode: 0o600 }));
+  private async ensureNetwork(project: ProjectState, spec: ServerSpec, cidr: Cidr): Promise<NetworkState> {
+    const known = project.networks.get(spec.network.subnetId);
+    if (known) {
+      if (known.cidr.base !== cidr.base || known.cidr.bits !== cidr.bits || known.gatewayIp !== spec.network.gatewayIp) {
+        throw new Error(`netns: subnet ${spec.network.subnetId} is live as ${known.cidr.text} (gateway ${known.gatewayIp}), not ${spec.network.cidr} (gateway ${spec.network.gatewayIp})`);
+      }
+      return known;
+    }
+    for (const other of project.networks.values()) {
+      if (overlaps(other.cidr, cidr)) {
+        throw new Error(
+          `netns: subnet ${spec.network.subnetId} (${spec.network.cidr}) overlaps live subnet ${other.subnetId} (${other.cidr.text}) of the same project; ` +
+            'the netns hypervisor joins all of a project\'s subnets at its bastion, so their CIDRs must not overlap',
+        );
+      }
+    }
+    const L = this.layout;
+    for (const reserved of [L.egressAddress, ...this.bastionAddresses(project)]) {
+      if (contains(cidr, reserved)) throw new Error(`netns: subnet ${spec.network.cidr} contains ${reserved}, an address of the public side`);
+    }
+    const network: NetworkState = {
+      index: this.nextIndex(),
+      subnetId: spec.network.subnetId,
+      networkId: spec.network.id,
+      cidr,
+      gatewayIp: spec.network.gatewayIp!,
+      servers: new Set(),
+    };
+    const bridge = L.bridge(network.index);
+    await ipIn(project.ns, 'link', 'add', bridge, 'type', 'bridge');
+    await ipIn(project.ns, 'addr', 'add', `${network.gatewayIp}/${cidr.bits}`, 'dev', bridge);
+    await ipIn(project.ns, 'link', 'set', bridge, 'up');
+    project.networks.set(network.subnetId, network);
+    return network;
   }
 
-  private bastionConfig(files: SshdFiles, forwarding: boolean): string {
-    return renderSshdConfig(files, { authorizedKeysFile: join(files.dir, 'authorized_keys'), allowTcpForwarding: forwarding });
+  private bastionAddresses(project: ProjectState): string[] {
+    const b = project.bastionId === undefined ? undefined : this.servers.get(project.bastionId);
+    return b?.kind === 'bastion' ? [b.address] : [];
   }
 
-  /** SIGHUP makes sshd re-exec with the new config under the same pid; the PidFile marks it listening again. */
-  private async reloadBastion(): Promise<void> {
-    const bastion = this.requireStarted();
-    await unlink(bastion.files.pidFile).catch(() => undefined);
-    bastion.child.kill('SIGHUP');
-    await waitForPidFile(bastion.files.pidFile, bastion.child, this.readyTimeoutMs, 'bastion sshd (reload)');
+  // ---- helpers ----------------------------------------------------------------------------
+
+  private diskOf(serverId: string): string {
+    return join(this.stateDir, 'servers', serverId);
   }
 
-  private serialiseBastion<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.bastionWrites.then(fn, fn);
-    this.bastionWrites = next.catch(() => undefined);
+  private nextIndex(): number {
+    if (this.counter >= MAX_INDEX) throw new Error(`netns: out of interface names (at most ${MAX_INDEX} projects, subnets and servers per run)`);
+    return ++this.counter;
+  }
+
+  /** One boot per id at a time; a second call for a running id answers as the first did. */
+  private once<T extends { hostKey: string }>(id: string, boot: () => Promise<T>): Promise<T> {
+    const inFlight = this.pending.get(id);
+    if (inFlight) return inFlight as Promise<T>;
+    const running = this.servers.get(id);
+    if (running) {
+      return Promise.resolve((running.kind === 'bastion' ? { hostKey: running.hostKey, port: 22 } : { hostKey: running.hostKey }) as unknown as T);
+    }
+    const p = boot().finally(() => this.pending.delete(id));
+    this.pending.set(id, p);
+    return p;
+  }
+
+  private serialise<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.plumbing.then(fn, fn);
+    this.plumbing = next.catch(() => undefined);
     return next;
   }
 
-  private requireStarted(): NonNullable<NetnsBackend['bastion']> {
-    if (!this.bastion) throw new StepError(ErrorName.BackendUnreachable, 'the netns cloud is not started');
-    return this.bastion;
+  private requireStarted(): void {
+    if (!this.started) throw new Error('the netns hypervisor is not started');
   }
 
-  /** Removes namespaces left by a crashed run with this prefix or the one recorded in the state dir. */
+  /** Removes namespaces and /run files left by a crashed run with this prefix or the one recorded in the state dir. */
   private async cleanupLeftovers(): Promise<void> {
     const prefixes = new Set([this.layout.prefix]);
     try {
       const recorded = JSON.parse(await readFile(join(this.stateDir, STATE_FILE), 'utf8')) as { prefix?: unknown };
-      if (typeof recorded.prefix === 'string') prefixes.add(recorded.prefix);
+      if (typeof recorded.prefix === 'string' && /^[a-z][a-z0-9]{1,9}$/.test(recorded.prefix)) prefixes.add(recorded.prefix);
     } catch {
       // No previous run recorded.
     }
     const names = await listNamespaces();
     const ours = (ns: string): boolean => [...prefixes].some((p) => ns.startsWith(`${p}-`));
-    // VMs first, then the bastion and host: a VM's veth lives half in the bastion.
-    const leftovers = names.filter(ours).sort((a, b) => Number(b.includes('-vm')) - Number(a.includes('-vm')));
-    for (const ns of leftovers) await deleteNamespace(ns);
-    for (const p of prefixes) await rm(join(this.stateDir, p), { recursive: true, force: true });
+    // VMs first, then projects and the host: a VM's veth lives half in its project's namespace.
+    const rank = (ns: string): number => (ns.includes('-vm') ? 0 : ns.endsWith('-host') ? 2 : 1);
+    for (const ns of names.filter(ours).sort((a, b) => rank(a) - rank(b))) await deleteNamespace(ns);
+    for (const p of prefixes) {
+      await removeKeysCommand(join(this.keysRoot, '..', p));
+      await rm(join(this.stateDir, `lo-${p}`), { recursive: true, force: true });
+    }
     await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
   }
 }
 
-function add(map: Map<string, Set<string>>, key: string, value: string): void {
-  const set = map.get(key) ?? new Set<string>();
-  set.add(value);
-  map.set(key, set);
+function checkServerId(id: string): void {
+  if (!SERVER_ID.test(id)) throw new Error(`netns: server id "${id}" must be 1–64 letters, digits, '-' or '_'`);
 }
+

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from './run.ts';
@@ -26,10 +26,17 @@ export function sshdFiles(dir: string): SshdFiles {
   };
 }
 
-/** A fresh ed25519 host key per run; returns the public line ("ssh-ed25519 AAAA…") that clients pin. */
-export async function generateHostKey(files: SshdFiles): Promise<string> {
+/**
+ * The server's ed25519 host key, generated on first boot and kept on its "disk" (its state
+ * directory) so a restored server keeps it; returns the public line clients pin.
+ */
+export async function ensureHostKey(files: SshdFiles): Promise<string> {
   await mkdir(files.dir, { recursive: true, mode: 0o700 });
-  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', files.hostKey]);
+  if (!existsSync(files.hostKey) || !existsSync(`${files.hostKey}.pub`)) {
+    await rm(files.hostKey, { force: true });
+    await rm(`${files.hostKey}.pub`, { force: true });
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', files.hostKey]);
+  }
   const pub = await readFile(`${files.hostKey}.pub`, 'utf8');
   return pub.trim().split(/\s+/).slice(0, 2).join(' ');
 }
@@ -38,13 +45,17 @@ export async function generateHostKey(files: SshdFiles): Promise<string> {
  * sshd_config for a namespace. Public keys only; `StrictModes no` because keys live under
  * the state dir (often /tmp); `UsePAM no` because no login session is set up in a namespace.
  */
-export function renderSshdConfig(files: SshdFiles, opts: { authorizedKeysFile: string; allowTcpForwarding: boolean }): string {
+export function renderSshdConfig(
+  files: SshdFiles,
+  opts: { listenAddress?: string; authorizedKeysFile: string; keysCommand?: { command: string; user: string }; allowTcpForwarding: boolean },
+): string {
   return [
-    'ListenAddress 0.0.0.0',
+    `ListenAddress ${opts.listenAddress ?? '0.0.0.0'}`,
     'Port 22',
     `HostKey ${files.hostKey}`,
     `PidFile ${files.pidFile}`,
     `AuthorizedKeysFile ${opts.authorizedKeysFile}`,
+    ...(opts.keysCommand ? [`AuthorizedKeysCommand ${opts.keysCommand.command}`, `AuthorizedKeysCommandUser ${opts.keysCommand.user}`] : []),
     'UsePAM no',
     'StrictModes no',
     'PasswordAuthentication no',

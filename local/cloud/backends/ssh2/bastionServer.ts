@@ -1,18 +1,17 @@
 import { connect } from 'node:net';
-import type { Connection, TcpipRequestInfo, AcceptConnection, RejectConnection, ServerChannel } from 'ssh2';
+import type { Connection } from 'ssh2';
 import type { HostKey } from './hostKey.ts';
 import { authenticateByKey } from './publicKeyAuth.ts';
 import { SshListener } from './sshListener.ts';
 
-/** What the bastion asks the cloud at each connection, login and forward. */
+/** What the bastion asks its hypervisor at each connection, login and forward. */
 export interface BastionPolicy {
-  /** The security group's allow-list: may this TCP source reach the SSH port at all? */
+  /** The security group's ingress rules: may this TCP source reach the SSH port at all? */
   admits(sourceAddress: string): boolean;
-  /** Public keys that may log in (see Ssh2Backend for which ones). */
+  /** Public key lines that may log in now. */
   loginKeys(): string[];
-  forwardingEnabled(): boolean;
-  /** Whether the holder of this key may be forwarded to address:port. */
-  mayForward(key: Buffer, address: string, port: number): boolean;
+  /** Where a forward to `address:port` for this key goes, or undefined when the key may not go there. */
+  route(key: Buffer, address: string, port: number): { host: string; port: number } | undefined;
 }
 
 export interface BastionServerOptions {
@@ -23,17 +22,14 @@ export interface BastionServerOptions {
   policy: BastionPolicy;
 }
 
-type TcpipListener = (accept: AcceptConnection<ServerChannel>, reject: RejectConnection, info: TcpipRequestInfo) => void;
-
 /**
- * The bastion: an SSH server that only forwards. A source no rule admits is dropped before the
+ * A bastion: an SSH server that only forwards. A source no rule admits is dropped before the
  * handshake (a refused connection); sessions already open survive a rule's deletion, like a
- * stateful cloud security group. Forwarding off means no `direct-tcpip` handler is registered,
- * so ssh2 answers "administratively prohibited", as OpenSSH does with AllowTcpForwarding no.
+ * stateful cloud security group. A forward is allowed per key and destination, as OpenSSH's
+ * `permitopen` would: anything else is answered "administratively prohibited".
  */
 export class BastionServer {
   private listener: SshListener | undefined;
-  private readonly clients = new Map<Connection, TcpipListener>();
 
   constructor(private readonly opts: BastionServerOptions) {}
 
@@ -53,9 +49,10 @@ export class BastionServer {
       key = authenticateByKey(ctx, this.opts.policy.loginKeys()) ?? key;
     });
     client.on('ready', () => {
-      const onTcpip: TcpipListener = (accept, reject, info) => {
-        if (!key || !this.opts.policy.mayForward(key, info.destIP, info.destPort)) return reject();
-        const upstream = connect({ host: info.destIP, port: info.destPort, localAddress: this.opts.address });
+      client.on('tcpip', (accept, reject, info) => {
+        const target = key && this.opts.policy.route(key, info.destIP, info.destPort);
+        if (!target) return reject();
+        const upstream = connect({ host: target.host, port: target.port });
         upstream.once('error', () => reject());
         upstream.once('connect', () => {
           const channel = accept();
@@ -63,25 +60,12 @@ export class BastionServer {
           upstream.on('error', () => channel.destroy());
           upstream.pipe(channel).pipe(upstream);
         });
-      };
-      this.clients.set(client, onTcpip);
-      if (this.opts.policy.forwardingEnabled()) client.on('tcpip', onTcpip);
+      });
       client.on('session', (_accept, reject) => reject());
     });
-    client.on('close', () => this.clients.delete(client));
-  }
-
-  /** Applies the forwarding switch to sessions already open too (sshd re-reads its config on SIGHUP). */
-  refreshForwarding(): void {
-    const on = this.opts.policy.forwardingEnabled();
-    for (const [client, onTcpip] of this.clients) {
-      client.off('tcpip', onTcpip);
-      if (on) client.on('tcpip', onTcpip);
-    }
   }
 
   async close(): Promise<void> {
-    this.clients.clear();
     await this.listener?.close();
   }
 }

@@ -1,310 +1,202 @@
-import { randomUUID, createHash } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { NetworkSpec, SecurityGroupSpec, VmSpec } from '../../../../core/deployment/schema.ts';
-import type { BastionInfo, VmInfo } from '../../../../core/ports.ts';
-import type { CloudBackend, CloudScope } from '../../../cloud-backend.ts';
-import { CloudApiError } from '../../errors.ts';
+import type { BastionAccess, BastionSpec, Hypervisor, ServerSpec } from '../../../cloud-backend.ts';
 import { readJson, writeJson, WriteQueue } from '../../jsonFile.ts';
+import { firstFree, inCidr, parseCidr } from '../../openstack/ipv4.ts';
 import { BastionServer } from './bastionServer.ts';
-import { inCidr, isValidCidr } from './cidr.ts';
 import { loadOrCreateHostKey } from './hostKey.ts';
 import { ProcessGroups } from './processes.ts';
 import { keyBlob } from './publicKeyAuth.ts';
 import { removeTree } from './sftpServer.ts';
-import { emptyState, sameScope, type CloudState, type VmRecord } from './state.ts';
 import { applyCloudConfig, parseCloudConfig, vmPaths } from './userData.ts';
 import { VmServer } from './vmServer.ts';
 
-export interface Ssh2BackendOptions {
+export interface Ssh2HypervisorOptions {
   stateDir: string;
-  bastion?: {
-    /** Default 127.0.0.2. */
-    address?: string;
-    /** Default 2222. */
-    port?: number;
-    /** Default "bastion". */
-    securityGroup?: string;
-    /** Default "ctd". */
-    user?: string;
-  };
-  /** First three octets of VM addresses, e.g. "127.0.1" → VMs get 127.0.1.10, .11, … */
-  vmAddressBase?: string;
-  /** Default 2222. */
-  vmPort?: number;
+  /** Loopback addresses for VM listeners, this engine's own (e.g. `127.77.3.128/25`). */
+  listenCidr: string;
+  /** The TCP port of bastions (on their floating IP) and VMs (on their listener address); default 2222, so no root is needed. */
+  port?: number;
 }
 
 interface VmRuntime {
+  spec: ServerSpec;
+  listen: string;
   server: VmServer;
   processes: ProcessGroups;
   /** Cloud-init still running, awaited before the VM's directory is removed. */
   userData: Promise<void>;
 }
 
-const FIRST_VM_HOST = 10;
-
-/** A path segment for a tenant or deployment id; odd ids are hashed rather than trusted in a path. */
-function segment(id: string): string {
-  return /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/.test(id) ? id : createHash('sha256').update(id).digest('hex').slice(0, 16);
+interface BastionRuntime {
+  spec: BastionSpec;
+  server: BastionServer;
+  access: BastionAccess;
 }
 
-const key = (r: { tenantId: string; deploymentId: string; name: string }) => `${r.tenantId}\0${r.deploymentId}\0${r.name}`;
+/** Listener addresses, kept so a restarted VM comes back where it was. */
+interface Ssh2File {
+  listeners: Record<string, string>;
+}
 
 /**
- * The `local` cloud backend: pure npm, no root. The bastion and every VM are ssh2 servers on
- * loopback addresses; security-group rules, the forwarding switch and VMs persist under
- * `<stateDir>/cloud/` and come back on `start()`.
- *
- * Bastion logins: the bastion accepts the keys listed in `ssh_authorized_keys` of the user data
- * of the cloud's VMs — in effect the deployment's key pair is registered with the cloud when
- * its VMs are created (an OpenStack keypair) — and forwards a key only to the VMs whose user
- * data lists that same key, so one tenant's key never reaches another tenant's VMs. The key
- * counts for the bastion even when the VM's cloud-init fails; only the VM then refuses it.
+ * The `ssh2` hypervisor: pure npm, no root. Each bastion is an ssh2 server on its floating IP
+ * (port 2222 by default: the front publishes it as `ssh_port`), each VM an ssh2 server on a
+ * loopback address of {@link Ssh2HypervisorOptions.listenCidr}. VMs are addressed by their
+ * Neutron fixed IP: a bastion routes a forward to `fixedIp:22` of its own project to the VM's
+ * real listener, so two projects may use the same CIDR and two engines never collide.
  */
-export class Ssh2Backend implements CloudBackend {
-  readonly kind = 'local' as const;
-  private readonly bastionAddress: string;
-  private readonly bastionPort: number;
-  private readonly bastionGroup: string;
-  private readonly bastionUser: string;
-  private readonly vmBase: string;
-  private readonly vmPort: number;
+export class Ssh2Hypervisor implements Hypervisor {
+  readonly kind = 'ssh2' as const;
   private readonly root: string;
+  private readonly listenCidr: string;
+  private readonly port: number;
   private readonly queue = new WriteQueue();
-  private state: CloudState = emptyState();
-  private bastion: BastionServer | undefined;
-  private bastionHostKey = '';
+  private file: Ssh2File = { listeners: {} };
   private readonly vms = new Map<string, VmRuntime>();
+  private readonly bastions = new Map<string, BastionRuntime>();
 
-  constructor(opts: Ssh2BackendOptions) {
-    this.root = join(opts.stateDir, 'cloud');
-    this.bastionAddress = opts.bastion?.address ?? '127.0.0.2';
-    this.bastionPort = opts.bastion?.port ?? 2222;
-    this.bastionGroup = opts.bastion?.securityGroup ?? 'bastion';
-    this.bastionUser = opts.bastion?.user ?? 'ctd';
-    this.vmBase = opts.vmAddressBase ?? '127.0.1';
-    this.vmPort = opts.vmPort ?? 2222;
+  constructor(opts: Ssh2HypervisorOptions) {
+    if (!parseCidr(opts.listenCidr)) throw new Error(`listenCidr "${opts.listenCidr}" is not an IPv4 CIDR`);
+    this.root = join(opts.stateDir, 'cloud', 'ssh2');
+    this.listenCidr = opts.listenCidr;
+    this.port = opts.port ?? 2222;
   }
 
-  private get statePath(): string {
-    return join(this.root, 'state.json');
+  private get filePath(): string {
+    return join(this.root, 'listeners.json');
   }
 
-  private save(): Promise<void> {
-    return this.queue.run(() => writeJson(this.statePath, this.state));
-  }
-
-  private vmDir(r: { tenantId: string; deploymentId: string; name: string }): string {
-    return join(this.root, 'vms', segment(r.tenantId), segment(r.deploymentId), r.name);
+  private dir(id: string): string {
+    return join(this.root, 'servers', id.replace(/[^A-Za-z0-9-]/g, '_'));
   }
 
   async start(): Promise<void> {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
-    this.state = await readJson<CloudState>(this.statePath, emptyState());
-    const hostKey = await loadOrCreateHostKey(join(this.root, 'bastion', 'ssh_host_ed25519_key'));
-    this.bastionHostKey = hostKey.publicKey;
-    this.bastion = new BastionServer({
-      address: this.bastionAddress,
-      port: this.bastionPort,
-      user: this.bastionUser,
-      hostKey,
-      policy: {
-        admits: (source) =>
-          this.state.rules.some((r) => r.securityGroup === this.bastionGroup && r.port === this.bastionPort && inCidr(source, r.cidr)),
-        loginKeys: () => [...new Set(this.state.vms.flatMap((v) => v.loginKeys))],
-        forwardingEnabled: () => this.state.forwarding[this.bastionGroup] === true,
-        mayForward: (blob, address, port) =>
-          this.state.vms.some((v) => v.address === address && v.port === port && v.loginKeys.some((k) => keyBlob(k)?.equals(blob))),
-      },
-    });
-    await this.bastion.start();
-    // VMs come back up as machines do after a host reboot: same address, same host key;
-    // cloud-init does not run again and processes started before the stop are gone.
-    for (const vm of this.state.vms) {
-      if (vm.status === 'building') vm.status = 'active';
-      await this.bootVm(vm, Promise.resolve());
-    }
-    await this.save();
-  }
-
-  private async bootVm(vm: VmRecord, userData: Promise<void>): Promise<VmRuntime> {
-    const dir = this.vmDir(vm);
-    const paths = vmPaths(dir);
-    await mkdir(paths.home, { recursive: true, mode: 0o700 });
-    const hostKey = await loadOrCreateHostKey(join(dir, 'ssh_host_ed25519_key'));
-    vm.hostKey = hostKey.publicKey;
-    const processes = new ProcessGroups();
-    const server = new VmServer({
-      name: vm.name,
-      address: vm.address,
-      port: vm.port,
-      home: paths.home,
-      authorizedKeysPath: paths.authorizedKeys,
-      hostKey,
-      processes,
-    });
-    await server.start();
-    const runtime = { server, processes, userData };
-    this.vms.set(key(vm), runtime);
-    return runtime;
-  }
-
-  private async haltVm(vm: VmRecord): Promise<void> {
-    const runtime = this.vms.get(key(vm));
-    if (!runtime) return;
-    this.vms.delete(key(vm));
-    runtime.processes.killAll();
-    await runtime.userData.catch(() => undefined);
-    await runtime.server.close();
+    this.file = await readJson<Ssh2File>(this.filePath, { listeners: {} });
   }
 
   async stop(): Promise<void> {
-    for (const vm of this.state.vms) await this.haltVm(vm);
-    await this.bastion?.close();
-    this.bastion = undefined;
+    for (const id of [...this.vms.keys()]) await this.halt(id);
+    for (const bastion of this.bastions.values()) await bastion.server.close();
+    this.bastions.clear();
     await this.queue.run(async () => undefined);
   }
 
-  private checkGroup(securityGroup: string): void {
-    if (securityGroup !== this.bastionGroup) throw new CloudApiError(404, `security group "${securityGroup}" has no bastion`);
-  }
-
-  async describeBastion(securityGroup: string): Promise<BastionInfo> {
-    this.checkGroup(securityGroup);
-    return { address: this.bastionAddress, port: this.bastionPort, hostKey: this.bastionHostKey };
-  }
-
-  /** The source address the kernel picks toward the bastion (a connected UDP socket sends nothing). */
-  egressCidr(): Promise<string> {
+  /** The source address the kernel picks toward this engine's loopback block (a connected UDP socket sends nothing). */
+  egressAddress(): Promise<string> {
+    const probe = firstFree(this.listenCidr, [], 1)!;
     return new Promise((resolve, reject) => {
       const socket = createSocket('udp4');
       socket.once('error', reject);
-      socket.connect(this.bastionPort, this.bastionAddress, () => {
+      socket.connect(this.port, probe, () => {
         const { address } = socket.address();
         socket.close();
-        resolve(`${address}/32`);
+        resolve(address);
       });
     });
   }
 
-  async addBastionRule(scope: CloudScope, input: { securityGroup: string; cidr: string; port: number; description: string }): Promise<{ ruleId: string }> {
-    this.checkGroup(input.securityGroup);
-    if (!isValidCidr(input.cidr)) throw new CloudApiError(400, `cidr "${input.cidr}" is not an IPv4 CIDR`);
-    const ruleId = randomUUID();
-    this.state.rules.push({ ruleId, ...input, tenantId: scope.tenantId, deploymentId: scope.deploymentId });
-    await this.save();
-    return { ruleId };
+  async startBastion(spec: BastionSpec, _opts: { restore: boolean }): Promise<{ hostKey: string; port: number }> {
+    const running = this.bastions.get(spec.id);
+    const hostKey = await loadOrCreateHostKey(join(this.dir(spec.id), 'ssh_host_ed25519_key'));
+    if (running) return { hostKey: hostKey.publicKey, port: this.port };
+    const runtime: BastionRuntime = { spec, access: { ingress: [], logins: [] }, server: undefined as never };
+    runtime.server = new BastionServer({
+      address: spec.address,
+      port: this.port,
+      user: spec.user,
+      hostKey,
+      policy: {
+        admits: (source) => runtime.access.ingress.some((r) => this.admits(r, source)),
+        loginKeys: () => runtime.access.logins.map((l) => l.publicKey),
+        route: (key, address, port) => {
+          if (port !== 22) return undefined;
+          const login = runtime.access.logins.find((l) => keyBlob(l.publicKey)?.equals(key) && l.targets.includes(address));
+          if (!login) return undefined;
+          const vm = [...this.vms.values()].find((v) => v.spec.projectId === spec.projectId && v.spec.fixedIp === address);
+          return vm ? { host: vm.listen, port: this.port } : undefined;
+        },
+      },
+    });
+    await runtime.server.start();
+    this.bastions.set(spec.id, runtime);
+    return { hostKey: hostKey.publicKey, port: this.port };
   }
 
-  async deleteBastionRule(scope: CloudScope, input: { securityGroup: string; ruleId: string }): Promise<void> {
-    this.checkGroup(input.securityGroup);
-    const rule = this.state.rules.find((r) => r.ruleId === input.ruleId && r.securityGroup === input.securityGroup && r.tenantId === scope.tenantId);
-    if (!rule) throw new CloudApiError(404, `rule ${input.ruleId} not found`);
-    this.state.rules = this.state.rules.filter((r) => r !== rule);
-    await this.save();
+  private admits(rule: BastionAccess['ingress'][number], source: string): boolean {
+    if (rule.protocol !== null && rule.protocol !== 'tcp' && rule.protocol !== '6') return false;
+    if (rule.portMin !== null && this.port < rule.portMin) return false;
+    if (rule.portMax !== null && this.port > rule.portMax) return false;
+    return inCidr(source, rule.remoteIpPrefix ?? '0.0.0.0/0');
   }
 
-  async setBastionForwarding(input: { securityGroup: string; enabled: boolean }): Promise<void> {
-    this.checkGroup(input.securityGroup);
-    this.state.forwarding[input.securityGroup] = input.enabled;
-    await this.save();
-    this.bastion?.refreshForwarding();
+  async setBastionAccess(bastionId: string, access: BastionAccess): Promise<void> {
+    const runtime = this.bastions.get(bastionId);
+    if (!runtime) throw new Error(`bastion ${bastionId} is not running`);
+    runtime.access = access;
   }
 
-  async createNetwork(scope: CloudScope, spec: NetworkSpec): Promise<void> {
-    if (this.state.networks.some((n) => sameScope(n, scope) && n.name === spec.name)) throw new CloudApiError(409, `network "${spec.name}" already exists`);
-    this.state.networks.push({ ...scope, name: spec.name, cidr: spec.cidr });
-    await this.save();
+  private async listenAddress(id: string): Promise<string> {
+    const known = this.file.listeners[id];
+    if (known) return known;
+    const address = firstFree(this.listenCidr, Object.values(this.file.listeners), 1);
+    if (!address) throw new Error(`no free listener address left in ${this.listenCidr}`);
+    this.file.listeners[id] = address;
+    await this.queue.run(() => writeJson(this.filePath, this.file));
+    return address;
   }
 
-  async deleteNetwork(scope: CloudScope, name: string): Promise<void> {
-    if (!this.state.networks.some((n) => sameScope(n, scope) && n.name === name)) throw new CloudApiError(404, `network "${name}" not found`);
-    if (this.state.vms.some((v) => sameScope(v, scope) && v.network === name)) {
-      throw new CloudApiError(409, `network "${name}" still has VMs`);
+  async startServer(spec: ServerSpec, opts: { restore: boolean }): Promise<{ hostKey: string }> {
+    const dir = this.dir(spec.id);
+    const hostKey = await loadOrCreateHostKey(join(dir, 'ssh_host_ed25519_key'));
+    if (this.vms.has(spec.id)) return { hostKey: hostKey.publicKey };
+    const listen = await this.listenAddress(spec.id);
+    const paths = vmPaths(dir);
+    await mkdir(paths.home, { recursive: true, mode: 0o700 });
+    const processes = new ProcessGroups();
+    const server = new VmServer({ name: spec.name, address: listen, port: this.port, home: paths.home, authorizedKeysPath: paths.authorizedKeys, hostKey, processes });
+    await server.start();
+    const runtime: VmRuntime = { spec, listen, server, processes, userData: Promise.resolve() };
+    this.vms.set(spec.id, runtime);
+    // Cloud-init runs after the machine is up, as on a real VM; a reboot does not run it again.
+    if (!opts.restore) {
+      runtime.userData = (async () => {
+        const config = parseCloudConfig(spec.userData);
+        await applyCloudConfig(config, spec.name, paths, processes);
+      })().catch(() => undefined);
     }
-    this.state.networks = this.state.networks.filter((n) => !(sameScope(n, scope) && n.name === name));
-    await this.save();
+    return { hostKey: hostKey.publicKey };
   }
 
-  async createSecurityGroup(scope: CloudScope, spec: SecurityGroupSpec): Promise<void> {
-    if (this.state.securityGroups.some((g) => sameScope(g, scope) && g.name === spec.name)) {
-      throw new CloudApiError(409, `security group "${spec.name}" already exists`);
+  private async halt(id: string): Promise<VmRuntime | undefined> {
+    const runtime = this.vms.get(id);
+    if (!runtime) return undefined;
+    this.vms.delete(id);
+    runtime.processes.killAll();
+    await runtime.userData;
+    await runtime.server.close();
+    return runtime;
+  }
+
+  async deleteServer(serverId: string): Promise<void> {
+    const bastion = this.bastions.get(serverId);
+    if (bastion) {
+      this.bastions.delete(serverId);
+      await bastion.server.close();
     }
-    this.state.securityGroups.push({ ...scope, name: spec.name });
-    await this.save();
-  }
-
-  async deleteSecurityGroup(scope: CloudScope, name: string): Promise<void> {
-    if (!this.state.securityGroups.some((g) => sameScope(g, scope) && g.name === name)) throw new CloudApiError(404, `security group "${name}" not found`);
-    this.state.securityGroups = this.state.securityGroups.filter((g) => !(sameScope(g, scope) && g.name === name));
-    await this.save();
-  }
-
-  private nextAddress(): string {
-    const used = new Set(this.state.vms.map((v) => v.address));
-    for (let host = FIRST_VM_HOST; host < 255; host++) {
-      const address = `${this.vmBase}.${host}`;
-      if (!used.has(address)) return address;
+    await this.halt(serverId);
+    await removeTree(this.dir(serverId));
+    if (this.file.listeners[serverId]) {
+      delete this.file.listeners[serverId];
+      await this.queue.run(() => writeJson(this.filePath, this.file));
     }
-    throw new CloudApiError(507, 'no free VM address left');
   }
 
-  async createVm(scope: CloudScope, spec: VmSpec, userData: string): Promise<VmInfo> {
-    if (this.state.vms.some((v) => sameScope(v, scope) && v.name === spec.name)) throw new CloudApiError(409, `VM "${spec.name}" already exists`);
-    if (!this.state.networks.some((n) => sameScope(n, scope) && n.name === spec.network)) {
-      throw new CloudApiError(404, `network "${spec.network}" not found`);
-    }
-    for (const group of spec.securityGroups ?? []) {
-      if (!this.state.securityGroups.some((g) => sameScope(g, scope) && g.name === group)) throw new CloudApiError(404, `security group "${group}" not found`);
-    }
-    const config = parseCloudConfig(userData);
-    const vm: VmRecord = {
-      ...scope,
-      name: spec.name,
-      network: spec.network,
-      address: this.nextAddress(),
-      port: this.vmPort,
-      hostKey: '',
-      status: 'building',
-      loginKeys: config.sshAuthorizedKeys,
-      createdAt: new Date().toISOString(),
-    };
-    this.state.vms.push(vm);
-    let runtime: VmRuntime;
-    try {
-      runtime = await this.bootVm(vm, Promise.resolve());
-    } catch (e) {
-      this.state.vms = this.state.vms.filter((v) => v !== vm);
-      throw e;
-    }
-    await this.save();
-    runtime.userData = applyCloudConfig(config, vm.name, vmPaths(this.vmDir(vm)), runtime.processes)
-      .catch(() => false)
-      .then(async () => {
-        // Nova reports ACTIVE once the machine runs, whatever cloud-init did; the SSH check finds out.
-        if (this.state.vms.includes(vm)) {
-          vm.status = 'active';
-          await this.save();
-        }
-      });
-    return this.info(vm);
-  }
-
-  async deleteVm(scope: CloudScope, name: string): Promise<void> {
-    const vm = this.state.vms.find((v) => sameScope(v, scope) && v.name === name);
-    if (!vm) throw new CloudApiError(404, `VM "${name}" not found`);
-    this.state.vms = this.state.vms.filter((v) => v !== vm);
-    await this.haltVm(vm);
-    await removeTree(this.vmDir(vm));
-    await this.save();
-  }
-
-  async describeVms(scope: CloudScope): Promise<VmInfo[]> {
-    return this.state.vms.filter((v) => sameScope(v, scope)).map((v) => this.info(v));
-  }
-
-  private info(vm: VmRecord): VmInfo {
-    return { name: vm.name, address: vm.address, port: vm.port, hostKey: vm.hostKey, status: vm.status };
+  /** Test hook: where a VM really listens (its loopback address), e.g. to prove it is not reachable except through the bastion. */
+  listenerOf(serverId: string): { host: string; port: number } | undefined {
+    const vm = this.vms.get(serverId);
+    return vm ? { host: vm.listen, port: this.port } : undefined;
   }
 }
