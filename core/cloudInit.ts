@@ -8,7 +8,8 @@ import type { VmSpec } from './deployment/schema.ts';
  */
 export function renderUserData(vm: VmSpec, publicKey: string): string {
   const extra = vm.userData ?? {};
-  const doc: Record<string, unknown> = { ssh_authorized_keys: [publicKey.trim()] };
+  // The topology's name as hostname: a VM answers as "web1", not as its marked server name.
+  const doc: Record<string, unknown> = { hostname: vm.name, ssh_authorized_keys: [publicKey.trim()] };
   if (extra.bootcmd?.length) doc.bootcmd = extra.bootcmd;
   if (extra.packages?.length) doc.packages = extra.packages;
   if (extra.write_files?.length) doc.write_files = extra.write_files;

@@ -1,3 +1,4 @@
+import { bootHostname } from '../hostname.ts';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -311,7 +312,8 @@ export class NetnsHypervisor implements Hypervisor {
   private async bootVm(spec: ServerSpec, opts: { restore: boolean }): Promise<string> {
     this.requireStarted();
     checkServerId(spec.id);
-    const hostname = HOSTNAME.test(spec.name) ? spec.name : `host-${spec.id.slice(0, 8)}`;
+    const named = bootHostname(spec.name, spec.userData);
+    const hostname = HOSTNAME.test(named) ? named : `host-${spec.id.slice(0, 8)}`;
     const cidr = parseCidr(spec.network.cidr);
     if (!contains(cidr, spec.fixedIp)) throw new Error(`netns: fixed IP ${spec.fixedIp} is not in subnet ${spec.network.cidr}`);
     if (spec.network.gatewayIp === null) {

@@ -9,6 +9,7 @@ import { loadOrCreateHostKey } from './hostKey.ts';
 import { ProcessGroups } from './processes.ts';
 import { keyBlob } from './publicKeyAuth.ts';
 import { removeTree } from './sftpServer.ts';
+import { bootHostname } from '../hostname.ts';
 import { applyCloudConfig, parseCloudConfig, vmPaths } from './userData.ts';
 import { VmServer } from './vmServer.ts';
 
@@ -156,7 +157,7 @@ export class Ssh2Hypervisor implements Hypervisor {
     const paths = vmPaths(dir);
     await mkdir(paths.home, { recursive: true, mode: 0o700 });
     const processes = new ProcessGroups();
-    const server = new VmServer({ name: spec.name, address: listen, port: this.port, home: paths.home, authorizedKeysPath: paths.authorizedKeys, hostKey, processes });
+    const server = new VmServer({ name: bootHostname(spec.name, spec.userData), address: listen, port: this.port, home: paths.home, authorizedKeysPath: paths.authorizedKeys, hostKey, processes });
     await server.start();
     const runtime: VmRuntime = { spec, listen, server, processes, userData: Promise.resolve() };
     this.vms.set(spec.id, runtime);
@@ -164,7 +165,7 @@ export class Ssh2Hypervisor implements Hypervisor {
     if (!opts.restore) {
       runtime.userData = (async () => {
         const config = parseCloudConfig(spec.userData);
-        await applyCloudConfig(config, spec.name, paths, processes);
+        await applyCloudConfig(config, bootHostname(spec.name, spec.userData), paths, processes);
       })().catch(() => undefined);
     }
     return { hostKey: hostKey.publicKey };
