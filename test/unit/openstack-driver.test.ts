@@ -350,7 +350,7 @@ describe('Class: OpenStackDriver', () => {
       const order: string[] = [];
       let serverGets = 0;
       const gone = new Set(['port-1', 'net-2']);
-      const neutronDelete: Handler = (c, m) => {
+      const neutronDelete: Handler = (_c, m) => {
         order.push(`${m[1]} ${m[2]}`);
         return gone.has(m[2]!) ? json(404, { NeutronError: { type: 'NotFound', message: 'not found' } }) : empty(204);
       };
