@@ -198,6 +198,11 @@ export interface CloudDriver extends TokenIdentifier {
   /** A security group with its rules. */
   ensureSecurityGroup(ctx: CloudContext, group: SecurityGroupSpec): Promise<void>;
   /**
+   * Lets the bastion reach the SSH port of every VM of the deployment (a group of the engine's own,
+   * added to each VM by ensureVm), whatever groups the topology declares.
+   */
+  ensureSshAccess(ctx: CloudContext, input: { bastionSecurityGroup: string }): Promise<void>;
+  /**
    * A VM with cloud-init user data on its network, in its groups, with a floating IP when asked.
    * Returns once the server is ACTIVE (bounded wait); a server in ERROR fails at once.
    */
@@ -213,8 +218,9 @@ export interface CloudDriver extends TokenIdentifier {
    */
   deleteResources(ctx: CloudContext, refs: readonly CloudResourceRef[]): Promise<CloudResourceRef[]>;
   /**
-   * Finds every topology resource marked with the deployment (whatever the record says) and
-   * deletes it in reverse order. Bastion rules are left to closeBastionRules.
+   * Deletes the deployment's topology: the `recorded` resources together with every resource
+   * still marked with the deployment (what a lost record forgot), all in reverse creation order.
+   * Bastion rules are left to closeBastionRules. Returns what was deleted.
    */
-  sweep(ctx: CloudContext): Promise<CloudResourceRef[]>;
+  sweep(ctx: CloudContext, recorded?: readonly CloudResourceRef[]): Promise<CloudResourceRef[]>;
 }

@@ -256,6 +256,26 @@ export class OpenStackDriver implements CloudDriver {
     }
   }
 
+  async ensureSshAccess(ctx: CloudContext, input: { bastionSecurityGroup: string }): Promise<void> {
+    const api = await this.apis(ctx.token);
+    const bastionGroup = await this.findOwnByRef(api, 'securityGroups', input.bastionSecurityGroup, "the bastion's security group");
+    const name = marks.name(ctx.deploymentId, marks.sshGroup);
+    const tag = marks.tag(ctx.deploymentId);
+    const sg = await this.adoptOrCreate(ctx, api, 'securityGroups', 'securityGroup', marks.sshGroup, { name }, { name, description: tag }, 'creating the SSH access group');
+    const wanted = {
+      security_group_id: sg.id,
+      direction: 'ingress',
+      ethertype: 'IPv4',
+      protocol: 'tcp',
+      port_range_min: 22,
+      port_range_max: 22,
+      remote_group_id: bastionGroup.id,
+      description: tag,
+    };
+    const id = await this.adoptOrCreateRule(ctx, api, wanted, 'letting the bastion reach the VMs over SSH');
+    await ctx.record({ kind: 'securityGroupRule', id, name: marks.sshGroup });
+  }
+
   /** A rule's `source`: a security group of the topology, else a CIDR (or a bare address). */
   private async ruleRemote(api: Apis, ctx: CloudContext, source: string): Promise<Record<string, string>> {
     if (/^[0-9a-f.:]+(\/\d+)?$/i.test(source)) return { remote_ip_prefix: asCidr(source) };
@@ -276,6 +296,8 @@ export class OpenStackDriver implements CloudDriver {
       if (!group) throw new StepError(ErrorName.StepFailed, `security group ${g} of VM ${vm.name} does not exist (provision the whole topology first)`);
       groupIds.push(group.id);
     }
+    const ssh = await this.findMarked(api, ctx, 'securityGroups', marks.sshGroup);
+    if (ssh) groupIds.push(ssh.id);
     const port = await this.adoptOrCreate(
       ctx,
       api,
@@ -345,7 +367,7 @@ export class OpenStackDriver implements CloudDriver {
       if (!server) throw new StepError(ErrorName.ProvisioningError, `server ${vmName} disappeared while it was being created`);
       if (server.status === 'ACTIVE') return server;
       if (server.status === 'ERROR') {
-        const fault = server.fault?.message ? `: ${server.fault.message}` : ' (Nova gave no fault message)';
+        const fault = server.fault?.message.trim() ? `: ${server.fault.message.trim()}` : ' (Nova gave no fault message)';
         throw new StepError(ErrorName.ProvisioningError, `server ${vmName} went to ERROR${fault}`);
       }
       if (Date.now() >= deadline) {
@@ -443,10 +465,13 @@ export class OpenStackDriver implements CloudDriver {
     }
   }
 
-  /** Everything marked with the deployment, found without the store: names, tags, descriptions. */
-  async sweep(ctx: CloudContext): Promise<CloudResourceRef[]> {
+  /**
+   * The recorded resources plus everything marked with the deployment (names, tags, descriptions,
+   * server metadata), deleted together so the reverse order holds across both.
+   */
+  async sweep(ctx: CloudContext, recorded: readonly CloudResourceRef[] = []): Promise<CloudResourceRef[]> {
     const api = await this.apis(ctx.token);
-    const found: CloudResourceRef[] = [];
+    const found: CloudResourceRef[] = [...recorded];
     const tag = marks.tag(ctx.deploymentId);
     const add = (kind: ResourceKind, id: string, markedName: string) =>
       found.push({ kind, id, name: marks.topologyName(ctx.deploymentId, markedName) ?? markedName });
