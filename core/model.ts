@@ -36,8 +36,6 @@ export interface DeploymentRecord {
   /** Why the deployment failed: the root cause, not the steps aborted or skipped after it. */
   error?: string;
   cause?: string;
-  /** The bastion rule opened by bastion-open, closed by bastion-close. */
-  bastionRuleId?: string;
 }
 
 export interface StepRecord {

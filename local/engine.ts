@@ -173,7 +173,6 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       if (deployment) {
         await cloud
           .closeBastionAccess(deployment.tenantId, deploymentId)
-          .then(() => (deployment.bastionRuleId ? engineDeps.store.clearDeploymentFields(deploymentId, ['bastionRuleId']) : undefined))
           .catch((e: unknown) => log(`could not close the bastion access of ${deploymentId}: ${String(e)}`));
       }
       await executionEndedOutsideCleanup(engineDeps, { deploymentId, executionStatus, reason });

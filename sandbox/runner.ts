@@ -100,9 +100,6 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
       log,
       signal: stop.signal,
       timeScale: deps.timeScale,
-      recordDeployment: async (patch) => {
-        await deps.store.updateDeployment(ids.deploymentId, patch);
-      },
     }));
     if (stop.signal.aborted) throw new StepError(ErrorName.StepFailed, 'the step was stopped');
     outcome = { ok: true, output: output ?? {} };

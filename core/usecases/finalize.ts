@@ -63,7 +63,7 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
   } else {
     outcome = outcomeOf(deployment?.status, steps.filter((s) => !s.system));
   }
-  if (state.closeError) outcome = closeFailed(outcome, state.closeError, deployment?.bastionRuleId);
+  if (state.closeError) outcome = closeFailed(outcome, state.closeError, await openRuleIds(deps, deploymentId));
   const now = iso(deps.clock);
   await deps.store.updateDeployment(
     deploymentId,
@@ -79,12 +79,20 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
  * bastion-close failed for good: whatever the workflow did, the deployment did not end cleanly —
  * the engine's rule may still admit it to the bastion. The user must learn that, and what is open.
  */
-function closeFailed(outcome: Outcome, closeError: CaughtError, ruleId: string | undefined): Outcome {
-  const open = ruleId ? `the bastion rule ${ruleId} may still be open` : 'a bastion rule may still be open';
+function closeFailed(outcome: Outcome, closeError: CaughtError, ruleIds: string[]): Outcome {
+  const open = ruleIds.length > 0 ? `the bastion rule ${ruleIds.join(', ')} may still be open` : 'a bastion rule may still be open';
   const why = `${closeError.Error ?? ErrorName.StepFailed}: ${readableCause(closeError.Cause)}`;
   const before = outcome.status === 'SUCCEEDED' ? '' : ` Before that the deployment ended ${outcome.status}: ${outcome.cause ?? 'no cause given'}`;
   return { status: 'FAILED', error: CLEANUP_FAILED, cause: `Closing bastion access failed (${why}); ${open}: delete it by hand.${before}` };
 }
+
+/** The bastion rules still on record: bastion-close forgets each one it deletes. */
+async function openRuleIds(deps: EngineDeps, deploymentId: string): Promise<string[]> {
+  return (await deps.store.listCloudResources(deploymentId)).filter((r) => r.kind === BASTION_RULE).map((r) => r.id);
+}
+
+/** The record kind the cloud driver gives a bastion rule (see adapters/openstack/marks.ts). */
+const BASTION_RULE = 'bastionRule';
 
 /** The error a deployment ends with when its own cleanup could not close the bastion. */
 export const CLEANUP_FAILED = 'Ctd.CleanupFailed';
@@ -101,7 +109,8 @@ export async function executionEndedOutsideCleanup(
   const deployment = await deps.store.getDeployment(input.deploymentId);
   if (!deployment || FINAL_DEPLOYMENT_STATUSES.includes(deployment.status)) return;
   const now = iso(deps.clock);
-  const rule = deployment.bastionRuleId ? ` The bastion rule ${deployment.bastionRuleId} may still be open.` : '';
+  const ruleIds = await openRuleIds(deps, input.deploymentId);
+  const rule = ruleIds.length > 0 ? ` The bastion rule ${ruleIds.join(', ')} may still be open.` : '';
   await deps.store.updateDeployment(
     input.deploymentId,
     { status: 'FAILED', error: `Ctd.Execution${capitalize(input.executionStatus)}`, cause: `${input.reason}.${rule}`, endedAt: now, updatedAt: now },

@@ -39,8 +39,6 @@ export interface ActionContext {
   signal: AbortSignal;
   /** Multiplies every time limit (1 in production; tests shrink the 180 s bootstrap limit with it). */
   timeScale: number;
-  /** Persists deployment fields at once (bastion-open records its rule id before doing anything else). */
-  recordDeployment(patch: Pick<Partial<DeploymentRecord>, 'bastionRuleId'>): Promise<void>;
 }
 
 /** An action returns a small JSON-able output (stored on the step) or nothing; it throws StepError to fail. */

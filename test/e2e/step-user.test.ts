@@ -35,7 +35,7 @@ const PROBE = [
 async function runContext(command: string, signal?: AbortSignal) {
   const spec = DeploymentSchema.parse({
     name: 'step-user',
-    bastion: { address: '127.0.0.2', user: 'ctd', securityGroup: 'bastion' },
+    bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
     files: { 'conf/app.txt': 'bundled' },
     workflow: { steps: [{ id: 'probe', action: 'run', command }] },
   });

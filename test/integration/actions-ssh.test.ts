@@ -114,9 +114,6 @@ beforeAll(async () => {
     log: { line: (stream, text, host) => logs.push({ stream, text, host }) },
     signal: new AbortController().signal,
     timeScale: 1,
-    recordDeployment: async (patch) => {
-      Object.assign(deployment, patch);
-    },
   };
 });
 

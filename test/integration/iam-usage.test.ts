@@ -137,10 +137,14 @@ async function engine<T = unknown>(name: EngineFunctionName, event: object): Pro
 /** Stand-in actions: what they do to the cloud is not AWS's business; the runner's AWS calls are. */
 const ACTIONS: Record<string, Action> = {
   'bastion-open': async (ctx) => {
-    await ctx.recordDeployment({ bastionRuleId: 'rule-1' });
+    await ctx.cloudCtx.record({ kind: 'bastionRule', id: 'rule-1', name: 'bastion' });
     return { ruleId: 'rule-1' };
   },
-  'bastion-close': async () => ({ closed: true }),
+  'bastion-close': async (ctx) => {
+    await ctx.recordedResources();
+    await ctx.cloudCtx.forget({ kind: 'bastionRule', id: 'rule-1', name: 'bastion' });
+    return { closed: true };
+  },
   run: async (ctx) => {
     ctx.log.line('stdout', `running ${ctx.step.stepId}`);
     if (ctx.step.stepId === 'c') throw new StepError(ErrorName.StepFailed, 'exit code 1');
@@ -174,7 +178,7 @@ async function started(deploymentId: string, stepId: string): Promise<void> {
   });
 }
 
-const BASTION = { address: '127.0.0.2', port: 2222, user: 'ctd', securityGroup: 'bastion' };
+const BASTION = { server: 'bastion', user: 'ctd', securityGroup: 'bastion' };
 
 async function submit(steps: object[], headers: Record<string, string> = {}) {
   return api('submit', { body: { name: 'iam', bastion: BASTION, workflow: { steps } }, headers });

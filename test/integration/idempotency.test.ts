@@ -11,7 +11,7 @@ import { memoryDeps } from '../helpers/memoryEngine.ts';
 
 const body = {
   name: 'demo',
-  bastion: { address: '127.0.0.2', port: 2222, user: 'ctd', securityGroup: 'bastion' },
+  bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
   workflow: { steps: [{ id: 'a', action: 'run', command: 'true' }] },
 };
 

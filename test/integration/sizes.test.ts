@@ -11,7 +11,7 @@ import { memoryDeps } from '../helpers/memoryEngine.ts';
 
 /** Inputs that pass the schema's shape but not DynamoDB's 400 KB item limit: a 400, nothing stored. */
 
-const base = { name: 'demo', bastion: { address: '127.0.0.2', port: 2222, user: 'ctd', securityGroup: 'bastion' } };
+const base = { name: 'demo', bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' } };
 const oneStep = { workflow: { steps: [{ id: 'a', action: 'run', command: 'true' }] } };
 
 let dynamo: TestDynamo;

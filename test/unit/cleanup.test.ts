@@ -7,7 +7,7 @@ import { memoryDeps } from '../helpers/memoryEngine.ts';
 
 const body = {
   name: 'demo',
-  bastion: { address: '127.0.0.2', port: 2222, user: 'ctd', securityGroup: 'bastion' },
+  bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
   workflow: { steps: [{ id: 'a', action: 'run', command: 'true' }] },
 };
 
@@ -16,7 +16,8 @@ const closeError = { Error: ErrorName.BackendUnreachable, Cause: 'The backend se
 async function ended(stepStatus: 'succeeded' | 'failed') {
   const deps = memoryDeps();
   const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body });
-  await deps.store.updateDeployment(deploymentId, { status: 'RUNNING', bastionRuleId: 'r-1' });
+  await deps.store.updateDeployment(deploymentId, { status: 'RUNNING' });
+  await deps.store.recordCloudResource(deploymentId, { kind: 'bastionRule', id: 'r-1', name: 'bastion' });
   await deps.store.updateStep(deploymentId, 'a', {
     status: stepStatus,
     endedAt: '2026-11-26T12:00:10Z',

@@ -75,6 +75,5 @@ export async function actionContext(input: {
     log: input.log ?? captureLog(),
     signal: input.signal ?? new AbortController().signal,
     timeScale: 1,
-    recordDeployment: async () => undefined,
   };
 }
