@@ -92,8 +92,8 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     stops.push(() => kms.close());
 
     const block = opts.loopbackBlock || process.env.CTD_LOCAL_LOOPBACK_BLOCK ? splitBlock(opts.loopbackBlock ?? process.env.CTD_LOCAL_LOOPBACK_BLOCK!) : await pickLoopbackBlock();
-    const backend = await createHypervisor(opts, stateDir, block);
-    const cloud = await startLocalCloud({ stateDir, hypervisor: backend, floatingCidr: block.floatingCidr, faultInjection: opts.cloudFaultInjection === true });
+    const { hypervisor: backend, floatingCidr } = await createHypervisor(opts, stateDir, block);
+    const cloud = await startLocalCloud({ stateDir, hypervisor: backend, floatingCidr, faultInjection: opts.cloudFaultInjection === true });
     stops.push(() => cloud.close());
 
     const sfnPort = await freePort();
@@ -236,16 +236,17 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
   }
 }
 
-async function createHypervisor(opts: LocalEngineOptions, stateDir: string, block: LoopbackBlock): Promise<Hypervisor> {
+/** The hypervisor and the block its bastions' floating IPs come from. */
+async function createHypervisor(opts: LocalEngineOptions, stateDir: string, block: LoopbackBlock): Promise<{ hypervisor: Hypervisor; floatingCidr: string }> {
   if (opts.cloud === 'netns') {
-    const netns = (await import('./cloud/backends/netns/index.ts')) as unknown as {
-      NetnsBackend: new (o: { stateDir: string; prefix: string }) => Hypervisor;
-    };
+    const { NetnsHypervisor } = await import('./cloud/backends/netns/index.ts');
     // A fresh prefix per start: names never collide with another engine's test bed on this machine.
-    return new netns.NetnsBackend({ stateDir, prefix: `c${randomBytes(3).toString('hex')}` });
+    const hypervisor = new NetnsHypervisor({ stateDir, prefix: `c${randomBytes(3).toString('hex')}` });
+    // Loopback addresses cannot cross network namespaces: netns bastions get floating IPs of the bed's own public range.
+    return { hypervisor, floatingCidr: hypervisor.layout.floatingRange.cidr };
   }
   const { Ssh2Hypervisor } = await import('./cloud/backends/ssh2/index.ts');
-  return new Ssh2Hypervisor({ stateDir, listenCidr: block.listenCidr });
+  return { hypervisor: new Ssh2Hypervisor({ stateDir, listenCidr: block.listenCidr }), floatingCidr: block.floatingCidr };
 }
 
 function hasLoopbackBridge(backend: Hypervisor): backend is Hypervisor & { exposeLoopbackPorts(ports: number[]): Promise<void> } {

@@ -1,16 +1,23 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBundle } from '../../cli/bundle.ts';
+import { OpenStackDriver } from '../../adapters/openstack/index.ts';
 import { renderUserData } from '../../core/cloudInit.ts';
+import { generateDeploymentKey } from '../../core/crypto/deploymentKey.ts';
 import { DeploymentSchema, type DeploymentSpec, type StepSpec } from '../../core/deployment/schema.ts';
 import { ErrorName, StepError } from '../../core/errors.ts';
-import type { CloudDriver } from '../../core/ports.ts';
+import type { CloudContext, CloudDriver } from '../../core/ports.ts';
+import { NetnsHypervisor } from '../../local/cloud/backends/netns/index.ts';
+import { startLocalCloud, type LocalCloud } from '../../local/cloud/server.ts';
 import { createAnsibleAction } from '../../sandbox/actions/ansible.ts';
 import type { Action, DeploymentKey } from '../../sandbox/actions/types.ts';
 import { actionContext, captureLog } from './helpers/actionContext.ts';
-import { deploymentKey, driverFor, leftovers, scopeOf, startNetnsBed, type NetnsBed } from './helpers/netnsBed.ts';
+import { leftovers, TENANT } from './helpers/netnsBed.ts';
 import { requirePrerequisites } from './helpers/prerequisites.ts';
 
 const execFileAsync = promisify(execFile);
@@ -33,37 +40,44 @@ async function expectStepError(p: Promise<unknown>): Promise<StepError> {
   return e as StepError;
 }
 
-describe.skipIf(!runSuite)('Action: ansible (netns backend, real OpenSSH and ansible-playbook)', () => {
-  let bed: NetnsBed;
+describe.skipIf(!runSuite)('Action: ansible (netns hypervisor, real OpenSSH and ansible-playbook)', () => {
+  const prefix = `ctd${randomBytes(2).toString('hex')}`;
+  let stateDir: string;
+  let localCloud: LocalCloud;
+  let hv: NetnsHypervisor;
+  let token: string;
   let key: DeploymentKey;
   let cloud: CloudDriver;
   let spec: DeploymentSpec;
   let ansible: Action;
-  const scope = scopeOf(DEPLOYMENT);
 
   const ctxFor = (s: DeploymentSpec, stepId: string, signal?: AbortSignal) =>
-    actionContext({ spec: s, stepId, deploymentId: DEPLOYMENT, key, cloud, workRoot: bed.stateDir, ...(signal ? { signal } : {}) });
+    actionContext({ spec: s, stepId, deploymentId: DEPLOYMENT, key, cloud, token, workRoot: stateDir, ...(signal ? { signal } : {}) });
 
   beforeAll(async () => {
     spec = DeploymentSchema.parse(await readBundle(EXAMPLE));
-    bed = await startNetnsBed();
-    key = deploymentKey(DEPLOYMENT);
-    cloud = driverFor(bed.backend);
-    ansible = createAnsibleAction({ commandPrefix: bed.backend.sandboxCommandPrefix() });
-    // What provision and bastion-open would have done.
-    await Promise.all(spec.vms.map((vm) => bed.backend.createVm(scope, vm, renderUserData(vm, key.publicKey))));
-    const cidr = await bed.backend.egressCidr();
-    await bed.backend.addBastionRule(scope, { securityGroup: spec.bastion.securityGroup, cidr, port: 22, description: 'e2e' });
-    await bed.backend.setBastionForwarding({ securityGroup: spec.bastion.securityGroup, enabled: true });
-    for (let i = 0; i < 200 && (await bed.backend.describeVms(scope)).some((v) => v.status !== 'active'); i++) {
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    stateDir = await mkdtemp(join(tmpdir(), 'ctd-ansible-netns-'));
+    hv = new NetnsHypervisor({ stateDir, prefix });
+    localCloud = await startLocalCloud({ stateDir, hypervisor: hv, floatingCidr: hv.layout.floatingRange.cidr });
+    token = await localCloud.mintToken(TENANT);
+    key = generateDeploymentKey(DEPLOYMENT);
+    cloud = new OpenStackDriver({ keystoneUrl: localCloud.keystoneUrl, egressCidrs: [await localCloud.egressAddress()], pollIntervalMs: 100 });
+    ansible = createAnsibleAction({ commandPrefix: hv.sandboxCommandPrefix() });
+    // What provision and bastion-open would have done, through the production driver.
+    const ctx: CloudContext = { token, deploymentId: DEPLOYMENT, record: async () => undefined, forget: async () => undefined };
+    for (const [index, network] of spec.networks.entries()) await cloud.ensureNetwork(ctx, { network, index });
+    for (const group of spec.securityGroups) await cloud.ensureSecurityGroup(ctx, group);
+    await Promise.all(spec.vms.map((vm) => cloud.ensureVm(ctx, { vm, userData: renderUserData(vm, key.publicKey) })));
+    for (const cidr of await cloud.egressCidrs(ctx)) await cloud.openBastionRule(ctx, { securityGroup: spec.bastion.securityGroup, cidr, port: 22 });
+    await cloud.grantBastionAccess(ctx, { server: spec.bastion.server, publicKey: key.publicKey });
   });
 
   afterAll(async () => {
-    if (!bed) return;
-    await bed.close();
-    expect(await leftovers(bed.prefix, bed.stateDir)).toEqual([]);
+    await localCloud?.close();
+    if (stateDir) {
+      expect(await leftovers(prefix, stateDir)).toEqual([]);
+      await rm(stateDir, { recursive: true, force: true });
+    }
   });
 
   it('deploys the HelloWorld example through the bastion and its check step passes', async () => {
@@ -127,8 +141,10 @@ describe.skipIf(!runSuite)('Action: ansible (netns backend, real OpenSSH and ans
   });
 
   it('fails with Ctd.AnsibleUnreachable naming the host when a VM cannot be reached', async () => {
-    const ns = bed.backend.vmNamespace(scope, 'web2')!;
-    const ifName = `${bed.prefix}e${ns.slice(`${bed.prefix}-vm`.length)}`;
+    const ctx: CloudContext = { token, deploymentId: DEPLOYMENT, record: async () => undefined, forget: async () => undefined };
+    const web2 = (await cloud.describeVms(ctx, ['web2']))[0]!;
+    const ns = hv.serverNamespace(web2.id!)!;
+    const ifName = hv.layout.vmIf(Number(ns.slice(`${prefix}-vm`.length)));
     await execFileAsync('ip', ['-n', ns, 'link', 'set', ifName, 'down']);
     try {
       const t0 = Date.now();

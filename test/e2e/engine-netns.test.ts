@@ -1,17 +1,19 @@
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBundle } from '../../cli/bundle.ts';
 import type { DeploymentView } from '../../core/api.ts';
 import { ErrorName } from '../../core/errors.ts';
-import type { NetnsBackend } from '../../local/cloud/backends/netns/index.ts';
+import type { NetnsHypervisor } from '../../local/cloud/backends/netns/index.ts';
 import { startTestEngine, type TestEngine } from '../helpers/engine.ts';
+import { OsApi } from '../helpers/openstackApi.ts';
 import {
   bastionRuleIds,
   cutOffVm,
   describeSteps,
   namespaceProcesses,
-  netnsBackendOf,
-  onNetnsBastion,
+  netnsHypervisorOf,
   probeBastionSsh,
   sandboxTaskEvents,
   secretItems,
@@ -28,6 +30,7 @@ import { requirePrerequisites } from './helpers/prerequisites.ts';
  * 36 s); ansible's own SSH timeouts are not, so an unreachable VM still takes ~11 s per attempt.
  */
 
+const execFileAsync = promisify(execFile);
 const runSuite = requirePrerequisites({ ansible: true });
 const TIME_SCALE = 0.2;
 const EXAMPLES = join(import.meta.dirname, '../../examples');
@@ -38,12 +41,23 @@ const PLAYBOOK_BROKEN = '- hosts: all\n  tasks:\n    - name: Bad\n      ansible.
 
 describe.skipIf(!runSuite)('Local engine on the netns test bed (real OpenSSH, nftables, ansible)', () => {
   let t: TestEngine;
-  let bed: NetnsBackend;
+  let bed: NetnsHypervisor;
+  let api: OsApi;
 
   beforeAll(async () => {
     t = await startTestEngine({ cloud: 'netns', timeScale: TIME_SCALE });
-    bed = netnsBackendOf(t);
+    bed = netnsHypervisorOf(t.engine.hypervisor);
+    api = await OsApi.connect(t.engine.keystoneUrl, await t.engine.mintToken(t.tenantId));
   });
+
+  const probe = (): Promise<'open' | 'closed'> => probeBastionSsh(bed, t.bastionAddress);
+  const ruleIds = (): Promise<string[]> => bastionRuleIds(bed, t.tenantId);
+  /** The Nova id of a deployment's VM (its server name carries the deployment's mark). */
+  const serverId = async (deploymentId: string, vm: string): Promise<string> =>
+    (await api.ok('compute', 'GET', `/servers/detail?name=^ctd-${deploymentId}-${vm}$`)).servers[0].id as string;
+  /** VMs running on the bed right now (one namespace each). */
+  const countVmNamespaces = async (): Promise<number> =>
+    (await execFileAsync('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith(`${bed.layout.prefix}-vm`)).length;
 
   afterAll(async () => {
     await t?.stop();
@@ -52,9 +66,9 @@ describe.skipIf(!runSuite)('Local engine on the netns test bed (real OpenSSH, nf
   /** A deployment behind the bed's bastion with VMs on one network. */
   const deployment = (name: string, vms: string[], steps: Record<string, unknown>[], files: Record<string, string> = {}) => ({
     name,
-    bastion: { address: bed.layout.bastionPublicAddress, port: 22, user: 'root', securityGroup: 'bastion' },
-    networks: [{ name: 'private' }],
-    vms: vms.map((vm) => ({ name: vm, network: 'private' })),
+    bastion: { server: 'bastion', securityGroup: 'bastion', user: 'ctd' },
+    networks: [{ name: 'private', cidr: `10.${Math.floor(Math.random() * 200) + 20}.0.0/24` }],
+    vms: vms.map((vm) => ({ name: vm, network: 'private', image: 'debian-12', flavor: 'm1.small' })),
     workflow: { steps },
     files,
   });
@@ -67,22 +81,22 @@ describe.skipIf(!runSuite)('Local engine on the netns test bed (real OpenSSH, nf
     (await t.client.logs(id, { step: stepId })).lines.filter((l) => l.stream === 'stdout').map((l) => ({ host: l.host, text: l.text }));
 
   it('refuses new connections from the engine side before bastion-open and after bastion-close', async () => {
-    expect(await probeBastionSsh(bed)).toBe('closed');
+    expect(await probe()).toBe('closed');
 
     const id = await submit(deployment('hold', [], [{ id: 'hold', action: 'run', command: 'sleep 2' }]));
     await t.waitFor(id, (d) => stepOf(d, 'hold').status === 'running');
     // The same probe gets through while the deployment's rule exists: it can tell the two apart.
-    expect(await probeBastionSsh(bed)).toBe('open');
+    expect(await probe()).toBe('open');
 
     const done = await t.waitForEnd(id);
     expect(done.status, describeSteps(done)).toBe('SUCCEEDED');
     expect(stepOf(done, 'bastion-close').status).toBe('succeeded');
-    expect(await bastionRuleIds(bed)).toEqual([]);
-    expect(await probeBastionSsh(bed)).toBe('closed');
+    expect(await ruleIds()).toEqual([]);
+    expect(await probe()).toBe('closed');
   });
 
   it('deploys examples/hello-world-ansible with its playbook; each VM answers through the bastion', async () => {
-    const bundle = onNetnsBastion(await readBundle(join(EXAMPLES, 'hello-world-ansible/deployment.yaml')), bed);
+    const bundle = await readBundle(join(EXAMPLES, 'hello-world-ansible/deployment.yaml'));
     const workflow = bundle.workflow as { steps: Record<string, unknown>[] };
     const answer = { id: 'answer', action: 'ssh', dependsOn: ['check'], targets: ['web1', 'web2'], files: [], command: ASK_SERVICE };
     const id = await submit({ ...bundle, workflow: { steps: [...workflow.steps, answer] } });
@@ -95,45 +109,49 @@ describe.skipIf(!runSuite)('Local engine on the netns test bed (real OpenSSH, nf
     const check = await stdoutOf(id, 'check');
     for (const host of ['web1', 'web2']) expect(check).toContainEqual({ host, text: 'ok=2 changed=0 unreachable=0 failed=0 skipped=0' });
     const answers = await stdoutOf(id, 'answer');
-    expect(answers).toContainEqual({ host: 'web1', text: 'Hello, World from web1' });
-    expect(answers).toContainEqual({ host: 'web2', text: 'Hello, World from web2' });
-    expect(await bastionRuleIds(bed)).toEqual([]);
+    expect(answers).toContainEqual({ host: 'web1', text: `Hello, World from ctd-${id}-web1` });
+    expect(answers).toContainEqual({ host: 'web2', text: `Hello, World from ctd-${id}-web2` });
+    expect(await ruleIds()).toEqual([]);
   }, 180_000);
 
   it('deploys examples/hello-world with the ssh action; each VM answers on its own address, then is deleted', async () => {
-    const bundle = onNetnsBastion(await readBundle(join(EXAMPLES, 'hello-world/deployment.yaml')), bed);
+    const bundle = await readBundle(join(EXAMPLES, 'hello-world/deployment.yaml'));
+    const vmsBefore = await countVmNamespaces();
     const id = await submit(bundle);
 
     const done = await t.waitForEnd(id, 120_000);
     expect(done.status, describeSteps(done)).toBe('SUCCEEDED');
     // hello.py binds SSH_CONNECTION's server address: the VM's own address inside its namespace.
     const check = await stdoutOf(id, 'check');
-    expect(check).toContainEqual({ host: 'web1', text: 'Hello World from web1' });
-    expect(check).toContainEqual({ host: 'web2', text: 'Hello World from web2' });
+    // A VM's hostname is its Nova name, which carries the deployment's mark (as cloud-init sets it on OpenStack).
+    expect(check).toContainEqual({ host: 'web1', text: `Hello World from ctd-${id}-web1` });
+    expect(check).toContainEqual({ host: 'web2', text: `Hello World from ctd-${id}-web2` });
     expect(stepOf(done, 'deprovision').status).toBe('succeeded');
-    expect(bed.vmNamespace({ tenantId: t.tenantId, deploymentId: id }, 'web1')).toBeUndefined();
-    expect(await bastionRuleIds(bed)).toEqual([]);
+    expect(await countVmNamespaces()).toBe(vmsBefore);
+    expect(await ruleIds()).toEqual([]);
   }, 150_000);
 
-  it('fails the ssh step with "administratively prohibited" when the bastion stops forwarding; bastion-close still succeeds', async () => {
+  it('fails the ssh step when the deployment key loses its bastion access; bastion-close still succeeds', async () => {
     const id = await submit(
       deployment('no-forwarding', ['web1'], [
         { id: 'provision', action: 'provision' },
-        // Holds the workflow after provision: the window in which forwarding is switched off.
+        // Holds the workflow after provision: the window in which the access item is removed.
         { id: 'hold', action: 'run', command: 'sleep 3', dependsOn: ['provision'] },
         { id: 'hello', action: 'ssh', targets: ['web1'], files: [], command: 'echo hello', dependsOn: ['hold'] },
       ]),
     );
     const afterProvision = await provisioned(id);
     expect(stepOf(afterProvision, 'provision').status, describeSteps(afterProvision)).toBe('succeeded');
-    await bed.setBastionForwarding({ securityGroup: 'bastion', enabled: false });
+    const bastion = (await api.ok('compute', 'GET', '/servers/detail?name=^bastion$')).servers[0];
+    await api.ok('compute', 'DELETE', `/servers/${bastion.id}/metadata/ctd-access-${id}`);
 
     const done = await t.waitForEnd(id);
     expect(stepOf(done, 'hello'), describeSteps(done)).toMatchObject({ status: 'failed', error: ErrorName.StepFailed, attempt: 1 });
-    expect(stepOf(done, 'hello').cause).toMatch(/administratively prohibited/);
+    // OpenSSH on the bastion no longer lists the key: the login itself is refused.
+    expect(stepOf(done, 'hello').cause).toMatch(/the bastion \S+ rejected the deployment key for user "ctd"/);
     expect(done).toMatchObject({ status: 'FAILED', error: ErrorName.StepFailed });
     expect(stepOf(done, 'bastion-close').status).toBe('succeeded');
-    expect(await bastionRuleIds(bed)).toEqual([]);
+    expect(await ruleIds()).toEqual([]);
   }, 120_000);
 
   it('retries an ansible step once when a VM becomes unreachable, then fails with Ctd.AnsibleUnreachable, closes the bastion and deletes the secrets', async () => {
@@ -153,7 +171,7 @@ describe.skipIf(!runSuite)('Local engine on the netns test bed (real OpenSSH, nf
     const afterProvision = await provisioned(id);
     expect(stepOf(afterProvision, 'provision').status, describeSteps(afterProvision)).toBe('succeeded');
     expect(await secretItems(t, id)).toEqual(['SECRET#token', 'SECRET#sshkey']);
-    await cutOffVm(bed, t.tenantId, id, 'web2');
+    await cutOffVm(bed, await serverId(id, 'web2'));
 
     const done = await t.waitForEnd(id, 120_000);
     const ping = stepOf(done, 'ping');
@@ -169,7 +187,7 @@ describe.skipIf(!runSuite)('Local engine on the netns test bed (real OpenSSH, nf
     expect(tasks.filter((type) => type === 'TaskFailed')).toHaveLength(2);
 
     expect(stepOf(done, 'bastion-close').status).toBe('succeeded');
-    expect(await bastionRuleIds(bed)).toEqual([]);
+    expect(await ruleIds()).toEqual([]);
     expect(await secretItems(t, id)).toEqual([]);
   }, 150_000);
 

@@ -34,6 +34,8 @@ export async function actionContext(input: {
   deploymentId: string;
   key: DeploymentKey;
   cloud: CloudDriver;
+  /** The user's cloud token (a real one of the local cloud when the driver talks to it). */
+  token?: string;
   /** Parent of the sandbox's private work dir (keep it short and inside the bed's state dir). */
   workRoot: string;
   signal?: AbortSignal;
@@ -67,10 +69,12 @@ export async function actionContext(input: {
     topology,
     step: stepRecord,
     files,
-    token: 'token-e2e',
+    token: input.token ?? 'token-e2e',
     sshKey: input.key,
     cloud: input.cloud,
-    cloudCtx: { token: 'token-e2e', deploymentId: input.deploymentId },
+    // Steps other than provision create nothing: records are not kept here.
+    cloudCtx: { token: input.token ?? 'token-e2e', deploymentId: input.deploymentId, record: async () => undefined, forget: async () => undefined },
+    recordedResources: async () => [],
     workDir: await mkdtemp(join(input.workRoot, 'w-')),
     log: input.log ?? captureLog(),
     signal: input.signal ?? new AbortController().signal,
