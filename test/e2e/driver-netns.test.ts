@@ -94,8 +94,8 @@ describe.skipIf(!runSuite)('OpenStack driver on the netns hypervisor (hello-worl
       let r = await sshFromHost(bed, args);
       for (let i = 0; i < 50 && r.code !== 0; i++) r = await sshFromHost(bed, args);
       expect(r.stderr).toBe('');
-      // The VM's hostname is its Nova name, which carries the deployment's mark.
-      expect(r.stdout).toBe(`ctd-${deploymentId}-${vm.name}\n`);
+      // cloud-init's hostname (the topology's name), not the marked Nova name.
+      expect(r.stdout).toBe(`${vm.name}\n`);
     }
 
     const ruleRefs = records.filter((r) => r.kind.includes('rule'));
