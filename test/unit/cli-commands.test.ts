@@ -34,7 +34,7 @@ class FakeApi {
   /** Successive GET /deployments/{id} answers; the last one repeats. */
   script: DeploymentView[] = [];
   private served = 0;
-  history: HistoryEvent[] = [];
+  history: (HistoryEvent & { stepId?: string })[] = [];
   logs: StepLogLine[] = [];
   /** Forces every /deployments answer to this status and body. */
   failWith?: { status: number; body: ErrorResponse };
@@ -276,18 +276,22 @@ describe('Command: ls / status / history / logs / cancel', () => {
     expect(r.err).toContain('error: deployment d-404 not found');
   });
 
-  it('history prints one line per event with the state name or the error', async () => {
+  it('history prints one line per event with its workflow step and the state name or the error', async () => {
     api.history = [
       { id: 1, timestamp: T0, type: 'ExecutionStarted', executionStartedEventDetails: { input: '{}' } },
       { id: 2, previousEventId: 1, timestamp: at(1), type: 'TaskStateEntered', stateEnteredEventDetails: { name: 'Prepare', input: '{}' } },
-      { id: 3, previousEventId: 2, timestamp: at(2), type: 'ExecutionFailed', executionFailedEventDetails: { error: 'Ctd.StepFailed', cause: 'exit 1' } },
+      { id: 3, previousEventId: 2, timestamp: at(1), type: 'TaskScheduled', stepId: 'migrate' },
+      { id: 4, previousEventId: 3, timestamp: at(2), type: 'TaskFailed', stepId: 'migrate', taskFailedEventDetails: { error: 'Ctd.StepFailed', cause: 'exit 1' } },
+      { id: 5, previousEventId: 4, timestamp: at(2), type: 'ExecutionFailed', executionFailedEventDetails: { error: 'Ctd.StepFailed', cause: 'exit 1' } },
     ];
     const r = await ctd([...remote(), 'history', 'd-1']);
     expect(r.code).toBe(0);
     expect(r.out.trimEnd().split('\n')).toEqual([
-      '   1  2025-01-01 00:00:00  ExecutionStarted',
-      '   2  2025-01-01 00:00:01  TaskStateEntered  Prepare',
-      '   3  2025-01-01 00:00:02  ExecutionFailed  Ctd.StepFailed: exit 1',
+      '   1  2025-01-01 00:00:00  -        ExecutionStarted',
+      '   2  2025-01-01 00:00:01  -        TaskStateEntered  Prepare',
+      '   3  2025-01-01 00:00:01  migrate  TaskScheduled',
+      '   4  2025-01-01 00:00:02  migrate  TaskFailed  Ctd.StepFailed: exit 1',
+      '   5  2025-01-01 00:00:02  -        ExecutionFailed  Ctd.StepFailed: exit 1',
     ]);
   });
 
