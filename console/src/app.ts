@@ -204,7 +204,7 @@ async function deploymentPage(api: Api, id: string, selected: string | undefined
         ...(view.error ? [h('dt', {}, 'error'), h('dd', { class: 'error-name' }, view.error)] : []),
       ),
       h('div', { class: 'actions' }, cancellable ? h('button', { type: 'button', class: 'danger', id: 'cancel', onclick: () => dialog.showModal() }, 'Cancel deployment…') : ''),
-      view.cause ? h('p', { class: 'cause-line' }, view.cause) : '',
+      view.cause ? h('p', { class: `cause-line status-${deploymentTone(view.status)}` }, view.cause) : '',
     );
 
     if (!dag) {

@@ -52,7 +52,7 @@ export function ganttView(view: DeploymentView, timelines: StepTimeline[], now: 
     );
   });
 
-  const ticks = axisTicks(span).map((t) => h('span', { class: 'tick', style: `left:${(t / span) * 100}%` }, formatDuration(t)));
+  const ticks = axisTicks(span).map((t) => h('span', { class: 'tick', style: `left:${(t / span) * 100}%` }, t === 0 ? '0 s' : formatDuration(t)));
   return h(
     'div',
     { class: 'gantt', role: 'table', 'aria-label': 'timeline of the steps' },
