@@ -125,6 +125,12 @@ describe.skipIf(!runSuite)('Web console in Chromium', () => {
     expect(await failedRows.filter({ hasText: 'migrate-db' }).count()).toBeGreaterThan(0);
     expect(await failedRows.filter({ hasText: 'warm-cache' }).filter({ hasText: 'Ctd.StepAborted' }).count()).toBe(1);
     await shot('failed');
+
+    // Filtering the history by a step leaves only that step's events.
+    await page.getByLabel('Step', { exact: true }).selectOption('warm-cache');
+    const steps = await page.locator('table.history tbody tr').evaluateAll((rows) => rows.map((r) => (r as unknown as { dataset: { step: string } }).dataset.step));
+    expect(steps.length).toBeGreaterThan(5);
+    expect(new Set(steps)).toEqual(new Set(['warm-cache']));
   }, 180_000);
 
   it('cancels another deployment from the page, after a confirmation', async () => {
