@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
 
@@ -38,7 +38,8 @@ const engineThroughTsx: Plugin = {
 
 export async function buildCli(outfile = CLI_BUNDLE): Promise<void> {
   await mkdir(new URL('.', `file://${outfile}`), { recursive: true });
-  await build({
+  const result = await build({
+    write: false,
     entryPoints: [`${ROOT}cli/main.ts`],
     bundle: true,
     platform: 'node',
@@ -50,6 +51,11 @@ export async function buildCli(outfile = CLI_BUNDLE): Promise<void> {
     logLevel: 'warning',
     legalComments: 'none',
   });
+  const bundle = result.outputFiles[0];
+  if (!bundle) throw new Error('esbuild produced no bundle');
+  // Written aside and renamed: a `ctd` starting meanwhile reads the old bundle or the new one, never half of one.
+  await writeFile(`${outfile}.${process.pid}.tmp`, bundle.contents);
+  await rename(`${outfile}.${process.pid}.tmp`, outfile);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await buildCli();
