@@ -93,7 +93,7 @@ describe('ctd local up', () => {
   });
 });
 
-describe('ctd history / logs', () => {
+describe('ctd history / logs', { timeout: 120_000 }, () => {
   it('history names the step of each event, and exits quietly when its reader stops early', async () => {
     const full = await sh(`node ${BIN} history ${deploymentId}`);
     expect(full.out).toMatch(/TaskFailed\s+Ctd\.StepFailed/);
@@ -121,7 +121,14 @@ describe('ctd history / logs', () => {
 });
 
 describe.skipIf(!haveAwsCli())('ctd local env with the AWS CLI v2', () => {
-  const aws = (service: string, args: string) => sh(`eval "$(node ${BIN} local env)" && ${AWS} --output json --endpoint-url "$AWS_ENDPOINT_URL_${service}" ${args}`);
+  // What `eval "$(ctd local env)"` sets, read once: each AWS CLI start costs seconds here.
+  let awsEnv: NodeJS.ProcessEnv = {};
+  beforeAll(async () => {
+    const r = await sh(`eval "$(node ${BIN} local env)" && env | grep '^AWS_'`);
+    awsEnv = Object.fromEntries(r.out.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    expect(Object.keys(awsEnv)).toEqual(expect.arrayContaining(['AWS_ENDPOINT_URL_SFN', 'AWS_ENDPOINT_URL_DYNAMODB', 'AWS_ENDPOINT_URL_KMS', 'AWS_REGION']));
+  }, 60_000);
+  const aws = (service: string, args: string) => sh(`${AWS} --output json --endpoint-url "$AWS_ENDPOINT_URL_${service}" ${args}`, awsEnv);
 
   it('points the AWS CLI at the local Step Functions, DynamoDB and KMS', async () => {
     const machine = 'arn:aws:states:us-east-1:000000000000:stateMachine:ctd-deployment';
@@ -139,14 +146,14 @@ describe.skipIf(!haveAwsCli())('ctd local env with the AWS CLI v2', () => {
     expect(JSON.parse((await aws('DYNAMODB', 'dynamodb list-tables')).out)).toEqual({ TableNames: ['ctd-deployments'] });
     const keys = JSON.parse((await aws('KMS', 'kms list-keys')).out) as { Keys: { KeyId: string }[] };
     expect(keys.Keys.length).toBeGreaterThan(0);
-  });
+  }, 180_000);
 
   it('gives the SDKs everything they need from the environment alone', async () => {
     const script = `
       const { SFNClient, ListStateMachinesCommand } = await import('@aws-sdk/client-sfn');
       const res = await new SFNClient({}).send(new ListStateMachinesCommand({}));
       console.log(res.stateMachines.map((m) => m.name).join(','));`;
-    const r = await sh(`eval "$(node ${BIN} local env)" && node --input-type=module -e "$SCRIPT"`, { SCRIPT: script, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' });
+    const r = await sh(`node --input-type=module -e "$SCRIPT"`, { ...awsEnv, SCRIPT: script, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' });
     expect(r.err).toBe('');
     expect(r.out.trim()).toBe('ctd-deployment');
   });
