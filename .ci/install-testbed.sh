@@ -1,9 +1,11 @@
 #!/bin/sh
 # Installs what the netns test bed needs (test/e2e): OpenSSH server and client, nftables,
-# iproute2, bubblewrap and ansible-core. Idempotent: returns at once when everything is present.
+# iproute2, bubblewrap and ansible-core; plus Chromium for the console tests (test/browser) and
+# the AWS CLI v2 for `ctd local env` (test/integration/local-env.test.ts).
+# Idempotent: returns at once when everything is present.
 set -eu
 
-PACKAGES="openssh-server openssh-client nftables iproute2 bubblewrap ansible-core"
+PACKAGES="openssh-server openssh-client nftables iproute2 bubblewrap ansible-core chromium awscli"
 
 missing=""
 for pkg in $PACKAGES; do

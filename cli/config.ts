@@ -14,6 +14,11 @@ export interface EngineInfo {
   apiUrl: string;
   cloudUrl: string;
   pid: number;
+  /** The web console (engines before it had none). */
+  consoleUrl?: string;
+  /** The local AWS services, for `ctd local env`. */
+  endpoints?: { sfn: string; dynamodb: string; kms: string };
+  region?: string;
 }
 
 export const ENGINE_FILE = 'engine.json';
@@ -63,7 +68,14 @@ export async function readEngineInfo(home: string): Promise<EngineInfo | undefin
     return undefined;
   }
   if (!isProcessAlive(info.pid)) return undefined;
-  return { apiUrl: info.apiUrl, cloudUrl: info.cloudUrl, pid: info.pid };
+  return {
+    apiUrl: info.apiUrl,
+    cloudUrl: info.cloudUrl,
+    pid: info.pid,
+    ...(typeof info.consoleUrl === 'string' ? { consoleUrl: info.consoleUrl } : {}),
+    ...(info.endpoints && typeof info.endpoints === 'object' ? { endpoints: info.endpoints } : {}),
+    ...(typeof info.region === 'string' ? { region: info.region } : {}),
+  };
 }
 
 /**

@@ -55,7 +55,7 @@ Examples:
     .description('run the engine in the foreground (Ctrl-C stops it)')
     .addOption(new Option('--cloud <driver>', 'target cloud driver').choices(['local', 'netns']).default('local'))
     .option('--port <n>', 'API port (default 4580; 0 picks a free one)')
-    .option('--time-scale <x>', 'speed up engine timers by this factor (tests and demos)')
+    .option('--time-scale <x>', 'multiply every engine time limit (timeouts, heartbeats, retry waits, the 120 s grace) by x: 0.1 makes them 10× shorter')
     .action(
       run(async (c, opts: { cloud?: string; port?: string; timeScale?: string }) =>
         (await import('./commands/local.ts')).localUp(c, opts),
@@ -71,6 +71,16 @@ Examples:
     .description('print an OpenStack RC (OS_AUTH_URL, OS_PROJECT_NAME, OS_PASSWORD…) of the local cloud for a tenant')
     .requiredOption('--tenant <name>', 'tenant (project) name')
     .action(run(async (c, opts: { tenant: string }) => (await import('./commands/local.ts')).localOpenrc(c, opts)));
+
+  local
+    .command('console')
+    .description('print the web console address with a sign-in token (open it in a browser)')
+    .option('--tenant <name>', 'tenant id', 'default')
+    .action(run(async (c, opts: { tenant?: string }) => (await import('./commands/local.ts')).localConsole(c, opts)));
+  local
+    .command('env')
+    .description('print shell exports for the AWS CLI and SDKs: the local Step Functions, DynamoDB and KMS (eval "$(ctd local env)")')
+    .action(run(async (c) => (await import('./commands/local.ts')).localEnv(c)));
 
   program
     .command('deploy')

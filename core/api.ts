@@ -1,4 +1,5 @@
-import type { DeploymentStatus, HistoryEvent, StepLogLine, StepStatus } from './model.ts';
+import type { AttributedEvent, StepTimeline } from './history.ts';
+import type { DeploymentStatus, StepLogLine, StepStatus } from './model.ts';
 
 /**
  * The HTTP API's response bodies — the contract the CLI, the docs and the tests share.
@@ -40,6 +41,10 @@ export interface StepView {
 export interface DeploymentView extends DeploymentSummary {
   executionArn?: string;
   consoleUrl?: string;
+  /** When the first step failure started the grace period for steps still running. */
+  graceStartedAt?: string;
+  /** When the user cancelled. */
+  cancelledAt?: string;
   /** System steps first (bastion-open), then the workflow in topological order, bastion-close last. */
   steps: StepView[];
 }
@@ -50,7 +55,10 @@ export interface ListResponse {
 }
 
 export interface HistoryResponse {
-  events: HistoryEvent[];
+  /** Step Functions events, each with the workflow step it belongs to (none for engine-level events). */
+  events: AttributedEvent[];
+  /** Per step, read from those events: dependency wait, sandbox attempts (retries apart), grace period. */
+  steps: StepTimeline[];
 }
 
 export interface LogsResponse {

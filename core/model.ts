@@ -31,6 +31,8 @@ export interface DeploymentRecord {
   idempotencyKey?: string;
   /** Set on the first step failure; the grace period runs once per deployment. */
   graceStartedAt?: string;
+  /** When the user cancelled (the status moves on to CANCELLED once Cleanup ran). */
+  cancelledAt?: string;
   /** The GracePeriod state's task token while it waits. */
   graceToken?: string;
   /** Why the deployment failed: the root cause, not the steps aborted or skipped after it. */

@@ -1,50 +1,56 @@
-import { createServer, type Server } from 'node:http';
-import type { LocalStepFunctions } from './sfn/index.ts';
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { fileURLToPath } from 'node:url';
 
 /**
- * The local stand-in for the Step Functions console: one read-only page per execution with
- * its status and event history, so the console URL the API returns opens something locally too.
- * Loopback only; local mode is single-user.
+ * Serves the web console (console/dist, built by scripts/build-console.ts) under /console/ on the
+ * API's own origin, so its URL is as stable as the API's port and the page calls the API without
+ * CORS. The page itself only talks to the public HTTP API with the user's token.
  */
-export async function startLocalConsole(sfn: LocalStepFunctions, port = 0): Promise<{ url: string; close(): Promise<void> }> {
-  const server: Server = createServer((req, res) => {
-    const match = /^\/executions\/(.+)$/.exec(new URL(req.url ?? '/', 'http://x').pathname);
-    if (req.method !== 'GET' || !match) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-      return;
-    }
-    try {
-      const arn = decodeURIComponent(match[1]!);
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page(sfn, arn));
-    } catch {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('execution not found\n');
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  const address = server.address();
-  const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}`;
-  return { url, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
 
-function page(sfn: LocalStepFunctions, arn: string): string {
-  const execution = sfn.describeExecution(arn);
-  const events = sfn.getExecutionHistory(arn);
-  const rows = events
-    .map((e) => {
-      const details = Object.entries(e).find(([k]) => k.endsWith('EventDetails'))?.[1] as Record<string, unknown> | undefined;
-      const name = typeof details?.name === 'string' ? details.name : '';
-      const error = typeof details?.error === 'string' ? `${details.error}: ${String(details.cause ?? '')}` : '';
-      return `<tr><td>${e.id}</td><td>${esc(new Date(e.timestamp ?? 0).toISOString())}</td><td>${esc(e.type ?? '')}</td><td>${esc(name)}</td><td>${esc(error)}</td></tr>`;
-    })
-    .join('\n');
-  const refresh = execution.status === 'RUNNING' ? '<meta http-equiv="refresh" content="2">' : '';
-  return `<!doctype html><html><head><meta charset="utf-8">${refresh}<title>${esc(execution.name)}</title>
-<style>body{font:14px system-ui;margin:2em}td,th{padding:2px 8px;text-align:left;vertical-align:top}tr:nth-child(even){background:#f4f4f4}</style></head>
-<body><h1>${esc(execution.name)} — ${esc(execution.status)}</h1>
-<p>${esc(arn)}<br>started ${esc(execution.startDate.toISOString())}${execution.stopDate ? ` · stopped ${esc(execution.stopDate.toISOString())}` : ''}</p>
-<table><tr><th>id</th><th>time</th><th>event</th><th>state</th><th>error</th></tr>${rows}</table></body></html>`;
-}
+export const CONSOLE_PREFIX = '/console';
+const DIST = fileURLToPath(new URL('../console/dist/', import.meta.url));
+const FILES: Record<string, string> = {
+  'index.html': 'text/html; charset=utf-8',
+  'console.js': 'text/javascript; charset=utf-8',
+  'console.css': 'text/css; charset=utf-8',
+};
+const HEADERS = {
+  // Everything comes from here; the API may be elsewhere when the user signs in to another endpoint.
+  'content-security-policy': "default-src 'self'; connect-src 'self' http: https:; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-cache',
+};
 
-function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+/** Handles a request under /console; answers false for any other path so the API routes it. */
+export async function serveConsole(req: IncomingMessage, res: ServerResponse, dist = DIST): Promise<boolean> {
+  const path = new URL(req.url ?? '/', 'http://x').pathname;
+  if (path !== CONSOLE_PREFIX && !path.startsWith(`${CONSOLE_PREFIX}/`)) return false;
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    return true;
+  }
+  const rest = path.slice(CONSOLE_PREFIX.length).replace(/^\//, '');
+  // The console URL the API returns for an execution (…/console/executions/<arn>): its deployment page.
+  const execution = /^executions\/(.+)$/.exec(rest);
+  if (path === CONSOLE_PREFIX || execution) {
+    const name = execution ? decodeURIComponent(execution[1] ?? '').split(':').pop() ?? '' : '';
+    res.writeHead(302, { location: `${CONSOLE_PREFIX}/${name ? `#/deployments/${encodeURIComponent(name)}` : ''}` }).end();
+    return true;
+  }
+  const file = rest === '' ? 'index.html' : rest;
+  const type = FILES[file];
+  if (!type) {
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    return true;
+  }
+  try {
+    const body = await readFile(`${dist}${file}`);
+    res.writeHead(200, { 'content-type': type, 'content-length': body.length, ...HEADERS });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  } catch {
+    res.writeHead(500, { 'content-type': 'text/plain' }).end('the console is not built: run npm run build:console\n');
+  }
+  return true;
 }

@@ -10,7 +10,7 @@ import { ErrorName } from '../core/errors.ts';
 import type { Hypervisor } from './cloud-backend.ts';
 import { pickLoopbackBlock, splitBlock, type LoopbackBlock } from './cloud/loopbackBlock.ts';
 import { startLocalCloud } from './cloud/server.ts';
-import { startLocalConsole } from './console.ts';
+import { CONSOLE_PREFIX, serveConsole } from './console.ts';
 import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, functionArn, REGION } from './functions.ts';
 import { startLocalApiGateway } from './services/apiGateway.ts';
 import { startLocalDynamoDb } from './services/dynamodb.ts';
@@ -46,6 +46,8 @@ export interface LocalEngineOptions {
 
 export interface LocalEngine {
   apiUrl: string;
+  /** The web console, on the API's origin (stable as long as the API port is). */
+  consoleUrl: string;
   cloudUrl: string;
   stateDir: string;
   endpoints: { dynamodb: string; kms: string; sfn: string };
@@ -98,7 +100,9 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
 
     const sfnPort = await freePort();
     const sfnUrl = `http://127.0.0.1:${sfnPort}`;
-    const consolePort = await freePort();
+    // Known before the API starts: the console URL goes into every deployment the API accepts.
+    const apiPort = opts.apiPort === 0 ? await freePort() : (opts.apiPort ?? 4580);
+    const consoleUrl = `http://127.0.0.1:${apiPort}${CONSOLE_PREFIX}`;
     if (hasLoopbackBridge(backend)) {
       // Sandboxes of the netns test bed live in the engine-side namespace: give them the services' ports there.
       await backend.exposeLoopbackPorts([dynamo.url, kms.url, sfnUrl, cloud.url].map((url) => Number(new URL(url).port)));
@@ -129,7 +133,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       stateMachineArn,
       clusterArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/ctd-local`,
       cloud: cloudConfigFromEnv(cloudEnv),
-      consoleBaseUrl: `http://127.0.0.1:${consolePort}`,
+      consoleBaseUrl: consoleUrl,
     };
     const baseEnv: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -198,28 +202,29 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     });
     sfn.createStateMachine(STATE_MACHINE_NAME, substitute(await readFile(ASL, 'utf8'), substitutions()));
     await sfn.listen(sfnPort);
-    const localConsole = await startLocalConsole(sfn, consolePort);
-    stops.push(() => localConsole.close());
 
     const authorize = apiAuthorizer(() => engineDeps);
     const api = await startLocalApiGateway({
-      port: opts.apiPort ?? 4580,
+      port: apiPort,
       routes: apiRoutes(() => engineDeps),
+      site: serveConsole,
       authorizer: (event) => authorize(event, lambdaContext('authorizer')),
     });
     stops.push(() => api.close());
 
     const engineFile = join(stateDir, 'engine.json');
-    await writeFile(engineFile, JSON.stringify({ apiUrl: api.url, cloudUrl: cloud.url, pid: process.pid }, null, 2), { mode: 0o600 });
+    const endpoints = { dynamodb: dynamo.url, kms: kms.url, sfn: sfnUrl };
+    await writeFile(engineFile, JSON.stringify({ apiUrl: api.url, consoleUrl, cloudUrl: cloud.url, endpoints, region: REGION, pid: process.pid }, null, 2), { mode: 0o600 });
     stops.push(() => rm(engineFile, { force: true }));
-    log(`engine up: API ${api.url} · state ${stateDir} · cloud ${cloud.keystoneUrl} (${backend.kind}, ${block.cidr})`);
+    log(`engine up: API ${api.url} · console ${consoleUrl}/ · state ${stateDir} · cloud ${cloud.keystoneUrl} (${backend.kind}, ${block.cidr})`);
 
     let stopped: Promise<void> | undefined;
     return {
       apiUrl: api.url,
+      consoleUrl,
       cloudUrl: cloud.url,
       stateDir,
-      endpoints: { dynamodb: dynamo.url, kms: kms.url, sfn: sfnUrl },
+      endpoints,
       stateMachineArn,
       mintToken: (tenantId) => cloud.mintToken(tenantId),
       bastionOf: (tenantId) => cloud.bastionOf(tenantId),

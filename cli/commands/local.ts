@@ -1,5 +1,5 @@
 import { CliError, EXIT } from '../errors.ts';
-import { ctdHome, fetchOpenrc, mintToken, readEngineInfo, requireEngine } from '../config.ts';
+import { ctdHome, DEFAULT_TENANT, fetchOpenrc, mintToken, readEngineInfo, requireEngine } from '../config.ts';
 import { renderOpenrc } from '../../local/cloud/openstack/openrc.ts';
 import type { CommandContext } from '../context.ts';
 
@@ -13,6 +13,7 @@ export interface LocalEngineOptions {
 }
 export interface LocalEngineHandle {
   apiUrl: string;
+  consoleUrl: string;
   cloudUrl: string;
   stop(): Promise<void>;
 }
@@ -54,10 +55,7 @@ export async function localUp(
   const startLocalEngine = await start();
   const engine = await startLocalEngine(engineOptions);
   // The engine itself advertises its URLs in <stateDir>/engine.json and removes the file on stop.
-  ctx.print(`CTD engine running — API ${engine.apiUrl}`);
-  ctx.print(`  cloud: ${engine.cloudUrl}`);
-  ctx.print(`  state: ${stateDir}`);
-  ctx.print('Press Ctrl-C to stop.');
+  for (const line of banner(engine, stateDir)) ctx.print(line);
 
   const { signals } = ctx.io;
   let stopping: Promise<number> | undefined;
@@ -89,6 +87,19 @@ export async function localUp(
   return code;
 }
 
+/** Where everything is, and how to reach it, for a user who just typed `ctd local up`. */
+export function banner(engine: Pick<LocalEngineHandle, 'apiUrl' | 'consoleUrl' | 'cloudUrl'>, stateDir: string): string[] {
+  return [
+    'CTD engine running',
+    `  console  ${engine.consoleUrl}/   sign in with the link \`ctd local console\` prints`,
+    `  API      ${engine.apiUrl}   (ctd deploy FILE, ctd ls … use it; curl with a token from \`ctd local token --tenant default\`)`,
+    `  cloud    ${engine.cloudUrl}   (the local OpenStack; the bastion is the address your deployment names, opened to the engine only while a deployment runs)`,
+    '  AWS      eval "$(ctd local env)" points the AWS CLI and SDKs at the local Step Functions, DynamoDB and KMS',
+    `  state    ${stateDir}`,
+    'Press Ctrl-C to stop.',
+  ];
+}
+
 function parseNumber(flag: string, value: string, valid: (n: number) => boolean): number {
   const n = Number(value);
   if (!value.trim() || !Number.isFinite(n) || !valid(n)) throw new CliError(`${flag}: invalid value "${value}"`);
@@ -114,5 +125,48 @@ export async function localOpenrc(ctx: CommandContext, opts: { tenant: string })
   const env = await fetchOpenrc(engine.cloudUrl, opts.tenant, ctx.io.fetch);
   if (ctx.json) ctx.printJson(env);
   else ctx.io.stdout.write(renderOpenrc(env));
+  return EXIT.ok;
+}
+
+/**
+ * `ctd local env`: shell exports that point the AWS SDKs and CLI at the engine's local Step
+ * Functions, DynamoDB and KMS. `eval "$(ctd local env)"`. The credentials are placeholders: the
+ * local services accept any.
+ */
+export async function localEnv(ctx: CommandContext): Promise<number> {
+  const engine = await requireEngine(ctx.environment);
+  if (!engine.endpoints) throw new CliError('this engine does not advertise its AWS endpoints; restart it with this version of ctd');
+  const region = engine.region ?? 'us-east-1';
+  const vars: [string, string][] = [
+    ['AWS_ENDPOINT_URL_SFN', engine.endpoints.sfn],
+    ['AWS_ENDPOINT_URL_DYNAMODB', engine.endpoints.dynamodb],
+    ['AWS_ENDPOINT_URL_KMS', engine.endpoints.kms],
+    ['AWS_REGION', region],
+    ['AWS_DEFAULT_REGION', region],
+    ['AWS_ACCESS_KEY_ID', 'local'],
+    ['AWS_SECRET_ACCESS_KEY', 'local'],
+  ];
+  if (ctx.json) {
+    ctx.printJson(Object.fromEntries(vars));
+    return EXIT.ok;
+  }
+  for (const [name, value] of vars) ctx.print(`export ${name}=${value}`);
+  ctx.print('# AWS CLI 2.13+ and the SDKs read AWS_ENDPOINT_URL_<SERVICE>; older CLIs need the endpoint spelled out:');
+  ctx.print('#   aws --endpoint-url "$AWS_ENDPOINT_URL_SFN" stepfunctions list-executions --state-machine-arn arn:aws:states:us-east-1:000000000000:stateMachine:ctd-deployment');
+  ctx.print('#   aws --endpoint-url "$AWS_ENDPOINT_URL_DYNAMODB" dynamodb list-tables');
+  ctx.print('#   aws --endpoint-url "$AWS_ENDPOINT_URL_KMS" kms list-keys');
+  return EXIT.ok;
+}
+
+/**
+ * `ctd local console`: the web console's address with a fresh token in the fragment (which the
+ * browser never sends to a server, and the page removes at once).
+ */
+export async function localConsole(ctx: CommandContext, opts: { tenant?: string }): Promise<number> {
+  const engine = await requireEngine(ctx.environment);
+  const consoleUrl = engine.consoleUrl ?? `${engine.apiUrl.replace(/\/+$/, '')}/console`;
+  const token = await mintToken(engine.cloudUrl, opts.tenant ?? DEFAULT_TENANT, ctx.io.fetch);
+  if (ctx.json) ctx.printJson({ consoleUrl: `${consoleUrl}/`, signInUrl: `${consoleUrl}/#/?token=${encodeURIComponent(token)}` });
+  else ctx.io.stdout.write(`${consoleUrl}/#/?token=${encodeURIComponent(token)}\n`);
   return EXIT.ok;
 }

@@ -1,5 +1,6 @@
 import type { DeploymentView, StepView } from '../../core/api.ts';
-import type { HistoryEvent, StepLogLine } from '../../core/model.ts';
+import type { AttributedEvent } from '../../core/history.ts';
+import type { StepLogLine } from '../../core/model.ts';
 import { FINAL_DEPLOYMENT_STATUSES } from '../../core/model.ts';
 import type { CommandContext } from '../context.ts';
 import { EXIT } from '../errors.ts';
@@ -77,15 +78,17 @@ export async function history(ctx: CommandContext, id: string): Promise<number> 
     ctx.printJson({ events });
     return EXIT.ok;
   }
-  for (const e of events) ctx.print(historyLine(e));
+  const stepWidth = Math.max(1, ...events.map((e) => e.stepId?.length ?? 0));
+  for (const e of events) ctx.print(historyLine(e, stepWidth));
   return EXIT.ok;
 }
 
 /**
- * `id timestamp type detail`. Events are AWS-shaped (`stateEnteredEventDetails: {name}`,
+ * `id timestamp step type detail`; the step is the workflow step the event belongs to ("-" for
+ * the engine's own states). Events are AWS-shaped (`stateEnteredEventDetails: {name}`,
  * `executionFailedEventDetails: {error, cause}`…): the detail is the state name, else the error.
  */
-export function historyLine(event: HistoryEvent): string {
+export function historyLine(event: AttributedEvent, stepWidth = 0): string {
   let name: string | undefined;
   let error: string | undefined;
   let cause: string | undefined;
@@ -97,7 +100,8 @@ export function historyLine(event: HistoryEvent): string {
     if (typeof details.cause === 'string') cause ??= details.cause;
   }
   const detail = name ?? (error ? (cause ? `${error}: ${cause}` : error) : '');
-  return [String(event.id).padStart(4), formatTimestamp(event.timestamp), event.type, detail].join('  ').trimEnd();
+  const step = (event.stepId ?? '-').padEnd(stepWidth);
+  return [String(event.id).padStart(4), formatTimestamp(event.timestamp), step, event.type, detail].join('  ').trimEnd();
 }
 
 /** `[step host stream] text`; a retry shows its attempt as `step#2`. */

@@ -12,9 +12,10 @@ import { stopSandbox } from './workflow.ts';
  */
 export async function cancelDeployment(deps: EngineDeps, tenantId: string, deploymentId: string): Promise<CancelResponse> {
   const deployment = await ownDeployment(deps, tenantId, deploymentId);
+  const now = iso(deps.clock);
   const moved = await deps.store.updateDeployment(
     deploymentId,
-    { status: 'CANCELLING', updatedAt: iso(deps.clock) },
+    { status: 'CANCELLING', updatedAt: now, cancelledAt: now },
     { ifStatus: ['PENDING', 'RUNNING'] },
   );
   if (!moved) {

@@ -1,6 +1,7 @@
-import type { DeploymentSummary, DeploymentView, ListResponse, StepView } from '../api.ts';
+import type { DeploymentSummary, DeploymentView, HistoryResponse, ListResponse, StepView } from '../api.ts';
+import { attributeEvents, stepTimelines } from '../history.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
-import type { DeploymentRecord, HistoryEvent, StepLogLine, StepRecord } from '../model.ts';
+import type { DeploymentRecord, StepLogLine, StepRecord } from '../model.ts';
 import { isDeploymentId, shownId } from '../ids.ts';
 import type { EngineDeps } from './deps.ts';
 
@@ -21,6 +22,8 @@ export async function getDeployment(deps: EngineDeps, tenantId: string, deployme
     ...summaryOf(deployment),
     ...(deployment.executionArn ? { executionArn: deployment.executionArn } : {}),
     ...(deployment.consoleUrl ? { consoleUrl: deployment.consoleUrl } : {}),
+    ...(deployment.graceStartedAt ? { graceStartedAt: deployment.graceStartedAt } : {}),
+    ...(deployment.cancelledAt ? { cancelledAt: deployment.cancelledAt } : {}),
     steps: orderForDisplay(deployment, steps).map(viewOf),
   };
 }
@@ -36,15 +39,28 @@ export async function listDeployments(
   return { items: page.items.map(summaryOf), ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) };
 }
 
-export async function getHistory(deps: EngineDeps, tenantId: string, deploymentId: string): Promise<HistoryEvent[]> {
+/** The execution's history with the workflow step of every event, and each step's attempts, waits and grace. */
+export async function getHistory(deps: EngineDeps, tenantId: string, deploymentId: string): Promise<HistoryResponse> {
   const deployment = await ownDeployment(deps, tenantId, deploymentId);
-  return deployment.executionArn ? deps.executions.history(deployment.executionArn) : [];
+  if (!deployment.executionArn) return { events: [], steps: [] };
+  const events = attributeEvents(await deps.executions.history(deployment.executionArn), deployment.stepIds);
+  return { events, steps: stepTimelines(events) };
 }
 
+/** Log lines in the order they were written, across steps; a step the deployment lacks is "unknown". */
 export async function getLogs(deps: EngineDeps, tenantId: string, deploymentId: string, stepId?: string): Promise<StepLogLine[]> {
-  await ownDeployment(deps, tenantId, deploymentId);
+  const deployment = await ownDeployment(deps, tenantId, deploymentId);
   if (stepId !== undefined && !STEP_ID.test(stepId)) throw new ValidationError(`step: "${shownId(stepId)}" is not a step id`);
-  return deps.store.getLogs(deploymentId, stepId ? { stepId } : {});
+  const known = ['bastion-open', ...deployment.stepIds, 'bastion-close'];
+  if (stepId !== undefined && !known.includes(stepId)) {
+    throw new NotFoundError(`unknown step "${stepId}" (steps: ${known.join(', ')})`);
+  }
+  const lines = await deps.store.getLogs(deploymentId, stepId ? { stepId } : {});
+  // The store orders by step then attempt; a reader follows time. Equal stamps keep the store's order.
+  return lines
+    .map((line, index) => ({ line, index }))
+    .sort((a, b) => a.line.at.localeCompare(b.line.at) || a.index - b.index)
+    .map(({ line }) => line);
 }
 
 export function summaryOf(d: DeploymentRecord): DeploymentSummary {

@@ -4,10 +4,10 @@ import { getHistory } from '../../core/usecases/queries.ts';
 import { depsFromEnv, type DepsProvider } from '../deps.ts';
 import { httpErrors, json, pathParam, tenantOf } from '../http.ts';
 
-/** GET /deployments/{id}/history → the execution's Step Functions event history. */
+/** GET /deployments/{id}/history → the execution's Step Functions events, each with its workflow step, and every step's attempts. */
 export const createHandler = (deps: DepsProvider) =>
   middy(async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> =>
-    json(200, { events: await getHistory(deps(), tenantOf(event), pathParam(event, 'id')) }),
+    json(200, await getHistory(deps(), tenantOf(event), pathParam(event, 'id'))),
   ).use(httpErrors((m, d) => deps().log(m, d)));
 
 export const handler = createHandler(depsFromEnv);

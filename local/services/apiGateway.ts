@@ -28,6 +28,8 @@ export interface LocalApiGatewayOptions {
   authorizer?: (event: APIGatewayRequestAuthorizerEvent) => Promise<APIGatewayAuthorizerResult>;
   /** API Gateway's integration timeout; past it the client gets 504. Default 29 s, as on AWS. */
   timeoutMs?: number;
+  /** Requests outside the API (the engine's web console); answers true when it handled one. */
+  site?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
   /** Where handler failures go (the client never sees them); default: stderr, like Lambda's log. */
   onError?: (error: unknown, route: { method: string; resource: string }) => void;
 }
@@ -268,7 +270,8 @@ function defaultOnError(error: unknown, route: { method: string; resource: strin
  */
 export async function startLocalApiGateway(opts: LocalApiGatewayOptions): Promise<LocalApiGateway> {
   const server = createServer((req, res) => {
-    handleRequest(opts, req, res).catch(() => {
+    const site = opts.site ?? (async () => false);
+    site(req, res).then((handled) => (handled ? undefined : handleRequest(opts, req, res))).catch(() => {
       if (!res.headersSent) sendGatewayError(res, 'unknown', gatewayErrors.handlerFailed);
       else res.destroy();
     });

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
  * The installed entry point, `bin/ctd.js`, as a user runs it: a separate Node process that
- * registers tsx and loads the TypeScript CLI with no build step, finds the local engine through
+ * runs the prebuilt CLI (dist/ctd.js, from `npm ci`) or the TypeScript sources, finds the local engine through
  * engine.json, mints its token and exits with the documented codes without hanging.
  */
 
@@ -37,6 +37,11 @@ beforeAll(async () => {
     req.on('end', () => {
       if (req.url === '/_admin/tokens') return json(201, { token: 'local-token-abc' });
       if (req.headers.authorization !== 'Bearer local-token-abc') return json(401, { message: 'Unauthorized' });
+      if (req.url === '/deployments/d-9/history') {
+        // Far more than a pipe holds: the reader's early close reaches ctd while it still writes.
+        const events = Array.from({ length: 20_000 }, (_, i) => ({ id: i + 1, timestamp: '2025-01-01T00:00:00Z', type: 'TaskScheduled', stepId: 'hi' }));
+        return json(200, { events, steps: [] });
+      }
       if (req.method === 'POST') return json(202, { deploymentId: 'd-9', executionArn: 'arn', consoleUrl: 'http://console/d-9', status: 'PENDING' });
       const done = ++gets > 1;
       return json(200, {
@@ -61,12 +66,38 @@ afterAll(async () => {
   await rm(home, { recursive: true, force: true });
 });
 
+function sh(command: string, env: NodeJS.ProcessEnv): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile('/bin/sh', ['-c', command], { env: { PATH: process.env.PATH, ...env }, timeout: 30_000 }, (error, out, err) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, out, err });
+    });
+  });
+}
+
 describe('bin/ctd.js', () => {
+  it('exits quietly when the reader of its output goes away (ctd history ID | head)', async () => {
+    await writeFile(path.join(home, 'engine.json'), JSON.stringify({ apiUrl: url, cloudUrl: url, pid: process.pid }));
+    // The status of ctd itself, not of head: a shell pipeline reports its last command.
+    const r = await sh(`{ ${JSON.stringify(process.execPath)} ${BIN} history d-9; echo "ctd exit $?" >&2; } | head -1`, { CTD_HOME: home });
+    expect(r.out.trim().split('\n')).toHaveLength(1);
+    expect(r.err).not.toMatch(/EPIPE|at .*\(|Error/);
+    expect(r.err).toContain('ctd exit 0');
+  });
+
   it('prints help and exits 0', async () => {
     const r = await run(['--help'], { CTD_HOME: home });
     expect(r.code).toBe(0);
     expect(r.out).toContain('Usage: ctd');
     expect(r.out).toMatch(/local\s+the embedded engine/);
+  });
+
+  it('says the same from the prebuilt bundle as from the TypeScript sources', async () => {
+    const { buildCli } = await import('../../scripts/build-cli.ts');
+    await buildCli();
+    const bundled = await run(['--help'], { CTD_HOME: home });
+    const source = await run(['--help'], { CTD_HOME: home, CTD_CLI_FROM_SOURCE: '1' });
+    expect(bundled.out).toContain('local');
+    expect(bundled).toEqual(source);
   });
 
   it('exits 3 with the "no local engine" message when none runs', async () => {

@@ -34,7 +34,7 @@ class FakeApi {
   /** Successive GET /deployments/{id} answers; the last one repeats. */
   script: DeploymentView[] = [];
   private served = 0;
-  history: HistoryEvent[] = [];
+  history: (HistoryEvent & { stepId?: string })[] = [];
   logs: StepLogLine[] = [];
   /** Forces every /deployments answer to this status and body. */
   failWith?: { status: number; body: ErrorResponse };
@@ -280,18 +280,22 @@ describe('Command: ls / status / history / logs / cancel', () => {
     expect(r.err).toContain('error: deployment d-404 not found');
   });
 
-  it('history prints one line per event with the state name or the error', async () => {
+  it('history prints one line per event with its workflow step and the state name or the error', async () => {
     api.history = [
       { id: 1, timestamp: T0, type: 'ExecutionStarted', executionStartedEventDetails: { input: '{}' } },
       { id: 2, previousEventId: 1, timestamp: at(1), type: 'TaskStateEntered', stateEnteredEventDetails: { name: 'Prepare', input: '{}' } },
-      { id: 3, previousEventId: 2, timestamp: at(2), type: 'ExecutionFailed', executionFailedEventDetails: { error: 'Ctd.StepFailed', cause: 'exit 1' } },
+      { id: 3, previousEventId: 2, timestamp: at(1), type: 'TaskScheduled', stepId: 'migrate' },
+      { id: 4, previousEventId: 3, timestamp: at(2), type: 'TaskFailed', stepId: 'migrate', taskFailedEventDetails: { error: 'Ctd.StepFailed', cause: 'exit 1' } },
+      { id: 5, previousEventId: 4, timestamp: at(2), type: 'ExecutionFailed', executionFailedEventDetails: { error: 'Ctd.StepFailed', cause: 'exit 1' } },
     ];
     const r = await ctd([...remote(), 'history', 'd-1']);
     expect(r.code).toBe(0);
     expect(r.out.trimEnd().split('\n')).toEqual([
-      '   1  2025-01-01 00:00:00  ExecutionStarted',
-      '   2  2025-01-01 00:00:01  TaskStateEntered  Prepare',
-      '   3  2025-01-01 00:00:02  ExecutionFailed  Ctd.StepFailed: exit 1',
+      '   1  2025-01-01 00:00:00  -        ExecutionStarted',
+      '   2  2025-01-01 00:00:01  -        TaskStateEntered  Prepare',
+      '   3  2025-01-01 00:00:01  migrate  TaskScheduled',
+      '   4  2025-01-01 00:00:02  migrate  TaskFailed  Ctd.StepFailed: exit 1',
+      '   5  2025-01-01 00:00:02  -        ExecutionFailed  Ctd.StepFailed: exit 1',
     ]);
   });
 
@@ -446,6 +450,7 @@ describe('Command: local up', () => {
       opts.log('engine log line');
       return {
         apiUrl: 'http://127.0.0.1:7001',
+        consoleUrl: 'http://127.0.0.1:7001/console',
         cloudUrl: 'http://127.0.0.1:7002',
         stop: async () => {
           stops++;
@@ -454,7 +459,10 @@ describe('Command: local up', () => {
       };
     };
     const running = localUp(new CommandContext(io, {}), { cloud: 'local', port: '7001', timeScale: '10' }, start);
-    await expect.poll(() => writes.join('')).toContain('API http://127.0.0.1:7001');
+    await expect.poll(() => writes.join('')).toMatch(/API\s+http:\/\/127\.0\.0\.1:7001/);
+    // The banner says where the console is and how to sign in to it.
+    expect(writes.join('')).toMatch(/console\s+http:\/\/127\.0\.0\.1:7001\/console\/\s+sign in with the link `ctd local console` prints/);
+    expect(writes.join('')).toContain('eval "$(ctd local env)"');
     expect(seen).toMatchObject({ stateDir: home, apiPort: 7001, cloud: 'local', timeScale: 10 });
     expect(writes.join('')).toContain('engine log line');
     signals.emit('SIGINT');
@@ -466,6 +474,26 @@ describe('Command: local up', () => {
     expect(await running).toBe(0);
     expect(stops).toBe(1);
     expect(signals.listenerCount('SIGINT')).toBe(0);
+  });
+});
+
+describe('Command: local env / local console', () => {
+  it('prints the AWS endpoint exports of the running engine, or says none runs', async () => {
+    expect((await ctd(['local', 'env'])).code).toBe(3);
+    const endpoints = { sfn: 'http://127.0.0.1:7101', dynamodb: 'http://127.0.0.1:7102', kms: 'http://127.0.0.1:7103' };
+    await writeFile(path.join(home, 'engine.json'), JSON.stringify({ apiUrl: api.url, cloudUrl: api.url, pid: process.pid, endpoints, region: 'us-east-1' }));
+    const r = await ctd(['local', 'env']);
+    expect(r.code).toBe(0);
+    const exports = r.out.split('\n').filter((l) => l.startsWith('export '));
+    expect(exports).toEqual([
+      'export AWS_ENDPOINT_URL_SFN=http://127.0.0.1:7101',
+      'export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:7102',
+      'export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:7103',
+      'export AWS_REGION=us-east-1',
+      'export AWS_DEFAULT_REGION=us-east-1',
+      'export AWS_ACCESS_KEY_ID=local',
+      'export AWS_SECRET_ACCESS_KEY=local',
+    ]);
   });
 });
 

@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { ConflictError, ErrorName, NotFoundError, ValidationError } from '../../core/errors.ts';
 import { cancelDeployment } from '../../core/usecases/cancel.ts';
 import { deleteSecrets, summarize } from '../../core/usecases/finalize.ts';
-import { getDeployment, listDeployments } from '../../core/usecases/queries.ts';
+import { getDeployment, getLogs, listDeployments } from '../../core/usecases/queries.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { abortStragglers, awaitDependencies, gracePeriod, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
 import { memoryDeps } from '../helpers/memoryEngine.ts';
@@ -169,7 +169,28 @@ describe('Use-case: cancelDeployment and deleteSecrets', () => {
     const outcome = await deleteSecrets(deps, id, { summary: { status: 'x' } });
     expect(outcome.status).toBe('CANCELLED');
     expect(await deps.store.getSecrets(id)).toBeUndefined();
-    expect((await getDeployment(deps, 't1', id)).status).toBe('CANCELLED');
+    const final = await getDeployment(deps, 't1', id);
+    expect(final.status).toBe('CANCELLED');
+    // The moment of the cancel stays on the record for the timeline, after the status moved on.
+    expect(final.cancelledAt).toEqual(expect.any(String));
     await expect(cancelDeployment(deps, 't1', id)).rejects.toBeInstanceOf(ConflictError);
+  });
+});
+
+describe('Use-case: getLogs', () => {
+  it('returns lines in time order across steps, and names an unknown step', async () => {
+    const deps = memoryDeps();
+    const id = (await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: diamond })).deploymentId;
+    const line = (stepId: string, seq: number, at: string) => ({ stepId, attempt: 1, seq, at, stream: 'engine' as const, text: `${stepId} ${seq}` });
+    // Written in the store's own order (by step id), as a database would hand them back.
+    await deps.store.appendLogs(id, [
+      line('bastion-close', 0, '2026-01-01T00:00:09Z'),
+      line('bastion-open', 0, '2026-01-01T00:00:01Z'),
+      line('a', 0, '2026-01-01T00:00:02Z'),
+      line('a', 1, '2026-01-01T00:00:02Z'),
+    ]);
+    expect((await getLogs(deps, 't1', id)).map((l) => l.text)).toEqual(['bastion-open 0', 'a 0', 'a 1', 'bastion-close 0']);
+    await expect(getLogs(deps, 't1', id, 'nosuch')).rejects.toThrow(/unknown step "nosuch"/);
+    await expect(getLogs(deps, 't2', id)).rejects.toBeInstanceOf(NotFoundError);
   });
 });
