@@ -9,7 +9,7 @@ import { loadOrCreateHostKey } from './hostKey.ts';
 import { ProcessGroups } from './processes.ts';
 import { keyBlob } from './publicKeyAuth.ts';
 import { removeTree } from './sftpServer.ts';
-import { applyCloudConfig, parseCloudConfig, vmPaths } from './userData.ts';
+import { applyCloudConfig, parseCloudConfig, vmPaths, type CloudConfig } from './userData.ts';
 import { VmServer } from './vmServer.ts';
 
 export interface Ssh2HypervisorOptions {
@@ -156,16 +156,21 @@ export class Ssh2Hypervisor implements Hypervisor {
     const paths = vmPaths(dir);
     await mkdir(paths.home, { recursive: true, mode: 0o700 });
     const processes = new ProcessGroups();
-    const server = new VmServer({ name: spec.name, address: listen, port: this.port, home: paths.home, authorizedKeysPath: paths.authorizedKeys, hostKey, processes });
+    // Bad user data does not stop a machine from booting; cloud-init only logs it.
+    let config: CloudConfig | undefined;
+    try {
+      config = parseCloudConfig(spec.userData);
+    } catch {
+      config = undefined;
+    }
+    const hostname = config?.hostname ?? spec.name;
+    const server = new VmServer({ name: hostname, address: listen, port: this.port, home: paths.home, authorizedKeysPath: paths.authorizedKeys, hostKey, processes });
     await server.start();
     const runtime: VmRuntime = { spec, listen, server, processes, userData: Promise.resolve() };
     this.vms.set(spec.id, runtime);
     // Cloud-init runs after the machine is up, as on a real VM; a reboot does not run it again.
     if (!opts.restore) {
-      runtime.userData = (async () => {
-        const config = parseCloudConfig(spec.userData);
-        await applyCloudConfig(config, spec.name, paths, processes);
-      })().catch(() => undefined);
+      runtime.userData = config ? applyCloudConfig(config, hostname, paths, processes).then(() => undefined, () => undefined) : Promise.resolve();
     }
     return { hostKey: hostKey.publicKey };
   }
