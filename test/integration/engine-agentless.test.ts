@@ -150,7 +150,7 @@ describe('Engine through the bastion: commands on the VMs', () => {
   });
 
   it('deploys hello-world end to end: both VMs answer, then no VM process is left', async () => {
-    const body = await helloWorld(t.bastionAddress);
+    const body = await helloWorld();
     const steps = (body.workflow as { steps: { id: string; command?: string }[] }).steps;
     // The example's own command, plus the service's pid so the test can look for it afterwards.
     const start = steps.find((s) => s.id === 'start')!;
@@ -177,7 +177,7 @@ describe('Engine through the bastion: the SSH key on disk', () => {
   it('never writes the deployment key outside the sandbox\'s private directory, and removes it and the secrets at the end', async () => {
     // A second early: the kernel stamps files from a coarse clock that can lag Date.now().
     const submittedAt = Date.now() - 1000;
-    const { deploymentId } = await t.client.submit(await helloWorld(t.bastionAddress));
+    const { deploymentId } = await t.client.submit(await helloWorld());
     const key = await deploymentPrivateKey(t, deploymentId);
     expect(key).toContain(PRIVATE_KEY_MARKER);
     const needles = keyNeedles(key!);
