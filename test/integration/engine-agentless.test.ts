@@ -58,7 +58,7 @@ describe('Engine through the bastion: access', () => {
     expect(await probeBastion(t.bastionAddress)).toBe('refused');
     expect(await bastionRules(t.stateDir)).toEqual([]);
 
-    const { deploymentId } = await t.client.submit(runDeployment(t.bastionAddress, [{ id: 'hold', command: 'sleep 4' }]));
+    const { deploymentId } = await t.client.submit(runDeployment([{ id: 'hold', command: 'sleep 4' }]));
     await t.waitFor(deploymentId, (d) => stepOf(d, 'hold').status === 'running' || ENDED.includes(d.status));
     // While the deployment runs, the same address gets as far as the SSH handshake.
     expect(await probeBastion(t.bastionAddress)).toBe('handshake');
