@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BastionAccess, BastionSpec, Hypervisor, ServerSpec } from '../../../cloud-backend.ts';
 import { readJson, writeJson, WriteQueue } from '../../jsonFile.ts';
+import { authorizedKeysOf } from '../../openstack/cloudConfig.ts';
 import { firstFree, inCidr, parseCidr } from '../../openstack/ipv4.ts';
 import { BastionServer } from './bastionServer.ts';
 import { loadOrCreateHostKey } from './hostKey.ts';
@@ -115,7 +116,10 @@ export class Ssh2Hypervisor implements Hypervisor {
           if (port !== 22) return undefined;
           const login = runtime.access.logins.find((l) => keyBlob(l.publicKey)?.equals(key) && l.targets.includes(address));
           if (!login) return undefined;
-          const vm = [...this.vms.values()].find((v) => v.spec.projectId === spec.projectId && v.spec.fixedIp === address);
+          // Two networks of a project may reuse a CIDR: the VM is the one at that address whose user data lists the key.
+          const vm = [...this.vms.values()].find(
+            (v) => v.spec.projectId === spec.projectId && v.spec.fixedIp === address && authorizedKeysOf(v.spec.userData).includes(login.publicKey),
+          );
           return vm ? { host: vm.listen, port: this.port } : undefined;
         },
       },
