@@ -197,10 +197,10 @@ function probeTaskCallbacks(byToken: Map<string, TaskTrace>): () => void {
 }
 
 /** A loopback block of its own, so the bench can run beside test engines. */
-export function runDeployment(name: string, bastionAddress: string, steps: { id: string; command: string; dependsOn?: string[] }[]) {
+export function runDeployment(name: string, steps: { id: string; command: string; dependsOn?: string[] }[]) {
   return {
     name,
-    bastion: { address: bastionAddress, port: 2222, user: 'ctd', securityGroup: 'bastion' },
+    bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
     workflow: { steps: steps.map((s) => ({ action: 'run', ...s })) },
   };
 }

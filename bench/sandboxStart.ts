@@ -36,7 +36,7 @@ export async function runSandboxStart(bench: BenchEngine, opts: { runs: number; 
   bench.setIsolation(bwrapFor);
   let deploymentId: string;
   try {
-    deploymentId = (await bench.client.submit(runDeployment('bench-sandbox-start', bench.bastionAddress, chain))).deploymentId;
+    deploymentId = (await bench.client.submit(runDeployment('bench-sandbox-start', chain))).deploymentId;
     const view = await bench.waitForEnd(deploymentId, 240_000);
     if (view.status !== 'SUCCEEDED') throw new Error(`sandbox-start deployment ${view.status}: ${view.error ?? ''} ${view.cause ?? ''}\n${bench.tail()}`);
   } finally {

@@ -95,7 +95,6 @@ export async function runScheduling(bench: BenchEngine, opts: { seed: number; st
   const cpuBefore = cpuSeconds();
   const body = runDeployment(
     'bench-scheduling',
-    bench.bastionAddress,
     dag.map((s) => ({ id: s.id, command: `sleep ${s.sleepSeconds}`, dependsOn: s.dependsOn })),
   );
   const { deploymentId } = await bench.client.submit(body);

@@ -76,8 +76,8 @@ export async function runTransitions(bench: BenchEngine, opts: { steps: number; 
   const start = loadAverage();
   const chain = Array.from({ length: opts.steps }, (_, i) => ({ id: `t${i + 1}`, command: 'true', ...(i > 0 ? { dependsOn: [`t${i}`] } : {}) }));
   const [linear, single] = await Promise.all([
-    bench.client.submit(runDeployment('bench-transitions', bench.bastionAddress, chain)),
-    bench.client.submit(runDeployment('bench-transitions-1', bench.bastionAddress, chain.slice(0, 1))),
+    bench.client.submit(runDeployment('bench-transitions', chain)),
+    bench.client.submit(runDeployment('bench-transitions-1', chain.slice(0, 1))),
   ]);
   const views = await Promise.all([bench.waitForEnd(linear.deploymentId, 180_000), bench.waitForEnd(single.deploymentId, 180_000)]);
   for (const view of views) {

@@ -17,10 +17,9 @@ const { Client } = ssh2;
 
 const HELLO_WORLD = join(import.meta.dirname, '../../examples/hello-world/deployment.yaml');
 
-/** The hello-world example (with its files/ bundle, as `ctd deploy` reads it) behind the test engine's bastion. */
-export async function helloWorld(bastionAddress: string): Promise<Record<string, unknown>> {
-  const body = await readBundle(HELLO_WORLD);
-  return { ...body, bastion: { ...(body.bastion as object), address: bastionAddress } };
+/** The hello-world example (with its files/ bundle, as `ctd deploy` reads it); its bastion comes from the cloud. */
+export async function helloWorld(): Promise<Record<string, unknown>> {
+  return readBundle(HELLO_WORLD);
 }
 
 export function stepOf(view: DeploymentView, stepId: string): StepView {
@@ -64,14 +63,24 @@ export function strangerHostKey(): string {
   return generateSshKeyPair('stranger').publicKey;
 }
 
-/** The bastion's security-group rules as the local cloud persists them (the REST API does not list them). */
+/**
+ * The ingress rules of every `bastion` security group as the local cloud persists them
+ * (`<stateDir>/cloud/openstack.json`), with the deployment their `ctd:<id>:bastion` mark names.
+ */
 export async function bastionRules(stateDir: string): Promise<{ ruleId: string; cidr: string; deploymentId: string }[]> {
-  const state = JSON.parse(await readFile(join(stateDir, 'cloud', 'state.json'), 'utf8')) as { rules: { ruleId: string; cidr: string; deploymentId: string }[] };
-  return state.rules;
+  const state = JSON.parse(await readFile(join(stateDir, 'cloud', 'openstack.json'), 'utf8')) as {
+    securityGroups: { id: string; name: string }[];
+    rules: { id: string; security_group_id: string; direction: string; remote_ip_prefix: string | null; description: string }[];
+  };
+  const groups = new Set(state.securityGroups.filter((g) => g.name === 'bastion').map((g) => g.id));
+  return state.rules
+    .filter((r) => groups.has(r.security_group_id) && r.direction === 'ingress')
+    .map((r) => ({ ruleId: r.id, cidr: r.remote_ip_prefix ?? '0.0.0.0/0', deploymentId: /^ctd:(.+):bastion$/.exec(r.description)?.[1] ?? '' }));
 }
 
-export async function injectFault(cloudUrl: string, spec: FaultSpec): Promise<void> {
-  const res = await fetch(`${cloudUrl}/_faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec) });
+/** Arms a fault of the local cloud's admin path; `pathPattern` matches the full path (e.g. `^/compute/v2\.1/servers$`). */
+export async function injectFault(cloudUrl: string, spec: FaultSpec | { kind: 'server-boot'; namePattern: string; message: string; times?: number }): Promise<void> {
+  const res = await fetch(`${cloudUrl}/_admin/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec) });
   if (res.status !== 204) throw new Error(`fault injection answered ${res.status}: ${await res.text()}`);
 }
 

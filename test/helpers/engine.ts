@@ -75,15 +75,14 @@ export async function startTestEngine(opts: Partial<LocalEngineOptions> & { stat
   };
 }
 
-/** A deployment of `run` steps behind the test engine's bastion. */
+/** A deployment of `run` steps behind the tenant's bastion (found in the cloud by its server name). */
 export function runDeployment(
-  bastionAddress: string,
   steps: { id: string; command: string; dependsOn?: string[]; timeoutSeconds?: number }[],
   extra: Record<string, unknown> = {},
 ) {
   return {
     name: 'test',
-    bastion: { address: bastionAddress, port: 2222, user: 'ctd', securityGroup: 'bastion' },
+    bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
     workflow: { steps: steps.map((s) => ({ action: 'run', ...s })) },
     ...extra,
   };

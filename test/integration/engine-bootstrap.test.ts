@@ -21,10 +21,10 @@ describe('Local engine: a VM that never becomes reachable', () => {
   it('fails provision with Ctd.VmBootstrapTimeout at once, tells the user to check cloud-init, and still closes the bastion', async () => {
     const body = {
       name: 'bootstrap',
-      bastion: { address: t.bastionAddress, port: 2222, user: 'ctd', securityGroup: 'bastion' },
+      bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
       networks: [{ name: 'private', cidr: '10.0.0.0/24' }],
       // cloud-init stops at a failing bootcmd: the deployment key is never installed.
-      vms: [{ name: 'broken', network: 'private', userData: { bootcmd: ['exit 1'] } }],
+      vms: [{ name: 'broken', network: 'private', image: 'debian-12', flavor: 'm1.small', userData: { bootcmd: ['exit 1'] } }],
       workflow: {
         steps: [
           { id: 'provision', action: 'provision' },

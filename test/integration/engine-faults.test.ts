@@ -27,7 +27,7 @@ async function runningGroup(deploymentId: string, stepId: string): Promise<numbe
 
 describe('Local engine: a sandbox that stops heartbeating', () => {
   it('fails its step with States.HeartbeatTimeout, kills the sandbox and still cleans up', async () => {
-    const { deploymentId } = await t.client.submit(runDeployment(t.bastionAddress, [{ id: 'hang', command: 'sleep 120' }]));
+    const { deploymentId } = await t.client.submit(runDeployment([{ id: 'hang', command: 'sleep 120' }]));
     const pgid = await runningGroup(deploymentId, 'hang');
     process.kill(-pgid, 'SIGSTOP');
     const done = await t.waitForEnd(deploymentId);
@@ -41,7 +41,7 @@ describe('Local engine: a sandbox that stops heartbeating', () => {
 
 describe('Local engine: cancel', () => {
   it('stops running sandboxes (their processes are gone), skips the rest and still runs Cleanup', async () => {
-    const body = runDeployment(t.bastionAddress, [
+    const body = runDeployment([
       { id: 'long', command: 'sleep 300 & sleep 300; wait' },
       { id: 'after', command: 'true', dependsOn: ['long'] },
     ]);

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TABLE_NAME } from '../../local/engine.ts';
-import { loopbackBlock, startTestEngine, type TestEngine } from '../helpers/engine.ts';
+import { startTestEngine, type TestEngine } from '../helpers/engine.ts';
 
 /**
  * The user's path: `ctd local up` in one terminal, `ctd deploy --wait` in another; then the
@@ -19,7 +19,8 @@ let stateDir: string;
 let env: NodeJS.ProcessEnv;
 let engineProcess: ChildProcess | undefined;
 let restarted: TestEngine | undefined;
-const block = loopbackBlock();
+// The restarted engine must find its cloud where the first one left it: one loopback block for both.
+const block = `127.${64 + Math.floor(Math.random() * 64)}.${Math.floor(Math.random() * 256)}.0/24`;
 
 function ctd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -48,8 +49,7 @@ beforeAll(async () => {
   env = {
     ...process.env,
     CTD_HOME: stateDir,
-    CTD_LOCAL_BASTION: `${block.bastionAddress}:2222`,
-    CTD_LOCAL_VM_ADDRESSES: block.vmAddressBase,
+    CTD_LOCAL_LOOPBACK_BLOCK: block,
   };
   engineProcess = spawn(process.execPath, [CTD, 'local', 'up', '--port', '0'], { env, cwd: ROOT, stdio: 'ignore' });
   await engineFile();

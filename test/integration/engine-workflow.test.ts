@@ -25,7 +25,7 @@ describe('Local engine: a DAG of run steps', () => {
   let steps: Map<string, StepView>;
 
   beforeAll(async () => {
-    const body = runDeployment(t.bastionAddress, [
+    const body = runDeployment([
       { id: 'fetch', command: 'sleep 0.5; echo fetched' },
       { id: 'lint', command: 'sleep 0.5; echo linted' },
       { id: 'build-api', command: 'echo api', dependsOn: ['fetch'] },
@@ -99,7 +99,7 @@ describe('Local engine: sandbox isolation', () => {
       return;
     }
     const probe = `for f in '${t.stateDir}/kms/keys.json' '${t.stateDir}/dynamodb'; do if test -e "$f"; then echo "visible $f"; else echo "hidden $f"; fi; done`;
-    const { deploymentId } = await t.client.submit(runDeployment(t.bastionAddress, [{ id: 'probe', command: probe }]));
+    const { deploymentId } = await t.client.submit(runDeployment([{ id: 'probe', command: probe }]));
     expect((await t.waitForEnd(deploymentId)).status).toBe('SUCCEEDED');
     const out = (await t.client.logs(deploymentId, { step: 'probe' })).lines.filter((l) => l.stream === 'stdout').map((l) => l.text);
     expect(out).toEqual([`hidden ${t.stateDir}/kms/keys.json`, `hidden ${t.stateDir}/dynamodb`]);
@@ -108,7 +108,7 @@ describe('Local engine: sandbox isolation', () => {
 
 describe('Local engine: a failing step', () => {
   it('skips its dependents, lets its running sibling finish, and names it as the cause', async () => {
-    const body = runDeployment(t.bastionAddress, [
+    const body = runDeployment([
       { id: 'a', command: 'true' },
       { id: 'b', command: 'echo broken >&2; exit 3', dependsOn: ['a'] },
       { id: 'c', command: 'sleep 1.5; echo sibling done', dependsOn: ['a'] },
@@ -127,7 +127,7 @@ describe('Local engine: a failing step', () => {
 
 describe('Local engine: secrets', () => {
   it('binds the token ciphertext to its deployment: the local KMS refuses another context', async () => {
-    const body = runDeployment(t.bastionAddress, [{ id: 'hold', command: 'sleep 2' }]);
+    const body = runDeployment([{ id: 'hold', command: 'sleep 2' }]);
     const { deploymentId } = await t.client.submit(body);
     const credentials = { accessKeyId: 'x', secretAccessKey: 'x' };
     const ddb = new DynamoDBClient({ endpoint: t.engine.endpoints.dynamodb, region: 'us-east-1', credentials });
@@ -154,7 +154,7 @@ describe('Local engine: secrets', () => {
 
   it('answers 400 naming the field, and stores nothing', async () => {
     const before = (await t.client.list()).items.length;
-    const bad = runDeployment(t.bastionAddress, [{ id: 'a', command: 'true', dependsOn: ['a'] }]);
+    const bad = runDeployment([{ id: 'a', command: 'true', dependsOn: ['a'] }]);
     await expect(t.client.submit(bad)).rejects.toMatchObject({ status: 400, message: expect.stringContaining('workflow.steps') });
     expect((await t.client.list()).items.length).toBe(before);
   });

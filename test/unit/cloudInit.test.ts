@@ -6,8 +6,8 @@ import { VmSchema } from '../../core/deployment/schema.ts';
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHdxpWznayrArucC1nOUSzi99uj0oxSr0ygQ80aCu+Kz ctd-dep1';
 
 describe('Function: renderUserData', () => {
-  it('is #cloud-config with the VM name as hostname and the deployment key when the VM adds nothing', () => {
-    const text = renderUserData(VmSchema.parse({ name: 'web1', network: 'n' }), KEY);
+  it('is #cloud-config with the hostname and the deployment key only when the VM adds nothing', () => {
+    const text = renderUserData(VmSchema.parse({ name: 'web1', network: 'n', image: 'debian-12', flavor: 'm1.small' }), KEY);
     expect(text.startsWith('#cloud-config\n')).toBe(true);
     expect(parse(text)).toEqual({ hostname: 'web1', ssh_authorized_keys: [KEY] });
   });
@@ -16,6 +16,8 @@ describe('Function: renderUserData', () => {
     const vm = VmSchema.parse({
       name: 'web1',
       network: 'n',
+      image: 'debian-12',
+      flavor: 'm1.small',
       userData: {
         bootcmd: ['echo boot'],
         runcmd: ['echo "run: it"'],

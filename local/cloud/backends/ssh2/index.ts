@@ -3,14 +3,14 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BastionAccess, BastionSpec, Hypervisor, ServerSpec } from '../../../cloud-backend.ts';
 import { readJson, writeJson, WriteQueue } from '../../jsonFile.ts';
+import { authorizedKeysOf } from '../../openstack/cloudConfig.ts';
 import { firstFree, inCidr, parseCidr } from '../../openstack/ipv4.ts';
 import { BastionServer } from './bastionServer.ts';
 import { loadOrCreateHostKey } from './hostKey.ts';
 import { ProcessGroups } from './processes.ts';
 import { keyBlob } from './publicKeyAuth.ts';
 import { removeTree } from './sftpServer.ts';
-import { bootHostname } from '../hostname.ts';
-import { applyCloudConfig, parseCloudConfig, vmPaths } from './userData.ts';
+import { applyCloudConfig, parseCloudConfig, vmPaths, type CloudConfig } from './userData.ts';
 import { VmServer } from './vmServer.ts';
 
 export interface Ssh2HypervisorOptions {
@@ -116,7 +116,10 @@ export class Ssh2Hypervisor implements Hypervisor {
           if (port !== 22) return undefined;
           const login = runtime.access.logins.find((l) => keyBlob(l.publicKey)?.equals(key) && l.targets.includes(address));
           if (!login) return undefined;
-          const vm = [...this.vms.values()].find((v) => v.spec.projectId === spec.projectId && v.spec.fixedIp === address);
+          // Two networks of a project may reuse a CIDR: the VM is the one at that address whose user data lists the key.
+          const vm = [...this.vms.values()].find(
+            (v) => v.spec.projectId === spec.projectId && v.spec.fixedIp === address && authorizedKeysOf(v.spec.userData).includes(login.publicKey),
+          );
           return vm ? { host: vm.listen, port: this.port } : undefined;
         },
       },
@@ -157,16 +160,21 @@ export class Ssh2Hypervisor implements Hypervisor {
     const paths = vmPaths(dir);
     await mkdir(paths.home, { recursive: true, mode: 0o700 });
     const processes = new ProcessGroups();
-    const server = new VmServer({ name: bootHostname(spec.name, spec.userData), address: listen, port: this.port, home: paths.home, authorizedKeysPath: paths.authorizedKeys, hostKey, processes });
+    // Bad user data does not stop a machine from booting; cloud-init only logs it.
+    let config: CloudConfig | undefined;
+    try {
+      config = parseCloudConfig(spec.userData);
+    } catch {
+      config = undefined;
+    }
+    const hostname = config?.hostname ?? spec.name;
+    const server = new VmServer({ name: hostname, address: listen, port: this.port, home: paths.home, authorizedKeysPath: paths.authorizedKeys, hostKey, processes });
     await server.start();
     const runtime: VmRuntime = { spec, listen, server, processes, userData: Promise.resolve() };
     this.vms.set(spec.id, runtime);
     // Cloud-init runs after the machine is up, as on a real VM; a reboot does not run it again.
     if (!opts.restore) {
-      runtime.userData = (async () => {
-        const config = parseCloudConfig(spec.userData);
-        await applyCloudConfig(config, bootHostname(spec.name, spec.userData), paths, processes);
-      })().catch(() => undefined);
+      runtime.userData = config ? applyCloudConfig(config, hostname, paths, processes).then(() => undefined, () => undefined) : Promise.resolve();
     }
     return { hostKey: hostKey.publicKey };
   }

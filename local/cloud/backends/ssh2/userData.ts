@@ -7,6 +7,8 @@ import { vmEnv } from './vmServer.ts';
 
 /** The parts of `#cloud-config` the local cloud understands. */
 export interface CloudConfig {
+  /** cloud-init's `hostname` (set_hostname): wins over the server name from the metadata. */
+  hostname?: string;
   bootcmd: string[];
   sshAuthorizedKeys: string[];
   writeFiles: { path: string; content: string; permissions?: string }[];
@@ -29,6 +31,7 @@ export function parseCloudConfig(userData: string): CloudConfig {
   const c = (typeof doc === 'object' && doc !== null ? doc : {}) as Record<string, unknown>;
   const files = Array.isArray(c.write_files) ? (c.write_files as Record<string, unknown>[]) : [];
   return {
+    ...(typeof c.hostname === 'string' && /^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$/.test(c.hostname) ? { hostname: c.hostname } : {}),
     bootcmd: strings(c.bootcmd),
     sshAuthorizedKeys: strings(c.ssh_authorized_keys),
     writeFiles: files.map((f) => ({
