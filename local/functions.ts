@@ -15,6 +15,7 @@ import * as gracePeriod from '../lambdas/engine/gracePeriod.ts';
 import * as prepare from '../lambdas/engine/prepare.ts';
 import * as recordStepFailure from '../lambdas/engine/recordStepFailure.ts';
 import * as recordStepResult from '../lambdas/engine/recordStepResult.ts';
+import * as sandboxStopped from '../lambdas/engine/sandboxStopped.ts';
 import * as summarize from '../lambdas/engine/summarize.ts';
 
 /**
@@ -68,6 +69,9 @@ export function apiRoutes(deps: DepsProvider): { method: string; resource: strin
     { method: 'DELETE', resource: '/deployments/{id}', handler: cancel.createHandler(deps) },
   ];
 }
+
+/** The target of the "ECS Task State Change" rule: the local launcher emits the same events. */
+export const sandboxStoppedHandler = (deps: DepsProvider) => sandboxStopped.createHandler(deps);
 
 export const apiAuthorizer = (deps: DepsProvider) => authorizer.createHandler(deps);
 

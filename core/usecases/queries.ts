@@ -74,6 +74,7 @@ function viewOf(s: StepRecord): StepView {
     ...(s.endedAt ? { endedAt: s.endedAt } : {}),
     ...(s.error ? { error: s.error } : {}),
     ...(s.cause ? { cause: s.cause } : {}),
+    ...(s.stopReason ? { stopReason: s.stopReason } : {}),
     ...(s.output ? { output: s.output } : {}),
   };
 }

@@ -34,7 +34,11 @@ describe('Construct: Engine', () => {
         const fn = stack.engine.functions[name as keyof typeof ENGINE_FUNCTIONS];
         expect(substitutions[spec.substitution]).toEqual({ 'Fn::GetAtt': [logicalId(fn), 'Arn'] });
       }
-      expect(substitutions.TaskDefinitionArn).toEqual({ Ref: logicalId(stack.sandbox.taskDefinition) });
+      // The family, never a revision's ARN: a deploy deregisters the old revision (aws-cdk#24372).
+      const family = template.toJSON().Resources[logicalId(stack.sandbox.taskDefinition)].Properties.Family;
+      expect(typeof family).toBe('string');
+      expect(substitutions.TaskDefinitionFamily).toBe(family);
+      expect(substitutions).not.toHaveProperty('TaskDefinitionArn');
     });
   });
 
@@ -52,10 +56,11 @@ describe('Construct: Engine', () => {
       expect(invoke!.Resource).toHaveLength(expected.length);
     });
 
-    it('runs only the sandbox task definition, only in the sandbox cluster', () => {
+    it('runs only the sandbox task definition (any revision of its family), only in the sandbox cluster', () => {
       const [run, ...more] = find('ecs:RunTask');
       expect(more).toEqual([]);
-      expect(run!.Resource).toEqual({ Ref: logicalId(stack.sandbox.taskDefinition) });
+      const family = template.toJSON().Resources[logicalId(stack.sandbox.taskDefinition)].Properties.Family as string;
+      expect(JSON.stringify(run!.Resource)).toContain(`:task-definition/${family}:*`);
       expect(run!.Condition).toEqual({
         ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': [logicalId(stack.sandbox.cluster), 'Arn'] } },
       });
@@ -68,9 +73,10 @@ describe('Construct: Engine', () => {
       expect(pass!.Resource).toHaveLength(2);
     });
 
-    it('manages only the ECS events rule of the integration', () => {
-      const [rule] = find('events:PutRule');
-      expect(JSON.stringify(rule!.Resource)).toContain(':rule/StepFunctionsGetEventsForECSTaskRule');
+    it('has none of the .sync pattern\'s grants: the machine only starts tasks and invokes Lambdas', () => {
+      const actions = statements.flatMap(actionsOf);
+      expect(actions.filter((a) => /^events:|^ecs:(StopTask|DescribeTasks)$/.test(a))).toEqual([]);
+      expect(actions.filter((a) => a.startsWith('ecs:'))).toEqual(['ecs:RunTask']);
     });
   });
 
@@ -85,6 +91,25 @@ describe('Construct: Engine', () => {
         },
       },
       Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId(stack.engine.functions.safetyNet), 'Arn'] } })],
+    });
+  });
+
+  it('sends every STOPPED task of the sandbox cluster to sandboxStopped, retried for an hour', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.ecs'],
+        'detail-type': ['ECS Task State Change'],
+        detail: {
+          clusterArn: [{ 'Fn::GetAtt': [logicalId(stack.sandbox.cluster), 'Arn'] }],
+          lastStatus: ['STOPPED'],
+        },
+      },
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [logicalId(stack.engine.functions.sandboxStopped), 'Arn'] },
+          RetryPolicy: { MaximumEventAgeInSeconds: 3600, MaximumRetryAttempts: 8 },
+        }),
+      ],
     });
   });
 
