@@ -15,6 +15,8 @@ import type { Sandbox } from './sandbox.ts';
 interface ApiFunctionSpec extends HandlerGrants {
   readonly startsExecutions?: boolean;
   readonly readsHistory?: boolean;
+  /** Talks to the target cloud (identifies tokens), so it gets the cloud's configuration. */
+  readonly asksCloud?: boolean;
 }
 
 /**
@@ -22,13 +24,13 @@ interface ApiFunctionSpec extends HandlerGrants {
  * one calls). Submit deletes its idempotency key when it fails; the authorizer talks to the cloud only.
  */
 export const API_FUNCTIONS = {
-  submit: { access: ['read', 'write', 'delete'], startsExecutions: true },
+  submit: { access: ['read', 'write', 'delete'], startsExecutions: true, asksCloud: true },
   get: { access: ['read'] },
   list: { access: ['read'] },
   history: { access: ['read'], readsHistory: true },
   logs: { access: ['read'] },
   cancel: { access: ['read', 'write'], answersTasks: true, stopsTasks: true },
-  authorizer: { access: [] },
+  authorizer: { access: [], asksCloud: true },
 } as const satisfies Record<string, ApiFunctionSpec>;
 
 export type ApiFunctionName = keyof typeof API_FUNCTIONS;
@@ -38,6 +40,8 @@ export interface ApiProps {
   readonly tokenKey: TokenKey;
   readonly sandbox: Sandbox;
   readonly environment: Record<string, string>;
+  /** CTD_CLOUD, CTD_KEYSTONE_URL, …: only for the functions that ask the cloud. */
+  readonly cloudEnvironment: Record<string, string>;
   readonly logRetention: logs.RetentionDays;
 }
 
@@ -56,7 +60,7 @@ export class Api extends Construct {
     for (const [name, spec] of Object.entries(specs)) {
       const { fn } = new HandlerFunction(this, name, {
         entry: `lambdas/api/${name}.ts`,
-        environment: props.environment,
+        environment: { ...props.environment, ...(spec.asksCloud ? props.cloudEnvironment : {}) },
         logRetention: props.logRetention,
       });
       grantHandler(fn, spec, props.data, props.sandbox.cluster);

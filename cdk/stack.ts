@@ -1,7 +1,9 @@
 import { CfnOutput, Fn, Stack, type StackProps } from 'aws-cdk-lib';
+import { ENV } from '../core/config/names.ts';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { Api } from './api.ts';
+import { readContext } from './context.ts';
 import { DeploymentsTable } from './data.ts';
 import { Engine } from './engine.ts';
 import { TokenKey } from './keys.ts';
@@ -9,8 +11,7 @@ import { SandboxNetwork } from './network.ts';
 import { SANDBOX_TABLE_ACCESS, stateMachineArn, taskResponseStatement } from './permissions.ts';
 import { Sandbox } from './sandbox.ts';
 
-/** Context keys read by the stack (`cdk synth -c ctd:cloud=aws`). */
-export const CONTEXT = { cloud: 'ctd:cloud', cloudEndpoint: 'ctd:cloudEndpoint' } as const;
+export { CONTEXT } from './context.ts';
 
 export interface CtdStackProps extends StackProps {
   readonly logRetention?: logs.RetentionDays;
@@ -28,25 +29,28 @@ export class CtdStack extends Stack {
   constructor(scope: Construct, id: string, props: CtdStackProps = {}) {
     super(scope, id, props);
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
-    const cloud = {
-      CTD_CLOUD: String(this.node.tryGetContext(CONTEXT.cloud) ?? 'openstack'),
-      CTD_CLOUD_ENDPOINT: String(this.node.tryGetContext(CONTEXT.cloudEndpoint) ?? ''),
+    const context = readContext(this.node);
+    // What the OpenStack driver reads (docs/OPENSTACK.md): only the sandbox and the API functions that ask the cloud get it.
+    const cloud: Record<string, string> = {
+      [ENV.cloud]: context.cloud,
+      [ENV.keystoneUrl]: context.keystoneUrl,
+      ...(context.osInterface ? { [ENV.osInterface]: context.osInterface } : {}),
+      ...(context.osRegion ? { [ENV.osRegion]: context.osRegion } : {}),
     };
 
     this.data = new DeploymentsTable(this, 'Data');
     this.tokenKey = new TokenKey(this, 'TokenKey');
     this.network = new SandboxNetwork(this, 'Network', { logRetention });
     const shared = {
-      CTD_TABLE_NAME: this.data.table.tableName,
-      CTD_KMS_KEY_ID: this.tokenKey.key.keyId,
-      ...cloud,
+      [ENV.tableName]: this.data.table.tableName,
+      [ENV.kmsKeyId]: this.tokenKey.key.keyId,
     };
 
     this.sandbox = new Sandbox(this, 'Sandbox', {
       vpc: this.network.vpc,
       logRetention,
-      // The bastion-open step admits these NAT addresses to the bastion's SSH port.
-      environment: { ...shared, CTD_EGRESS_ADDRESSES: Fn.join(',', this.network.egressAddresses()) },
+      // The bastion-open step admits these NAT addresses (the stack's Elastic IPs) to the bastion's SSH port.
+      environment: { ...shared, ...cloud, [ENV.egressAddresses]: Fn.join(',', this.network.egressAddresses()) },
     });
     this.data.grantAccess(this.sandbox.taskRole, ...SANDBOX_TABLE_ACCESS);
     this.sandbox.taskRole.addToPrincipalPolicy(taskResponseStatement(this, true));
@@ -54,8 +58,8 @@ export class CtdStack extends Stack {
 
     const environment = {
       ...shared,
-      CTD_STATE_MACHINE_ARN: stateMachineArn(this),
-      CTD_CLUSTER_ARN: this.sandbox.cluster.clusterArn,
+      [ENV.stateMachineArn]: stateMachineArn(this),
+      [ENV.clusterArn]: this.sandbox.cluster.clusterArn,
     };
     this.engine = new Engine(this, 'Engine', {
       data: this.data,
@@ -69,9 +73,14 @@ export class CtdStack extends Stack {
       tokenKey: this.tokenKey,
       sandbox: this.sandbox,
       environment,
+      cloudEnvironment: cloud,
       logRetention,
     });
 
+    new CfnOutput(this, 'EgressAddresses', {
+      value: Fn.join(',', this.network.egressAddresses()),
+      description: 'Where sandboxes reach bastions from: the addresses bastion-open admits',
+    });
     new CfnOutput(this, 'ApiUrl', { value: this.api.restApi.url });
     new CfnOutput(this, 'StateMachineArn', { value: this.engine.stateMachine.stateMachineArn });
     new CfnOutput(this, 'TableName', { value: this.data.table.tableName });

@@ -22,7 +22,7 @@ async function main(): Promise<number> {
   const stepUser = stepUserFromEnv(env);
   const log = (message: string, details?: Record<string, unknown>) =>
     process.stderr.write(`${JSON.stringify({ level: 'info', message, ...details, stepId: ids.stepId })}\n`);
-  const ports = buildStepPorts(config);
+  const { cloud, ...ports } = buildStepPorts(config);
   const stop = new AbortController();
   process.once('SIGTERM', () => stop.abort());
   process.once('SIGINT', () => stop.abort());
@@ -37,6 +37,8 @@ async function main(): Promise<number> {
     const outcome = await runStep(
       {
         ...ports,
+        // The sandbox always needs its cloud: a wrong setting fails the start, naming the variable.
+        cloud: cloud(),
         workDir,
         ...(stepUser ? { stepUser } : {}),
         timeScale: Number(env.CTD_TIME_SCALE ?? '1') || 1,

@@ -21,7 +21,8 @@ export function buildEngineDeps(
     vault,
     executions,
     sandboxes: overrides.sandboxes ?? new EcsSandboxLauncher({ client: createEcsClient({ region: config.region }), cluster: config.clusterArn }),
-    identity: cloud,
+    // Only the authorizer asks the cloud: the driver is built on first use, so a function without cloud settings still starts.
+    identity: { identify: (token) => cloud().identify(token) },
     clock,
     log: overrides.log ?? powertoolsLog(),
   };

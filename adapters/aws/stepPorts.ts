@@ -40,7 +40,8 @@ export interface StepPorts {
   store: DeploymentStore;
   vault: SecretVault;
   executions: ExecutionService;
-  cloud: CloudDriver;
+  /** Built on first call: a bad cloud setting fails the call that needs the cloud, not every port. */
+  cloud: () => CloudDriver;
   clock: Clock;
 }
 
@@ -55,7 +56,13 @@ export function buildStepPorts(config: EngineConfig): StepPorts {
       region: config.region,
       ...(config.consoleBaseUrl ? { consoleBaseUrl: config.consoleBaseUrl } : {}),
     }),
-    cloud: cloudDriverFor(config.cloud),
+    cloud: lazy(() => cloudDriverFor(config.cloud)),
     clock: systemClock,
   };
+}
+
+/** Builds once, on first call; a failure is thrown to that caller and retried by the next. */
+export function lazy<T>(build: () => T): () => T {
+  let value: { v: T } | undefined;
+  return () => (value ??= { v: build() }).v;
 }

@@ -131,7 +131,7 @@ describe('Construct: Engine', () => {
     }
   });
 
-  it('runs every engine handler on Node 22, arm64, traced, with the shared environment', () => {
+  it('runs every engine handler on Node 22, arm64, traced, with the shared environment and no cloud settings', () => {
     for (const fn of Object.values(stack.engine.functions)) {
       const props = template.toJSON().Resources[logicalId(fn)].Properties;
       expect(props).toMatchObject({
@@ -146,10 +146,10 @@ describe('Construct: Engine', () => {
           'CTD_KMS_KEY_ID',
           'CTD_STATE_MACHINE_ARN',
           'CTD_CLUSTER_ARN',
-          'CTD_CLOUD',
-          'CTD_CLOUD_ENDPOINT',
         ]),
       );
+      // Engine functions never talk to the target cloud; only the sandbox and the API's cloud callers do.
+      expect(Object.keys(props.Environment.Variables).filter((k) => /CLOUD|KEYSTONE|EGRESS|CTD_OS_/.test(k))).toEqual([]);
     }
   });
 });
