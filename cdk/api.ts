@@ -35,6 +35,15 @@ export const API_FUNCTIONS = {
 
 export type ApiFunctionName = keyof typeof API_FUNCTIONS;
 
+/** Common Rule Set body rules that real deployment bodies trip (see the WAF rule that scopes them). */
+export const SUBMIT_BODY_RULES = ['EC2MetaDataSSRF_BODY', 'GenericLFI_BODY', 'GenericRFI_BODY'] as const;
+/** The labels those rules add to a request they match (AWS WAF managed rule group documentation). */
+const COMMON_RULE_LABELS: Record<(typeof SUBMIT_BODY_RULES)[number], string> = {
+  EC2MetaDataSSRF_BODY: 'EC2MetaDataSSRF_Body',
+  GenericLFI_BODY: 'GenericLFI_Body',
+  GenericRFI_BODY: 'GenericRFI_Body',
+};
+
 export interface ApiProps {
   readonly data: DeploymentsTable;
   readonly tokenKey: TokenKey;
@@ -179,11 +188,64 @@ export class Api extends Construct {
             managedRuleGroupStatement: {
               vendorName: 'AWS',
               name: 'AWSManagedRulesCommonRuleSet',
-              // Submissions carry file bundles larger than the rule set's 8 KB body limit.
-              ruleActionOverrides: [{ name: 'SizeRestrictions_BODY', actionToUse: { count: {} } }],
+              ruleActionOverrides: [
+                // Submissions carry file bundles larger than the rule set's 8 KB body limit.
+                { name: 'SizeRestrictions_BODY', actionToUse: { count: {} } },
+                // Counted here, enforced by the next rule everywhere except POST /deployments.
+                ...SUBMIT_BODY_RULES.map((name) => ({ name, actionToUse: { count: {} } })),
+              ],
             },
           },
           visibilityConfig: visibility('ctd-api-common'),
+        },
+        {
+          // A deployment body is shell, cloud-init and Ansible by design: it names OpenStack's metadata
+          // address 169.254.169.254, paths like ../ and /etc/…, and URLs to fetch. These three body rules
+          // would block real submissions, so they block every request but POST /deployments, whose body
+          // the submit handler validates (zod) and runs only inside the tenant's own sandboxes and VMs.
+          name: 'CommonRuleSetBodyExceptSubmit',
+          priority: 2,
+          action: { block: {} },
+          statement: {
+            andStatement: {
+              statements: [
+                {
+                  orStatement: {
+                    statements: SUBMIT_BODY_RULES.map((name) => ({
+                      labelMatchStatement: { scope: 'LABEL', key: `awswaf:managed:aws:core-rule-set:${COMMON_RULE_LABELS[name]}` },
+                    })),
+                  },
+                },
+                {
+                  notStatement: {
+                    statement: {
+                      andStatement: {
+                        statements: [
+                          {
+                            byteMatchStatement: {
+                              fieldToMatch: { method: {} },
+                              positionalConstraint: 'EXACTLY',
+                              searchString: 'POST',
+                              textTransformations: [{ priority: 0, type: 'NONE' }],
+                            },
+                          },
+                          {
+                            byteMatchStatement: {
+                              fieldToMatch: { uriPath: {} },
+                              positionalConstraint: 'ENDS_WITH',
+                              searchString: '/deployments',
+                              textTransformations: [{ priority: 0, type: 'NONE' }],
+                            },
+                          },
+                        ],
+                      },
+                    },
+                  },
+                },
+              ],
+            },
+          },
+          visibilityConfig: visibility('ctd-api-common-body'),
         },
       ],
     });
