@@ -6,6 +6,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import type { DeploymentsTable } from './data.ts';
+import type { ConfigSection } from '../core/config/schema.ts';
+import { API_LAMBDAS, entryOf, environmentOf } from '../lambdas/catalog.ts';
 import { HandlerFunction } from './functions.ts';
 import type { TokenKey } from './keys.ts';
 import { executionsArn, grantHandler, stateMachineArn, type HandlerGrants } from './permissions.ts';
@@ -15,23 +17,14 @@ import type { Sandbox } from './sandbox.ts';
 interface ApiFunctionSpec extends HandlerGrants {
   readonly startsExecutions?: boolean;
   readonly readsHistory?: boolean;
-  /** Talks to the target cloud (identifies tokens), so it gets the cloud's configuration. */
-  readonly asksCloud?: boolean;
+  readonly config: readonly ConfigSection[];
 }
 
 /**
  * What each API handler may do (test/integration/iam-usage.test.ts checks it against what each
- * one calls). Submit deletes its idempotency key when it fails; the authorizer talks to the cloud only.
+ * one calls), from the one catalog of Lambdas.
  */
-export const API_FUNCTIONS = {
-  submit: { access: ['read', 'write', 'delete'], startsExecutions: true, asksCloud: true },
-  get: { access: ['read'] },
-  list: { access: ['read'] },
-  history: { access: ['read'], readsHistory: true },
-  logs: { access: ['read'] },
-  cancel: { access: ['read', 'write'], answersTasks: true, stopsTasks: true },
-  authorizer: { access: [], asksCloud: true },
-} as const satisfies Record<string, ApiFunctionSpec>;
+export const API_FUNCTIONS = API_LAMBDAS;
 
 export type ApiFunctionName = keyof typeof API_FUNCTIONS;
 
@@ -48,9 +41,8 @@ export interface ApiProps {
   readonly data: DeploymentsTable;
   readonly tokenKey: TokenKey;
   readonly sandbox: Sandbox;
-  readonly environment: Record<string, string>;
-  /** CTD_CLOUD, CTD_KEYSTONE_URL, …: only for the functions that ask the cloud. */
-  readonly cloudEnvironment: Record<string, string>;
+  /** Every configuration value the stack knows; each function gets those of its sections. */
+  readonly values: Record<string, string>;
   readonly logRetention: logs.RetentionDays;
 }
 
@@ -68,8 +60,8 @@ export class Api extends Construct {
     const fns = {} as Record<ApiFunctionName, lambda.IFunction>;
     for (const [name, spec] of Object.entries(specs)) {
       const { fn } = new HandlerFunction(this, name, {
-        entry: `lambdas/api/${name}.ts`,
-        environment: { ...props.environment, ...(spec.asksCloud ? props.cloudEnvironment : {}) },
+        entry: entryOf(name as ApiFunctionName),
+        environment: environmentOf(spec.config, props.values),
         logRetention: props.logRetention,
       });
       grantHandler(fn, spec, props.data, props.sandbox.cluster);
@@ -137,17 +129,17 @@ export class Api extends Construct {
     const route = (resource: apigw.IResource, method: string, fn: lambda.IFunction, opts: apigw.MethodOptions = {}) =>
       resource.addMethod(method, new apigw.LambdaIntegration(fn), { ...auth, requestValidator: paramsValidator, ...opts });
 
-    const deployments = this.restApi.root.addResource('deployments');
-    route(deployments, 'POST', fns.submit, {
-      requestValidator: bodyValidator,
-      requestModels: { 'application/json': submission },
-    });
-    route(deployments, 'GET', fns.list);
-    const deployment = deployments.addResource('{id}');
-    route(deployment, 'GET', fns.get, { requestParameters: idParam });
-    route(deployment, 'DELETE', fns.cancel, { requestParameters: idParam });
-    route(deployment.addResource('history'), 'GET', fns.history, { requestParameters: idParam });
-    route(deployment.addResource('logs'), 'GET', fns.logs, { requestParameters: idParam });
+    // The routes of the catalog (lambdas/catalog.ts), which local mode's gateway serves too.
+    const resourceAt = (path: string): apigw.IResource =>
+      path.split('/').filter(Boolean).reduce<apigw.IResource>((r, part) => r.getResource(part) ?? r.addResource(part), this.restApi.root);
+    for (const [name, spec] of Object.entries(API_FUNCTIONS)) {
+      if (!('route' in spec)) continue;
+      const { method, resource } = spec.route;
+      route(resourceAt(resource), method, fns[name as ApiFunctionName], {
+        ...(resource.includes('{id}') ? { requestParameters: idParam } : {}),
+        ...(method === 'POST' ? { requestValidator: bodyValidator, requestModels: { 'application/json': submission } } : {}),
+      });
+    }
 
     this.addWebAcl();
     acknowledge(

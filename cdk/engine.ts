@@ -8,6 +8,8 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import * as path from 'node:path';
 import type { DeploymentsTable } from './data.ts';
+import type { ConfigSection } from '../core/config/schema.ts';
+import { ENGINE_LAMBDAS, entryOf, environmentOf } from '../lambdas/catalog.ts';
 import { HandlerFunction, REPO_ROOT } from './functions.ts';
 import type { SandboxNetwork } from './network.ts';
 import { grantHandler, STATE_MACHINE_NAME, stateMachineArn, type HandlerGrants } from './permissions.ts';
@@ -19,26 +21,11 @@ export const ASL_FILE = path.join(REPO_ROOT, 'statemachine/deployment.asl.json')
 interface EngineFunctionSpec extends HandlerGrants {
   /** The ASL placeholder naming this function's ARN; absent for functions outside the ASL. */
   readonly substitution?: string;
+  readonly config: readonly ConfigSection[];
 }
 
 /** What each engine handler may do (checked against its calls by iam-usage.test.ts); the ASL placeholder each one fills. */
-export const ENGINE_FUNCTIONS = {
-  prepare: { access: ['read', 'write'], substitution: 'PrepareFunctionArn' },
-  awaitDependencies: { access: ['read', 'write'], answersTasks: true, substitution: 'AwaitDependenciesFunctionArn' },
-  recordStepResult: { access: ['read', 'write'], answersTasks: true, substitution: 'RecordStepResultFunctionArn' },
-  recordStepFailure: { access: ['read', 'write'], answersTasks: true, substitution: 'RecordStepFailureFunctionArn' },
-  gracePeriod: { access: ['read', 'write'], answersTasks: true, substitution: 'GracePeriodFunctionArn' },
-  abortStragglers: {
-    access: ['read', 'write'],
-    answersTasks: true,
-    stopsTasks: true,
-    substitution: 'AbortStragglersFunctionArn',
-  },
-  summarize: { access: ['read'], substitution: 'SummarizeFunctionArn' },
-  deleteSecrets: { access: ['read', 'write'], substitution: 'DeleteSecretsFunctionArn' },
-  safetyNet: { access: ['read', 'write'] },
-  sandboxStopped: { access: ['read', 'write'], answersTasks: true },
-} as const satisfies Record<string, EngineFunctionSpec>;
+export const ENGINE_FUNCTIONS = ENGINE_LAMBDAS;
 
 export type EngineFunctionName = keyof typeof ENGINE_FUNCTIONS;
 
@@ -46,7 +33,8 @@ export interface EngineProps {
   readonly data: DeploymentsTable;
   readonly network: SandboxNetwork;
   readonly sandbox: Sandbox;
-  readonly environment: Record<string, string>;
+  /** Every configuration value the stack knows; each function gets those of its sections. */
+  readonly values: Record<string, string>;
   readonly logRetention: logs.RetentionDays;
 }
 
@@ -67,8 +55,8 @@ export class Engine extends Construct {
     const fns = {} as Record<EngineFunctionName, lambda.IFunction>;
     for (const [name, spec] of Object.entries(specs)) {
       const { fn } = new HandlerFunction(this, name, {
-        entry: `lambdas/engine/${name}.ts`,
-        environment: props.environment,
+        entry: entryOf(name as EngineFunctionName),
+        environment: environmentOf(spec.config, props.values),
         logRetention: props.logRetention,
       });
       grantHandler(fn, spec, data, sandbox.cluster);

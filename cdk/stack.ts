@@ -1,5 +1,7 @@
 import { CfnOutput, Fn, Stack, type StackProps } from 'aws-cdk-lib';
 import { ENV } from '../core/config/names.ts';
+import { SANDBOX_CONFIG } from '../core/config/schema.ts';
+import { environmentOf } from '../lambdas/catalog.ts';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { Api } from './api.ts';
@@ -41,6 +43,7 @@ export class CtdStack extends Stack {
     this.data = new DeploymentsTable(this, 'Data');
     this.tokenKey = new TokenKey(this, 'TokenKey');
     this.network = new SandboxNetwork(this, 'Network', { logRetention });
+    const egress = { [ENV.egressAddresses]: Fn.join(',', this.network.egressAddresses()) };
     const shared = {
       [ENV.tableName]: this.data.table.tableName,
       [ENV.kmsKeyId]: this.tokenKey.key.keyId,
@@ -50,14 +53,16 @@ export class CtdStack extends Stack {
       vpc: this.network.vpc,
       logRetention,
       // The bastion-open step admits these NAT addresses (the stack's Elastic IPs) to the bastion's SSH port.
-      environment: { ...shared, ...cloud, [ENV.egressAddresses]: Fn.join(',', this.network.egressAddresses()) },
+      environment: environmentOf(SANDBOX_CONFIG, { ...shared, ...cloud, ...egress }),
     });
     this.data.grantAccess(this.sandbox.taskRole, ...SANDBOX_TABLE_ACCESS);
     this.sandbox.taskRole.addToPrincipalPolicy(taskResponseStatement(this, true));
     this.tokenKey.allowDecrypt(this.sandbox.taskRole);
 
-    const environment = {
+    // Every value the stack knows; each function takes those of its configuration sections (lambdas/catalog.ts).
+    const values = {
       ...shared,
+      ...cloud,
       [ENV.stateMachineArn]: stateMachineArn(this),
       [ENV.clusterArn]: this.sandbox.cluster.clusterArn,
     };
@@ -65,15 +70,14 @@ export class CtdStack extends Stack {
       data: this.data,
       network: this.network,
       sandbox: this.sandbox,
-      environment,
+      values,
       logRetention,
     });
     this.api = new Api(this, 'Api', {
       data: this.data,
       tokenKey: this.tokenKey,
       sandbox: this.sandbox,
-      environment,
-      cloudEnvironment: cloud,
+      values,
       logRetention,
     });
 

@@ -132,7 +132,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       onTaskStopped: (event) => onTaskStopped(event, lambdaContext('sandbox-stopped')),
     });
     stops.push(() => sandboxes.stopAll());
-    const engineDeps = buildEngineDeps(config, { sandboxes, log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d)}` : ''}`) });
+    const engineDeps = buildEngineDeps(config, { sandboxes, log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d, (_, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v))}` : ''}`) });
     const functions = engineFunctions(() => engineDeps);
     const onTaskStopped = sandboxStoppedHandler(() => engineDeps);
 

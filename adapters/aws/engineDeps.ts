@@ -3,7 +3,7 @@ import type { EngineDeps } from '../../core/usecases/deps.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
 import { createEcsClient } from './clients.ts';
 import { EcsSandboxLauncher } from './ecsSandbox.ts';
-import { buildStepPorts, engineConfigFromEnv, type EngineConfig } from './stepPorts.ts';
+import { buildStepPorts, type EngineConfig } from './stepPorts.ts';
 
 export { engineConfigFromEnv, type EngineConfig } from './stepPorts.ts';
 
@@ -28,11 +28,12 @@ export function buildEngineDeps(
   };
 }
 
-export function engineDepsFromEnv(env: NodeJS.ProcessEnv): EngineDeps {
-  return buildEngineDeps(engineConfigFromEnv(env));
+export function engineDepsFromEnv(config: EngineConfig): EngineDeps {
+  return buildEngineDeps(config);
 }
 
 function powertoolsLog(): EngineDeps['log'] {
   const logger = new Logger({ serviceName: 'ctd-engine' });
-  return (message, details) => logger.info(message, details ?? {});
+  // An Error under `error` is logged at ERROR level, formatted by Powertools (name, message, stack).
+  return (message, details) => (details?.error instanceof Error ? logger.error(message, details) : logger.info(message, details ?? {}));
 }

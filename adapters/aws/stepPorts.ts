@@ -1,5 +1,7 @@
 import { systemClock } from '../../core/ports.ts';
 import type { Clock, CloudDriver, DeploymentStore, ExecutionService, SecretVault } from '../../core/ports.ts';
+import { ENV } from '../../core/config/names.ts';
+import { parseConfig, type ConfigSection } from '../../core/config/schema.ts';
 import { cloudDriverFor, type CloudConfig } from '../cloudDrivers.ts';
 import { createDocumentClient, createKmsClient, createSfnClient } from './clients.ts';
 import { DynamoDeploymentStore } from './dynamoStore.ts';
@@ -18,20 +20,28 @@ export interface EngineConfig {
   consoleBaseUrl?: string;
 }
 
-export function engineConfigFromEnv(env: NodeJS.ProcessEnv): EngineConfig {
-  const need = (name: string): string => {
-    const value = env[name];
-    if (!value) throw new Error(`environment variable ${name} is not set`);
-    return value;
-  };
+/**
+ * The engine configuration of one process, from its environment parsed with the schema of its
+ * configuration sections (core/config/schema.ts): a missing or wrong variable throws, naming it.
+ * Sections a process does not use leave their fields empty; the port that needs them is never built.
+ */
+export function engineConfigFromEnv(
+  env: Record<string, string | undefined>,
+  who = 'the engine',
+  sections: readonly ConfigSection[] = ['store'],
+): EngineConfig {
+  const c = parseConfig(who, sections, env);
+  // Fields outside the process's sections are read as given (local mode passes one environment to all).
+  const get = (name: string) => c[name] ?? env[name];
   return {
-    region: need('AWS_REGION'),
-    tableName: need('CTD_TABLE_NAME'),
-    kmsKeyId: env.CTD_KMS_KEY_ID ?? '',
-    stateMachineArn: env.CTD_STATE_MACHINE_ARN ?? '',
-    clusterArn: env.CTD_CLUSTER_ARN ?? '',
-    cloud: { kind: env.CTD_CLOUD ?? 'local', endpoint: env.CTD_CLOUD_ENDPOINT ?? '' },
-    ...(env.CTD_CONSOLE_URL ? { consoleBaseUrl: env.CTD_CONSOLE_URL } : {}),
+    region: get('AWS_REGION') ?? '',
+    tableName: get(ENV.tableName) ?? '',
+    kmsKeyId: get(ENV.kmsKeyId) ?? '',
+    stateMachineArn: get(ENV.stateMachineArn) ?? '',
+    clusterArn: get(ENV.clusterArn) ?? '',
+    // Mapped to the driver's config here only: adapters/cloudDrivers.ts owns its shape.
+    cloud: { kind: get(ENV.cloud) ?? '', endpoint: get('CTD_CLOUD_ENDPOINT') ?? '' },
+    ...(get(ENV.consoleUrl) ? { consoleBaseUrl: get(ENV.consoleUrl)! } : {}),
   };
 }
 

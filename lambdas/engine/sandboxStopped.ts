@@ -14,4 +14,4 @@ export const createHandler = (deps: DepsProvider) =>
     return stop ? sandboxStopped(deps(), stop) : { failed: false };
   });
 
-export const handler = createHandler(depsFromEnv);
+export const handler = createHandler(depsFromEnv('sandboxStopped'));

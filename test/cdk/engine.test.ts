@@ -2,6 +2,8 @@ import { Match } from 'aws-cdk-lib/assertions';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ASL_FILE, ENGINE_FUNCTIONS } from '../../cdk/engine.ts';
+import { RUNTIME_PROVIDED, schemaOf } from '../../core/config/schema.ts';
+import { LAMBDAS, type LambdaName } from '../../lambdas/catalog.ts';
 import { actionsOf, logicalId, roleStatements, synthCtdStack } from './helpers.ts';
 
 const { stack, template } = synthCtdStack();
@@ -123,6 +125,19 @@ describe('Construct: Engine', () => {
     }
   });
 
+  it('gives each function exactly the variables its configuration schema requires (lambdas/catalog.ts)', () => {
+    for (const [name, fn] of Object.entries({ ...stack.engine.functions, ...stack.api.functions })) {
+      const spec = LAMBDAS[name as LambdaName];
+      const vars = Object.keys(template.toJSON().Resources[logicalId(fn)].Properties.Environment.Variables as object).filter((k) => k.startsWith('CTD_'));
+      const schema = schemaOf(spec.config);
+      const required = Object.entries(schema.shape)
+        .filter(([k, v]) => !(v as { isOptional(): boolean }).isOptional() && !RUNTIME_PROVIDED.includes(k))
+        .map(([k]) => k);
+      expect({ name, missing: required.filter((k) => !vars.includes(k)) }).toEqual({ name, missing: [] });
+      expect({ name, unread: vars.filter((k) => !(k in schema.shape)) }).toEqual({ name, unread: [] });
+    }
+  });
+
   it('lets only abortStragglers stop sandboxes among engine functions', () => {
     for (const name of Object.keys(ENGINE_FUNCTIONS)) {
       const fn = stack.engine.functions[name as keyof typeof ENGINE_FUNCTIONS];
@@ -140,14 +155,7 @@ describe('Construct: Engine', () => {
         TracingConfig: { Mode: 'Active' },
         Handler: 'index.handler',
       });
-      expect(Object.keys(props.Environment.Variables)).toEqual(
-        expect.arrayContaining([
-          'CTD_TABLE_NAME',
-          'CTD_KMS_KEY_ID',
-          'CTD_STATE_MACHINE_ARN',
-          'CTD_CLUSTER_ARN',
-        ]),
-      );
+      expect(Object.keys(props.Environment.Variables)).toEqual(expect.arrayContaining(['CTD_TABLE_NAME', 'CTD_STATE_MACHINE_ARN']));
       // Engine functions never talk to the target cloud; only the sandbox and the API's cloud callers do.
       expect(Object.keys(props.Environment.Variables).filter((k) => /CLOUD|KEYSTONE|EGRESS|CTD_OS_/.test(k))).toEqual([]);
     }
