@@ -10,6 +10,7 @@ import { DeploymentsTable } from './data.ts';
 import { Engine } from './engine.ts';
 import { TokenKey } from './keys.ts';
 import { SandboxNetwork } from './network.ts';
+import { Observability } from './observability.ts';
 import { SANDBOX_TABLE_ACCESS, stateMachineArn, taskResponseStatement } from './permissions.ts';
 import { Sandbox } from './sandbox.ts';
 
@@ -27,6 +28,7 @@ export class CtdStack extends Stack {
   readonly sandbox: Sandbox;
   readonly engine: Engine;
   readonly api: Api;
+  readonly observability: Observability;
 
   constructor(scope: Construct, id: string, props: CtdStackProps = {}) {
     super(scope, id, props);
@@ -79,6 +81,12 @@ export class CtdStack extends Stack {
       sandbox: this.sandbox,
       values,
       logRetention,
+    });
+
+    this.observability = new Observability(this, 'Observability', {
+      stateMachine: this.engine.stateMachine,
+      safetyNet: this.engine.functions.safetyNet,
+      sandboxStopped: this.engine.functions.sandboxStopped,
     });
 
     new CfnOutput(this, 'EgressAddresses', {
