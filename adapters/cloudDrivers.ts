@@ -1,3 +1,4 @@
+import { CLOUD_KINDS } from '../core/config/names.ts';
 import type { CloudDriver } from '../core/ports.ts';
 import { OpenStackDriver } from './openstack/driver.ts';
 
@@ -14,8 +15,6 @@ export interface CloudConfig {
   /** Catalog region (CTD_OS_REGION), default the first endpoint of the interface. */
   region?: string;
 }
-
-export const CLOUD_KINDS = ['openstack'] as const;
 
 /**
  * The cloud settings from the environment, in one place (the engine's zod configuration schema

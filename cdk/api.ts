@@ -6,6 +6,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import type { DeploymentsTable } from './data.ts';
+import type { ConfigSection } from '../core/config/schema.ts';
+import { API_LAMBDAS, entryOf, environmentOf } from '../lambdas/catalog.ts';
 import { HandlerFunction } from './functions.ts';
 import type { TokenKey } from './keys.ts';
 import { executionsArn, grantHandler, stateMachineArn, type HandlerGrants } from './permissions.ts';
@@ -15,29 +17,32 @@ import type { Sandbox } from './sandbox.ts';
 interface ApiFunctionSpec extends HandlerGrants {
   readonly startsExecutions?: boolean;
   readonly readsHistory?: boolean;
+  readonly config: readonly ConfigSection[];
 }
 
 /**
  * What each API handler may do (test/integration/iam-usage.test.ts checks it against what each
- * one calls). Submit deletes its idempotency key when it fails; the authorizer talks to the cloud only.
+ * one calls), from the one catalog of Lambdas.
  */
-export const API_FUNCTIONS = {
-  submit: { access: ['read', 'write', 'delete'], startsExecutions: true },
-  get: { access: ['read'] },
-  list: { access: ['read'] },
-  history: { access: ['read'], readsHistory: true },
-  logs: { access: ['read'] },
-  cancel: { access: ['read', 'write'], answersTasks: true, stopsTasks: true },
-  authorizer: { access: [] },
-} as const satisfies Record<string, ApiFunctionSpec>;
+export const API_FUNCTIONS = API_LAMBDAS;
 
 export type ApiFunctionName = keyof typeof API_FUNCTIONS;
+
+/** Common Rule Set body rules that real deployment bodies trip (see the WAF rule that scopes them). */
+export const SUBMIT_BODY_RULES = ['EC2MetaDataSSRF_BODY', 'GenericLFI_BODY', 'GenericRFI_BODY'] as const;
+/** The labels those rules add to a request they match (AWS WAF managed rule group documentation). */
+const COMMON_RULE_LABELS: Record<(typeof SUBMIT_BODY_RULES)[number], string> = {
+  EC2MetaDataSSRF_BODY: 'EC2MetaDataSSRF_Body',
+  GenericLFI_BODY: 'GenericLFI_Body',
+  GenericRFI_BODY: 'GenericRFI_Body',
+};
 
 export interface ApiProps {
   readonly data: DeploymentsTable;
   readonly tokenKey: TokenKey;
   readonly sandbox: Sandbox;
-  readonly environment: Record<string, string>;
+  /** Every configuration value the stack knows; each function gets those of its sections. */
+  readonly values: Record<string, string>;
   readonly logRetention: logs.RetentionDays;
 }
 
@@ -55,8 +60,8 @@ export class Api extends Construct {
     const fns = {} as Record<ApiFunctionName, lambda.IFunction>;
     for (const [name, spec] of Object.entries(specs)) {
       const { fn } = new HandlerFunction(this, name, {
-        entry: `lambdas/api/${name}.ts`,
-        environment: props.environment,
+        entry: entryOf(name as ApiFunctionName),
+        environment: environmentOf(spec.config, props.values),
         logRetention: props.logRetention,
       });
       grantHandler(fn, spec, props.data, props.sandbox.cluster);
@@ -124,17 +129,17 @@ export class Api extends Construct {
     const route = (resource: apigw.IResource, method: string, fn: lambda.IFunction, opts: apigw.MethodOptions = {}) =>
       resource.addMethod(method, new apigw.LambdaIntegration(fn), { ...auth, requestValidator: paramsValidator, ...opts });
 
-    const deployments = this.restApi.root.addResource('deployments');
-    route(deployments, 'POST', fns.submit, {
-      requestValidator: bodyValidator,
-      requestModels: { 'application/json': submission },
-    });
-    route(deployments, 'GET', fns.list);
-    const deployment = deployments.addResource('{id}');
-    route(deployment, 'GET', fns.get, { requestParameters: idParam });
-    route(deployment, 'DELETE', fns.cancel, { requestParameters: idParam });
-    route(deployment.addResource('history'), 'GET', fns.history, { requestParameters: idParam });
-    route(deployment.addResource('logs'), 'GET', fns.logs, { requestParameters: idParam });
+    // The routes of the catalog (lambdas/catalog.ts), which local mode's gateway serves too.
+    const resourceAt = (path: string): apigw.IResource =>
+      path.split('/').filter(Boolean).reduce<apigw.IResource>((r, part) => r.getResource(part) ?? r.addResource(part), this.restApi.root);
+    for (const [name, spec] of Object.entries(API_FUNCTIONS)) {
+      if (!('route' in spec)) continue;
+      const { method, resource } = spec.route;
+      route(resourceAt(resource), method, fns[name as ApiFunctionName], {
+        ...(resource.includes('{id}') ? { requestParameters: idParam } : {}),
+        ...(method === 'POST' ? { requestValidator: bodyValidator, requestModels: { 'application/json': submission } } : {}),
+      });
+    }
 
     this.addWebAcl();
     acknowledge(
@@ -175,11 +180,64 @@ export class Api extends Construct {
             managedRuleGroupStatement: {
               vendorName: 'AWS',
               name: 'AWSManagedRulesCommonRuleSet',
-              // Submissions carry file bundles larger than the rule set's 8 KB body limit.
-              ruleActionOverrides: [{ name: 'SizeRestrictions_BODY', actionToUse: { count: {} } }],
+              ruleActionOverrides: [
+                // Submissions carry file bundles larger than the rule set's 8 KB body limit.
+                { name: 'SizeRestrictions_BODY', actionToUse: { count: {} } },
+                // Counted here, enforced by the next rule everywhere except POST /deployments.
+                ...SUBMIT_BODY_RULES.map((name) => ({ name, actionToUse: { count: {} } })),
+              ],
             },
           },
           visibilityConfig: visibility('ctd-api-common'),
+        },
+        {
+          // A deployment body is shell, cloud-init and Ansible by design: it names OpenStack's metadata
+          // address 169.254.169.254, paths like ../ and /etc/…, and URLs to fetch. These three body rules
+          // would block real submissions, so they block every request but POST /deployments, whose body
+          // the submit handler validates (zod) and runs only inside the tenant's own sandboxes and VMs.
+          name: 'CommonRuleSetBodyExceptSubmit',
+          priority: 2,
+          action: { block: {} },
+          statement: {
+            andStatement: {
+              statements: [
+                {
+                  orStatement: {
+                    statements: SUBMIT_BODY_RULES.map((name) => ({
+                      labelMatchStatement: { scope: 'LABEL', key: `awswaf:managed:aws:core-rule-set:${COMMON_RULE_LABELS[name]}` },
+                    })),
+                  },
+                },
+                {
+                  notStatement: {
+                    statement: {
+                      andStatement: {
+                        statements: [
+                          {
+                            byteMatchStatement: {
+                              fieldToMatch: { method: {} },
+                              positionalConstraint: 'EXACTLY',
+                              searchString: 'POST',
+                              textTransformations: [{ priority: 0, type: 'NONE' }],
+                            },
+                          },
+                          {
+                            byteMatchStatement: {
+                              fieldToMatch: { uriPath: {} },
+                              positionalConstraint: 'ENDS_WITH',
+                              searchString: '/deployments',
+                              textTransformations: [{ priority: 0, type: 'NONE' }],
+                            },
+                          },
+                        ],
+                      },
+                    },
+                  },
+                },
+              ],
+            },
+          },
+          visibilityConfig: visibility('ctd-api-common-body'),
         },
       ],
     });

@@ -8,10 +8,12 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import * as path from 'node:path';
 import type { DeploymentsTable } from './data.ts';
+import type { ConfigSection } from '../core/config/schema.ts';
+import { ENGINE_LAMBDAS, entryOf, environmentOf } from '../lambdas/catalog.ts';
 import { HandlerFunction, REPO_ROOT } from './functions.ts';
 import type { SandboxNetwork } from './network.ts';
 import { grantHandler, STATE_MACHINE_NAME, stateMachineArn, type HandlerGrants } from './permissions.ts';
-import { acknowledge, acknowledgeClusterTasks } from './nag.ts';
+import { acknowledge } from './nag.ts';
 import type { Sandbox } from './sandbox.ts';
 
 export const ASL_FILE = path.join(REPO_ROOT, 'statemachine/deployment.asl.json');
@@ -19,25 +21,11 @@ export const ASL_FILE = path.join(REPO_ROOT, 'statemachine/deployment.asl.json')
 interface EngineFunctionSpec extends HandlerGrants {
   /** The ASL placeholder naming this function's ARN; absent for functions outside the ASL. */
   readonly substitution?: string;
+  readonly config: readonly ConfigSection[];
 }
 
 /** What each engine handler may do (checked against its calls by iam-usage.test.ts); the ASL placeholder each one fills. */
-export const ENGINE_FUNCTIONS = {
-  prepare: { access: ['read', 'write'], substitution: 'PrepareFunctionArn' },
-  awaitDependencies: { access: ['read', 'write'], answersTasks: true, substitution: 'AwaitDependenciesFunctionArn' },
-  recordStepResult: { access: ['read', 'write'], answersTasks: true, substitution: 'RecordStepResultFunctionArn' },
-  recordStepFailure: { access: ['read', 'write'], answersTasks: true, substitution: 'RecordStepFailureFunctionArn' },
-  gracePeriod: { access: ['read', 'write'], answersTasks: true, substitution: 'GracePeriodFunctionArn' },
-  abortStragglers: {
-    access: ['read', 'write'],
-    answersTasks: true,
-    stopsTasks: true,
-    substitution: 'AbortStragglersFunctionArn',
-  },
-  summarize: { access: ['read'], substitution: 'SummarizeFunctionArn' },
-  deleteSecrets: { access: ['read', 'write'], substitution: 'DeleteSecretsFunctionArn' },
-  safetyNet: { access: ['read', 'write'] },
-} as const satisfies Record<string, EngineFunctionSpec>;
+export const ENGINE_FUNCTIONS = ENGINE_LAMBDAS;
 
 export type EngineFunctionName = keyof typeof ENGINE_FUNCTIONS;
 
@@ -45,7 +33,8 @@ export interface EngineProps {
   readonly data: DeploymentsTable;
   readonly network: SandboxNetwork;
   readonly sandbox: Sandbox;
-  readonly environment: Record<string, string>;
+  /** Every configuration value the stack knows; each function gets those of its sections. */
+  readonly values: Record<string, string>;
   readonly logRetention: logs.RetentionDays;
 }
 
@@ -66,8 +55,8 @@ export class Engine extends Construct {
     const fns = {} as Record<EngineFunctionName, lambda.IFunction>;
     for (const [name, spec] of Object.entries(specs)) {
       const { fn } = new HandlerFunction(this, name, {
-        entry: `lambdas/engine/${name}.ts`,
-        environment: props.environment,
+        entry: entryOf(name as EngineFunctionName),
+        environment: environmentOf(spec.config, props.values),
         logRetention: props.logRetention,
       });
       grantHandler(fn, spec, data, sandbox.cluster);
@@ -83,7 +72,9 @@ export class Engine extends Construct {
         ),
       ),
       ClusterArn: sandbox.cluster.clusterArn,
-      TaskDefinitionArn: sandbox.taskDefinition.taskDefinitionArn,
+      // The family, not a revision: a `cdk deploy` deregisters the old revision (aws-cdk#24372), and a
+      // running execution's next RunTask (CloseBastionAccess included) must still start.
+      TaskDefinitionFamily: sandbox.taskDefinition.family,
       SandboxSubnetIds: Fn.join(',', privateSubnets.subnetIds),
       SandboxSecurityGroupIds: Fn.join(',', [network.securityGroup.securityGroupId]),
     };
@@ -109,7 +100,11 @@ export class Engine extends Construct {
       },
     });
     this.grantStateMachineRole(role, props);
-    acknowledgeClusterTasks(role, sandbox.cluster);
+    acknowledge(
+      role,
+      `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task-definition/${sandbox.taskDefinition.family}:*]`,
+      'RunTask names the sandbox family, not a revision, so a deploy during a running execution cannot break it (aws-cdk#24372); the wildcard is the revision number only.',
+    );
     acknowledge(
       role,
       'AwsSolutions-IAM5[Resource::*]',
@@ -129,6 +124,18 @@ export class Engine extends Construct {
       },
       targets: [new targets.LambdaFunction(fns.safetyNet, { retryAttempts: 8, maxEventAge: Duration.hours(2) })],
     });
+
+    // Step Functions does not watch a task started with .waitForTaskToken (wellcomecollection/platform#6458):
+    // a sandbox that never starts or dies mid-step fails its step from ECS's own STOPPED event.
+    new events.Rule(this, 'SandboxStoppedRule', {
+      description: 'Fail a step at once when ECS stops its sandbox before it answered',
+      eventPattern: {
+        source: ['aws.ecs'],
+        detailType: ['ECS Task State Change'],
+        detail: { clusterArn: [sandbox.cluster.clusterArn], lastStatus: ['STOPPED'] },
+      },
+      targets: [new targets.LambdaFunction(fns.sandboxStopped, { retryAttempts: 8, maxEventAge: Duration.hours(1) })],
+    });
   }
 
   private grantStateMachineRole(role: iam.Role, props: EngineProps): void {
@@ -141,14 +148,7 @@ export class Engine extends Construct {
     role.addToPolicy(
       new iam.PolicyStatement({
         actions: ['ecs:RunTask'],
-        resources: [sandbox.taskDefinition.taskDefinitionArn],
-        conditions: { ArnEquals: { 'ecs:cluster': sandbox.cluster.clusterArn } },
-      }),
-    );
-    role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['ecs:StopTask', 'ecs:DescribeTasks'],
-        resources: [stack.formatArn({ service: 'ecs', resource: 'task', resourceName: `${sandbox.cluster.clusterName}/*` })],
+        resources: [taskDefinitionFamilyArn(stack, sandbox.taskDefinition.family)],
         conditions: { ArnEquals: { 'ecs:cluster': sandbox.cluster.clusterArn } },
       }),
     );
@@ -159,15 +159,13 @@ export class Engine extends Construct {
         conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
       }),
     );
-    // The ECS integration's `.sync` pattern keeps this managed rule; granted so a state can move
-    // from the callback pattern to `.sync` without a role change.
-    role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
-        resources: [
-          stack.formatArn({ service: 'events', resource: 'rule', resourceName: 'StepFunctionsGetEventsForECSTaskRule' }),
-        ],
-      }),
-    );
+    // No ecs:StopTask, ecs:DescribeTasks or events:* on StepFunctionsGetEventsForECSTaskRule: those
+    // serve only the `.sync` pattern; this machine uses `.waitForTaskToken`, and cancel and abort stop
+    // tasks through their Lambdas.
   }
+}
+
+/** Every revision of the family: a deploy registers a new one while executions still run. */
+export function taskDefinitionFamilyArn(stack: Stack, family: string): string {
+  return stack.formatArn({ service: 'ecs', resource: 'task-definition', resourceName: `${family}:*` });
 }

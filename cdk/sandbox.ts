@@ -5,11 +5,12 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { RUNNER_CONTAINER_NAME } from '../core/config/names.ts';
 import { REPO_ROOT } from './functions.ts';
 import { acknowledge } from './nag.ts';
 
-/** The ASL overrides this container by name (`Overrides.ContainerOverrides[].Name`). */
-export const RUNNER_CONTAINER_NAME = 'runner';
+export { RUNNER_CONTAINER_NAME };
+
 /** The runner's working directory and HOME; each step works in a directory of its own under /tmp. */
 export const SANDBOX_WORK_DIR = '/work';
 

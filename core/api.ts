@@ -35,6 +35,8 @@ export interface StepView {
   endedAt?: string;
   error?: string;
   cause?: string;
+  /** Why ECS stopped the step's last lost sandbox, even when a retry then succeeded. */
+  stopReason?: string;
   output?: Record<string, unknown>;
 }
 

@@ -10,6 +10,7 @@ export const ErrorName = {
   VmBootstrapTimeout: 'Ctd.VmBootstrapTimeout',
   AnsibleUnreachable: 'Ctd.AnsibleUnreachable',
   StepFailed: 'Ctd.StepFailed',
+  SandboxLost: 'Ctd.SandboxLost',
   StepAborted: 'Ctd.StepAborted',
   Cancelled: 'Ctd.Cancelled',
 } as const;
@@ -53,7 +54,14 @@ export const ERROR_TABLE: readonly ErrorPolicy[] = [
   },
   {
     name: ErrorName.StepFailed,
-    raisedWhen: 'any other step failure (non-zero exit, playbook failure, lost sandbox or heartbeat)',
+    raisedWhen: 'any other step failure (non-zero exit, playbook failure, lost heartbeat)',
+  },
+  {
+    // Infrastructure, not the user's step: ECS stopped the sandbox before it answered (image pull,
+    // out of memory, capacity, a crash of the runner). One more sandbox usually gets through.
+    name: ErrorName.SandboxLost,
+    raisedWhen: 'ECS stopped the sandbox before it answered (e.g. CannotPullContainerError, OutOfMemoryError, a crashed runner); the Cause carries ECS\'s stoppedReason',
+    retry: { maxAttempts: 1, intervalSeconds: 5, backoffRate: 1 },
   },
   {
     name: ErrorName.StepAborted,
@@ -71,7 +79,14 @@ export const BOOTSTRAP_LIMIT_SECONDS = 180;
 export const GRACE_PERIOD_SECONDS = 120;
 /** The sandbox heartbeats this often; the state machine gives up after HEARTBEAT_TIMEOUT_SECONDS of silence. */
 export const HEARTBEAT_INTERVAL_SECONDS = 20;
-export const HEARTBEAT_TIMEOUT_SECONDS = 60;
+/**
+ * The first heartbeat's clock starts at RunTask, so it must cover a Fargate cold start: 30–60 s
+ * from RunTask to RUNNING (AWS re:Post "30–45 s or longer"; wellcomecollection/catalogue-pipeline#3597
+ * measured 45–50 s and moved to 5-minute heartbeats), plus the runner's own start. A sandbox that
+ * dies or never starts is noticed from ECS's STOPPED event at once (Ctd.SandboxLost), so this bound
+ * only catches a runner that hangs alive.
+ */
+export const HEARTBEAT_TIMEOUT_SECONDS = 300;
 
 export const VM_BOOTSTRAP_HINT =
   'log in to the VM (through the bastion) and check cloud-init: /var/log/cloud-init-output.log and `cloud-init status --long`';

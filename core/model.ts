@@ -59,6 +59,8 @@ export interface StepRecord {
   /** The sandbox's task token and task id while it runs. */
   taskToken?: string;
   taskArn?: string;
+  /** Why ECS stopped this step's last lost sandbox (its stoppedReason), kept even when a retry succeeded. */
+  stopReason?: string;
   /** What the step's action returned (addresses of created VMs, for example). */
   output?: Record<string, unknown>;
 }

@@ -188,7 +188,10 @@ export interface CloudDriver extends TokenIdentifier {
    * Deletes the deployment's bastion rules: the recorded ones (by id), and any other rule on the
    * group marked with the deployment. Gone is deleted.
    */
-  closeBastionRules(ctx: CloudContext, input: { securityGroup: string; recorded: readonly CloudResourceRef[] }): Promise<{ deleted: string[] }>;
+  closeBastionRules(
+    ctx: CloudContext,
+    input: { securityGroup: string; server?: string; recorded: readonly CloudResourceRef[] },
+  ): Promise<{ deleted: string[]; keptFor: string[] }>;
   /** Lets the deployment's key log in to the bastion and forward TCP (OpenStack: server metadata). */
   grantBastionAccess(ctx: CloudContext, input: { server: string; publicKey: string }): Promise<void>;
   revokeBastionAccess(ctx: CloudContext, input: { server: string }): Promise<void>;

@@ -1,5 +1,6 @@
 import type { EngineDeps } from '../core/usecases/deps.ts';
-import { engineDepsFromEnv } from '../adapters/aws/engineDeps.ts';
+import { engineConfigFromEnv, engineDepsFromEnv } from '../adapters/aws/engineDeps.ts';
+import { LAMBDAS, type LambdaName } from './catalog.ts';
 
 /**
  * Handlers take their dependencies from a provider: in Lambda it builds them from the
@@ -7,5 +8,15 @@ import { engineDepsFromEnv } from '../adapters/aws/engineDeps.ts';
  */
 export type DepsProvider = () => EngineDeps;
 
-let fromEnv: EngineDeps | undefined;
-export const depsFromEnv: DepsProvider = () => (fromEnv ??= engineDepsFromEnv(process.env));
+/**
+ * The provider of a deployed function: its environment is parsed with its catalog entry's schema.
+ * In Lambda that happens at start-up (module load), so a missing or wrong variable fails the cold
+ * start naming it; the ports are built on first use. Elsewhere (tests, local mode importing the
+ * module) nothing is read until a handler runs with these deps.
+ */
+export function depsFromEnv(name: LambdaName): DepsProvider {
+  const configure = () => engineConfigFromEnv(process.env, `function ${name}`, LAMBDAS[name].config);
+  let config = process.env.AWS_LAMBDA_FUNCTION_NAME ? configure() : undefined;
+  let deps: EngineDeps | undefined;
+  return () => (deps ??= engineDepsFromEnv((config ??= configure())));
+}

@@ -53,13 +53,15 @@ export function errorResponse(error: unknown): APIGatewayProxyResult {
   return json(500, body('internal error'));
 }
 
-/** middy middleware: known errors become their status; unknown ones are logged (name only) and become 500. */
+/** middy middleware: known errors become their status; unknown ones are logged as errors and become 500. */
 export function httpErrors(log: (message: string, details?: Record<string, unknown>) => void): middy.MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult> {
   return {
     onError: async (request) => {
       const error = request.error;
       if (!(error instanceof ValidationError || error instanceof UnauthorizedError || error instanceof NotFoundError || error instanceof ConflictError)) {
-        log('request failed', { error: error?.name, message: error?.message });
+        // The Error itself, under `error`: Powertools logs it at ERROR with name, message and stack
+        // (a `message` key would be dropped as reserved, leaving a 500 with only the error's name).
+        log('request failed', { error });
       }
       request.response = errorResponse(error);
     },

@@ -5,13 +5,11 @@ import { fileURLToPath } from 'node:url';
 import { buildEngineDeps, type EngineConfig } from '../adapters/aws/engineDeps.ts';
 import { cloudConfigFromEnv } from '../adapters/cloudDrivers.ts';
 import { executionEndedOutsideCleanup } from '../core/usecases/finalize.ts';
-import { fail } from '../core/usecases/release.ts';
-import { ErrorName } from '../core/errors.ts';
 import type { Hypervisor } from './cloud-backend.ts';
 import { pickLoopbackBlock, splitBlock, type LoopbackBlock } from './cloud/loopbackBlock.ts';
 import { startLocalCloud } from './cloud/server.ts';
 import { CONSOLE_PREFIX, serveConsole } from './console.ts';
-import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, functionArn, REGION } from './functions.ts';
+import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, functionArn, REGION, sandboxStoppedHandler } from './functions.ts';
 import { startLocalApiGateway } from './services/apiGateway.ts';
 import { startLocalDynamoDb } from './services/dynamodb.ts';
 import { startLocalKms } from './services/kms.ts';
@@ -42,6 +40,8 @@ export interface LocalEngineOptions {
   loopbackBlock?: string;
   /** Accept the local cloud's `/_admin/faults` (tests). Default false. */
   cloudFaultInjection?: boolean;
+  /** RunTask → the runner gets its task, in ms: models Fargate's start (tests stop a sandbox in it). */
+  sandboxStartLatencyMs?: number;
 }
 
 export interface LocalEngine {
@@ -153,12 +153,14 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       runnerCommand: [process.execPath, await bundleRunner()],
       ...(hasPrefix(backend) ? { commandPrefix: () => backend.sandboxCommandPrefix() } : {}),
       log,
-      // Called only once tasks run, after engineDeps below exists.
-      onLost: (taskToken, cause) => fail(engineDeps, taskToken, ErrorName.StepFailed, cause),
+      ...(opts.sandboxStartLatencyMs ? { startLatencyMs: opts.sandboxStartLatencyMs } : {}),
+      // As EventBridge delivers ECS's STOPPED events to the rule's Lambda; called only once tasks run.
+      onTaskStopped: (event) => onTaskStopped(event, lambdaContext('sandbox-stopped')),
     });
     stops.push(() => sandboxes.stopAll());
-    const engineDeps = buildEngineDeps(config, { sandboxes, log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d)}` : ''}`) });
+    const engineDeps = buildEngineDeps(config, { sandboxes, log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d, (_, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v))}` : ''}`) });
     const functions = engineFunctions(() => engineDeps);
+    const onTaskStopped = sandboxStoppedHandler(() => engineDeps);
 
     const sfn = new LocalStepFunctions({
       stateDir,
@@ -268,7 +270,7 @@ function substitutions(): Record<string, string> {
   return {
     ...fns,
     ClusterArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/ctd-local`,
-    TaskDefinitionArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/ctd-sandbox:1`,
+    TaskDefinitionFamily: 'ctd-sandbox',
     SandboxSubnetIds: 'subnet-local',
     SandboxSecurityGroupIds: 'sg-local',
   };

@@ -15,7 +15,10 @@ import * as gracePeriod from '../lambdas/engine/gracePeriod.ts';
 import * as prepare from '../lambdas/engine/prepare.ts';
 import * as recordStepFailure from '../lambdas/engine/recordStepFailure.ts';
 import * as recordStepResult from '../lambdas/engine/recordStepResult.ts';
+import * as sandboxStopped from '../lambdas/engine/sandboxStopped.ts';
+import * as safetyNet from '../lambdas/engine/safetyNet.ts';
 import * as summarize from '../lambdas/engine/summarize.ts';
+import { API_LAMBDAS, ENGINE_LAMBDAS, type LambdaName } from '../lambdas/catalog.ts';
 
 /**
  * The Lambda functions of the local engine: the same handler modules as in AWS, built with
@@ -29,45 +32,48 @@ export const ACCOUNT = '000000000000';
 export const REGION = 'us-east-1';
 export const functionArn = (name: string) => `arn:aws:lambda:${REGION}:${ACCOUNT}:function:ctd-${name}`;
 
-/** ASL substitution name → function name, exactly the `${...}FunctionArn` placeholders of the ASL. */
-export const ENGINE_FUNCTIONS = {
-  PrepareFunctionArn: 'prepare',
-  AwaitDependenciesFunctionArn: 'await-dependencies',
-  RecordStepResultFunctionArn: 'record-step-result',
-  RecordStepFailureFunctionArn: 'record-step-failure',
-  GracePeriodFunctionArn: 'grace-period',
-  AbortStragglersFunctionArn: 'abort-stragglers',
-  SummarizeFunctionArn: 'summarize',
-  DeleteSecretsFunctionArn: 'delete-secrets',
-} as const;
+/** Every handler module of the catalog; `satisfies` makes a catalog entry without a module a type error. */
+const MODULES = {
+  submit,
+  list,
+  get,
+  history,
+  logs,
+  cancel,
+  authorizer,
+  prepare,
+  awaitDependencies,
+  recordStepResult,
+  recordStepFailure,
+  gracePeriod,
+  abortStragglers,
+  summarize,
+  deleteSecrets,
+  safetyNet,
+  sandboxStopped,
+} satisfies Record<LambdaName, { createHandler: (deps: DepsProvider) => unknown }>;
 
+/** ASL substitution name → function name, exactly the `${...}FunctionArn` placeholders of the ASL. */
+export const ENGINE_FUNCTIONS: Record<string, string> = Object.fromEntries(
+  Object.entries(ENGINE_LAMBDAS).flatMap(([name, spec]) => ('substitution' in spec ? [[spec.substitution, name]] : [])),
+);
+
+/** The functions the state machine invokes, by ARN. */
 export function engineFunctions(deps: DepsProvider): Map<string, AnyHandler> {
-  const table: Record<(typeof ENGINE_FUNCTIONS)[keyof typeof ENGINE_FUNCTIONS], AnyHandler> = {
-    prepare: prepare.createHandler(deps),
-    'await-dependencies': awaitDependencies.createHandler(deps),
-    'record-step-result': recordStepResult.createHandler(deps),
-    'record-step-failure': recordStepFailure.createHandler(deps),
-    'grace-period': gracePeriod.createHandler(deps),
-    'abort-stragglers': abortStragglers.createHandler(deps),
-    summarize: summarize.createHandler(deps),
-    'delete-secrets': deleteSecrets.createHandler(deps),
-  };
-  return new Map(Object.entries(table).map(([name, handler]) => [functionArn(name), handler]));
+  return new Map(Object.values(ENGINE_FUNCTIONS).map((name) => [functionArn(name), MODULES[name as LambdaName].createHandler(deps) as AnyHandler]));
 }
 
 type ApiHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
 
-/** The REST API's routes, as API Gateway maps them in cdk/. */
+/** The REST API's routes, from the catalog as cdk/api.ts maps them. */
 export function apiRoutes(deps: DepsProvider): { method: string; resource: string; handler: ApiHandler }[] {
-  return [
-    { method: 'POST', resource: '/deployments', handler: submit.createHandler(deps) },
-    { method: 'GET', resource: '/deployments', handler: list.createHandler(deps) },
-    { method: 'GET', resource: '/deployments/{id}', handler: get.createHandler(deps) },
-    { method: 'GET', resource: '/deployments/{id}/history', handler: history.createHandler(deps) },
-    { method: 'GET', resource: '/deployments/{id}/logs', handler: logs.createHandler(deps) },
-    { method: 'DELETE', resource: '/deployments/{id}', handler: cancel.createHandler(deps) },
-  ];
+  return Object.entries(API_LAMBDAS).flatMap(([name, spec]) =>
+    'route' in spec ? [{ ...spec.route, handler: MODULES[name as LambdaName].createHandler(deps) as ApiHandler }] : [],
+  );
 }
+
+/** The target of the "ECS Task State Change" rule: the local launcher emits the same events. */
+export const sandboxStoppedHandler = (deps: DepsProvider) => sandboxStopped.createHandler(deps);
 
 export const apiAuthorizer = (deps: DepsProvider) => authorizer.createHandler(deps);
 

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildStepPorts, engineConfigFromEnv } from '../adapters/aws/stepPorts.ts';
+import { SANDBOX_CONFIG } from '../core/config/schema.ts';
 import { runStep } from './runner.ts';
 import { stepUserFromEnv } from './stepUser.ts';
 
@@ -18,11 +19,11 @@ async function main(): Promise<number> {
     taskToken: required('CTD_TASK_TOKEN'),
     taskArn: env.CTD_TASK_ARN ?? (await ecsTaskArn()),
   };
-  const config = engineConfigFromEnv(env);
+  const config = engineConfigFromEnv(env, 'the sandbox', SANDBOX_CONFIG);
   const stepUser = stepUserFromEnv(env);
   const log = (message: string, details?: Record<string, unknown>) =>
-    process.stderr.write(`${JSON.stringify({ level: 'info', message, ...details, stepId: ids.stepId })}\n`);
-  const ports = buildStepPorts(config);
+    process.stderr.write(`${JSON.stringify({ level: 'info', message, ...details, deploymentId: ids.deploymentId, stepId: ids.stepId })}\n`);
+  const { cloud, ...ports } = buildStepPorts(config);
   const stop = new AbortController();
   process.once('SIGTERM', () => stop.abort());
   process.once('SIGINT', () => stop.abort());
@@ -37,6 +38,8 @@ async function main(): Promise<number> {
     const outcome = await runStep(
       {
         ...ports,
+        // The sandbox always needs its cloud: a wrong setting fails the start, naming the variable.
+        cloud: cloud(),
         workDir,
         ...(stepUser ? { stepUser } : {}),
         timeScale: Number(env.CTD_TIME_SCALE ?? '1') || 1,

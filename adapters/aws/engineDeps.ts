@@ -3,7 +3,7 @@ import type { EngineDeps } from '../../core/usecases/deps.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
 import { createEcsClient } from './clients.ts';
 import { EcsSandboxLauncher } from './ecsSandbox.ts';
-import { buildStepPorts, engineConfigFromEnv, type EngineConfig } from './stepPorts.ts';
+import { buildStepPorts, type EngineConfig } from './stepPorts.ts';
 
 export { engineConfigFromEnv, type EngineConfig } from './stepPorts.ts';
 
@@ -21,17 +21,19 @@ export function buildEngineDeps(
     vault,
     executions,
     sandboxes: overrides.sandboxes ?? new EcsSandboxLauncher({ client: createEcsClient({ region: config.region }), cluster: config.clusterArn }),
-    identity: cloud,
+    // Only the authorizer asks the cloud: the driver is built on first use, so a function without cloud settings still starts.
+    identity: { identify: (token) => cloud().identify(token) },
     clock,
     log: overrides.log ?? powertoolsLog(),
   };
 }
 
-export function engineDepsFromEnv(env: NodeJS.ProcessEnv): EngineDeps {
-  return buildEngineDeps(engineConfigFromEnv(env));
+export function engineDepsFromEnv(config: EngineConfig): EngineDeps {
+  return buildEngineDeps(config);
 }
 
 function powertoolsLog(): EngineDeps['log'] {
   const logger = new Logger({ serviceName: 'ctd-engine' });
-  return (message, details) => logger.info(message, details ?? {});
+  // An Error under `error` is logged at ERROR level, formatted by Powertools (name, message, stack).
+  return (message, details) => (details?.error instanceof Error ? logger.error(message, details) : logger.info(message, details ?? {}));
 }

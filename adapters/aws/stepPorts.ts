@@ -1,5 +1,7 @@
 import { systemClock } from '../../core/ports.ts';
 import type { Clock, CloudDriver, DeploymentStore, ExecutionService, SecretVault } from '../../core/ports.ts';
+import { ENV } from '../../core/config/names.ts';
+import { parseConfig, type ConfigSection } from '../../core/config/schema.ts';
 import { cloudConfigFromEnv, cloudDriverFor, type CloudConfig } from '../cloudDrivers.ts';
 import { createDocumentClient, createKmsClient, createSfnClient } from './clients.ts';
 import { DynamoDeploymentStore } from './dynamoStore.ts';
@@ -18,20 +20,28 @@ export interface EngineConfig {
   consoleBaseUrl?: string;
 }
 
-export function engineConfigFromEnv(env: NodeJS.ProcessEnv): EngineConfig {
-  const need = (name: string): string => {
-    const value = env[name];
-    if (!value) throw new Error(`environment variable ${name} is not set`);
-    return value;
-  };
+/**
+ * The engine configuration of one process, from its environment parsed with the schema of its
+ * configuration sections (core/config/schema.ts): a missing or wrong variable throws, naming it.
+ * Sections a process does not use leave their fields empty; the port that needs them is never built.
+ */
+export function engineConfigFromEnv(
+  env: Record<string, string | undefined>,
+  who = 'the engine',
+  sections: readonly ConfigSection[] = ['store'],
+): EngineConfig {
+  const c = parseConfig(who, sections, env);
+  // Fields outside the process's sections are read as given (local mode passes one environment to all).
+  const get = (name: string) => c[name] ?? env[name];
   return {
-    region: need('AWS_REGION'),
-    tableName: need('CTD_TABLE_NAME'),
-    kmsKeyId: env.CTD_KMS_KEY_ID ?? '',
-    stateMachineArn: env.CTD_STATE_MACHINE_ARN ?? '',
-    clusterArn: env.CTD_CLUSTER_ARN ?? '',
+    region: get('AWS_REGION') ?? '',
+    tableName: get(ENV.tableName) ?? '',
+    kmsKeyId: get(ENV.kmsKeyId) ?? '',
+    stateMachineArn: get(ENV.stateMachineArn) ?? '',
+    clusterArn: get(ENV.clusterArn) ?? '',
+    // Validated by the cloud section above; adapters/cloudDrivers.ts owns the driver's shape.
     cloud: cloudConfigFromEnv(env),
-    ...(env.CTD_CONSOLE_URL ? { consoleBaseUrl: env.CTD_CONSOLE_URL } : {}),
+    ...(get(ENV.consoleUrl) ? { consoleBaseUrl: get(ENV.consoleUrl)! } : {}),
   };
 }
 
@@ -40,7 +50,8 @@ export interface StepPorts {
   store: DeploymentStore;
   vault: SecretVault;
   executions: ExecutionService;
-  cloud: CloudDriver;
+  /** Built on first call: a bad cloud setting fails the call that needs the cloud, not every port. */
+  cloud: () => CloudDriver;
   clock: Clock;
 }
 
@@ -55,7 +66,13 @@ export function buildStepPorts(config: EngineConfig): StepPorts {
       region: config.region,
       ...(config.consoleBaseUrl ? { consoleBaseUrl: config.consoleBaseUrl } : {}),
     }),
-    cloud: cloudDriverFor(config.cloud),
+    cloud: lazy(() => cloudDriverFor(config.cloud)),
     clock: systemClock,
   };
+}
+
+/** Builds once, on first call; a failure is thrown to that caller and retried by the next. */
+export function lazy<T>(build: () => T): () => T {
+  let value: { v: T } | undefined;
+  return () => (value ??= { v: build() }).v;
 }

@@ -152,30 +152,43 @@ export class OpenStackDriver implements CloudDriver {
     return { ruleId };
   }
 
-  async closeBastionRules(ctx: CloudContext, input: { securityGroup: string; recorded: readonly CloudResourceRef[] }): Promise<{ deleted: string[] }> {
+  /**
+   * Every deployment of this engine comes from the same egress addresses, and Neutron keeps one
+   * rule per (group, port, source): concurrent deployments share the bastion's rules. So a rule
+   * is deleted only when no deployment holds access to the bastion any more — the last one out
+   * deletes every engine-made bastion rule, whoever created it. bastion-close revokes its own
+   * access first, so of two deployments closing together at least the later one sees none left.
+   */
+  async closeBastionRules(
+    ctx: CloudContext,
+    input: { securityGroup: string; server?: string; recorded: readonly CloudResourceRef[] },
+  ): Promise<{ deleted: string[]; keptFor: string[] }> {
     const api = await this.apis(ctx.token);
-    const ours = marks.bastionRuleDescription(ctx.deploymentId);
+    const ours = marks.accessMetadataKey(ctx.deploymentId);
+    const bastion = input.server === undefined ? undefined : await this.findServerOrUndefined(api, input.server);
+    const keptFor = Object.keys(bastion?.metadata ?? {})
+      .filter((k) => k.startsWith(marks.accessMetadataKey('')) && k !== ours)
+      .map((k) => k.slice(marks.accessMetadataKey('').length));
     const deleted: string[] = [];
-    const ruleIds = [...new Set(input.recorded.filter((r) => r.kind === BASTION_RULE_KIND).map((r) => r.id))];
-    for (const id of ruleIds) {
-      const rule = await api.neutron.get('securityGroupRules', id, `reading bastion rule ${id}`);
-      // A rule adopted from a 409 may be another deployment's identical rule: that one closes it.
-      if (rule && !(rule.description?.startsWith('ctd:') && rule.description !== ours)) {
-        await api.neutron.remove('securityGroupRules', id, `deleting bastion rule ${id}`);
-        deleted.push(id);
+    const recordedIds = [...new Set(input.recorded.filter((r) => r.kind === BASTION_RULE_KIND).map((r) => r.id))];
+    if (keptFor.length === 0) {
+      for (const id of recordedIds) {
+        if (await api.neutron.get('securityGroupRules', id, `reading bastion rule ${id}`)) {
+          await api.neutron.remove('securityGroupRules', id, `deleting bastion rule ${id}`);
+          deleted.push(id);
+        }
       }
-      await ctx.forget({ kind: BASTION_RULE_KIND, id, name: 'bastion' });
-    }
-    const group = await this.findByRef(api, 'securityGroups', input.securityGroup, { ownProject: true });
-    if (group) {
-      const rules = await api.neutron.list('securityGroupRules', { security_group_id: group.id }, "listing the bastion group's rules");
-      for (const rule of rules.filter((r) => r.description === ours && !deleted.includes(r.id))) {
-        await api.neutron.remove('securityGroupRules', rule.id, `deleting bastion rule ${rule.id}`);
-        deleted.push(rule.id);
-        await ctx.forget({ kind: BASTION_RULE_KIND, id: rule.id, name: 'bastion' });
+      const group = await this.findByRef(api, 'securityGroups', input.securityGroup, { ownProject: true });
+      if (group) {
+        const rules = await api.neutron.list('securityGroupRules', { security_group_id: group.id }, "listing the bastion group's rules");
+        for (const rule of rules.filter((r) => isBastionRuleMark(r.description) && !deleted.includes(r.id))) {
+          await api.neutron.remove('securityGroupRules', rule.id, `deleting bastion rule ${rule.id}`);
+          deleted.push(rule.id);
+        }
       }
     }
-    return { deleted };
+    for (const id of recordedIds) await ctx.forget({ kind: BASTION_RULE_KIND, id, name: 'bastion' });
+    return { deleted, keptFor };
   }
 
   async grantBastionAccess(ctx: CloudContext, input: { server: string; publicKey: string }): Promise<void> {
@@ -633,4 +646,9 @@ function floatingAddress(server: Server): string | undefined {
 
 function escapeRegex(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** A bastion rule this engine made, for any deployment (`ctd:<deploymentId>:bastion`). */
+function isBastionRuleMark(description: string | null | undefined): boolean {
+  return description !== null && description !== undefined && description.startsWith('ctd:') && description.endsWith(':bastion');
 }

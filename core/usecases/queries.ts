@@ -94,6 +94,7 @@ function viewOf(s: StepRecord): StepView {
     ...(s.endedAt ? { endedAt: s.endedAt } : {}),
     ...(s.error ? { error: s.error } : {}),
     ...(s.cause ? { cause: s.cause } : {}),
+    ...(s.stopReason ? { stopReason: s.stopReason } : {}),
     ...(s.output ? { output: s.output } : {}),
   };
 }

@@ -32,4 +32,4 @@ function apiWildcard(methodArn: string): string {
   return `${arnPrefix}/${stage}/*`;
 }
 
-export const handler = createHandler(depsFromEnv);
+export const handler = createHandler(depsFromEnv('authorizer'));

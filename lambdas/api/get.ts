@@ -10,4 +10,4 @@ export const createHandler = (deps: DepsProvider) =>
     json(200, await getDeployment(deps(), tenantOf(event), pathParam(event, 'id'))),
   ).use(httpErrors((m, d) => deps().log(m, d)));
 
-export const handler = createHandler(depsFromEnv);
+export const handler = createHandler(depsFromEnv('get'));

@@ -11,4 +11,4 @@ export const createHandler = (deps: DepsProvider) =>
     return json(200, await listDeployments(deps(), tenantOf(event), { ...(q.limit ? { limit: q.limit } : {}), ...(q.cursor ? { cursor: q.cursor } : {}) }));
   }).use(httpErrors((m, d) => deps().log(m, d)));
 
-export const handler = createHandler(depsFromEnv);
+export const handler = createHandler(depsFromEnv('list'));

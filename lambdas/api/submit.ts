@@ -17,4 +17,4 @@ export const createHandler = (deps: DepsProvider) =>
     return json(created ? 202 : 200, response);
   }).use(httpErrors((m, d) => deps().log(m, d)));
 
-export const handler = createHandler(depsFromEnv);
+export const handler = createHandler(depsFromEnv('submit'));

@@ -8,4 +8,4 @@ export const createHandler = (deps: DepsProvider) =>
     await awaitDependencies(deps(), event);
   });
 
-export const handler = createHandler(depsFromEnv);
+export const handler = createHandler(depsFromEnv('awaitDependencies'));

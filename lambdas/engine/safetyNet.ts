@@ -22,4 +22,4 @@ export const createHandler = (deps: DepsProvider) =>
     });
   });
 
-export const handler = createHandler(depsFromEnv);
+export const handler = createHandler(depsFromEnv('safetyNet'));

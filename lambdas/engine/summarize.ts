@@ -6,4 +6,4 @@ import { depsFromEnv, type DepsProvider } from '../deps.ts';
 export const createHandler = (deps: DepsProvider) =>
   middy(async (event: { deploymentId: string }) => summarize(deps(), event.deploymentId));
 
-export const handler = createHandler(depsFromEnv);
+export const handler = createHandler(depsFromEnv('summarize'));

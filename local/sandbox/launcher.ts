@@ -1,15 +1,20 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ECS_TASK_STATE_CHANGE, type EcsTaskStateChangeEvent } from '../../adapters/aws/ecsTaskEvents.ts';
+import { RUNNER_CONTAINER_NAME, TASK_ENV } from '../../core/config/names.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
 
 /**
  * Local stand-in for ECS Fargate: each RunTask starts the step runner as a child process with
  * a scrubbed environment and a fresh private working directory, inside bwrap namespaces when
  * bwrap is installed. StopTask, a stopped execution or engine shutdown kills the whole process
- * group; the work dir is removed when the process is gone. Nothing outlives its step.
+ * group; the work dir is removed when the process is gone. Nothing outlives its step. Like ECS,
+ * every task that stops emits an "ECS Task State Change" event (STOPPED, stopCode, stoppedReason,
+ * the container's exit code, the overrides), which the engine routes to the same handler as AWS.
  */
 
 export interface LocalSandboxOptions {
@@ -18,8 +23,10 @@ export interface LocalSandboxOptions {
   baseEnv: Record<string, string>;
   /** Command prefix that places the sandbox in another network namespace (netns test bed). */
   commandPrefix?: () => string[];
-  /** Called when a runner died without answering (crash, kill): the task fails as a lost sandbox. */
-  onLost: (taskToken: string, cause: string) => Promise<void>;
+  /** Receives the STOPPED event of every task, as EventBridge would deliver it to the engine's rule target. */
+  onTaskStopped: (event: EcsTaskStateChangeEvent) => Promise<unknown>;
+  /** RunTask → the runner receives its task: Fargate takes 30–60 s here (docs/DEPLOY-AWS.md); default 0. */
+  startLatencyMs?: number;
   log: (line: string) => void;
   /** Use bwrap when available (default true). */
   isolate?: boolean;
@@ -37,6 +44,11 @@ interface Sandbox {
   exited: Promise<void>;
   /** The task's container environment, once assigned. */
   task?: Record<string, string>;
+  /** The RunTask parameters' cluster and the StopTask reason, for the STOPPED event. */
+  clusterArn?: string;
+  stopReason?: string;
+  /** Pending hand-over of the task while the "task" is still provisioning. */
+  starting?: NodeJS.Timeout;
 }
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -62,6 +74,8 @@ export class LocalSandboxes implements SandboxLauncher {
   private readonly warm: Promise<Sandbox>[] = [];
   private readonly bwrap: string | undefined;
   private stopping = false;
+  /** Steps whose tasks fail to start (fault injection: a CannotPullContainerError, say), with ECS's reason. */
+  private readonly startFailures = new Map<string, string>();
 
   constructor(private readonly opts: LocalSandboxOptions) {
     this.bwrap = opts.isolate === false ? undefined : findBwrap();
@@ -79,14 +93,40 @@ export class LocalSandboxes implements SandboxLauncher {
    */
   async runTask(parameters: unknown, signal: AbortSignal): Promise<{ tasks: { taskArn: string; lastStatus: string }[]; failures: [] }> {
     const env = containerEnvironment(parameters);
+    const clusterArn = String((parameters as { Cluster?: unknown })?.Cluster ?? '');
+    const latency = this.opts.startLatencyMs ?? 0;
+    const startFailure = this.startFailures.get(env[TASK_ENV.stepId] ?? '');
+    if (startFailure !== undefined) {
+      // No runner at all: the task stops while provisioning, as one whose image cannot be pulled.
+      const taskArn = taskArnOf(randomUUID().replaceAll('-', ''));
+      setTimeout(() => this.emitStopped({ taskArn, clusterArn, env, stopCode: 'TaskFailedToStart', stoppedReason: startFailure }), latency);
+      return { tasks: [{ taskArn, lastStatus: 'PROVISIONING' }], failures: [] };
+    }
     const sandbox = await (this.warm.shift() ?? this.spawn());
     this.refill();
     const taskArn = taskArnOf(sandbox.id);
-    sandbox.task = { ...env, CTD_TASK_ARN: taskArn };
+    sandbox.task = { ...env, [TASK_ENV.taskArn]: taskArn };
+    sandbox.clusterArn = clusterArn;
     this.tasks.set(taskArn, sandbox);
-    sandbox.child.stdin?.end(`${JSON.stringify(sandbox.task)}\n`);
+    const handOver = () => {
+      sandbox.starting = undefined;
+      sandbox.child.stdin?.end(`${JSON.stringify(sandbox.task)}\n`);
+    };
+    if (latency > 0) sandbox.starting = setTimeout(handOver, latency);
+    else handOver();
     signal.addEventListener('abort', () => void this.stopTask(taskArn, 'execution stopped'), { once: true });
     return { tasks: [{ taskArn, lastStatus: 'PROVISIONING' }], failures: [] };
+  }
+
+  /** Every task of this step fails to start with ECS's `stoppedReason` until cleared (undefined). */
+  failStarts(stepId: string, stoppedReason: string | undefined): void {
+    if (stoppedReason === undefined) this.startFailures.delete(stepId);
+    else this.startFailures.set(stepId, stoppedReason);
+  }
+
+  /** Task ARNs of the running sandboxes, by step id. */
+  taskArns(): Map<string, string> {
+    return new Map([...this.tasks].map(([arn, s]) => [s.task?.[TASK_ENV.stepId] ?? '?', arn]));
   }
 
   /** Kills the task's process group: SIGTERM lets the runner close its connections, SIGKILL follows. */
@@ -94,6 +134,7 @@ export class LocalSandboxes implements SandboxLauncher {
     const sandbox = this.tasks.get(taskArn);
     if (!sandbox) return;
     this.opts.log(`stopping ${sandbox.id}: ${reason}`);
+    sandbox.stopReason ??= reason;
     await this.kill(sandbox);
   }
 
@@ -151,17 +192,57 @@ export class LocalSandboxes implements SandboxLauncher {
     sandbox.exited = new Promise<void>((resolve) => {
       child.once('close', (code, sig) => {
         this.tasks.delete(taskArnOf(id));
+        if (sandbox.starting) clearTimeout(sandbox.starting);
         void rm(workDir, { recursive: true, force: true }).finally(resolve);
-        const token = sandbox.task?.CTD_TASK_TOKEN;
-        // Exit 1 means the runner answered a failure itself; anything else is a lost sandbox.
-        if (token && code !== 0 && code !== 1) {
-          this.opts
-            .onLost(token, `the sandbox exited unexpectedly (${sig ?? `exit code ${code}`})`)
-            .catch((e: unknown) => this.opts.log(`could not report the lost sandbox of ${label()}: ${String(e)}`));
-        }
+        if (!sandbox.task) return; // a warm runner that never had a task: ECS would know no task either
+        const { [TASK_ENV.taskArn]: taskArn = taskArnOf(id), ...env } = sandbox.task;
+        this.emitStopped({
+          taskArn,
+          clusterArn: sandbox.clusterArn ?? '',
+          env,
+          ...(sandbox.stopReason !== undefined
+            ? { stopCode: 'UserInitiated', stoppedReason: sandbox.stopReason }
+            : { stopCode: 'EssentialContainerExited', stoppedReason: 'Essential container in task exited' }),
+          // A signal's death reads as Docker reports it: 128 + the signal's number.
+          exitCode: code ?? (sig ? 128 + (constants.signals[sig] ?? 0) : undefined),
+          ...(sig ? { containerReason: `killed by ${sig}` } : {}),
+        });
       });
     });
     return sandbox;
+  }
+
+  private emitStopped(stop: {
+    taskArn: string;
+    clusterArn: string;
+    env: Record<string, string>;
+    stopCode: string;
+    stoppedReason: string;
+    exitCode?: number | undefined;
+    containerReason?: string;
+  }): void {
+    const event: EcsTaskStateChangeEvent = {
+      source: 'aws.ecs',
+      'detail-type': ECS_TASK_STATE_CHANGE,
+      detail: {
+        clusterArn: stop.clusterArn,
+        taskArn: stop.taskArn,
+        lastStatus: 'STOPPED',
+        stopCode: stop.stopCode,
+        stoppedReason: stop.stoppedReason,
+        containers: [
+          {
+            name: RUNNER_CONTAINER_NAME,
+            ...(stop.exitCode !== undefined ? { exitCode: stop.exitCode } : {}),
+            ...(stop.containerReason ? { reason: stop.containerReason } : {}),
+          },
+        ],
+        overrides: {
+          containerOverrides: [{ name: RUNNER_CONTAINER_NAME, environment: Object.entries(stop.env).map(([name, value]) => ({ name, value })) }],
+        },
+      },
+    };
+    this.opts.onTaskStopped(event).catch((e: unknown) => this.opts.log(`task state event of ${stop.taskArn} not handled: ${String(e)}`));
   }
 
   private async kill(sandbox: Sandbox): Promise<void> {

@@ -1,6 +1,6 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
-import { API_FUNCTIONS } from '../../cdk/api.ts';
+import { API_FUNCTIONS, SUBMIT_BODY_RULES } from '../../cdk/api.ts';
 import { actionsOf, logicalId, roleStatements, synthCtdStack } from './helpers.ts';
 
 const { stack, template } = synthCtdStack();
@@ -61,6 +61,51 @@ describe('Construct: Api', () => {
 
   it('sits behind a WAF web ACL', () => {
     template.hasResourceProperties('AWS::WAFv2::WebACLAssociation', { WebACLArn: Match.anyValue() });
+  });
+
+  describe('WAF: Common Rule Set body rules scoped down for POST /deployments', () => {
+    interface WafRule {
+      Name: string;
+      Priority: number;
+      Action?: Record<string, unknown>;
+      Statement: Statement;
+    }
+    type Statement = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- CloudFormation's WAF statement union
+    const rules = (Object.values(template.findResources('AWS::WAFv2::WebACL'))[0]!.Properties.Rules as WafRule[]).sort((a, b) => a.Priority - b.Priority);
+    const common = rules.find((r) => r.Name === 'AWSManagedRulesCommonRuleSet')!;
+    const overridden = (common.Statement.ManagedRuleGroupStatement.RuleActionOverrides as { Name: string; ActionToUse: object }[]).map((o) => o.Name);
+
+    /** The subset of WAF's statement language the ACL uses, evaluated for one request. */
+    const matches = (st: Statement, req: { method: string; path: string; labels: string[] }): boolean => {
+      if (st.AndStatement) return (st.AndStatement.Statements as Statement[]).every((s) => matches(s, req));
+      if (st.OrStatement) return (st.OrStatement.Statements as Statement[]).some((s) => matches(s, req));
+      if (st.NotStatement) return !matches(st.NotStatement.Statement, req);
+      if (st.LabelMatchStatement) return req.labels.includes(st.LabelMatchStatement.Key);
+      if (st.ByteMatchStatement) {
+        const value = st.ByteMatchStatement.FieldToMatch.Method ? req.method : req.path;
+        const needle = st.ByteMatchStatement.SearchString as string;
+        return st.ByteMatchStatement.PositionalConstraint === 'EXACTLY' ? value === needle : value.endsWith(needle);
+      }
+      throw new Error(`statement not understood: ${JSON.stringify(st)}`);
+    };
+    const label = (rule: string) => `awswaf:managed:aws:core-rule-set:${rule.replace(/_BODY$/, '_Body')}`;
+    const blockedByScope = (req: { method: string; path: string; labels: string[] }) =>
+      rules.filter((r) => r.Priority > common.Priority && r.Action?.Block && matches(r.Statement, req)).map((r) => r.Name);
+
+    it('counts only those three body rules (and the size rule) in the managed group; the rest still block', () => {
+      expect(overridden.sort()).toEqual(['SizeRestrictions_BODY', ...SUBMIT_BODY_RULES].sort());
+      expect(overridden).not.toContain('CrossSiteScripting_BODY');
+    });
+
+    it.each(SUBMIT_BODY_RULES)('lets a submission tripping %s through, and blocks it on every other route', (rule) => {
+      expect(blockedByScope({ method: 'POST', path: '/v1/deployments', labels: [label(rule)] })).toEqual([]);
+      expect(blockedByScope({ method: 'DELETE', path: '/v1/deployments/d-1', labels: [label(rule)] })).toEqual(['CommonRuleSetBodyExceptSubmit']);
+      expect(blockedByScope({ method: 'GET', path: '/v1/deployments', labels: [label(rule)] })).toEqual(['CommonRuleSetBodyExceptSubmit']);
+    });
+
+    it('blocks nothing that none of the three rules labelled', () => {
+      expect(blockedByScope({ method: 'GET', path: '/v1/deployments/d-1', labels: [] })).toEqual([]);
+    });
   });
 
   it('gives each handler only its own access: submit starts executions and releases keys, cancel answers and stops steps', () => {

@@ -2,6 +2,8 @@ import { Match } from 'aws-cdk-lib/assertions';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ASL_FILE, ENGINE_FUNCTIONS } from '../../cdk/engine.ts';
+import { RUNTIME_PROVIDED, schemaOf } from '../../core/config/schema.ts';
+import { LAMBDAS, type LambdaName } from '../../lambdas/catalog.ts';
 import { actionsOf, logicalId, roleStatements, synthCtdStack } from './helpers.ts';
 
 const { stack, template } = synthCtdStack();
@@ -34,7 +36,11 @@ describe('Construct: Engine', () => {
         const fn = stack.engine.functions[name as keyof typeof ENGINE_FUNCTIONS];
         expect(substitutions[spec.substitution]).toEqual({ 'Fn::GetAtt': [logicalId(fn), 'Arn'] });
       }
-      expect(substitutions.TaskDefinitionArn).toEqual({ Ref: logicalId(stack.sandbox.taskDefinition) });
+      // The family, never a revision's ARN: a deploy deregisters the old revision (aws-cdk#24372).
+      const family = template.toJSON().Resources[logicalId(stack.sandbox.taskDefinition)].Properties.Family;
+      expect(typeof family).toBe('string');
+      expect(substitutions.TaskDefinitionFamily).toBe(family);
+      expect(substitutions).not.toHaveProperty('TaskDefinitionArn');
     });
   });
 
@@ -52,10 +58,11 @@ describe('Construct: Engine', () => {
       expect(invoke!.Resource).toHaveLength(expected.length);
     });
 
-    it('runs only the sandbox task definition, only in the sandbox cluster', () => {
+    it('runs only the sandbox task definition (any revision of its family), only in the sandbox cluster', () => {
       const [run, ...more] = find('ecs:RunTask');
       expect(more).toEqual([]);
-      expect(run!.Resource).toEqual({ Ref: logicalId(stack.sandbox.taskDefinition) });
+      const family = template.toJSON().Resources[logicalId(stack.sandbox.taskDefinition)].Properties.Family as string;
+      expect(JSON.stringify(run!.Resource)).toContain(`:task-definition/${family}:*`);
       expect(run!.Condition).toEqual({
         ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': [logicalId(stack.sandbox.cluster), 'Arn'] } },
       });
@@ -68,9 +75,10 @@ describe('Construct: Engine', () => {
       expect(pass!.Resource).toHaveLength(2);
     });
 
-    it('manages only the ECS events rule of the integration', () => {
-      const [rule] = find('events:PutRule');
-      expect(JSON.stringify(rule!.Resource)).toContain(':rule/StepFunctionsGetEventsForECSTaskRule');
+    it('has none of the .sync pattern\'s grants: the machine only starts tasks and invokes Lambdas', () => {
+      const actions = statements.flatMap(actionsOf);
+      expect(actions.filter((a) => /^events:|^ecs:(StopTask|DescribeTasks)$/.test(a))).toEqual([]);
+      expect(actions.filter((a) => a.startsWith('ecs:'))).toEqual(['ecs:RunTask']);
     });
   });
 
@@ -88,6 +96,25 @@ describe('Construct: Engine', () => {
     });
   });
 
+  it('sends every STOPPED task of the sandbox cluster to sandboxStopped, retried for an hour', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.ecs'],
+        'detail-type': ['ECS Task State Change'],
+        detail: {
+          clusterArn: [{ 'Fn::GetAtt': [logicalId(stack.sandbox.cluster), 'Arn'] }],
+          lastStatus: ['STOPPED'],
+        },
+      },
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [logicalId(stack.engine.functions.sandboxStopped), 'Arn'] },
+          RetryPolicy: { MaximumEventAgeInSeconds: 3600, MaximumRetryAttempts: 8 },
+        }),
+      ],
+    });
+  });
+
   it('lets only token-releasing functions answer task tokens', () => {
     for (const [name, spec] of Object.entries(ENGINE_FUNCTIONS)) {
       const fn = stack.engine.functions[name as keyof typeof ENGINE_FUNCTIONS];
@@ -95,6 +122,19 @@ describe('Construct: Engine', () => {
         actionsOf(s).includes('states:SendTaskSuccess'),
       );
       expect({ name, answers }).toEqual({ name, answers: 'answersTasks' in spec });
+    }
+  });
+
+  it('gives each function exactly the variables its configuration schema requires (lambdas/catalog.ts)', () => {
+    for (const [name, fn] of Object.entries({ ...stack.engine.functions, ...stack.api.functions })) {
+      const spec = LAMBDAS[name as LambdaName];
+      const vars = Object.keys(template.toJSON().Resources[logicalId(fn)].Properties.Environment.Variables as object).filter((k) => k.startsWith('CTD_'));
+      const schema = schemaOf(spec.config);
+      const required = Object.entries(schema.shape)
+        .filter(([k, v]) => !(v as { isOptional(): boolean }).isOptional() && !RUNTIME_PROVIDED.includes(k))
+        .map(([k]) => k);
+      expect({ name, missing: required.filter((k) => !vars.includes(k)) }).toEqual({ name, missing: [] });
+      expect({ name, unread: vars.filter((k) => !(k in schema.shape)) }).toEqual({ name, unread: [] });
     }
   });
 
@@ -106,7 +146,7 @@ describe('Construct: Engine', () => {
     }
   });
 
-  it('runs every engine handler on Node 22, arm64, traced, with the shared environment', () => {
+  it('runs every engine handler on Node 22, arm64, traced, with the shared environment and no cloud settings', () => {
     for (const fn of Object.values(stack.engine.functions)) {
       const props = template.toJSON().Resources[logicalId(fn)].Properties;
       expect(props).toMatchObject({
@@ -115,16 +155,9 @@ describe('Construct: Engine', () => {
         TracingConfig: { Mode: 'Active' },
         Handler: 'index.handler',
       });
-      expect(Object.keys(props.Environment.Variables)).toEqual(
-        expect.arrayContaining([
-          'CTD_TABLE_NAME',
-          'CTD_KMS_KEY_ID',
-          'CTD_STATE_MACHINE_ARN',
-          'CTD_CLUSTER_ARN',
-          'CTD_CLOUD',
-          'CTD_CLOUD_ENDPOINT',
-        ]),
-      );
+      expect(Object.keys(props.Environment.Variables)).toEqual(expect.arrayContaining(['CTD_TABLE_NAME', 'CTD_STATE_MACHINE_ARN']));
+      // Engine functions never talk to the target cloud; only the sandbox and the API's cloud callers do.
+      expect(Object.keys(props.Environment.Variables).filter((k) => /CLOUD|KEYSTONE|EGRESS|CTD_OS_/.test(k))).toEqual([]);
     }
   });
 });

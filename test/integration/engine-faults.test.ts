@@ -3,13 +3,13 @@ import { ErrorName } from '../../core/errors.ts';
 import { groupAlive, runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
 
 /**
- * Faults through the whole engine, with time scaled by 0.2: HeartbeatSeconds 60 becomes 12 s,
- * the runner heartbeats every 4 s. Nothing here sleeps for the real bounds.
+ * Faults through the whole engine, with time scaled by 0.05: HeartbeatSeconds 300 becomes 15 s,
+ * the runner heartbeats every second. Nothing here sleeps for the real bounds.
  */
 
 let t: TestEngine;
 beforeAll(async () => {
-  t = await startTestEngine({ timeScale: 0.2 });
+  t = await startTestEngine({ timeScale: 0.05 });
 });
 afterAll(async () => {
   await t?.stop();

@@ -266,6 +266,26 @@ async function driveEveryPath(): Promise<void> {
   await engine('recordStepFailure', { deploymentId: lone, stepId: 'c', error: { Error: ErrorName.StepFailed, Cause: 'exit code 1' } });
   await engine('gracePeriod', { deploymentId: lone, taskToken: 'grace-lone' });
 
+  // A sandbox ECS stopped before it answered (it never started): its step fails from the STOPPED event.
+  const lost = String((await submit([{ id: 'l', action: 'run', command: 'true' }])).body.deploymentId);
+  await engine('prepare', { deploymentId: lost });
+  await engine('awaitDependencies', { deploymentId: lost, stepId: 'l', taskToken: 'await-lost' });
+  const env = { CTD_DEPLOYMENT_ID: lost, CTD_STEP_ID: 'l', CTD_TASK_TOKEN: 'sandbox-lost' };
+  expect(
+    await engine('sandboxStopped', {
+      source: 'aws.ecs',
+      'detail-type': 'ECS Task State Change',
+      detail: {
+        taskArn: `arn:aws:ecs:${REGION}:000000000000:task/ctd/lost`,
+        lastStatus: 'STOPPED',
+        stopCode: 'TaskFailedToStart',
+        stoppedReason: 'CannotPullContainerError: pull access denied',
+        containers: [{ name: 'runner' }],
+        overrides: { containerOverrides: [{ name: 'runner', environment: Object.entries(env).map(([name, value]) => ({ name, value })) }] },
+      },
+    }),
+  ).toEqual({ failed: true });
+
   // A submit whose execution cannot start: its key is released, its secrets deleted.
   failNextStart = true;
   expect((await submit(steps, { 'Idempotency-Key': 'iam-3' })).statusCode).toBe(500);

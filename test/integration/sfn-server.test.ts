@@ -202,7 +202,7 @@ describe('statemachine/deployment.asl.json on the local runtime', () => {
     SummarizeFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:summarize',
     DeleteSecretsFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:delete-secrets',
     ClusterArn: 'arn:aws:ecs:us-east-1:000000000000:cluster/ctd',
-    TaskDefinitionArn: 'arn:aws:ecs:us-east-1:000000000000:task-definition/ctd-runner:1',
+    TaskDefinitionFamily: 'ctd-runner',
     SandboxSubnetIds: 'subnet-a,subnet-b',
     SandboxSecurityGroupIds: 'sg-a',
   };

@@ -89,7 +89,7 @@ describe('State machine: deployment.asl.json', () => {
     for (const [name, state] of allStates()) {
       for (const e of [...(state.Retry ?? []), ...(state.Catch ?? [])].flatMap((r) => r.ErrorEquals)) {
         if (e.startsWith('Ctd.')) expect(ours.has(e), `${name}: unknown error ${e}`).toBe(true);
-        else expect(e, name).toMatch(/^(States|Lambda|ECS)\./);
+        else expect(e, name).toMatch(/^(States|Lambda|ECS|AmazonECS)\./);
       }
     }
   });

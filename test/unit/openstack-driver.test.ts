@@ -317,31 +317,48 @@ describe('Class: OpenStackDriver', () => {
       });
     });
 
-    it("closes exactly the deployment's bastion rules: by recorded id, else by description; gone is deleted", async () => {
+    function bastionCloud(rules: { id: string; security_group_id: string; direction: string; description: string }[], metadata: Record<string, string>) {
       const deletes: string[] = [];
-      const rules = [
-        { id: 'r-recorded', security_group_id: 'sg-b', direction: 'ingress', description: `ctd:${DEP}:bastion` },
-        { id: 'r-unrecorded', security_group_id: 'sg-b', direction: 'ingress', description: `ctd:${DEP}:bastion` },
-        { id: 'r-other', security_group_id: 'sg-b', direction: 'ingress', description: 'ctd:d-someoneelse:bastion' },
-        { id: 'r-owner', security_group_id: 'sg-b', direction: 'ingress', description: 'ssh from the office' },
-      ];
       const { driver } = fakeCloud([
+        ['GET', /\/servers\/bastion$/, () => json(200, { server: { id: 'srv-b', name: 'bastion', status: 'ACTIVE', addresses: {}, metadata } })],
         ['GET', /\/security-group-rules\/r-gone$/, () => json(404, { NeutronError: { type: 'SecurityGroupRuleNotFound', message: 'gone' } })],
         ['GET', /\/security-group-rules\/([^/?]+)$/, (_c, m) => json(200, { security_group_rule: rules.find((r) => r.id === m[1]) })],
         ['GET', /\/security-groups\/sg-b$/, () => json(200, { security_group: { id: 'sg-b', name: 'bastion', project_id: PROJECT } })],
         ['GET', /\/security-group-rules\?security_group_id=sg-b$/, () => json(200, { security_group_rules: rules.filter((r) => !deletes.includes(r.id)) })],
         ['DELETE', /\/security-group-rules\/([^/]+)$/, (_c, m) => (deletes.push(m[1]!), empty(204))],
       ]);
+      return { driver, deletes };
+    }
+    const bastionRules = [
+      { id: 'r-recorded', security_group_id: 'sg-b', direction: 'ingress', description: `ctd:${DEP}:bastion` },
+      { id: 'r-unrecorded', security_group_id: 'sg-b', direction: 'ingress', description: `ctd:${DEP}:bastion` },
+      { id: 'r-other', security_group_id: 'sg-b', direction: 'ingress', description: 'ctd:d-someoneelse:bastion' },
+      { id: 'r-owner', security_group_id: 'sg-b', direction: 'ingress', description: 'ssh from the office' },
+    ];
+    const recordedRules = [
+      { kind: 'bastionRule', id: 'r-recorded', name: 'bastion' },
+      { kind: 'bastionRule', id: 'r-gone', name: 'bastion' },
+      { kind: 'network', id: 'net-1', name: 'private' },
+    ];
+
+    it("the last deployment out deletes every engine-made bastion rule (recorded, unrecorded, another deployment's), never the owner's", async () => {
+      const { driver, deletes } = bastionCloud(bastionRules, { ssh_port: '22' });
       const { ctx, forgotten } = context();
-      const recorded = [
-        { kind: 'bastionRule', id: 'r-recorded', name: 'bastion' },
-        { kind: 'bastionRule', id: 'r-gone', name: 'bastion' },
-        { kind: 'network', id: 'net-1', name: 'private' },
-      ];
-      const { deleted } = await driver.closeBastionRules(ctx, { securityGroup: 'sg-b', recorded });
-      expect(deletes).toEqual(['r-recorded', 'r-unrecorded']);
-      expect(deleted).toEqual(['r-recorded', 'r-unrecorded']);
-      expect(forgotten.map((r) => r.id)).toEqual(['r-recorded', 'r-gone', 'r-unrecorded']);
+      const { deleted, keptFor } = await driver.closeBastionRules(ctx, { securityGroup: 'sg-b', server: 'bastion', recorded: recordedRules });
+      expect(deletes).toEqual(['r-recorded', 'r-unrecorded', 'r-other']);
+      expect(deleted).toEqual(deletes);
+      expect(keptFor).toEqual([]);
+      expect(forgotten.map((r) => r.id)).toEqual(['r-recorded', 'r-gone']);
+    });
+
+    it('keeps the shared rules while another deployment still holds access to the bastion', async () => {
+      const { driver, deletes } = bastionCloud(bastionRules, { 'ctd-access-d-stillrunning': 'ssh-ed25519 AAAA', [`ctd-access-${DEP}`]: 'ssh-ed25519 BBBB' });
+      const { ctx, forgotten } = context();
+      const { deleted, keptFor } = await driver.closeBastionRules(ctx, { securityGroup: 'sg-b', server: 'bastion', recorded: recordedRules });
+      expect(deletes).toEqual([]);
+      expect(deleted).toEqual([]);
+      expect(keptFor).toEqual(['d-stillrunning']);
+      expect(forgotten.map((r) => r.id)).toEqual(['r-recorded', 'r-gone']);
     });
   });
 

@@ -1,0 +1,45 @@
+import type { Node } from 'constructs';
+import { z } from 'zod';
+import { CLOUD_KINDS } from '../core/config/names.ts';
+
+/** Context keys read by the stack: `cdk deploy -c ctd:cloud=openstack -c ctd:keystoneUrl=https://…/v3`. */
+export const CONTEXT = {
+  cloud: 'ctd:cloud',
+  keystoneUrl: 'ctd:keystoneUrl',
+  osInterface: 'ctd:osInterface',
+  osRegion: 'ctd:osRegion',
+} as const;
+
+const httpsUrl = z
+  .string()
+  .refine((v) => URL.canParse(v) && new URL(v).protocol === 'https:', 'must be an https:// URL (the Keystone v3 base, e.g. https://iam.eu-de.otc.t-systems.com/v3)');
+
+const contextSchema = z.object({
+  cloud: z.enum(CLOUD_KINDS, {
+    error: (i) => (i.input === undefined ? 'required' : `unknown cloud kind ${JSON.stringify(i.input)} (known: ${CLOUD_KINDS.join(', ')})`),
+  }),
+  keystoneUrl: httpsUrl,
+  osInterface: z.enum(['public', 'internal', 'admin']).optional(),
+  osRegion: z.string().min(1).optional(),
+});
+
+export type CtdContext = z.infer<typeof contextSchema>;
+
+/** The stack's context, validated at synth time: a wrong value fails `cdk synth`, naming the `-c` key. */
+export function readContext(node: Node): CtdContext {
+  const raw = Object.fromEntries(
+    Object.entries(CONTEXT).flatMap(([field, key]) => {
+      const value: unknown = node.tryGetContext(key);
+      return value === undefined || value === '' ? [] : [[field, String(value)]];
+    }),
+  );
+  const parsed = contextSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => {
+      const field = String(i.path[0]) as keyof typeof CONTEXT;
+      return `-c ${CONTEXT[field] ?? field}: ${i.code === 'invalid_type' ? 'required' : i.message}`;
+    });
+    throw new Error(`invalid CDK context: ${problems.join('; ')}`);
+  }
+  return parsed.data;
+}

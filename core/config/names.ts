@@ -1,0 +1,38 @@
+/**
+ * Names shared by the CDK app, local mode and the runtime: one literal each, so a renamed
+ * variable cannot drift between who sets it and who reads it.
+ */
+
+/** Environment variables of the Lambdas and the sandbox. */
+export const ENV = {
+  tableName: 'CTD_TABLE_NAME',
+  kmsKeyId: 'CTD_KMS_KEY_ID',
+  stateMachineArn: 'CTD_STATE_MACHINE_ARN',
+  clusterArn: 'CTD_CLUSTER_ARN',
+  consoleUrl: 'CTD_CONSOLE_URL',
+  cloud: 'CTD_CLOUD',
+  keystoneUrl: 'CTD_KEYSTONE_URL',
+  egressAddresses: 'CTD_EGRESS_ADDRESSES',
+  osInterface: 'CTD_OS_INTERFACE',
+  osRegion: 'CTD_OS_REGION',
+  timeScale: 'CTD_TIME_SCALE',
+  logLevel: 'POWERTOOLS_LOG_LEVEL',
+  serviceName: 'POWERTOOLS_SERVICE_NAME',
+  metricsNamespace: 'POWERTOOLS_METRICS_NAMESPACE',
+} as const;
+
+/** Per-task variables the state machine sets on the runner container (ContainerOverrides). */
+export const TASK_ENV = {
+  deploymentId: 'CTD_DEPLOYMENT_ID',
+  stepId: 'CTD_STEP_ID',
+  taskToken: 'CTD_TASK_TOKEN',
+  /** Local mode only: ECS's task ARN comes from the task metadata endpoint in AWS. */
+  taskArn: 'CTD_TASK_ARN',
+} as const;
+
+/** The ASL overrides the sandbox's container by this name (`Overrides.ContainerOverrides[].Name`). */
+export const RUNNER_CONTAINER_NAME = 'runner';
+
+/** The cloud kinds the engine can act on: one production driver (docs/OPENSTACK.md). */
+export const CLOUD_KINDS = ['openstack'] as const;
+export type CloudKind = (typeof CLOUD_KINDS)[number];

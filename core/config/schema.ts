@@ -1,0 +1,59 @@
+import { z } from 'zod';
+import { CLOUD_KINDS, ENV } from './names.ts';
+
+/**
+ * The configuration of every process, parsed from its environment at start-up. Each Lambda's
+ * schema is the union of the sections its catalog entry names (lambdas/catalog.ts); the CDK app
+ * sets exactly those variables, so what cdk gives and what the code reads cannot drift.
+ */
+
+const nonEmpty = z.string().trim().min(1, 'must not be empty');
+const arn = (service: string) => nonEmpty.regex(new RegExp(`^arn:[\\w-]+:${service}:`), `must be an ${service} ARN`);
+const url = nonEmpty.refine((v) => URL.canParse(v), 'must be a URL');
+
+
+export const CONFIG_SECTIONS = {
+  /** Every process: where the table is. */
+  store: z.object({ AWS_REGION: nonEmpty, [ENV.tableName]: nonEmpty }),
+  /** Encrypts (submit) or decrypts (sandbox) the user's token. */
+  vault: z.object({ [ENV.kmsKeyId]: nonEmpty }),
+  /** Starts executions, reads their history, or answers task tokens. */
+  executions: z.object({ [ENV.stateMachineArn]: arn('states'), [ENV.consoleUrl]: url.optional() }),
+  /** Stops sandbox tasks (cancel, abortStragglers). */
+  sandboxes: z.object({ [ENV.clusterArn]: arn('ecs') }),
+  /** Talks to the target cloud (docs/OPENSTACK.md, "Configuration"). */
+  cloud: z.object({
+    [ENV.cloud]: z.enum(CLOUD_KINDS, { error: (i) => (i.input === undefined ? 'required' : `unknown cloud kind (known: ${CLOUD_KINDS.join(', ')})`) }),
+    [ENV.keystoneUrl]: url,
+    [ENV.egressAddresses]: z.string().optional(),
+    [ENV.osInterface]: z.enum(['public', 'internal', 'admin']).optional(),
+    [ENV.osRegion]: nonEmpty.optional(),
+  }),
+} as const;
+
+export type ConfigSection = keyof typeof CONFIG_SECTIONS;
+
+/** The sandbox (Fargate task) reads its table, decrypts the token, answers its task token and acts on the cloud. */
+export const SANDBOX_CONFIG: readonly ConfigSection[] = ['store', 'vault', 'cloud'];
+
+/** Set by the runtime itself (Lambda, Fargate), never by the stack: Lambda refuses reserved names. */
+export const RUNTIME_PROVIDED: readonly string[] = ['AWS_REGION'];
+
+/** The variables a section reads, as the CDK app must set them. */
+export function sectionVariables(section: ConfigSection): string[] {
+  return Object.keys(CONFIG_SECTIONS[section].shape);
+}
+
+export function schemaOf(sections: readonly ConfigSection[]): z.ZodObject {
+  return sections.reduce<z.ZodObject>((schema, s) => schema.extend(CONFIG_SECTIONS[s].shape), z.object({}));
+}
+
+/** Parses a process's environment; a missing or wrong variable is an error naming it and saying why. */
+export function parseConfig(who: string, sections: readonly ConfigSection[], env: Record<string, string | undefined>): Record<string, string | undefined> {
+  const parsed = schemaOf(sections).safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.code === 'invalid_type' ? 'required' : i.message}`);
+    throw new Error(`configuration of ${who} is invalid: ${problems.join('; ')}`);
+  }
+  return parsed.data as Record<string, string | undefined>;
+}

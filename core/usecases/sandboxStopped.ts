@@ -1,0 +1,71 @@
+import { ErrorName, TaskTokenGoneError } from '../errors.ts';
+import { iso, type EngineDeps } from './deps.ts';
+
+/**
+ * A sandbox task stopped (ECS "Task State Change" → STOPPED, or the local launcher's same event).
+ * Step Functions does not watch the task it started with `.waitForTaskToken`, so without this a
+ * sandbox that never started or died mid-step would only be noticed at the heartbeat timeout.
+ */
+export interface SandboxStop {
+  taskArn: string;
+  deploymentId: string;
+  stepId: string;
+  taskToken: string;
+  /** ECS's stopCode: TaskFailedToStart, EssentialContainerExited, UserInitiated, SpotInterruption, … */
+  stopCode?: string;
+  stoppedReason: string;
+  /** The runner container's exit code and reason (e.g. "OutOfMemoryError: Container killed due to memory usage"). */
+  exitCode?: number;
+  containerReason?: string;
+}
+
+/** The runner exits 0 or 1 only after it answered its task token itself (sandbox/main.ts). */
+const ANSWERED_EXIT_CODES = new Set([0, 1]);
+
+/** Sorts after every line the runner wrote for the same attempt (the store orders by seq). */
+const STOP_LOG_SEQ = 99_999_999;
+
+/**
+ * Fails the step's task token at once with Ctd.SandboxLost and ECS's reason, and records the
+ * reason on the step (field and log line) so the user sees why even when the retry succeeds.
+ * A token already answered (the runner reported, or the engine aborted or cancelled the step)
+ * means the stop was expected: nothing is recorded.
+ */
+export async function sandboxStopped(deps: EngineDeps, stop: SandboxStop): Promise<{ failed: boolean }> {
+  if (stop.exitCode !== undefined && ANSWERED_EXIT_CODES.has(stop.exitCode)) return { failed: false };
+  const reason = describeStop(stop);
+  try {
+    await deps.executions.sendTaskFailure(stop.taskToken, ErrorName.SandboxLost, reason);
+  } catch (e) {
+    if (e instanceof TaskTokenGoneError) return { failed: false };
+    throw e;
+  }
+  deps.log('sandbox lost', { deploymentId: stop.deploymentId, stepId: stop.stepId, taskArn: stop.taskArn, reason });
+
+  const step = await deps.store.getStep(stop.deploymentId, stop.stepId);
+  if (!step) return { failed: true };
+  // A sandbox that never started did not record its attempt; count it, so the retry's lines stay apart.
+  const started = step.taskArn === stop.taskArn;
+  const attempt = started ? step.attempt : step.attempt + 1;
+  const now = iso(deps.clock);
+  await deps.store.updateStep(stop.deploymentId, stop.stepId, {
+    attempt,
+    stopReason: reason,
+    // System steps record their own outcome from inside the sandbox; this one cannot any more.
+    ...(step.system ? { status: 'failed' as const, error: ErrorName.SandboxLost, cause: reason, endedAt: now } : {}),
+  });
+  if (started) await deps.store.clearStepFields(stop.deploymentId, stop.stepId, ['taskToken', 'taskArn']);
+  await deps.store.appendLogs(stop.deploymentId, [
+    { stepId: stop.stepId, attempt, seq: STOP_LOG_SEQ, at: now, stream: 'engine', text: `sandbox lost: ${reason}` },
+  ]);
+  return { failed: true };
+}
+
+/** One line for the user: why ECS stopped the task, and what became of the runner. */
+export function describeStop(stop: SandboxStop): string {
+  const parts = [stop.stoppedReason || 'the sandbox stopped'];
+  if (stop.stopCode) parts[0] = `${parts[0]} (${stop.stopCode})`;
+  if (stop.containerReason) parts.push(stop.containerReason);
+  if (stop.exitCode !== undefined) parts.push(`exit code ${stop.exitCode}`);
+  return `${parts.join('; ')}`.slice(0, 2000);
+}

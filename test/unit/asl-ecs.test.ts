@@ -1,0 +1,81 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ERROR_TABLE, ErrorName, HEARTBEAT_INTERVAL_SECONDS, HEARTBEAT_TIMEOUT_SECONDS } from '../../core/errors.ts';
+
+/**
+ * The sandbox states as they must behave on real ECS/Fargate (issue 11): heartbeats sized for a
+ * cold start, a lost sandbox retried once, ECS's own faults retried with backoff and full jitter,
+ * and the task definition named by family so a deploy cannot break a running execution.
+ */
+
+interface Retrier {
+  ErrorEquals: string[];
+  MaxAttempts?: number;
+  IntervalSeconds?: number;
+  BackoffRate?: number;
+  MaxDelaySeconds?: number;
+  JitterStrategy?: string;
+}
+interface State {
+  Type: string;
+  Resource?: string;
+  HeartbeatSeconds?: number;
+  Parameters?: { TaskDefinition?: string };
+  Retry?: Retrier[];
+}
+
+const asl = JSON.parse(readFileSync(new URL('../../statemachine/deployment.asl.json', import.meta.url), 'utf8')) as {
+  States: Record<string, State & { ItemProcessor?: { States: Record<string, State> } }>;
+};
+const states: [string, State][] = [
+  ...Object.entries(asl.States),
+  ...Object.entries(asl.States.RunWorkflow?.ItemProcessor?.States ?? {}),
+];
+const sandboxStates = states.filter(([, s]) => s.Resource?.startsWith('arn:aws:states:::ecs:runTask'));
+
+/** How ECS's RunTask faults reach a `.waitForTaskToken` state (sources in each line). */
+const ECS_FAULTS = [
+  // RunTask's `failures` (no capacity, vCPU quota): Step Functions raises them as AmazonECS.Unknown.
+  'AmazonECS.Unknown',
+  // EC2 throttling inside RunTask: cdklabs/construct-hub#415, dagster-io/dagster#33439.
+  'ECS.InvalidParameterException',
+  // ECS's own throttling, e.g. a burst of 40 RunTasks against the 20/s launch rate.
+  'ECS.ThrottlingException',
+  'ECS.AmazonECSException',
+  'ECS.ServerException',
+];
+
+describe('State machine: sandbox states on ECS', () => {
+  it('are exactly OpenBastionAccess, RunStepInSandbox and CloseBastionAccess', () => {
+    expect(sandboxStates.map(([n]) => n).sort()).toEqual(['CloseBastionAccess', 'OpenBastionAccess', 'RunStepInSandbox']);
+  });
+
+  it.each(sandboxStates)('%s gives a Fargate cold start time to send its first heartbeat', (_, state) => {
+    // RunTask → RUNNING is 30–60 s on Fargate; the first heartbeat comes after that plus the runner's start.
+    expect(state.HeartbeatSeconds).toBe(HEARTBEAT_TIMEOUT_SECONDS);
+    expect(HEARTBEAT_TIMEOUT_SECONDS).toBeGreaterThanOrEqual(180);
+    expect(HEARTBEAT_TIMEOUT_SECONDS).toBeGreaterThanOrEqual(3 * HEARTBEAT_INTERVAL_SECONDS);
+  });
+
+  it.each(sandboxStates)('%s retries a lost sandbox once, as the error table says', (_, state) => {
+    const policy = ERROR_TABLE.find((p) => p.name === ErrorName.SandboxLost)?.retry;
+    expect(policy).toBeDefined();
+    const entry = state.Retry?.find((r) => r.ErrorEquals.includes(ErrorName.SandboxLost));
+    expect(entry).toMatchObject({ MaxAttempts: policy!.maxAttempts, IntervalSeconds: policy!.intervalSeconds, BackoffRate: policy!.backoffRate });
+  });
+
+  it.each(sandboxStates)('%s retries ECS faults with exponential backoff and full jitter', (_, state) => {
+    for (const fault of ECS_FAULTS) {
+      const entry = state.Retry?.find((r) => r.ErrorEquals.includes(fault));
+      expect(entry, fault).toBeDefined();
+      expect(entry!.JitterStrategy, fault).toBe('FULL');
+      expect(entry!.BackoffRate ?? 2, fault).toBeGreaterThan(1);
+      expect(entry!.MaxAttempts ?? 3, fault).toBeGreaterThanOrEqual(5);
+      expect(entry!.MaxDelaySeconds, fault).toBeDefined();
+    }
+  });
+
+  it.each(sandboxStates)('%s names the task definition by family, never by revision', (_, state) => {
+    expect(state.Parameters?.TaskDefinition).toBe('${TaskDefinitionFamily}');
+  });
+});
