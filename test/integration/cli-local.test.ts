@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loopbackBlock } from '../helpers/engine.ts';
 
 /**
  * `ctd` as a new user meets it, in separate processes through bin/ctd.js: `local up` and its
@@ -40,13 +39,13 @@ function sh(command: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: 
 
 beforeAll(async () => {
   home = await mkdtemp(path.join(tmpdir(), 'ctd-cli-local-'));
-  const block = loopbackBlock();
+  // Its own loopback block, so this engine never meets another test's.
+  const block = `127.${64 + Math.floor(Math.random() * 64)}.${Math.floor(Math.random() * 256)}.0/24`;
   env = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
     CTD_HOME: home,
-    CTD_LOCAL_BASTION: `${block.bastionAddress}:2222`,
-    CTD_LOCAL_VM_ADDRESSES: block.vmAddressBase,
+    CTD_LOCAL_LOOPBACK_BLOCK: block,
   };
   engine = spawn(process.execPath, [BIN, 'local', 'up', '--port', '0', '--time-scale', '0.2'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   engine.stdout?.on('data', (d: Buffer) => (banner += d.toString()));
@@ -61,7 +60,7 @@ beforeAll(async () => {
     file,
     [
       'name: cli-check',
-      `bastion: { address: ${block.bastionAddress}, port: 2222, user: ctd, securityGroup: bastion }`,
+      "bastion: { server: bastion, user: ctd, securityGroup: bastion }",
       'workflow:',
       '  steps:',
       "    - { id: zeta, action: run, command: 'echo first' }",

@@ -49,6 +49,13 @@ function topology(vms: Record<string, unknown>[], steps: Record<string, unknown>
   };
 }
 
+/** The deployment's servers as the cloud's own API lists them. */
+async function serverNames(deploymentId: string): Promise<string[]> {
+  const api = await OsApi.connect(t.engine.keystoneUrl, t.token);
+  const { servers } = await api.ok('compute', 'GET', `/servers/detail?name=^ctd-${deploymentId}-`);
+  return (servers as { name: string }[]).map((s) => s.name).sort();
+}
+
 async function stdout(deploymentId: string, stepId: string) {
   const { lines } = await t.client.logs(deploymentId, { step: stepId });
   return lines.filter((l) => l.stream === 'stdout');
@@ -94,6 +101,7 @@ describe('Engine through the bastion: access', () => {
       const hello = stepOf(done, 'hello');
       expect(hello).toMatchObject({ status: 'failed', error: ErrorName.StepFailed });
       expect(hello.cause).toMatch(/web1/);
+      expect(hello.cause).toMatch(/bastion/);
       expect(done.status).toBe('FAILED');
       expect(stepOf(done, 'bastion-close').status).toBe('succeeded');
       expect(await stdout(deploymentId, 'hello')).toEqual([]);
@@ -120,9 +128,10 @@ describe('Engine through the bastion: access', () => {
     expect(stepOf(done, 'mark').status).toBe('skipped');
     expect(done.status).toBe('FAILED');
     expect(stepOf(done, 'bastion-close').status).toBe('succeeded');
-    // The VM was created (its directory exists) but nothing ran in it.
-    const vmFiles = await listFiles(join(t.stateDir, 'cloud', 'vms'));
-    expect(vmFiles.some((p) => p.includes(deploymentId))).toBe(true);
+    // The VM was created (the cloud lists it) but nothing ran in it.
+    expect(await serverNames(deploymentId)).toEqual([`ctd-${deploymentId}-web1`]);
+    const vmFiles = await listFiles(join(t.stateDir, 'cloud', 'ssh2', 'servers'));
+    expect(vmFiles.length).toBeGreaterThan(0);
     expect(vmFiles.filter((p) => p.endsWith('ran-here'))).toEqual([]);
   });
 });
@@ -170,9 +179,8 @@ describe('Engine through the bastion: commands on the VMs', () => {
     for (const pid of pids) await expect.poll(() => processAlive(pid), { message: `service pid ${pid}`, timeout: 10_000 }).toBe(false);
     const vms = (stepOf(done, 'provision').output as { vms: { name: string; address: string }[] }).vms;
     expect(vms.map((v) => v.name).sort()).toEqual(['web1', 'web2']);
-    for (const vm of vms) await expect(fetch(`http://${vm.address}:8080`)).rejects.toThrow();
-    const res = await fetch(`${t.engine.cloudUrl}/deployments/${deploymentId}/vms`, { headers: { 'x-auth-token': t.token } });
-    expect(await res.json()).toEqual([]);
+    // Deprovisioned: the cloud's API lists none of the deployment's servers.
+    expect(await serverNames(deploymentId)).toEqual([]);
   });
 });
 
@@ -212,7 +220,7 @@ describe('Engine through the bastion: the SSH key on disk', () => {
     expect(view.status, `${JSON.stringify(view.steps.map((s) => [s.stepId, s.status, s.cause]))}\n${t.logTail()}`).toBe('SUCCEEDED');
     expect(scansWhileRunning).toBeGreaterThanOrEqual(1);
     // The scan does read the state dir: it sees the bastion's host key.
-    expect(markerFiles.some((p) => p.endsWith(join('cloud', 'bastion', 'ssh_host_ed25519_key')))).toBe(true);
+    expect(markerFiles.some((p) => p.includes(join('cloud', 'ssh2', 'servers')) && p.endsWith('ssh_host_ed25519_key'))).toBe(true);
     expect([...leaks]).toEqual([]);
     // Every task's directory is gone; what remains belongs to runners started ahead for future tasks, still empty.
     await expect
@@ -254,7 +262,7 @@ describe('Engine through the bastion: the error table', () => {
       .map((e) => (e as { taskFailedEventDetails?: { error?: string; cause?: string } }).taskFailedEventDetails);
     const unreachable = failures.filter((f) => f?.error === ErrorName.BackendUnreachable);
     expect(unreachable).toHaveLength(2);
-    expect(unreachable[0]?.cause).toContain('creating VM "web1"');
+    expect(unreachable[0]?.cause).toContain('creating server web1');
     expect(await stdout(deploymentId, 'hello')).toContainEqual(expect.objectContaining({ host: 'web1', text: 'hello from web1' }));
   });
 });

@@ -42,7 +42,7 @@ describe('Local engine: a sandbox ECS stops', () => {
   it('fails a step whose sandbox never starts within seconds, with ECS\'s stoppedReason, after one retry', async () => {
     const reason = 'CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref ctd-runner:latest';
     t.engine.sandboxes.failStarts('pull', reason);
-    const { deploymentId } = await t.client.submit(runDeployment(t.bastionAddress, [{ id: 'pull', command: 'true' }]));
+    const { deploymentId } = await t.client.submit(runDeployment([{ id: 'pull', command: 'true' }]));
     const done = await t.waitForEnd(deploymentId);
     t.engine.sandboxes.failStarts('pull', undefined);
 
@@ -60,7 +60,7 @@ describe('Local engine: a sandbox ECS stops', () => {
   });
 
   it('fails a step whose sandbox is killed mid-step within seconds, with the exit, after one retry', async () => {
-    const { deploymentId } = await t.client.submit(runDeployment(t.bastionAddress, [{ id: 'oom', command: 'sleep 120' }]));
+    const { deploymentId } = await t.client.submit(runDeployment([{ id: 'oom', command: 'sleep 120' }]));
     const first = await newGroup(deploymentId, 'oom');
     const killedAt = Date.now();
     process.kill(-first, 'SIGKILL'); // as the kernel's OOM killer would
@@ -78,7 +78,7 @@ describe('Local engine: a sandbox ECS stops', () => {
   });
 
   it('lets a retry succeed after a lost sandbox, and still shows why the first one stopped', async () => {
-    const { deploymentId } = await t.client.submit(runDeployment(t.bastionAddress, [{ id: 'flaky', command: 'sleep 2' }]));
+    const { deploymentId } = await t.client.submit(runDeployment([{ id: 'flaky', command: 'sleep 2' }]));
     process.kill(-(await newGroup(deploymentId, 'flaky')), 'SIGKILL');
     const done = await t.waitForEnd(deploymentId);
     const step = done.steps.find((s) => s.stepId === 'flaky');
