@@ -71,6 +71,15 @@ export interface DeploymentStore {
 
   appendLogs(deploymentId: string, lines: StepLogLine[]): Promise<void>;
   getLogs(deploymentId: string, opts?: { stepId?: string }): Promise<StepLogLine[]>;
+
+  /**
+   * What the engine created in the cloud for a deployment, one item per resource so concurrent
+   * steps never overwrite each other's records. Recording the same (kind, id) twice keeps one.
+   */
+  recordCloudResource(deploymentId: string, ref: CloudResourceRef): Promise<void>;
+  /** In the order they were recorded. */
+  listCloudResources(deploymentId: string): Promise<CloudResourceRef[]>;
+  forgetCloudResource(deploymentId: string, kind: string, id: string): Promise<void>;
 }
 
 export interface EncryptionContext {
@@ -103,47 +112,99 @@ export interface TokenIdentifier {
   identify(token: string): Promise<{ tenantId: string } | undefined>;
 }
 
+/**
+ * What the engine created in a cloud, as the store keeps it. `kind` is the driver's own word for the
+ * resource (for OpenStack: network, subnet, router, securityGroup, securityGroupRule, port, server,
+ * floatingIp, bastionRule); core only stores and hands it back.
+ */
+export interface CloudResourceRef {
+  kind: string;
+  id: string;
+  /** The topology name it belongs to (VM, network, group, …), for logs and targeted deletion. */
+  name: string;
+}
+
+/** What a driver call acts for: the user's token, the deployment, and where to record what it creates. */
 export interface CloudContext {
   /** The user's cloud token; the driver acts with it and never logs it. */
   token: string;
   deploymentId: string;
+  /**
+   * Persists a created resource. The driver awaits it the moment the id is known, before its
+   * next cloud call, so nothing it creates can be lost by a crash that follows.
+   */
+  record(ref: CloudResourceRef): Promise<void>;
+  /** Drops a record once the resource is deleted (or found already gone). */
+  forget(ref: CloudResourceRef): Promise<void>;
 }
 
 export interface VmInfo {
   name: string;
-  /** Address reachable from the bastion (the VM's private address). */
+  /** The cloud's id of the server. */
+  id: string;
+  /** Address reachable from the bastion (the VM's fixed private address). */
   address: string;
   port: number;
-  /** OpenSSH public host key line ("ssh-ed25519 AAAA…"), pinned by the runner. */
-  hostKey: string;
+  /** OpenSSH public host key line ("ssh-ed25519 AAAA…"), pinned by the runner; unset until the cloud reports it. */
+  hostKey?: string;
+  /** Its floating IP, when the topology asked for one. */
+  floatingIp?: string;
   status: 'building' | 'active' | 'error';
 }
 
 export interface BastionInfo {
   address: string;
   port: number;
-  hostKey: string;
+  /** Unset until the server's console shows it; a pinned `bastion.hostKey` wins anyway. */
+  hostKey?: string;
+}
+
+/** The bastion of a topology as the driver needs it (see BastionSpec). */
+export interface BastionRef {
+  server: string;
+  securityGroup: string;
+  port?: number;
 }
 
 /**
- * A target cloud. Implementations: the local cloud (ssh2 servers on loopback), the netns
- * test bed (OpenSSH in network namespaces), later OpenStack and EC2. Failures throw
- * StepError with Ctd.ProvisioningError or Ctd.BackendUnreachable (see core/errors.ts).
+ * A target cloud, acting with the user's token (CloudContext). The production driver is
+ * `adapters/openstack/`; the contract is docs/OPENSTACK.md. Failures throw StepError with a name
+ * from the error table (core/errors.ts). Every create first adopts what an earlier attempt made
+ * (found by its deployment mark) and records what it creates through `ctx.record`; every delete
+ * counts "already gone" as deleted.
  */
 export interface CloudDriver extends TokenIdentifier {
-  describeBastion(ctx: CloudContext, securityGroup: string): Promise<BastionInfo>;
-  /** The source address under which this engine reaches the bastion, as a CIDR for a rule. */
-  egressCidr(ctx: CloudContext): Promise<string>;
-  addBastionRule(ctx: CloudContext, input: { securityGroup: string; cidr: string; port: number; description: string }): Promise<{ ruleId: string }>;
-  deleteBastionRule(ctx: CloudContext, input: { securityGroup: string; ruleId: string }): Promise<void>;
-  setBastionForwarding(ctx: CloudContext, input: { securityGroup: string; enabled: boolean }): Promise<void>;
+  /** The source addresses (CIDRs) under which this engine reaches the bastion; one rule each. */
+  egressCidrs(ctx: CloudContext): Promise<string[]>;
+  /** Address, port and (when known) host key of the bastion server. */
+  describeBastion(ctx: CloudContext, bastion: BastionRef): Promise<BastionInfo>;
+  /** Ingress rule on the bastion's group from `cidr` to `port`, marked with the deployment; adopted when it exists. */
+  openBastionRule(ctx: CloudContext, input: { securityGroup: string; cidr: string; port: number }): Promise<{ ruleId: string }>;
+  /** Deletes the deployment's bastion rules: those ids, and any other rule on the group marked with the deployment. */
+  closeBastionRules(ctx: CloudContext, input: { securityGroup: string; ruleIds: string[] }): Promise<{ deleted: string[] }>;
+  /** Lets the deployment's key log in to the bastion and forward TCP (OpenStack: server metadata). */
+  grantBastionAccess(ctx: CloudContext, input: { server: string; publicKey: string }): Promise<void>;
+  revokeBastionAccess(ctx: CloudContext, input: { server: string }): Promise<void>;
 
-  createNetwork(ctx: CloudContext, spec: NetworkSpec): Promise<void>;
-  deleteNetwork(ctx: CloudContext, name: string): Promise<void>;
-  createSecurityGroup(ctx: CloudContext, spec: SecurityGroupSpec): Promise<void>;
-  deleteSecurityGroup(ctx: CloudContext, name: string): Promise<void>;
-  /** Creates a VM with cloud-init user data; returns at once (status building) — see the bootstrap check. */
-  createVm(ctx: CloudContext, spec: VmSpec, userData: string): Promise<VmInfo>;
-  deleteVm(ctx: CloudContext, name: string): Promise<void>;
-  describeVms(ctx: CloudContext): Promise<VmInfo[]>;
+  /** A network with its subnet and, when asked, its router to `externalNetwork`. */
+  ensureNetwork(ctx: CloudContext, input: { network: NetworkSpec; index: number; externalNetwork?: string }): Promise<void>;
+  /** A security group with its rules. */
+  ensureSecurityGroup(ctx: CloudContext, group: SecurityGroupSpec): Promise<void>;
+  /**
+   * A VM with cloud-init user data on its network, in its groups, with a floating IP when asked.
+   * Returns once the server is ACTIVE (bounded wait); a server in ERROR fails at once.
+   */
+  ensureVm(ctx: CloudContext, input: { vm: VmSpec; userData: string; externalNetwork?: string }): Promise<VmInfo>;
+  /** The deployment's VMs (all, or those named), with host keys where the cloud shows them. */
+  describeVms(ctx: CloudContext, names?: readonly string[]): Promise<VmInfo[]>;
+
+  /** Deletes one VM of the deployment (floating IP, server, port); gone is deleted. */
+  deleteVm(ctx: CloudContext, name: string, recorded: readonly CloudResourceRef[]): Promise<void>;
+  /**
+   * Deletes these resources in reverse creation order (servers before ports before groups before
+   * networks); gone is deleted. Returns what was deleted.
+   */
+  deleteResources(ctx: CloudContext, refs: readonly CloudResourceRef[]): Promise<CloudResourceRef[]>;
+  /** Finds everything marked with the deployment (whatever the record says) and deletes it in reverse order. */
+  sweep(ctx: CloudContext): Promise<CloudResourceRef[]>;
 }

@@ -18,7 +18,7 @@ import type {
   StepRecord,
   StepStatus,
 } from '../../core/model.ts';
-import { systemClock, type Clock, type DeploymentStore, type Page } from '../../core/ports.ts';
+import { systemClock, type Clock, type CloudResourceRef, type DeploymentStore, type Page } from '../../core/ports.ts';
 import { TABLE } from './table.ts';
 
 /**
@@ -35,6 +35,8 @@ const BATCH_SIZE = 25;
 const BATCH_RETRIES = 8;
 /** Idempotency keys are remembered for a day, as the API documents. */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60;
+/** Orders records made within one clock millisecond by one process (a step records one at a time). */
+let recordSequence = 0;
 
 /** Fields every record has; clearing one would leave an item the mappers cannot read. */
 const REQUIRED_DEPLOYMENT_FIELDS: readonly (keyof DeploymentRecord)[] = [
@@ -55,6 +57,11 @@ export const itemKeys = {
   log: (deploymentId: string, line: Pick<StepLogLine, 'stepId' | 'attempt' | 'seq'>): Key => ({
     pk: `DEP#${deploymentId}`,
     sk: `LOG#${line.stepId}#${String(line.attempt).padStart(4, '0')}#${String(line.seq).padStart(8, '0')}`,
+  }),
+  /** One item per cloud resource, so two steps recording at once never overwrite each other. */
+  cloudResource: (deploymentId: string, kind: string, id: string): Key => ({
+    pk: `DEP#${deploymentId}`,
+    sk: `RES#${encodeURIComponent(kind)}#${encodeURIComponent(id)}`,
   }),
   /** Components are URI-encoded so a "#" in a tenant id cannot make two tenants' keys collide. */
   idempotency: (tenantId: string, key: string): Key => ({
@@ -448,6 +455,38 @@ export class DynamoDeploymentStore implements DeploymentStore {
   async getLogs(deploymentId: string, opts: { stepId?: string } = {}): Promise<StepLogLine[]> {
     const prefix = opts.stepId === undefined ? 'LOG#' : `LOG#${opts.stepId}#`;
     return (await this.queryPrefix(deploymentId, prefix)).map(mapper.logFromItem);
+  }
+
+  /**
+   * Conditional on absence: adopting a resource records it again, and its first `recordedAt` must
+   * stay so deletion keeps the creation order. Like steps and logs, the item lives as long as its
+   * deployment (no TTL): it is how a later clean-up finds what the deployment created.
+   */
+  async recordCloudResource(deploymentId: string, ref: CloudResourceRef): Promise<void> {
+    try {
+      await this.client.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { ...itemKeys.cloudResource(deploymentId, ref.kind, ref.id), kind: ref.kind, id: ref.id, name: ref.name, recordedAt: this.clock.now(), seq: recordSequence++ },
+          ConditionExpression: 'attribute_not_exists(#pk)',
+          ExpressionAttributeNames: { '#pk': TABLE.partitionKey },
+        }),
+      );
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err;
+    }
+  }
+
+  async listCloudResources(deploymentId: string): Promise<CloudResourceRef[]> {
+    const items = await this.queryPrefix(deploymentId, 'RES#');
+    return items
+      .map((i) => ({ ref: { kind: i.kind as string, id: i.id as string, name: i.name as string }, at: i.recordedAt as number, seq: i.seq as number }))
+      .sort((a, b) => a.at - b.at || a.seq - b.seq)
+      .map((r) => r.ref);
+  }
+
+  async forgetCloudResource(deploymentId: string, kind: string, id: string): Promise<void> {
+    await this.client.send(new DeleteCommand({ TableName: this.tableName, Key: itemKeys.cloudResource(deploymentId, kind, id) }));
   }
 
   /** Strongly consistent: conditional updates are decided on what callers just read. */

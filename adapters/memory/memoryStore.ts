@@ -7,7 +7,7 @@ import type {
   StepRecord,
   StepStatus,
 } from '../../core/model.ts';
-import { systemClock, type Clock, type DeploymentStore, type Page } from '../../core/ports.ts';
+import { systemClock, type Clock, type CloudResourceRef, type DeploymentStore, type Page } from '../../core/ports.ts';
 
 /** Idempotency keys are remembered for a day, as in the DynamoDB store. */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60;
@@ -84,6 +84,7 @@ export class MemoryDeploymentStore implements DeploymentStore {
   private readonly files = new Map<string, Record<string, string>>();
   private readonly secrets = new Map<string, SecretsRecord>();
   private readonly logs = new Map<string, Map<string, StepLogLine>>();
+  private readonly cloudResources = new Map<string, Map<string, CloudResourceRef>>();
   private readonly idempotency = new Map<string, { deploymentId: string; requestHash: string; expiresAt: number }>();
   private readonly clock: Clock;
 
@@ -219,5 +220,21 @@ export class MemoryDeploymentStore implements DeploymentStore {
       .filter(([, line]) => opts.stepId === undefined || line.stepId === opts.stepId)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([, line]) => stored(line));
+  }
+
+  /** Keyed by kind and id, in insertion order (a Map keeps it): recording again keeps the first place. */
+  async recordCloudResource(deploymentId: string, ref: CloudResourceRef): Promise<void> {
+    let refs = this.cloudResources.get(deploymentId);
+    if (!refs) this.cloudResources.set(deploymentId, (refs = new Map()));
+    const key = `${ref.kind}#${ref.id}`;
+    if (!refs.has(key)) refs.set(key, stored({ kind: ref.kind, id: ref.id, name: ref.name }));
+  }
+
+  async listCloudResources(deploymentId: string): Promise<CloudResourceRef[]> {
+    return [...(this.cloudResources.get(deploymentId)?.values() ?? [])].map(stored);
+  }
+
+  async forgetCloudResource(deploymentId: string, kind: string, id: string): Promise<void> {
+    this.cloudResources.get(deploymentId)?.delete(`${kind}#${id}`);
   }
 }

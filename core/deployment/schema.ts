@@ -20,21 +20,39 @@ export const DEFAULT_STEP_TIMEOUT_SECONDS = 3600;
 
 const port = z.number().int().min(1).max(65535);
 
+/** A cloud resource named by the user: a name or an id, as OpenStack accepts both. */
+const cloudRef = (what: string) => z.string().min(1, `${what} must not be empty`).max(255, `${what} is longer than 255 characters`);
+
+/**
+ * The tenant's existing jump host (see docs/OPENSTACK.md, "Bastion access"). Its address comes
+ * from the cloud (the server's floating IP), never from the document, so two engines never collide.
+ */
 export const BastionSchema = z.strictObject({
-  address: z.string().min(1, 'address is required'),
-  port: port.default(22),
+  server: cloudRef('server')
+    .default('bastion')
+    .describe('an existing server of the project (name or id) acting as the jump host; default "bastion"'),
+  /** Unset: the server's metadata "ssh_port", else 22. */
+  port: port.optional().describe('SSH port of the bastion; default: the server\'s metadata "ssh_port", else 22'),
   user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'user must be a valid login name'),
-  securityGroup: z
-    .string()
-    .min(1, 'securityGroup is required')
-    .describe("the bastion's existing security group; the engine opens its SSH port to itself for the deployment"),
-  /** OpenSSH public host key ("ssh-ed25519 AAAA…"); pinned when given, otherwise taken from the cloud driver. */
-  hostKey: z.string().optional().describe('OpenSSH public host key to pin ("ssh-ed25519 AAAA…"); taken from the cloud driver when absent'),
+  securityGroup: cloudRef('securityGroup').describe(
+    "the bastion's existing security group (name or id); the engine opens its SSH port to itself for the deployment",
+  ),
+  /** OpenSSH public host key ("ssh-ed25519 AAAA…"); pinned when given, otherwise read from the server's console. */
+  hostKey: z.string().optional().describe('OpenSSH public host key to pin ("ssh-ed25519 AAAA…"); read from the server\'s console log when absent'),
 });
 
 export const NetworkSchema = z.strictObject({
   name: name('network name'),
-  cidr: z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/, 'cidr must look like 10.0.0.0/24').optional(),
+  /** Checked to be a network address in validate.ts; default 10.<index>.0.0/24. */
+  cidr: z
+    .string()
+    .regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/, 'cidr must look like 10.0.0.0/24')
+    .optional()
+    .describe('IPv4 subnet CIDR (a network address); default 10.<index>.0.0/24'),
+  router: z
+    .boolean()
+    .optional()
+    .describe('connect the network to externalNetwork through a router; default true when externalNetwork is set'),
 });
 
 export const SecurityGroupRuleSchema = z.strictObject({
@@ -63,8 +81,9 @@ export const VmSchema = z.strictObject({
   name: name('VM name'),
   network: z.string().min(1, 'network is required').describe('name of a network declared in networks'),
   securityGroups: z.array(z.string()).default([]).describe('names of security groups declared in securityGroups'),
-  image: z.string().optional(),
-  flavor: z.string().optional(),
+  image: cloudRef('image').describe('Glance image name or id'),
+  flavor: cloudRef('flavor').describe('Nova flavor name or id'),
+  floatingIp: z.boolean().default(false).describe('give the VM a floating IP on externalNetwork (needs externalNetwork)'),
   userData: UserDataSchema.optional(),
 });
 
@@ -127,6 +146,9 @@ export const StepSchema = z.discriminatedUnion('action', [
 
 export const DeploymentSchema = z.strictObject({
   name: name('deployment name'),
+  externalNetwork: cloudRef('externalNetwork')
+    .optional()
+    .describe('Neutron external network (name or id) for router gateways and floating IPs'),
   bastion: BastionSchema,
   networks: z.array(NetworkSchema).default([]),
   securityGroups: z.array(SecurityGroupSchema).default([]),

@@ -1,5 +1,6 @@
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { renderUserData } from '../cloudInit.ts';
 import { findCycle } from '../dag.ts';
 import { ValidationError } from '../errors.ts';
 import { DeploymentSchema, MAX_BUNDLE_BYTES, SYSTEM_STEP_IDS, type DeploymentSpec } from './schema.ts';
@@ -11,6 +12,14 @@ export interface ValidationIssue {
 
 /** Longest bundle path; tar, SFTP and most file systems agree on 255. */
 export const MAX_FILE_PATH_LENGTH = 255;
+/** Nova refuses `user_data` longer than this, counted after base64 encoding. */
+export const MAX_USER_DATA_BASE64_CHARS = 65_535;
+/**
+ * Stands in for the deployment's public key when user data is sized at submit (the key is made
+ * later): an ed25519 key line is 68 base64 characters and its comment is "ctd-" + a 21-character id.
+ */
+const PUBLIC_KEY_OF_REAL_LENGTH = `ssh-ed25519 ${'A'.repeat(68)} ctd-d-${'0'.repeat(19)}`;
+
 /** A deployment document larger than this cannot hold a valid bundle; refuse before parsing it. */
 export const MAX_DOCUMENT_CHARS = 4 * MAX_BUNDLE_BYTES;
 
@@ -138,11 +147,31 @@ function crossFieldIssues(spec: DeploymentSpec): ValidationIssue[] {
   const groups = uniqueNames(spec.securityGroups, 'securityGroups', 'security group name', add);
   const vms = uniqueNames(spec.vms, 'vms', 'VM name', add);
 
+  spec.networks.forEach((network, i) => {
+    if (network.cidr !== undefined) {
+      const problem = cidrProblem(network.cidr);
+      if (problem) add(`networks[${i}].cidr`, problem);
+    }
+    if (network.router === true && spec.externalNetwork === undefined) {
+      add(`networks[${i}].router`, 'a router needs externalNetwork (the network its gateway is on)');
+    }
+  });
+
   spec.vms.forEach((vm, i) => {
     if (!networks.has(vm.network)) add(`vms[${i}].network`, `unknown network ${JSON.stringify(vm.network)}`);
     vm.securityGroups.forEach((g, j) => {
       if (!groups.has(g)) add(`vms[${i}].securityGroups[${j}]`, `unknown security group ${JSON.stringify(g)}`);
     });
+    if (vm.floatingIp && spec.externalNetwork === undefined) {
+      add(`vms[${i}].floatingIp`, 'a floating IP needs externalNetwork (the network it is allocated from)');
+    }
+    const encoded = base64Length(renderUserData(vm, PUBLIC_KEY_OF_REAL_LENGTH));
+    if (encoded > MAX_USER_DATA_BASE64_CHARS) {
+      add(
+        `vms[${i}].userData`,
+        `the user data of VM ${JSON.stringify(vm.name)} is ${encoded} characters in base64, over Nova's limit of ${MAX_USER_DATA_BASE64_CHARS}`,
+      );
+    }
   });
 
   let bundleBytes = 0;
@@ -192,6 +221,27 @@ function crossFieldIssues(spec: DeploymentSpec): ValidationIssue[] {
   if (cycle) add('workflow.steps', `dependency cycle ${cycle.join(' → ')}`);
 
   return issues;
+}
+
+function base64Length(text: string): number {
+  return 4 * Math.ceil(Buffer.byteLength(text, 'utf8') / 3);
+}
+
+/** Why `cidr` (already shaped a.b.c.d/n) is not an IPv4 network address, or `undefined`. */
+export function cidrProblem(cidr: string): string | undefined {
+  const [address = '', prefixText = ''] = cidr.split('/');
+  const octets = address.split('.').map(Number);
+  const prefix = Number(prefixText);
+  if (octets.some((o) => o > 255)) return `${cidr} is not an IPv4 address (an octet is over 255)`;
+  if (prefix > 32) return `${cidr} has a prefix length over 32`;
+  const value = octets.reduce((acc, o) => acc * 256 + o, 0);
+  const hostBits = 2 ** (32 - prefix);
+  if (value % hostBits !== 0) {
+    const base = value - (value % hostBits);
+    const net = [24, 16, 8, 0].map((s) => Math.floor(base / 2 ** s) % 256).join('.');
+    return `${cidr} is not a network address (host bits are set; did you mean ${net}/${prefix}?)`;
+  }
+  return undefined;
 }
 
 function uniqueNames(

@@ -39,10 +39,10 @@ function deployment(id: string, overrides: Partial<DeploymentRecord> = {}): Depl
     stepIds: ['build', 'deploy'],
     topology: {
       name: 'hello',
-      bastion: { address: '127.0.0.2', port: 22, user: 'ctd', securityGroup: 'bastion' },
+      bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
       networks: [{ name: 'net' }],
       securityGroups: [],
-      vms: [{ name: 'vm1', network: 'net', securityGroups: [] }],
+      vms: [{ name: 'vm1', network: 'net', securityGroups: [], image: 'debian-12', flavor: 'm1.small', floatingIp: false }],
       workflow: { steps: [{ id: 'build', action: 'run', command: 'make', dependsOn: [] }] },
     },
     ...overrides,
@@ -335,6 +335,62 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
       expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-3', 'h')).toMatchObject({ claimed: false });
       nowMs += 2 * 3600_000;
       expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-3', 'h')).toEqual({ claimed: true });
+    });
+  });
+
+  describe('Methods: recordCloudResource / listCloudResources / forgetCloudResource', () => {
+    const net = { kind: 'network', id: 'n-1', name: 'private' };
+    const sg = { kind: 'securityGroup', id: 'sg-1', name: 'web' };
+    const server = { kind: 'server', id: 's-1', name: 'web1' };
+
+    it('lists what was recorded, in the order it was recorded, per deployment', async () => {
+      await createDeployment(deployment('d-1'));
+      await createDeployment(deployment('d-2'));
+      await store.recordCloudResource('d-1', server);
+      await store.recordCloudResource('d-1', net);
+      await store.recordCloudResource('d-1', sg);
+      await store.recordCloudResource('d-2', { kind: 'network', id: 'n-9', name: 'other' });
+      expect(await store.listCloudResources('d-1')).toEqual([server, net, sg]);
+      expect(await store.listCloudResources('d-2')).toEqual([{ kind: 'network', id: 'n-9', name: 'other' }]);
+      expect(await store.listCloudResources('d-3')).toEqual([]);
+    });
+
+    it('keeps concurrent records apart and one record per resource, in its first place', async () => {
+      await createDeployment(deployment('d-1'));
+      const refs = Array.from({ length: 20 }, (_, i) => ({ kind: 'securityGroupRule', id: `r-${i}`, name: 'web' }));
+      await Promise.all(refs.map((r) => store.recordCloudResource('d-1', r)));
+      await store.recordCloudResource('d-1', refs[0]!);
+      const listed = await store.listCloudResources('d-1');
+      expect(listed).toHaveLength(20);
+      expect(new Set(listed.map((r) => r.id))).toEqual(new Set(refs.map((r) => r.id)));
+    });
+
+    it('re-recording an adopted resource does not move it after later ones', async () => {
+      await createDeployment(deployment('d-1'));
+      await store.recordCloudResource('d-1', net);
+      nowMs += 1000;
+      await store.recordCloudResource('d-1', sg);
+      nowMs += 1000;
+      await store.recordCloudResource('d-1', net);
+      expect(await store.listCloudResources('d-1')).toEqual([net, sg]);
+    });
+
+    it('forgets exactly the one resource; forgetting twice is fine', async () => {
+      await createDeployment(deployment('d-1'));
+      await store.recordCloudResource('d-1', net);
+      await store.recordCloudResource('d-1', { kind: 'subnet', id: 'n-1', name: 'private' });
+      await store.forgetCloudResource('d-1', 'network', 'n-1');
+      await store.forgetCloudResource('d-1', 'network', 'n-1');
+      expect(await store.listCloudResources('d-1')).toEqual([{ kind: 'subnet', id: 'n-1', name: 'private' }]);
+    });
+
+    it('outlives the secrets, so a clean-up after the deployment still finds its resources', async () => {
+      await createDeployment(deployment('d-1'));
+      await store.recordCloudResource('d-1', server);
+      await store.deleteSecrets('d-1');
+      expect(await store.listCloudResources('d-1')).toEqual([server]);
+      expect(await store.getLogs('d-1')).toEqual([]);
+      expect(await store.getSteps('d-1')).toHaveLength(1);
     });
   });
 });

@@ -39,7 +39,8 @@ describe('Function: deploymentJsonSchema', () => {
 
     expect(schema.required).toEqual(['name', 'bastion', 'workflow']);
     expect(bastion.required).not.toContain('port');
-    expect(bastion.properties.port!.default).toBe(22);
+    expect(bastion.required).not.toContain('server');
+    expect(bastion.properties.server!.default).toBe('bastion');
   });
 
   it('offers one variant per step action', () => {

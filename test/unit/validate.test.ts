@@ -8,12 +8,13 @@ import { ValidationError } from '../../core/errors.ts';
 function validInput(): DeploymentInput {
   return {
     name: 'hello-world',
-    bastion: { address: '203.0.113.10', user: 'ubuntu', securityGroup: 'bastion-sg' },
+    externalNetwork: 'public',
+    bastion: { server: 'jump', user: 'ubuntu', securityGroup: 'bastion-sg' },
     networks: [{ name: 'app-net', cidr: '10.0.0.0/24' }],
     securityGroups: [{ name: 'web', rules: [{ port: 8080 }] }],
     vms: [
-      { name: 'web1', network: 'app-net', securityGroups: ['web'] },
-      { name: 'web2', network: 'app-net' },
+      { name: 'web1', network: 'app-net', securityGroups: ['web'], image: 'debian-12', flavor: 'm1.small', floatingIp: true },
+      { name: 'web2', network: 'app-net', image: 'debian-12', flavor: 'm1.small' },
     ],
     files: { 'app/hello.py': 'print("hello")\n', 'site.yml': '- hosts: all\n' },
     workflow: {
@@ -49,8 +50,9 @@ describe('Function: parseDeployment', () => {
   it('accepts a valid deployment and fills in defaults', () => {
     const spec = parseDeployment(validInput());
 
-    expect(spec.bastion.port).toBe(22);
+    expect(spec.bastion.port).toBeUndefined();
     expect(spec.vms[1]!.securityGroups).toEqual([]);
+    expect(spec.vms[1]!.floatingIp).toBe(false);
     expect(spec.securityGroups[0]!.rules[0]).toEqual({ direction: 'ingress', protocol: 'tcp', port: 8080 });
     expect(spec.workflow.steps[0]!.dependsOn).toEqual([]);
     expect(spec.workflow.steps.map((s) => s.id)).toEqual(['provision', 'push', 'configure', 'smoke']);
@@ -172,7 +174,7 @@ describe('Function: parseDeployment', () => {
 
   it('refuses duplicate VM, network and security group names', () => {
     const error = errorFor((d) => {
-      d.vms.push({ name: 'web1', network: 'app-net' });
+      d.vms.push({ name: 'web1', network: 'app-net', image: 'debian-12', flavor: 'm1.small' });
       (d.networks as unknown[]).push({ name: 'app-net' });
       (d.securityGroups as unknown[]).push({ name: 'web' });
     });
@@ -322,11 +324,82 @@ describe('Function: parseDeployment', () => {
   });
 });
 
+describe('Function: parseDeployment (OpenStack topology)', () => {
+  it('defaults the bastion server to "bastion"', () => {
+    const input = validInput();
+    delete (input.bastion as { server?: string }).server;
+    expect(parseDeployment(input).bastion.server).toBe('bastion');
+  });
+
+  it('refuses bastion.address: the address comes from the cloud', () => {
+    expect(errorFor((d) => ((d.bastion as Record<string, unknown>).address = '127.0.0.2')).message).toBe('bastion: unknown key "address"');
+  });
+
+  it.each(['image', 'flavor'])('requires vms[].%s', (field) => {
+    expect(errorFor((d) => delete d.vms[0]![field]).message).toBe(`vms[0].${field}: is required (expected string)`);
+  });
+
+  it('refuses an empty image name', () => {
+    expect(errorFor((d) => (d.vms[1]!.image = '')).message).toBe('vms[1].image: image must not be empty');
+  });
+
+  it('refuses a floating IP without externalNetwork', () => {
+    expect(errorFor((d) => delete d.externalNetwork).message).toBe(
+      'vms[0].floatingIp: a floating IP needs externalNetwork (the network it is allocated from)',
+    );
+  });
+
+  it('refuses a router without externalNetwork', () => {
+    const error = errorFor((d) => {
+      delete d.externalNetwork;
+      d.vms[0]!.floatingIp = false;
+      (d.networks as Record<string, unknown>[])[0]!.router = true;
+    });
+    expect(error.message).toBe('networks[0].router: a router needs externalNetwork (the network its gateway is on)');
+  });
+
+  it('accepts router: false without externalNetwork', () => {
+    const input = structuredClone(validInput()) as unknown as Mutable;
+    delete input.externalNetwork;
+    input.vms[0]!.floatingIp = false;
+    (input.networks as Record<string, unknown>[])[0]!.router = false;
+    expect(parseDeployment(input).networks[0]!.router).toBe(false);
+  });
+
+  it.each([
+    ['10.0.0.1/24', 'networks[0].cidr: 10.0.0.1/24 is not a network address (host bits are set; did you mean 10.0.0.0/24?)'],
+    ['10.0.300.0/24', 'networks[0].cidr: 10.0.300.0/24 is not an IPv4 address (an octet is over 255)'],
+    ['10.0.0.0/33', 'networks[0].cidr: 10.0.0.0/33 has a prefix length over 32'],
+    ['10.0.0.0', 'networks[0].cidr: cidr must look like 10.0.0.0/24'],
+  ])('refuses the subnet CIDR %s', (cidr, message) => {
+    expect(errorFor((d) => ((d.networks as Record<string, unknown>[])[0]!.cidr = cidr)).message).toBe(message);
+  });
+
+  it.each(['10.1.0.0/16', '192.168.7.128/25', '0.0.0.0/0', '172.16.5.4/32'])('accepts the network address %s', (cidr) => {
+    const input = validInput();
+    input.networks![0]!.cidr = cidr;
+    expect(parseDeployment(input).networks[0]!.cidr).toBe(cidr);
+  });
+
+  it("refuses user data over Nova's 65,535 base64 characters, naming the VM", () => {
+    // 49,000 bytes of command are 65,334 characters in base64; the key line and the rest tip it over.
+    const error = errorFor((d) => (d.vms[1]!.userData = { runcmd: ['x'.repeat(49_000)] }));
+    expect(error.message).toMatch(/^vms\[1\]\.userData: the user data of VM "web2" is \d+ characters in base64, over Nova's limit of 65535$/);
+  });
+
+  it('accepts user data just under the limit once the public key is counted', () => {
+    // The rendered document (key line included) must encode to at most 65,535 characters.
+    const input = validInput();
+    input.vms![1]!.userData = { runcmd: ['x'.repeat(48_900)] };
+    expect(() => parseDeployment(input)).not.toThrow();
+  });
+});
+
 describe('Function: parseDeploymentDocument', () => {
   it('parses YAML', () => {
     const yaml = [
       'name: demo',
-      'bastion: { address: 127.0.0.1, user: ctd, securityGroup: bastion }',
+      'bastion: { server: bastion, user: ctd, securityGroup: bastion }',
       'workflow:',
       '  steps:',
       '    - id: hello',
@@ -383,7 +456,7 @@ describe('Function: parseDeploymentDocument', () => {
   });
 
   it('applies the deployment rules after parsing', () => {
-    const yaml = JSON.stringify({ ...validInput(), vms: [{ name: 'web1', network: 'app-net', netwrok: 'x' }] });
+    const yaml = JSON.stringify({ ...validInput(), vms: [{ name: 'web1', network: 'app-net', image: 'i', flavor: 'f', netwrok: 'x' }] });
 
     expect(() => parseDeploymentDocument(yaml)).toThrow('vms[0]: unknown key "netwrok"');
   });
