@@ -141,7 +141,7 @@ export interface CloudContext {
 export interface VmInfo {
   name: string;
   /** The cloud's id of the server. */
-  id: string;
+  id?: string;
   /** Address reachable from the bastion (the VM's fixed private address). */
   address: string;
   port: number;
@@ -180,8 +180,11 @@ export interface CloudDriver extends TokenIdentifier {
   describeBastion(ctx: CloudContext, bastion: BastionRef): Promise<BastionInfo>;
   /** Ingress rule on the bastion's group from `cidr` to `port`, marked with the deployment; adopted when it exists. */
   openBastionRule(ctx: CloudContext, input: { securityGroup: string; cidr: string; port: number }): Promise<{ ruleId: string }>;
-  /** Deletes the deployment's bastion rules: those ids, and any other rule on the group marked with the deployment. */
-  closeBastionRules(ctx: CloudContext, input: { securityGroup: string; ruleIds: string[] }): Promise<{ deleted: string[] }>;
+  /**
+   * Deletes the deployment's bastion rules: the recorded ones (by id), and any other rule on the
+   * group marked with the deployment. Gone is deleted.
+   */
+  closeBastionRules(ctx: CloudContext, input: { securityGroup: string; recorded: readonly CloudResourceRef[] }): Promise<{ deleted: string[] }>;
   /** Lets the deployment's key log in to the bastion and forward TCP (OpenStack: server metadata). */
   grantBastionAccess(ctx: CloudContext, input: { server: string; publicKey: string }): Promise<void>;
   revokeBastionAccess(ctx: CloudContext, input: { server: string }): Promise<void>;
@@ -205,6 +208,9 @@ export interface CloudDriver extends TokenIdentifier {
    * networks); gone is deleted. Returns what was deleted.
    */
   deleteResources(ctx: CloudContext, refs: readonly CloudResourceRef[]): Promise<CloudResourceRef[]>;
-  /** Finds everything marked with the deployment (whatever the record says) and deletes it in reverse order. */
+  /**
+   * Finds every topology resource marked with the deployment (whatever the record says) and
+   * deletes it in reverse order. Bastion rules are left to closeBastionRules.
+   */
   sweep(ctx: CloudContext): Promise<CloudResourceRef[]>;
 }

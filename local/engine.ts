@@ -3,6 +3,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildEngineDeps, type EngineConfig } from '../adapters/aws/engineDeps.ts';
+import { cloudConfigFromEnv } from '../adapters/cloudDrivers.ts';
 import { executionEndedOutsideCleanup } from '../core/usecases/finalize.ts';
 import { fail } from '../core/usecases/release.ts';
 import { ErrorName } from '../core/errors.ts';
@@ -101,13 +102,19 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     };
     Object.assign(process.env, awsEnv);
+    // The local cloud speaks OpenStack (docs/OPENSTACK.md); sandboxes reach its bastions from loopback.
+    const cloudEnv = {
+      CTD_CLOUD: 'openstack',
+      CTD_KEYSTONE_URL: `${cloud.url}/identity/v3`,
+      CTD_EGRESS_ADDRESSES: '127.0.0.1',
+    };
     const config: EngineConfig = {
       region: REGION,
       tableName: TABLE_NAME,
       kmsKeyId: kms.keyId,
       stateMachineArn,
       clusterArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/ctd-local`,
-      cloud: { kind: backend.kind, endpoint: cloud.url },
+      cloud: cloudConfigFromEnv(cloudEnv),
       consoleBaseUrl: `http://127.0.0.1:${consolePort}`,
     };
     const baseEnv: Record<string, string> = {
@@ -115,8 +122,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       ...awsEnv,
       CTD_TABLE_NAME: TABLE_NAME,
       CTD_KMS_KEY_ID: kms.keyId,
-      CTD_CLOUD: backend.kind,
-      CTD_CLOUD_ENDPOINT: cloud.url,
+      ...cloudEnv,
       CTD_TIME_SCALE: String(timeScale),
       CTD_ANSIBLE_PLUGINS_DIR: fileURLToPath(new URL('../sandbox/ansible/callback_plugins', import.meta.url)),
     };

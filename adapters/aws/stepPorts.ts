@@ -1,6 +1,6 @@
 import { systemClock } from '../../core/ports.ts';
 import type { Clock, CloudDriver, DeploymentStore, ExecutionService, SecretVault } from '../../core/ports.ts';
-import { cloudDriverFor, type CloudConfig } from '../cloudDrivers.ts';
+import { cloudConfigFromEnv, cloudDriverFor, type CloudConfig } from '../cloudDrivers.ts';
 import { createDocumentClient, createKmsClient, createSfnClient } from './clients.ts';
 import { DynamoDeploymentStore } from './dynamoStore.ts';
 import { KmsSecretVault } from './kmsVault.ts';
@@ -30,7 +30,7 @@ export function engineConfigFromEnv(env: NodeJS.ProcessEnv): EngineConfig {
     kmsKeyId: env.CTD_KMS_KEY_ID ?? '',
     stateMachineArn: env.CTD_STATE_MACHINE_ARN ?? '',
     clusterArn: env.CTD_CLUSTER_ARN ?? '',
-    cloud: { kind: env.CTD_CLOUD ?? 'local', endpoint: env.CTD_CLOUD_ENDPOINT ?? '' },
+    cloud: cloudConfigFromEnv(env),
     ...(env.CTD_CONSOLE_URL ? { consoleBaseUrl: env.CTD_CONSOLE_URL } : {}),
   };
 }

@@ -2,6 +2,7 @@ import { ErrorName, StepError } from '../../core/errors.ts';
 import { classifyPlaybookResult, parseReport, summarizeStats } from '../ansible/classify.ts';
 import { runPlaybook } from '../ansible/runPlaybook.ts';
 import { ansibleEnv, prepareWorkspace } from '../ansible/workspace.ts';
+import { bastionForStep, pinnedVms } from '../ssh/forStep.ts';
 import { handOver } from '../stepUser.ts';
 import type { Action, ActionContext } from './types.ts';
 
@@ -28,14 +29,8 @@ export function createAnsibleAction(opts: AnsibleActionOptions = {}): Action {
     const spec = ctx.step.spec;
     if (spec.action !== 'ansible') throw new StepError(ErrorName.StepFailed, `step ${ctx.step.stepId} is not an ansible step`);
     const { bastion: bastionSpec } = ctx.topology;
-    const reported = await ctx.cloud.describeBastion(ctx.cloudCtx, bastionSpec.securityGroup);
-    const bastion = bastionSpec.hostKey ? { ...reported, hostKey: bastionSpec.hostKey } : reported;
-    const vms = await ctx.cloud.describeVms(ctx.cloudCtx);
-    const targets = spec.targets.map((name) => {
-      const vm = vms.find((v) => v.name === name);
-      if (!vm) throw new StepError(ErrorName.StepFailed, `target VM ${name} does not exist`);
-      return vm;
-    });
+    const bastion = await bastionForStep(ctx);
+    const targets = await pinnedVms(ctx, spec.targets);
 
     const ws = await prepareWorkspace({
       workDir: ctx.workDir,

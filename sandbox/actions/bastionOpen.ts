@@ -1,17 +1,22 @@
 import type { Action } from './types.ts';
 
 /**
- * System step `bastion-open`: admits this engine's egress address to the bastion's SSH port and
- * turns TCP forwarding on. The rule id is recorded before anything else can fail, so
- * bastion-close always knows what to delete.
+ * System step `bastion-open`: one ingress rule per egress address of the engine on the bastion's
+ * security group (each recorded by the driver the moment it exists, so bastion-close always
+ * knows what to delete), then the deployment's public key published on the bastion server, which
+ * grants it a login that may forward TCP (docs/OPENSTACK.md, "Bastion access").
  */
 export const bastionOpen: Action = async (ctx) => {
-  const { securityGroup, port } = ctx.topology.bastion;
-  const cidr = await ctx.cloud.egressCidr(ctx.cloudCtx);
-  const { ruleId } = await ctx.cloud.addBastionRule(ctx.cloudCtx, { securityGroup, cidr, port, description: `ctd:${ctx.deployment.deploymentId}` });
-  await ctx.recordDeployment({ bastionRuleId: ruleId });
-  ctx.log.line('engine', `bastion access open for ${cidr} (rule ${ruleId})`);
-  await ctx.cloud.setBastionForwarding(ctx.cloudCtx, { securityGroup, enabled: true });
-  ctx.log.line('engine', 'TCP forwarding enabled on the bastion');
-  return { ruleId };
+  const { securityGroup, server } = ctx.topology.bastion;
+  const cidrs = await ctx.cloud.egressCidrs(ctx.cloudCtx);
+  const port = ctx.topology.bastion.port ?? (await ctx.cloud.describeBastion(ctx.cloudCtx, { server, securityGroup })).port;
+  const ruleIds: string[] = [];
+  for (const cidr of cidrs) {
+    const { ruleId } = await ctx.cloud.openBastionRule(ctx.cloudCtx, { securityGroup, cidr, port });
+    ruleIds.push(ruleId);
+    ctx.log.line('engine', `bastion port ${port} open for ${cidr} (rule ${ruleId})`);
+  }
+  await ctx.cloud.grantBastionAccess(ctx.cloudCtx, { server, publicKey: ctx.sshKey.publicKey });
+  ctx.log.line('engine', `deployment key published on bastion ${server} (login with TCP forwarding)`);
+  return { ruleIds, cidrs, port };
 };

@@ -1,5 +1,5 @@
 import { ErrorName, StepError } from '../../core/errors.ts';
-import { sessionForStep } from '../ssh/forStep.ts';
+import { pinnedVms, sessionForStep } from '../ssh/forStep.ts';
 import { settleBounded } from '../ssh/targets.ts';
 import type { Action } from './types.ts';
 
@@ -26,12 +26,7 @@ export const ssh: Action = async (ctx) => {
   const spec = ctx.step.spec;
   if (spec.action !== 'ssh') throw new Error(`the ssh action cannot run a "${spec.action}" step`);
   const files = filesToPush(ctx.files, spec.files);
-  const known = await ctx.cloud.describeVms(ctx.cloudCtx);
-  const hosts = spec.targets.map((name) => {
-    const vm = known.find((v) => v.name === name);
-    if (!vm) throw new StepError(ErrorName.StepFailed, `VM ${name} does not exist (was it provisioned?)`);
-    return vm;
-  });
+  const hosts = await pinnedVms(ctx, spec.targets);
 
   const session = await sessionForStep(ctx);
   try {

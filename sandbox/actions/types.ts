@@ -1,6 +1,6 @@
 import type { Topology } from '../../core/deployment/schema.ts';
 import type { DeploymentRecord, StepRecord } from '../../core/model.ts';
-import type { CloudContext, CloudDriver } from '../../core/ports.ts';
+import type { CloudContext, CloudDriver, CloudResourceRef } from '../../core/ports.ts';
 import type { StepUser } from '../stepUser.ts';
 
 /** Where a step's output goes: the step log (stored, shown by `ctd logs`). Never pass secrets. */
@@ -26,7 +26,10 @@ export interface ActionContext {
   token: string;
   sshKey: DeploymentKey;
   cloud: CloudDriver;
+  /** Acts with the user's token; its `record`/`forget` write the deployment's cloud resource items. */
   cloudCtx: CloudContext;
+  /** What the deployment recorded in the cloud so far (deprovision and bastion-close delete from it). */
+  recordedResources(): Promise<CloudResourceRef[]>;
   /** A private, empty directory of this sandbox, removed when the step ends. */
   workDir: string;
   /** Who the user's own code runs as (a `run` command, ansible-playbook); unset: as the runner. */

@@ -4,7 +4,7 @@ import { dirname, join, normalize } from 'node:path';
 import { stringify } from 'yaml';
 import { writeBundle } from '../bundle.ts';
 import { ErrorName, StepError } from '../../core/errors.ts';
-import type { BastionInfo, VmInfo } from '../../core/ports.ts';
+import type { SshHost } from '../ssh/session.ts';
 
 /** The interpreter ansible must use on the VMs (the PATH python3 may be another one). */
 export const PYTHON = '/usr/bin/python3';
@@ -39,7 +39,7 @@ export function knownHostsLines(hosts: { address: string; port: number; hostKey:
  * ServerAlive* make a VM that dies under an open ControlPersist master fail fast instead of
  * hanging the next run for minutes.
  */
-export function sshCommonArgs(opts: { keyFile: string; knownHosts: string; bastion: BastionInfo; user: string }): string {
+export function sshCommonArgs(opts: { keyFile: string; knownHosts: string; bastion: SshHost; user: string }): string {
   const common = [
     '-o UserKnownHostsFile=' + opts.knownHosts,
     '-o StrictHostKeyChecking=yes',
@@ -75,8 +75,8 @@ export async function prepareWorkspace(input: {
   playbook: string;
   privateKey: string;
   user: string;
-  bastion: BastionInfo;
-  targets: VmInfo[];
+  bastion: SshHost;
+  targets: SshHost[];
   extraVars?: Record<string, string | number | boolean>;
 }): Promise<AnsibleWorkspace> {
   const { workDir } = input;
