@@ -107,10 +107,11 @@ def public_network(admin):
 def quotas(admin):
     demo = admin.identity.find_project('demo', domain_id='default')
     # Defaults (10 security groups, 10 instances, ...) are too few for parallel test runs.
-    admin.network.update_quota(demo.id, networks=100, subnets=100, ports=500, routers=50,
-                               floating_ips=100, security_groups=100,
-                               security_group_rules=1000)
-    admin.compute.update_quota_set(demo.id, instances=100, cores=200, ram=102400)
+    admin.network.put(f'/quotas/{demo.id}', json={'quota': {
+        'network': 100, 'subnet': 100, 'port': 500, 'router': 50, 'floatingip': 100,
+        'security_group': 100, 'security_group_rule': 1000}}).raise_for_status()
+    admin.compute.put(f'/os-quota-sets/{demo.id}', json={'quota_set': {
+        'instances': 100, 'cores': 200, 'ram': 102400}}).raise_for_status()
     log('demo quotas raised')
 
 

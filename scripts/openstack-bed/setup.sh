@@ -31,7 +31,9 @@ export OS_CLIENT_CONFIG_FILE=$BED/clouds.yaml OSBED_PASSWORD=$PW
 [ "$(id -u)" = 0 ] || { echo "setup.sh must run as root" >&2; exit 1; }
 umask 022
 mkdir -p "$BED"/{etc,log,run,pylib,state}
-chmod 700 "$BED"
+# MariaDB runs as user mysql and must reach run/ and log/; the passwords stay in etc/ and the
+# credential files (0600)
+chmod 755 "$BED"; chmod 700 "$BED/etc"
 
 # ---------------------------------------------------------------- timings
 T0=$(date +%s%N)
@@ -40,7 +42,17 @@ step() { # step MESSAGE: one timed line on stdout and in timings.log
   printf '[osbed] %s +%d.%ds %s\n' "$(date -u +%T)" $((ms / 1000)) $((ms % 1000 / 100)) "$*" | tee -a "$BED/timings.log"
 }
 echo "=== setup $(date -u +%FT%TZ)" >> "$BED/timings.log"
-fail() { step "FAILED: $*"; exit 1; }
+declare -A JOBS=()
+descendants() { local c; for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do descendants "$c"; echo "$c"; done; }
+fail() {
+  step "FAILED: $*"
+  # stop the migration jobs still running (the services they started are recorded for teardown)
+  local j p
+  for j in "${JOBS[@]}"; do
+    for p in $(descendants "$j") "$j"; do kill "$p" 2>/dev/null || true; done
+  done
+  exit 1
+}
 
 # ---------------------------------------------------------------- packages
 bash "$ROOT/.ci/install-openstack-bed.sh" > "$BED/log/apt.log" 2>&1 || { tail -30 "$BED/log/apt.log" >&2; fail "package install"; }
@@ -112,6 +124,9 @@ provider = fernet
 # 24 h, like Open Telekom Cloud's IAM tokens (keystone's default is 1 h)
 expiration = 86400
 [fernet_tokens]
+key_repository = $BED/keystone/fernet-keys
+[fernet_receipts]
+# bootstrap checks this repository too (default /etc/keystone/fernet-keys/)
 key_repository = $BED/keystone/fernet-keys
 [credential]
 key_repository = $BED/keystone/credential-keys
@@ -294,7 +309,11 @@ if [ ! -d "$DBDIR/mysql" ]; then
     || fail "mariadb-install-db (see $BED/log/mariadb-install.log)"
 fi
 launch mariadb mariadbd --defaults-file="$BED/etc/my.cnf"
-tcp_ready 3306 60 || fail "mariadb"
+until="$((SECONDS + 60))"
+until sql -e 'SELECT 1' > /dev/null 2>&1; do
+  ((SECONDS < until)) && running mariadb || fail "mariadb (see $BED/log/mariadb.out)"
+  sleep 0.2
+done
 sql <<EOF
 CREATE DATABASE IF NOT EXISTS keystone; CREATE DATABASE IF NOT EXISTS glance;
 CREATE DATABASE IF NOT EXISTS placement; CREATE DATABASE IF NOT EXISTS neutron;
@@ -340,6 +359,9 @@ job_neutron() {
   tcp_ready 5672 180
   launch neutron-server env PYTHONPATH="$BED/pylib" neutron-server --config-file "$BED/etc/neutron.conf"
 }
+# Debian ships /usr/bin wrappers only for the nova services whose packages are installed; the
+# others (python3-nova, pulled in by nova-api) run from their modules.
+nova_main() { echo "import sys; from nova.cmd.$1 import main; sys.argv[0] = 'nova-$1'; sys.exit(main())"; }
 job_nova() {
   local nm=(nova-manage --config-file "$BED/etc/nova.conf")
   if ! migrated nova; then
@@ -352,14 +374,10 @@ job_nova() {
     mark_migrated nova
   fi
   tcp_ready 5672 180
-  launch nova-conductor nova-conductor --config-file "$BED/etc/nova.conf" --log-file "$BED/log/nova-conductor.log"
-  launch nova-scheduler nova-scheduler --config-file "$BED/etc/nova.conf" --log-file "$BED/log/nova-scheduler.log"
+  launch nova-conductor "$PY" -c "$(nova_main conductor)" --config-file "$BED/etc/nova.conf" --log-file "$BED/log/nova-conductor.log"
+  launch nova-scheduler "$PY" -c "$(nova_main scheduler)" --config-file "$BED/etc/nova.conf" --log-file "$BED/log/nova-scheduler.log"
   launch nova-api nova-api --config-file "$BED/etc/nova.conf" --log-file "$BED/log/nova-api.log"
-  # nova-compute reports its inventory to placement (through keystone) as it starts
-  http_ready "$KS" 240 && http_ready http://$IP:8778/ 240
-  launch nova-compute nova-compute --config-file "$BED/etc/nova.conf" --log-file "$BED/log/nova-compute.log"
 }
-declare -A JOBS
 for j in placement glance neutron nova; do
   ( set -euo pipefail; "job_$j" ) > "$BED/log/job-$j.log" 2>&1 &
   JOBS[$j]=$!
@@ -369,6 +387,7 @@ done
 KM=(keystone-manage --config-file "$BED/etc/keystone.conf")
 if ! migrated keystone; then
   "${KM[@]}" db_sync > "$BED/log/keystone-manage.log" 2>&1 || fail "keystone db_sync (see $BED/log/keystone-manage.log)"
+  mark_migrated keystone
   step "keystone migrated"
 fi
 # What fernet_setup/credential_setup write (key 0 staged, key 1 primary), without two more
@@ -379,11 +398,11 @@ for d in fernet-keys credential-keys; do
   done
   chmod 600 "$BED/keystone/$d"/*
 done
-if ! migrated keystone; then
+if ! migrated keystone-bootstrap; then
   "${KM[@]}" bootstrap --bootstrap-password "$PW" --bootstrap-region-id RegionOne \
     --bootstrap-admin-url "$KS/" --bootstrap-internal-url "$KS/" --bootstrap-public-url "$KS/" \
-    >> "$BED/log/keystone-manage.log" 2>&1 || fail "keystone bootstrap"
-  mark_migrated keystone
+    >> "$BED/log/keystone-manage.log" 2>&1 || fail "keystone bootstrap (see $BED/log/keystone-manage.log)"
+  mark_migrated keystone-bootstrap
   step "keystone bootstrapped"
 fi
 launch keystone env OS_KEYSTONE_CONFIG_FILES="$BED/etc/keystone.conf" \
@@ -405,6 +424,9 @@ for url in http://$IP:8778/ http://$IP:9292/ http://$IP:9696/ http://$IP:8774/; 
   http_ready "$url" 180 || fail "$url"
 done
 step "all APIs answering"
+
+# nova-compute reports its inventory to placement as it starts: it needs the catalog and placement.
+launch nova-compute "$PY" -c "$(nova_main compute)" --config-file "$BED/etc/nova.conf" --log-file "$BED/log/nova-compute.log"
 
 # The scheduler maps the compute host into cell1 once nova-compute has registered it.
 until="$((SECONDS + 300))"

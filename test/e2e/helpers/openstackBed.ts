@@ -122,23 +122,23 @@ export async function revokeToken(keystoneUrl: string, actingToken: string, subj
 export type Json = Record<string, unknown>;
 
 /**
- * Plain REST calls with the admin's token: how the tests look at the cloud from outside the
- * driver. Neutron lists are filtered to one project; Nova lists use all_tenants.
+ * Plain REST calls with one user's token, apart from the driver: the admin's view is how the
+ * tests check the cloud from outside; the demo user's is how a tenant acts by hand.
  */
-export class AdminView {
+export class CloudView {
   private constructor(
     private readonly token: string,
     private readonly urls: { compute: string; network: string; image: string },
   ) {}
 
-  static async open(bed: Bed): Promise<AdminView> {
-    const t = await passwordToken(bed.admin);
+  static async open(who: CloudCredentials): Promise<CloudView> {
+    const t = await passwordToken(who);
     const url = (type: string): string => {
       const e = t.catalog.find((s) => s.type === type)?.endpoints.find((x) => x.interface === 'public');
       if (!e) throw new Error(`the admin catalog has no public ${type} endpoint`);
       return e.url.replace(/\/+$/, '');
     };
-    return new AdminView(t.token, { compute: url('compute'), network: url('network'), image: url('image') });
+    return new CloudView(t.token, { compute: url('compute'), network: url('network'), image: url('image') });
   }
 
   async request(method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Json }> {
@@ -181,7 +181,7 @@ export class AdminView {
     const r = await this.request('GET', `${this.urls.network}/v2.0/${collection}/${id}`);
     if (r.status === 404) return undefined;
     if (r.status >= 300) throw new Error(`GET ${collection}/${id} answered ${r.status}`);
-    return r.body[collection.replace(/-/g, '_').replace(/s$/, '').replace(/ie$/, 'y')] as Json;
+    return Object.values(r.body)[0] as Json; // { "<resource>": {...} }
   }
 
   async neutronPost(collection: string, resource: string, body: Json): Promise<{ status: number; body: Json }> {
@@ -192,14 +192,15 @@ export class AdminView {
     return (await this.request('DELETE', `${this.urls.network}/v2.0/${collection}/${id}`)).status;
   }
 
-  /** Servers of a project, with details (admin: all_tenants + project_id). */
+  /** Servers of a project, with details (all_tenants + project_id: the admin's view). */
   async servers(projectId: string): Promise<Json[]> {
     const body = await this.ok('GET', `${this.urls.compute}/servers/detail?${new URLSearchParams({ all_tenants: '1', project_id: projectId })}`);
     return body.servers as Json[];
   }
 
-  async server(id: string): Promise<Json | undefined> {
-    const r = await this.request('GET', `${this.urls.compute}/servers/${id}`, undefined, { 'openstack-api-version': 'compute 2.26' });
+  /** One server, or undefined on 404; 'compute 2.3' or later shows an admin its user data. */
+  async server(id: string, microversion = 'compute 2.26'): Promise<Json | undefined> {
+    const r = await this.request('GET', `${this.urls.compute}/servers/${id}`, undefined, { 'openstack-api-version': microversion });
     if (r.status === 404) return undefined;
     if (r.status >= 300) throw new Error(`GET servers/${id} answered ${r.status}`);
     return r.body.server as Json;
