@@ -209,8 +209,9 @@ export interface CloudDriver extends TokenIdentifier {
    */
   deleteResources(ctx: CloudContext, refs: readonly CloudResourceRef[]): Promise<CloudResourceRef[]>;
   /**
-   * Finds every topology resource marked with the deployment (whatever the record says) and
-   * deletes it in reverse order. Bastion rules are left to closeBastionRules.
+   * Deletes the deployment's topology: the `recorded` resources together with every resource
+   * still marked with the deployment (what a lost record forgot), all in reverse creation order.
+   * Bastion rules are left to closeBastionRules. Returns what was deleted.
    */
-  sweep(ctx: CloudContext): Promise<CloudResourceRef[]>;
+  sweep(ctx: CloudContext, recorded?: readonly CloudResourceRef[]): Promise<CloudResourceRef[]>;
 }

@@ -345,7 +345,7 @@ export class OpenStackDriver implements CloudDriver {
       if (!server) throw new StepError(ErrorName.ProvisioningError, `server ${vmName} disappeared while it was being created`);
       if (server.status === 'ACTIVE') return server;
       if (server.status === 'ERROR') {
-        const fault = server.fault?.message ? `: ${server.fault.message}` : ' (Nova gave no fault message)';
+        const fault = server.fault?.message.trim() ? `: ${server.fault.message.trim()}` : ' (Nova gave no fault message)';
         throw new StepError(ErrorName.ProvisioningError, `server ${vmName} went to ERROR${fault}`);
       }
       if (Date.now() >= deadline) {
@@ -398,7 +398,7 @@ export class OpenStackDriver implements CloudDriver {
       if (deletionRank(ref.kind) >= 0 && !unique.has(`${ref.kind}#${ref.id}`)) unique.set(`${ref.kind}#${ref.id}`, { ref, order });
     });
     // Reverse creation order: by kind, and within a kind the last created first.
-    const ordered = [...unique.values()].sort((a, b) => deletionRank(b.ref.kind) - deletionRank(a.ref.kind) || b.order - a.order).map((e) => e.ref);
+    const ordered = [...unique.values()].sort((a, b) => deletionRank(a.ref.kind) - deletionRank(b.ref.kind) || b.order - a.order).map((e) => e.ref);
     for (const ref of ordered) {
       await this.deleteOne(api, ref);
       await ctx.forget(ref);
@@ -443,10 +443,13 @@ export class OpenStackDriver implements CloudDriver {
     }
   }
 
-  /** Everything marked with the deployment, found without the store: names, tags, descriptions. */
-  async sweep(ctx: CloudContext): Promise<CloudResourceRef[]> {
+  /**
+   * The recorded resources plus everything marked with the deployment (names, tags, descriptions,
+   * server metadata), deleted together so the reverse order holds across both.
+   */
+  async sweep(ctx: CloudContext, recorded: readonly CloudResourceRef[] = []): Promise<CloudResourceRef[]> {
     const api = await this.apis(ctx.token);
-    const found: CloudResourceRef[] = [];
+    const found: CloudResourceRef[] = [...recorded];
     const tag = marks.tag(ctx.deploymentId);
     const add = (kind: ResourceKind, id: string, markedName: string) =>
       found.push({ kind, id, name: marks.topologyName(ctx.deploymentId, markedName) ?? markedName });

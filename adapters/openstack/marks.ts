@@ -27,10 +27,10 @@ export type ResourceKind = (typeof KINDS)[number];
 /** The bastion's rule is bastion-close's to delete, never the topology's deletion. */
 export const BASTION_RULE_KIND = 'bastionRule';
 
-/** Deletion order: the reverse of creation (floating IPs first, networks last). */
+/** Position in the deletion order, the reverse of creation (floating IPs 0, networks last); -1 for other kinds. */
 export function deletionRank(kind: string): number {
   const i = KINDS.indexOf(kind as ResourceKind);
-  return i < 0 ? -1 : KINDS.length - i;
+  return i < 0 ? -1 : KINDS.length - 1 - i;
 }
 
 /** An egress address as a rule's remote prefix: "203.0.113.7" → "203.0.113.7/32". */

@@ -3,8 +3,8 @@ import type { Action } from './types.ts';
 
 /**
  * `deprovision`: with `targets`, deletes those VMs (floating IP, server, port) only. Without,
- * deletes everything the deployment recorded in reverse creation order, then sweeps the cloud
- * for whatever is still marked with the deployment (a record lost to a crash). What is already
+ * deletes everything the deployment recorded together with whatever the cloud still shows
+ * marked with the deployment (a record lost to a crash), in reverse creation order. What is already
  * gone counts as deleted, so a retried or repeated deprovision succeeds.
  */
 export const deprovision: Action = async (ctx) => {
@@ -18,9 +18,12 @@ export const deprovision: Action = async (ctx) => {
     }
     return { deleted: vms.map((v) => v.name) };
   }
-  const deleted = await ctx.cloud.deleteResources(ctx.cloudCtx, recorded);
-  for (const ref of deleted) ctx.log.line('engine', `${ref.kind} ${ref.name} deleted`);
-  const swept = await ctx.cloud.sweep(ctx.cloudCtx);
-  for (const ref of swept) ctx.log.line('engine', `${ref.kind} ${ref.name} (${ref.id}) found by its mark and deleted`);
-  return { deleted: ctx.topology.vms.map((v) => v.name), resources: deleted.length + swept.length };
+  // One pass over the record and the marks together, so a lost port cannot block its group's deletion.
+  const deleted = await ctx.cloud.sweep(ctx.cloudCtx, recorded);
+  const known = new Set(recorded.map((r) => `${r.kind}#${r.id}`));
+  for (const ref of deleted) {
+    const how = known.has(`${ref.kind}#${ref.id}`) ? '' : ' (found by its mark: its record was lost)';
+    ctx.log.line('engine', `${ref.kind} ${ref.name} deleted${how}`);
+  }
+  return { deleted: ctx.topology.vms.map((v) => v.name), resources: deleted.length };
 };
