@@ -53,6 +53,7 @@ fail() {
   done
   exit 1
 }
+trap 'fail "interrupted"' TERM INT
 
 # ---------------------------------------------------------------- packages
 bash "$ROOT/.ci/install-openstack-bed.sh" > "$BED/log/apt.log" 2>&1 || { tail -30 "$BED/log/apt.log" >&2; fail "package install"; }

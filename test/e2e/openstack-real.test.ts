@@ -93,19 +93,41 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
     publicNetId = str(pub, 'id');
     bastionSgId = str(sg, 'id');
     bastionServerId = str(srv, 'id');
-  }, 120_000);
+    // A run that was killed may have left deployments on a bed that stays up between runs.
+    await cleanUp(await earlierRuns());
+  }, 600_000);
 
   afterAll(async () => {
-    // Whatever a failed test left: found by its marks, as the engine's sweep would.
-    if (!driver || !demo) return;
-    for (const id of USED) {
+    if (driver && demo) await cleanUp(USED);
+  }, 600_000);
+
+  /** Deployment ids of this suite's earlier runs that still own something in the demo project. */
+  async function earlierRuns(): Promise<string[]> {
+    const ids = new Set<string>();
+    const pattern = /^ctd[-:](e2e-[a-z]+-[0-9a-f]{6})[-:]/;
+    for (const collection of ['networks', 'routers', 'security-groups', 'ports', 'security-group-rules']) {
+      for (const r of await admin.neutron(collection, { project_id: demo.projectId })) {
+        const m = pattern.exec(str(r, 'name')) ?? pattern.exec(`${str(r, 'description')}:`);
+        if (m) ids.add(m[1]!);
+      }
+    }
+    for (const s of await admin.servers(demo.projectId)) {
+      const m = pattern.exec(str(s, 'name'));
+      if (m) ids.add(m[1]!);
+    }
+    return [...ids];
+  }
+
+  /** Removes what these deployments left: found by its marks, as the engine's sweep would. */
+  async function cleanUp(ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
       await driver.sweep(new Records().context(demo.token, id)).catch((e: unknown) => console.warn(`sweep ${id}: ${String(e)}`));
       for (const rule of await admin.neutron('security-group-rules', { security_group_id: bastionSgId })) {
         if (str(rule, 'description').startsWith(`ctd:${id}`)) await admin.neutronDelete('security-group-rules', str(rule, 'id'));
       }
       await admin.deleteServerMetadata(bastionServerId, `ctd-access-${id}`).catch(() => undefined);
     }
-  }, 300_000);
+  }
 
   const ownedBy = (dep: string) => (r: Json): boolean =>
     tags(r).includes(`ctd:${dep}`) || str(r, 'name').startsWith(`ctd-${dep}-`) || str(r, 'description').startsWith(`ctd:${dep}`);
