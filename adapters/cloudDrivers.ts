@@ -43,6 +43,8 @@ export function cloudDriverFor(config: CloudConfig): CloudDriver {
   } catch {
     throw new Error(`CTD_KEYSTONE_URL "${config.keystoneUrl}" is not a URL`);
   }
+  const bad = config.egressAddresses.find((a) => !/^([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)(\/[0-9]{1,3})?$/.test(a));
+  if (bad !== undefined) throw new Error(`CTD_EGRESS_ADDRESSES: "${bad}" is not an IP address or CIDR`);
   return new OpenStackDriver({
     keystoneUrl: config.keystoneUrl,
     egressCidrs: config.egressAddresses,

@@ -194,6 +194,11 @@ export interface CloudDriver extends TokenIdentifier {
   /** A security group with its rules. */
   ensureSecurityGroup(ctx: CloudContext, group: SecurityGroupSpec): Promise<void>;
   /**
+   * Lets the bastion reach the SSH port of every VM of the deployment (a group of the engine's own,
+   * added to each VM by ensureVm), whatever groups the topology declares.
+   */
+  ensureSshAccess(ctx: CloudContext, input: { bastionSecurityGroup: string }): Promise<void>;
+  /**
    * A VM with cloud-init user data on its network, in its groups, with a floating IP when asked.
    * Returns once the server is ACTIVE (bounded wait); a server in ERROR fails at once.
    */

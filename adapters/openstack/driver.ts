@@ -256,6 +256,26 @@ export class OpenStackDriver implements CloudDriver {
     }
   }
 
+  async ensureSshAccess(ctx: CloudContext, input: { bastionSecurityGroup: string }): Promise<void> {
+    const api = await this.apis(ctx.token);
+    const bastionGroup = await this.findOwnByRef(api, 'securityGroups', input.bastionSecurityGroup, "the bastion's security group");
+    const name = marks.name(ctx.deploymentId, marks.sshGroup);
+    const tag = marks.tag(ctx.deploymentId);
+    const sg = await this.adoptOrCreate(ctx, api, 'securityGroups', 'securityGroup', marks.sshGroup, { name }, { name, description: tag }, 'creating the SSH access group');
+    const wanted = {
+      security_group_id: sg.id,
+      direction: 'ingress',
+      ethertype: 'IPv4',
+      protocol: 'tcp',
+      port_range_min: 22,
+      port_range_max: 22,
+      remote_group_id: bastionGroup.id,
+      description: tag,
+    };
+    const id = await this.adoptOrCreateRule(ctx, api, wanted, 'letting the bastion reach the VMs over SSH');
+    await ctx.record({ kind: 'securityGroupRule', id, name: marks.sshGroup });
+  }
+
   /** A rule's `source`: a security group of the topology, else a CIDR (or a bare address). */
   private async ruleRemote(api: Apis, ctx: CloudContext, source: string): Promise<Record<string, string>> {
     if (/^[0-9a-f.:]+(\/\d+)?$/i.test(source)) return { remote_ip_prefix: asCidr(source) };
@@ -276,6 +296,8 @@ export class OpenStackDriver implements CloudDriver {
       if (!group) throw new StepError(ErrorName.StepFailed, `security group ${g} of VM ${vm.name} does not exist (provision the whole topology first)`);
       groupIds.push(group.id);
     }
+    const ssh = await this.findMarked(api, ctx, 'securityGroups', marks.sshGroup);
+    if (ssh) groupIds.push(ssh.id);
     const port = await this.adoptOrCreate(
       ctx,
       api,

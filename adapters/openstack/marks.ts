@@ -8,6 +8,11 @@ export const marks = {
   /** Neutron tag; also the description of floating IPs and security-group rules. */
   tag: (deploymentId: string): string => `ctd:${deploymentId}`,
   bastionRuleDescription: (deploymentId: string): string => `ctd:${deploymentId}:bastion`,
+  /**
+   * The topology name of the engine's own SSH group: a leading "-" no topology name may have
+   * (NAME_PATTERN), so it never collides with the user's groups.
+   */
+  sshGroup: '-ssh',
   /** Nova metadata on servers. */
   serverMetadataKey: 'ctd-deployment',
   /** Nova metadata on the bastion: the deployment's public key, read by its AuthorizedKeysCommand. */

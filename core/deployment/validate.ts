@@ -164,6 +164,8 @@ function crossFieldIssues(spec: DeploymentSpec): ValidationIssue[] {
     });
     if (vm.floatingIp && spec.externalNetwork === undefined) {
       add(`vms[${i}].floatingIp`, 'a floating IP needs externalNetwork (the network it is allocated from)');
+    } else if (vm.floatingIp && spec.networks.find((n) => n.name === vm.network)?.router === false) {
+      add(`vms[${i}].floatingIp`, `a floating IP needs a router on network ${JSON.stringify(vm.network)}, which sets router: false`);
     }
     const encoded = base64Length(renderUserData(vm, PUBLIC_KEY_OF_REAL_LENGTH));
     if (encoded > MAX_USER_DATA_BASE64_CHARS) {

@@ -9,7 +9,7 @@ const HOST_KEY_POLL_MS = 2000;
 
 /**
  * `provision`, in the order of docs/OPENSTACK.md: networks (subnet, router), security groups
- * (rules), then the VMs (port, server with cloud-init user data carrying the deployment's public
+ * (rules) and the engine's SSH group (port 22 from the bastion's group), then the VMs (port, server with cloud-init user data carrying the deployment's public
  * key, floating IP), each adopted when an earlier attempt made it. Ends with the bootstrap check:
  * every VM's host key must show on its console and the VM accept SSH through the bastion within
  * 180 s (scaled by timeScale), else Ctd.VmBootstrapTimeout. Networks and groups are created only
@@ -29,6 +29,8 @@ export const provision: Action = async (ctx) => {
       await ctx.cloud.ensureSecurityGroup(ctx.cloudCtx, group);
       ctx.log.line('engine', `security group ${group.name} ready`);
     }
+    await ctx.cloud.ensureSshAccess(ctx.cloudCtx, { bastionSecurityGroup: ctx.topology.bastion.securityGroup });
+    ctx.log.line('engine', 'SSH from the bastion to the VMs allowed');
   }
   const settled = await Promise.allSettled(
     vms.map(async (vm) => {

@@ -345,6 +345,42 @@ describe('Class: OpenStackDriver', () => {
     });
   });
 
+  describe('Method: ensureSshAccess', () => {
+    it("opens the VMs' port 22 to the bastion's group through a group of the engine's own", async () => {
+      const posted: unknown[] = [];
+      const { driver } = fakeCloud([
+        ['GET', /\/security-groups\/bastion$/, () => json(404, { NeutronError: { type: 'SecurityGroupNotFound', message: 'nope' } })],
+        ['GET', /\/security-groups\?name=bastion$/, () => json(200, { security_groups: [{ id: 'sg-b', name: 'bastion', project_id: PROJECT }] })],
+        ['GET', /\/security-groups\?name=ctd-/, () => json(200, { security_groups: [] })],
+        ['POST', /\/security-groups$/, (c) => (posted.push(c.body), json(201, { security_group: { id: 'sg-ssh', name: `ctd-${DEP}--ssh` } }))],
+        ['PUT', /\/tags\//, () => empty(201)],
+        ['GET', /\/security-group-rules\?security_group_id=sg-ssh$/, () => json(200, { security_group_rules: [] })],
+        ['POST', /\/security-group-rules$/, (c) => (posted.push(c.body), json(201, { security_group_rule: { id: 'rule-ssh', security_group_id: 'sg-ssh', direction: 'ingress' } }))],
+      ]);
+      const { ctx, recorded } = context();
+      await driver.ensureSshAccess(ctx, { bastionSecurityGroup: 'bastion' });
+      expect(posted).toEqual([
+        { security_group: { name: `ctd-${DEP}--ssh`, description: `ctd:${DEP}` } },
+        {
+          security_group_rule: {
+            security_group_id: 'sg-ssh',
+            direction: 'ingress',
+            ethertype: 'IPv4',
+            protocol: 'tcp',
+            port_range_min: 22,
+            port_range_max: 22,
+            remote_group_id: 'sg-b',
+            description: `ctd:${DEP}`,
+          },
+        },
+      ]);
+      expect(recorded).toEqual([
+        { kind: 'securityGroup', id: 'sg-ssh', name: '-ssh' },
+        { kind: 'securityGroupRule', id: 'rule-ssh', name: '-ssh' },
+      ]);
+    });
+  });
+
   describe('Deletion', () => {
     it('deletes in reverse creation order, counts 404 as deleted and forgets each', async () => {
       const order: string[] = [];

@@ -11,7 +11,7 @@ import { memoryDeps } from '../helpers/memoryEngine.ts';
 
 const body = {
   name: 'demo',
-  bastion: { address: '127.0.0.2', port: 2222, user: 'ctd', securityGroup: 'bastion' },
+  bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
   workflow: { steps: [{ id: 'a', action: 'run', command: 'true' }, { id: 'b', action: 'run', command: 'true' }] },
 };
 
@@ -96,5 +96,27 @@ describe('Function: runStep', () => {
     const { deps, deploymentId, runner } = await setup(async () => ({ ruleId: 'r1' }));
     await runStep(runner, { deploymentId, stepId: 'bastion-open', taskToken: 'open', taskArn: 'x' });
     expect(await deps.store.getStep(deploymentId, 'bastion-open')).toMatchObject({ status: 'succeeded', output: { ruleId: 'r1' }, attempt: 1 });
+  });
+
+  it("stores what the driver records the moment it records it, even when the step then fails", async () => {
+    const seen: unknown[] = [];
+    const { deps, deploymentId, runner } = await setup(async (ctx) => {
+      await ctx.cloudCtx.record({ kind: 'network', id: 'net-1', name: 'private' });
+      await ctx.cloudCtx.record({ kind: 'port', id: 'port-1', name: 'web1' });
+      seen.push(await deps.store.listCloudResources(deploymentId));
+      await ctx.cloudCtx.forget({ kind: 'port', id: 'port-1', name: 'web1' });
+      seen.push(await ctx.recordedResources());
+      throw new StepError(ErrorName.BackendUnreachable, 'The backend server is unreachable');
+    });
+    const outcome = await runStep(runner, { deploymentId, stepId: 'a', taskToken: 'sandbox-a', taskArn: 'x' });
+    expect(outcome).toMatchObject({ ok: false, error: ErrorName.BackendUnreachable });
+    expect(seen).toEqual([
+      [
+        { kind: 'network', id: 'net-1', name: 'private' },
+        { kind: 'port', id: 'port-1', name: 'web1' },
+      ],
+      [{ kind: 'network', id: 'net-1', name: 'private' }],
+    ]);
+    expect(await deps.store.listCloudResources(deploymentId)).toEqual([{ kind: 'network', id: 'net-1', name: 'private' }]);
   });
 });

@@ -9,7 +9,7 @@ import { memoryDeps } from '../helpers/memoryEngine.ts';
 
 const deployment = (steps: { id: string; dependsOn?: string[] }[]) => ({
   name: 'demo',
-  bastion: { address: '127.0.0.2', port: 2222, user: 'ctd', securityGroup: 'bastion' },
+  bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
   workflow: { steps: steps.map((s) => ({ action: 'run', command: 'true', ...s })) },
 });
 
@@ -33,7 +33,7 @@ describe('Use-case: submitDeployment', () => {
 
   const base = () => ({
     ...deployment([{ id: 'a' }]),
-    vms: [{ name: 'web1', network: 'private' }],
+    vms: [{ name: 'web1', network: 'private', image: 'debian-12', flavor: 'm1.small' }],
     networks: [{ name: 'private' }],
   });
   it.each<[string, (d: ReturnType<typeof base>) => unknown, RegExp]>([

@@ -358,6 +358,11 @@ describe('Function: parseDeployment (OpenStack topology)', () => {
     expect(error.message).toBe('networks[0].router: a router needs externalNetwork (the network its gateway is on)');
   });
 
+  it('refuses a floating IP on a network without a router', () => {
+    const error = errorFor((d) => ((d.networks as Record<string, unknown>[])[0]!.router = false));
+    expect(error.message).toBe('vms[0].floatingIp: a floating IP needs a router on network "app-net", which sets router: false');
+  });
+
   it('accepts router: false without externalNetwork', () => {
     const input = structuredClone(validInput()) as unknown as Mutable;
     delete input.externalNetwork;
