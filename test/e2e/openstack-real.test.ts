@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { utils } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OpenStackDriver, TOKEN_REFUSED } from '../../adapters/openstack/index.ts';
@@ -34,6 +34,13 @@ function deploymentId(label: string): string {
   USED.push(id);
   return id;
 }
+
+/**
+ * An egress address of its own per test (a documentation address: a Neutron record, no packet).
+ * Neutron keeps one rule per (group, direction, protocol, port, remote prefix): two deployments
+ * or test runs opening the same bastion from the same address share a single rule.
+ */
+const egressAddress = (): string => `192.0.2.${randomInt(1, 255)}`;
 
 /** What the store would keep: the driver records every id the moment it exists. */
 class Records {
@@ -313,24 +320,26 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
     lap('checks');
 
     // ---- bastion-open
-    const cidrs = await driver.egressCidrs(ctx);
-    expect(cidrs).toEqual(['127.0.0.1/32']);
+    const egress = egressAddress();
+    const engine: CloudDriver = new OpenStackDriver({ keystoneUrl: bed.keystoneUrl, egressCidrs: [egress], pollIntervalMs: 500 });
+    const cidrs = await engine.egressCidrs(ctx);
+    expect(cidrs).toEqual([`${egress}/32`]);
     const ruleIds: string[] = [];
-    for (const cidr of cidrs) ruleIds.push((await driver.openBastionRule(ctx, { securityGroup: 'bastion', cidr, port: 22 })).ruleId);
-    await driver.grantBastionAccess(ctx, { server: 'bastion', publicKey: key });
+    for (const cidr of cidrs) ruleIds.push((await engine.openBastionRule(ctx, { securityGroup: 'bastion', cidr, port: 22 })).ruleId);
+    await engine.grantBastionAccess(ctx, { server: 'bastion', publicKey: key });
     lap('bastion-open');
     const rule = await admin.neutronGet('security-group-rules', ruleIds[0]!);
     expect(rule && [rule.security_group_id, rule.direction, rule.protocol, rule.port_range_min, rule.port_range_max, rule.remote_ip_prefix, rule.description]).toEqual([
-      bastionSgId, 'ingress', 'tcp', 22, 22, '127.0.0.1/32', `ctd:${dep}:bastion`,
+      bastionSgId, 'ingress', 'tcp', 22, 22, `${egress}/32`, `ctd:${dep}:bastion`,
     ]);
     expect(records.refs).toContainEqual(expect.objectContaining({ id: ruleIds[0] }));
     expect((await admin.serverMetadata(bastionServerId))[`ctd-access-${dep}`]).toBe(key);
     const [bastionFip] = await admin.neutron('floatingips', { project_id: demo.projectId, description: 'bastion' });
-    expect(await driver.describeBastion(ctx, BASTION)).toMatchObject({ address: bastionFip?.floating_ip_address, port: 22 });
+    expect(await engine.describeBastion(ctx, BASTION)).toMatchObject({ address: bastionFip?.floating_ip_address, port: 22 });
 
     // ---- bastion-close
-    const closed = await driver.closeBastionRules(ctx, { securityGroup: 'bastion', recorded: [...records.refs] });
-    await driver.revokeBastionAccess(ctx, { server: 'bastion' });
+    const closed = await engine.closeBastionRules(ctx, { securityGroup: 'bastion', recorded: [...records.refs] });
+    await engine.revokeBastionAccess(ctx, { server: 'bastion' });
     lap('bastion-close');
     expect(closed.deleted).toEqual(ruleIds);
     expect(await admin.neutronGet('security-group-rules', ruleIds[0]!)).toBeUndefined();
@@ -353,7 +362,8 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
     const dep = deploymentId('dup');
     const records = new Records();
     const ctx = records.context(demo.token, dep);
-    const [cidr] = await driver.egressCidrs(ctx);
+    const engine: CloudDriver = new OpenStackDriver({ keystoneUrl: bed.keystoneUrl, egressCidrs: [egressAddress()] });
+    const [cidr] = await engine.egressCidrs(ctx);
     const tenant = await CloudView.open(bed.demo);
     // The tenant made the very same rule by hand.
     const byHand = await tenant.neutronPost('security-group-rules', 'security_group_rule', {
@@ -363,7 +373,7 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
     expect(byHand.status).toBe(201);
     const handId = str(byHand.body.security_group_rule as Json, 'id');
     try {
-      const { ruleId } = await driver.openBastionRule(ctx, { securityGroup: 'bastion', cidr: cidr!, port: 22 });
+      const { ruleId } = await engine.openBastionRule(ctx, { securityGroup: 'bastion', cidr: cidr!, port: 22 });
       expect(ruleId).toBe(handId);
       expect(records.refs).toContainEqual(expect.objectContaining({ id: handId }));
       const same = (await admin.neutron('security-group-rules', { security_group_id: bastionSgId })).filter(
@@ -371,7 +381,7 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
       );
       expect(same.map((r) => r.id)).toEqual([handId]);
 
-      const closed = await driver.closeBastionRules(ctx, { securityGroup: 'bastion', recorded: [...records.refs] });
+      const closed = await engine.closeBastionRules(ctx, { securityGroup: 'bastion', recorded: [...records.refs] });
       expect(closed.deleted).toContain(handId);
       expect(await admin.neutronGet('security-group-rules', handId)).toBeUndefined();
     } finally {
@@ -460,7 +470,8 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
 
     // A new context with no records: what a deprovision sees after the store lost them.
     const swept = await driver.sweep(new Records().context(demo.token, dep));
-    const created = [...before.networks, ...before.subnets, ...before.routers, ...before.securityGroups, ...before.rules, ...before.servers, ...before.floatingIps];
+    // (the groups' rules go with their groups)
+    const created = [...before.networks, ...before.subnets, ...before.routers, ...before.securityGroups, ...before.servers, ...before.floatingIps];
     expect(swept.map((r) => r.id)).toEqual(expect.arrayContaining(created.map((r) => str(r, 'id'))));
     await expectNothingLeft(dep, remember(before));
   });
