@@ -2,6 +2,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { utils } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OpenStackDriver, TOKEN_REFUSED } from '../../adapters/openstack/index.ts';
+import { renderUserData } from '../../core/cloudInit.ts';
 import { NetworkSchema, SecurityGroupSchema, VmSchema, type VmSpec } from '../../core/deployment/schema.ts';
 import { ERROR_TABLE, ErrorName, StepError } from '../../core/errors.ts';
 import type { CloudContext, CloudDriver, CloudResourceRef, VmInfo } from '../../core/ports.ts';
@@ -197,24 +198,30 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
   }
 
   const publicKey = (): string => utils.generateKeyPairSync('ed25519', { comment: 'ctd-e2e' }).public;
-  const userData = (key: string): string => `#cloud-config\nusers:\n  - name: ctd\n    ssh_authorized_keys:\n      - ${key}\n`;
 
   function vm(input: Record<string, unknown>): VmSpec {
     return VmSchema.parse({ image: 'debian-12', flavor: 'm1.small', ...input });
   }
 
-  /** What the provision step does with a topology: networks, then groups, then VMs. */
+  /**
+   * What the provision action does with a topology (sandbox/actions/provision.ts): networks, then
+   * groups, then the engine's SSH group, then the VMs in parallel with their cloud-init user data.
+   */
   async function provision(
     ctx: CloudContext,
-    t: { networks: Record<string, unknown>[]; securityGroups: Record<string, unknown>[]; vms: VmSpec[]; userData: string },
+    t: { networks: Record<string, unknown>[]; securityGroups: Record<string, unknown>[]; vms: VmSpec[]; publicKey: string },
   ): Promise<VmInfo[]> {
     for (const [index, n] of t.networks.entries()) {
       await driver.ensureNetwork(ctx, { network: NetworkSchema.parse(n), index, externalNetwork: 'public' });
     }
     for (const g of t.securityGroups) await driver.ensureSecurityGroup(ctx, SecurityGroupSchema.parse(g));
-    const out: VmInfo[] = [];
-    for (const v of t.vms) out.push(await driver.ensureVm(ctx, { vm: v, userData: t.userData, externalNetwork: 'public' }));
-    return out;
+    await driver.ensureSshAccess(ctx, { bastionSecurityGroup: 'bastion' });
+    const settled = await Promise.allSettled(
+      t.vms.map((v) => driver.ensureVm(ctx, { vm: v, userData: renderUserData(v, t.publicKey), externalNetwork: 'public' })),
+    );
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return settled.map((r) => (r as PromiseFulfilledResult<VmInfo>).value);
   }
 
   const TWO_NETWORKS = {
@@ -241,13 +248,12 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
     };
 
     // ---- provision
+    const webSpec = vm({ name: 'web1', network: 'front', securityGroups: ['web'], floatingIp: true });
+    const dbSpec = vm({ name: 'db1', network: 'back', securityGroups: ['db'], userData: { runcmd: ['echo db'] } });
     const vms = await provision(ctx, {
       ...TWO_NETWORKS,
-      vms: [
-        vm({ name: 'web1', network: 'front', securityGroups: ['web'], floatingIp: true }),
-        vm({ name: 'db1', network: 'back', securityGroups: ['db'] }),
-      ],
-      userData: userData(key),
+      vms: [webSpec, dbSpec],
+      publicKey: key,
     });
     lap('provision');
     expect(vms.map((v) => [v.name, v.status])).toEqual([['web1', 'active'], ['db1', 'active']]);
@@ -277,6 +283,9 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
     // security groups and their marked rules
     const web = byName(m.securityGroups, 'web');
     const db = byName(m.securityGroups, 'db');
+    // the engine's own group: port 22 from the bastion's group, on every VM's port
+    const ssh = byName(m.securityGroups, '-ssh');
+    expect(m.securityGroups).toHaveLength(3);
     const ruleOf = (g: Json): Json[] => m.rules.filter((r) => r.security_group_id === g.id);
     expect(ruleOf(web).map((r) => [r.direction, r.protocol, r.port_range_min, r.port_range_max, r.description])).toEqual([
       ['ingress', 'tcp', 8080, 8080, `ctd:${dep}`],
@@ -284,22 +293,26 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
     expect(ruleOf(db).map((r) => [r.direction, r.protocol, r.port_range_min, r.remote_ip_prefix, r.description])).toEqual([
       ['ingress', 'tcp', 5432, '10.61.1.0/24', `ctd:${dep}`],
     ]);
+    expect(ruleOf(ssh).map((r) => [r.direction, r.protocol, r.port_range_min, r.port_range_max, r.remote_group_id, r.description])).toEqual([
+      ['ingress', 'tcp', 22, 22, bastionSgId, `ctd:${dep}`],
+    ]);
     // ports: one per VM, on its network, in its groups, tagged
     const web1Port = byName(m.ports, 'web1');
     const db1Port = byName(m.ports, 'db1');
-    expect([web1Port.network_id, web1Port.security_groups]).toEqual([front.id, [web.id]]);
-    expect([db1Port.network_id, db1Port.security_groups]).toEqual([back.id, [db.id]]);
+    const groupsOf = (p: Json): string[] => [...(p.security_groups as string[])].sort();
+    expect([web1Port.network_id, groupsOf(web1Port)]).toEqual([front.id, [str(web, 'id'), str(ssh, 'id')].sort()]);
+    expect([db1Port.network_id, groupsOf(db1Port)]).toEqual([back.id, [str(db, 'id'), str(ssh, 'id')].sort()]);
     for (const p of [web1Port, db1Port]) expect(tags(p)).toContain(`ctd:${dep}`);
     // servers: ACTIVE, on their port, marked, with the user data as given
     const web1 = byName(m.servers, 'web1');
     const db1 = byName(m.servers, 'db1');
     expect(m.servers).toHaveLength(2);
-    for (const [server, port] of [[web1, web1Port], [db1, db1Port]] as const) {
+    for (const [server, port, spec] of [[web1, web1Port, webSpec], [db1, db1Port, dbSpec]] as const) {
       expect(server.status).toBe('ACTIVE');
       expect((server.metadata as Record<string, string>)['ctd-deployment']).toBe(dep);
       expect(port.device_id).toBe(server.id);
       const detail = await admin.server(str(server, 'id'), 'compute 2.3');
-      expect(Buffer.from(str(detail!, 'OS-EXT-SRV-ATTR:user_data'), 'base64').toString()).toBe(userData(key));
+      expect(Buffer.from(str(detail!, 'OS-EXT-SRV-ATTR:user_data'), 'base64').toString()).toBe(renderUserData(spec, key));
     }
     expect(vms.map((v) => v.id).sort()).toEqual([str(web1, 'id'), str(db1, 'id')].sort());
     // one floating IP, on web1's port, marked
@@ -398,7 +411,7 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
       securityGroups: [{ name: 'app', rules: [{ protocol: 'tcp', port: 80 }] }],
       // the bed's flavor that requires a trait no compute host has: the scheduler finds no host
       vms: [vm({ name: 'doomed', network: 'solo', securityGroups: ['app'], flavor: 'm1.unschedulable' })],
-      userData: userData(publicKey()),
+      publicKey: publicKey(),
     };
     const attempt = async (): Promise<StepError> => {
       const err: unknown = await provision(ctx, topology).then(() => undefined, (e: unknown) => e);
@@ -463,7 +476,7 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
     await provision(ctx, {
       ...TWO_NETWORKS,
       vms: [vm({ name: 'app1', network: 'front', securityGroups: ['web'], floatingIp: true }), vm({ name: 'app2', network: 'back', securityGroups: ['db'] })],
-      userData: userData(publicKey()),
+      publicKey: publicKey(),
     });
     const before = await marked(dep);
     expect([before.networks.length, before.routers.length, before.servers.length, before.floatingIps.length]).toEqual([2, 2, 2, 1]);
