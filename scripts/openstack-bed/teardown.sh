@@ -23,7 +23,6 @@ stop() { # NAME
   [ -s "$f" ] || return 0
   sid=$(cat "$f")
   pids=$(members "$sid" | tr '\n' ' ')
-  alive "$sid" && pids="$sid $pids"
   if [ -z "${pids// /}" ]; then rm -f "$f"; return 0; fi
   if [ "$name" = rabbitmq ]; then
     kill -TERM "$sid" 2>/dev/null   # its start script traps TERM and stops the node cleanly
