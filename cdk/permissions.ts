@@ -22,8 +22,11 @@ export const TABLE_ACTIONS = {
 
 export type TableAccess = keyof typeof TABLE_ACTIONS;
 
-/** The step runner reads its step and secrets, and writes its progress and log lines. */
-export const SANDBOX_TABLE_ACCESS: readonly TableAccess[] = ['read', 'write'];
+/**
+ * The step runner reads its step and secrets, writes its progress and log lines, and records the
+ * cloud resources it creates — and drops a record (DeleteItem) once the resource is deleted.
+ */
+export const SANDBOX_TABLE_ACCESS: readonly TableAccess[] = ['read', 'write', 'delete'];
 
 export function stateMachineArn(scope: Construct): string {
   return Stack.of(scope).formatArn({

@@ -31,7 +31,7 @@ const strokeOf = (el: unknown) => (globalThis as unknown as { getComputedStyle(e
 function failingWorkflow(bastionAddress: string) {
   return {
     name: 'shop-release',
-    bastion: { address: bastionAddress, port: 2222, user: 'ctd', securityGroup: 'bastion' },
+    bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
     workflow: {
       steps: [
         { id: 'fetch', action: 'run', command: 'echo fetching release 4.2; sleep 1' },
@@ -48,7 +48,7 @@ function failingWorkflow(bastionAddress: string) {
 function longWorkflow(bastionAddress: string) {
   return {
     name: 'nightly-reindex',
-    bastion: { address: bastionAddress, port: 2222, user: 'ctd', securityGroup: 'bastion' },
+    bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
     workflow: {
       steps: [
         { id: 'snapshot', action: 'run', command: 'echo snapshot taken' },

@@ -136,7 +136,7 @@ describe.skipIf(!runSuite)('Local engine on the netns test bed (real OpenSSH, nf
       deployment('no-forwarding', ['web1'], [
         { id: 'provision', action: 'provision' },
         // Holds the workflow after provision: the window in which the access item is removed.
-        { id: 'hold', action: 'run', command: 'sleep 3', dependsOn: ['provision'] },
+        { id: 'hold', action: 'run', command: 'sleep 15', dependsOn: ['provision'] },
         { id: 'hello', action: 'ssh', targets: ['web1'], files: [], command: 'echo hello', dependsOn: ['hold'] },
       ]),
     );
@@ -161,7 +161,7 @@ describe.skipIf(!runSuite)('Local engine on the netns test bed (real OpenSSH, nf
         ['web1', 'web2'],
         [
           { id: 'provision', action: 'provision' },
-          { id: 'hold', action: 'run', command: 'sleep 3', dependsOn: ['provision'] },
+          { id: 'hold', action: 'run', command: 'sleep 15', dependsOn: ['provision'] },
           // 300 s × 0.2 = 60 s of real time: room for two attempts of ansible's unscaled ~11 s detection.
           { id: 'ping', action: 'ansible', targets: ['web1', 'web2'], playbook: 'ping.yml', timeoutSeconds: 300, dependsOn: ['hold'] },
         ],

@@ -79,12 +79,12 @@ describe('Engine through the bastion: access', () => {
     expect(await bastionRules(t.stateDir)).toEqual([]);
   });
 
-  it('fails the ssh step with a clear error when the bastion\'s TCP forwarding is off', async () => {
+  it('fails the ssh step with a clear error when the bastion no longer admits the deployment key', async () => {
     const body = topology(
       [{ name: 'web1' }],
       [
         { id: 'provision', action: 'provision' },
-        { id: 'pause', action: 'run', command: 'sleep 3', dependsOn: ['provision'] },
+        { id: 'pause', action: 'run', command: 'sleep 15', dependsOn: ['provision'] },
         { id: 'hello', action: 'ssh', targets: ['web1'], files: [], command: 'echo reached', dependsOn: ['pause'] },
       ],
     );
