@@ -28,7 +28,7 @@ const runSuite = haveChromium();
 const strokeOf = (el: unknown) => (globalThis as unknown as { getComputedStyle(e: unknown): { stroke: string } }).getComputedStyle(el).stroke;
 
 /** `run` steps only: no VMs. "migrate" fails while its sibling "long" still runs; two steps depend on both. */
-function failingWorkflow(bastionAddress: string) {
+function failingWorkflow() {
   return {
     name: 'shop-release',
     bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
@@ -45,7 +45,7 @@ function failingWorkflow(bastionAddress: string) {
   };
 }
 
-function longWorkflow(bastionAddress: string) {
+function longWorkflow() {
   return {
     name: 'nightly-reindex',
     bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
@@ -83,7 +83,7 @@ describe.skipIf(!runSuite)('Web console in Chromium', () => {
   const open = (hash: string) => page.goto(`${t.engine.consoleUrl}/#${hash}?token=${encodeURIComponent(t.token)}`);
 
   it('shows a failing deployment live: colours change, the failed step explains itself, siblings abort, dependents skip', async () => {
-    const { deploymentId } = await t.client.submit(failingWorkflow(t.bastionAddress) as never);
+    const { deploymentId } = await t.client.submit(failingWorkflow() as never);
     await open(`/deployments/${deploymentId}`);
     // The token left the address bar at once.
     expect(page.url()).not.toContain('token=');
@@ -134,7 +134,7 @@ describe.skipIf(!runSuite)('Web console in Chromium', () => {
   }, 180_000);
 
   it('cancels another deployment from the page, after a confirmation', async () => {
-    const { deploymentId } = await t.client.submit(longWorkflow(t.bastionAddress) as never);
+    const { deploymentId } = await t.client.submit(longWorkflow() as never);
     await open(`/deployments/${deploymentId}`);
     await expect.poll(() => nodeStatus('reindex'), { timeout: 60_000, interval: 100 }).toBe('running');
 

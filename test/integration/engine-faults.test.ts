@@ -1,6 +1,7 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorName } from '../../core/errors.ts';
-import { groupAlive, runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
+import { groupAlive, processAlive, runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
 
 /**
  * Faults through the whole engine, with time scaled by 0.05: HeartbeatSeconds 300 becomes 15 s,
@@ -25,6 +26,22 @@ async function runningGroup(deploymentId: string, stepId: string): Promise<numbe
   throw new Error(`no sandbox for ${stepId}`);
 }
 
+/** Host pids of the live (not zombie) processes whose command line is exactly `argv`. */
+function processesRunning(argv: string[]): number[] {
+  const wanted = `${argv.join('\0')}\0`;
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8') === wanted;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number)
+    .filter(processAlive);
+}
+
 describe('Local engine: a sandbox that stops heartbeating', () => {
   it('fails its step with States.HeartbeatTimeout, kills the sandbox and still cleans up', async () => {
     const { deploymentId } = await t.client.submit(runDeployment([{ id: 'hang', command: 'sleep 120' }]));
@@ -41,13 +58,17 @@ describe('Local engine: a sandbox that stops heartbeating', () => {
 
 describe('Local engine: cancel', () => {
   it('stops running sandboxes (their processes are gone), skips the rest and still runs Cleanup', async () => {
+    // A duration no other process on the machine uses: it finds the user's own processes, which run
+    // in a process group (and a pid namespace) of their own, apart from the runner's.
+    const marker = `${300 + (process.pid % 1000)}.${Date.now() % 100_000}`;
     const body = runDeployment([
-      { id: 'long', command: 'sleep 300 & sleep 300; wait' },
+      { id: 'long', command: `sleep ${marker} & sleep ${marker}; wait` },
       { id: 'after', command: 'true', dependsOn: ['long'] },
     ]);
     const { deploymentId } = await t.client.submit(body);
     const pgid = await runningGroup(deploymentId, 'long');
     expect(groupAlive(pgid)).toBe(true);
+    await expect.poll(() => processesRunning(['sleep', marker]).length, { timeout: 20_000 }).toBe(2);
 
     expect(await t.client.cancel(deploymentId)).toEqual({ deploymentId, status: 'CANCELLING' });
     const done = await t.waitForEnd(deploymentId);
@@ -55,6 +76,7 @@ describe('Local engine: cancel', () => {
     expect(status).toEqual({ 'bastion-open': 'succeeded', long: 'cancelled', after: 'cancelled', 'bastion-close': 'succeeded' });
     expect(done).toMatchObject({ status: 'CANCELLED', error: ErrorName.Cancelled });
     await expect.poll(() => groupAlive(pgid), { timeout: 10_000 }).toBe(false);
+    await expect.poll(() => processesRunning(['sleep', marker]), { timeout: 10_000 }).toEqual([]);
     await expect(t.client.cancel(deploymentId)).rejects.toMatchObject({ status: 409 });
   });
 });

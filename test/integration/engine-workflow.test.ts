@@ -1,6 +1,8 @@
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { DecryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StepView } from '../../core/api.ts';
 import { ErrorName } from '../../core/errors.ts';
@@ -20,14 +22,47 @@ afterAll(async () => {
 
 const at = (s: StepView | undefined, k: 'startedAt' | 'endedAt') => Date.parse(s?.[k] ?? 'x');
 
+/**
+ * A rendezvous the steps call from inside their sandboxes: a step's request is held until the
+ * other step's arrives too ("met <other>"), or answered "alone" after HOLD_MS. Only sandboxes
+ * running at the same time can meet.
+ */
+const HOLD_MS = 30_000;
+async function startRendezvous(): Promise<{ url: string; server: Server }> {
+  const waiting = new Map<string, (answer: string) => void>();
+  const server = createServer((req, res) => {
+    const who = decodeURIComponent(req.url?.slice(1) ?? '');
+    const other = [...waiting.keys()].find((k) => k !== who);
+    if (other) {
+      waiting.get(other)!(`met ${who}`);
+      waiting.delete(other);
+      res.end(`met ${other}`);
+      return;
+    }
+    const timer = setTimeout(() => {
+      waiting.delete(who);
+      res.end('alone');
+    }, HOLD_MS);
+    waiting.set(who, (answer) => {
+      clearTimeout(timer);
+      res.end(answer);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
 describe('Local engine: a DAG of run steps', () => {
   let id: string;
   let steps: Map<string, StepView>;
+  let rendezvous: { url: string; server: Server };
+  const meet = (who: string) => `${process.execPath} -e 'fetch("${rendezvous.url}/${who}").then((r) => r.text()).then(console.log)'`;
 
   beforeAll(async () => {
+    rendezvous = await startRendezvous();
     const body = runDeployment([
-      { id: 'fetch', command: 'sleep 0.5; echo fetched' },
-      { id: 'lint', command: 'sleep 0.5; echo linted' },
+      { id: 'fetch', command: `${meet('fetch')}; echo fetched` },
+      { id: 'lint', command: `${meet('lint')}; echo linted` },
       { id: 'build-api', command: 'echo api', dependsOn: ['fetch'] },
       { id: 'build-web', command: 'echo web', dependsOn: ['fetch'] },
       { id: 'test', command: 'echo tested', dependsOn: ['build-api', 'build-web'] },
@@ -37,7 +72,8 @@ describe('Local engine: a DAG of run steps', () => {
     const done = await t.waitForEnd(id);
     expect(done.status).toBe('SUCCEEDED');
     steps = new Map(done.steps.map((s) => [s.stepId, s]));
-  });
+  }, 120_000);
+  afterAll(() => new Promise<void>((resolve) => rendezvous?.server.close(() => resolve())));
 
   it('runs every step after all its dependencies ended, with bastion access opened first and closed last', () => {
     for (const s of steps.values()) {
@@ -52,11 +88,11 @@ describe('Local engine: a DAG of run steps', () => {
     }
   });
 
-  it('runs independent steps in parallel', () => {
-    const fetch = steps.get('fetch');
-    const lint = steps.get('lint');
-    expect(at(lint, 'startedAt')).toBeLessThan(at(fetch, 'endedAt'));
-    expect(at(fetch, 'startedAt')).toBeLessThan(at(lint, 'endedAt'));
+  // Seen from the sandboxes themselves: each step's command waited for the other's to arrive.
+  it('runs independent steps in parallel', async () => {
+    const stdout = async (step: string) => (await t.client.logs(id, { step })).lines.filter((l) => l.stream === 'stdout').map((l) => l.text);
+    expect(await stdout('fetch')).toEqual(['met lint', 'fetched']);
+    expect(await stdout('lint')).toEqual(['met fetch', 'linted']);
   });
 
   it('gives a run step the token but none of the engine\'s environment', async () => {

@@ -57,26 +57,29 @@ async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeo
   }
 }
 
-const TOKEN_MACHINE = JSON.stringify({
+/** At the engines' time scale 0.01, HeartbeatSeconds 30 is 300 ms. */
+const tokenMachine = (heartbeatSeconds = 30) => JSON.stringify({
   StartAt: 'Work',
   States: {
     Work: {
       Type: 'Task',
       Resource: 'arn:aws:states:::ecs:runTask.waitForTaskToken',
       Parameters: { Cluster: 'local', 'Token.$': '$$.Task.Token' },
-      HeartbeatSeconds: 30,
+      HeartbeatSeconds: heartbeatSeconds,
       TimeoutSeconds: 3000,
       Retry: [{ ErrorEquals: ['Ctd.BackendUnreachable'], IntervalSeconds: 10, MaxAttempts: 5, BackoffRate: 1 }],
       End: true,
     },
   },
 });
+const TOKEN_MACHINE = tokenMachine();
 
 describe('Local Step Functions over the AWS JSON 1.0 protocol', () => {
   it('serves start/describe/list/history and SendTaskSuccess/Heartbeat/Failure to SFNClient', async () => {
     const { router, call } = queueRouter();
     const { sfn, client } = await startEngine(router);
-    const stateMachineArn = sfn.createStateMachine('token', TOKEN_MACHINE);
+    // HeartbeatSeconds 200 = 2 s here: heartbeats every 200 ms leave a loaded machine a tenfold margin.
+    const stateMachineArn = sfn.createStateMachine('token', tokenMachine(200));
 
     const { executionArn, startDate } = await client.send(new StartExecutionCommand({ stateMachineArn, name: 'first', input: '{"n":1}' }));
     expect(startDate).toBeInstanceOf(Date);
@@ -84,11 +87,13 @@ describe('Local Step Functions over the AWS JSON 1.0 protocol', () => {
 
     const first = await call(1);
     expect(first.resource).toBe('arn:aws:states:::ecs:runTask.waitForTaskToken');
-    // HeartbeatSeconds 30 = 300 ms here; heartbeats over ~600 ms keep the task alive.
-    for (let i = 0; i < 4; i++) {
-      await new Promise((r) => setTimeout(r, 150));
+    // Heartbeats keep the task alive past its 2 s heartbeat limit (until 3 s after it started).
+    const aliveUntil = Date.now() + 3000;
+    while (Date.now() < aliveUntil) {
+      await new Promise((r) => setTimeout(r, 200));
       await client.send(new SendTaskHeartbeatCommand({ taskToken: first.taskToken }));
     }
+    expect((await client.send(new DescribeExecutionCommand({ executionArn }))).status).toBe('RUNNING');
     await client.send(new SendTaskFailureCommand({ taskToken: first.taskToken, error: 'Ctd.BackendUnreachable', cause: 'retry me' }));
     const second = await call(2);
     expect(second.taskToken).not.toEqual(first.taskToken);

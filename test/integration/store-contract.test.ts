@@ -1,3 +1,4 @@
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DynamoDeploymentStore } from '../../adapters/aws/dynamoStore.ts';
 import { MemoryDeploymentStore } from '../../adapters/memory/memoryStore.ts';
@@ -8,6 +9,8 @@ import { startTestDynamo } from '../helpers/dynalite.ts';
 
 interface Harness {
   store: DeploymentStore;
+  /** Every stored item's key (`pk sk`), read from outside the store; only where items exist. */
+  itemKeys?: () => Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -22,6 +25,10 @@ const implementations: { name: string; start(clock: Clock): Promise<Harness> }[]
       const dynamo = await startTestDynamo();
       return {
         store: new DynamoDeploymentStore({ client: dynamo.client, tableName: dynamo.tableName, clock }),
+        itemKeys: async () => {
+          const { Items = [] } = await dynamo.client.send(new ScanCommand({ TableName: dynamo.tableName, ConsistentRead: true }));
+          return Items.map((i) => `${String(i.pk)} ${String(i.sk)}`).sort();
+        },
         close: dynamo.close,
       };
     },
@@ -277,13 +284,36 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
   });
 
   describe('Method: deleteSecrets', () => {
+    // getSecrets answers undefined when either item is missing, so each item is checked on its own.
     it('removes the token and the SSH key, nothing else', async () => {
       await createDeployment(deployment('d-1'));
+      await createDeployment(deployment('d-2'));
+      await store.appendLogs('d-1', [logLine('build', 1, 0)]);
+      await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-1', 'hash-1');
+      const before = await harness.itemKeys?.();
+      const kept = async () => ({
+        deployment: await store.getDeployment('d-1'),
+        steps: await store.getSteps('d-1'),
+        files: await store.getFiles('d-1'),
+        logs: await store.getLogs('d-1'),
+        otherSecrets: await store.getSecrets('d-2'),
+      });
+      const expected = await kept();
+      expect(expected.files).not.toEqual({});
+      expect(expected.logs).toHaveLength(1);
+
+      await store.deleteSecrets('d-1');
+
+      expect(await store.getSecrets('d-1')).toBeUndefined();
+      expect(await kept()).toEqual(expected);
+      expect(await store.claimIdempotencyKey('tenant-a', 'key-1', 'd-3', 'hash-3')).toMatchObject({ claimed: false, deploymentId: 'd-1' });
+      if (before) {
+        const after = await harness.itemKeys!();
+        expect(before.filter((k) => !after.includes(k))).toEqual(['DEP#d-1 SECRET#sshkey', 'DEP#d-1 SECRET#token']);
+        expect(after.filter((k) => !before.includes(k))).toEqual([]);
+      }
       await store.deleteSecrets('d-1');
       expect(await store.getSecrets('d-1')).toBeUndefined();
-      expect(await store.getDeployment('d-1')).toBeDefined();
-      expect(await store.getSteps('d-1')).toHaveLength(1);
-      await store.deleteSecrets('d-1');
     });
   });
 

@@ -44,22 +44,55 @@ describe('State machine: deployment.asl.json', () => {
     expect(Object.keys(inner)).toEqual(expect.arrayContaining(['AwaitDependencies', 'RunStepInSandbox', 'RecordStepResult', 'RecordStepFailure', 'GracePeriod', 'AbortStragglers']));
   });
 
-  it.each(['RunStepInSandbox'])('%s retries exactly as the error table says', (name) => {
-    const retry = inner[name]?.Retry ?? [];
+  // The runner answers a sandbox's task token with an error table name, whatever the step's action.
+  const sandboxStates = allStates().filter(([, state]) => state.Type === 'Task' && state.Resource?.includes('ecs:runTask'));
+
+  it('finds the sandbox states that meet table errors', () => {
+    expect(sandboxStates.map(([name]) => name)).toEqual(expect.arrayContaining(['OpenBastionAccess', 'RunStepInSandbox', 'CloseBastionAccess']));
+  });
+
+  it.each(sandboxStates.map(([name]) => name))('%s retries exactly as the error table says', (name) => {
+    const state = allStates().find(([n]) => n === name)![1];
+    const retry = state.Retry ?? [];
     for (const policy of ERROR_TABLE) {
-      const entry = retry.find((r) => r.ErrorEquals.includes(policy.name));
+      // Step Functions uses the first retrier that matches; a wildcard before ours would win.
+      const entry = retry.find((r) => r.ErrorEquals.some((e) => e === policy.name || e === 'States.ALL' || e === 'States.TaskFailed'));
       if (!policy.retry) {
-        expect(entry, `${policy.name} must not be retried`).toBeUndefined();
+        expect(entry, `${name}: ${policy.name} must not be retried`).toBeUndefined();
         continue;
       }
-      expect(entry, `${policy.name} needs a Retry`).toBeDefined();
-      expect({ MaxAttempts: entry?.MaxAttempts, IntervalSeconds: entry?.IntervalSeconds, BackoffRate: entry?.BackoffRate }).toEqual({
+      expect(entry, `${name}: ${policy.name} needs a Retry`).toBeDefined();
+      expect({ MaxAttempts: entry?.MaxAttempts, IntervalSeconds: entry?.IntervalSeconds, BackoffRate: entry?.BackoffRate }, `${name}: ${policy.name}`).toEqual({
         MaxAttempts: policy.retry.maxAttempts,
         IntervalSeconds: policy.retry.intervalSeconds,
         BackoffRate: policy.retry.backoffRate,
       });
     }
-    expect(retry.some((r) => r.ErrorEquals.includes('States.ALL'))).toBe(false);
+    expect(state.Catch?.some((c) => c.ErrorEquals.includes('States.ALL')), `${name} catches what it does not retry`).toBe(true);
+  });
+
+  // Lambda tasks never meet a table error: the engine's use-cases throw plain errors, and the tokens
+  // of AwaitDependencies and GracePeriod are only ever answered with success (core/usecases/release.ts).
+  it('leaves table errors to the sandbox states: no Lambda task names one', () => {
+    for (const [name, state] of allStates()) {
+      if (state.Type !== 'Task' || !state.Resource?.includes(':lambda:')) continue;
+      const named = [...(state.Retry ?? []), ...(state.Catch ?? [])].flatMap((r) => r.ErrorEquals).filter((e) => e.startsWith('Ctd.'));
+      expect(named, name).toEqual([]);
+    }
+  });
+
+  // DESIGN.md's table, restated: the ASL and core/errors.ts must not drift together from it.
+  it('keeps the error table at the values DESIGN.md gives', () => {
+    const table = Object.fromEntries(ERROR_TABLE.map((p) => [p.name, p.retry ? { maxAttempts: p.retry.maxAttempts, ...(p.retry.maxAttempts > 1 ? { intervalSeconds: p.retry.intervalSeconds, backoffRate: p.retry.backoffRate } : {}) } : 'no retry']));
+    expect(table).toEqual({
+      [ErrorName.ProvisioningError]: { maxAttempts: 1 },
+      [ErrorName.BackendUnreachable]: { maxAttempts: 5, intervalSeconds: 10, backoffRate: 1 },
+      [ErrorName.VmBootstrapTimeout]: 'no retry',
+      [ErrorName.AnsibleUnreachable]: { maxAttempts: 1 },
+      [ErrorName.StepFailed]: 'no retry',
+      [ErrorName.StepAborted]: 'no retry',
+      [ErrorName.Cancelled]: 'no retry',
+    });
   });
 
   it('runs every sandbox with a heartbeat and every Task with an explicit time limit', () => {
