@@ -1,21 +1,14 @@
 /** IPv4 arithmetic for the netns hypervisor's address checks (networks, floating IPs). */
 
+import { ipToInt } from '../../openstack/ipv4.ts';
+
+export { ipToInt };
+
 export interface Cidr {
   /** Network address as an unsigned 32-bit integer. */
   base: number;
   bits: number;
   text: string;
-}
-
-export function ipToInt(ip: string): number | undefined {
-  const parts = ip.split('.');
-  if (parts.length !== 4) return undefined;
-  let n = 0;
-  for (const part of parts) {
-    if (!/^\d{1,3}$/.test(part) || Number(part) > 255) return undefined;
-    n = n * 256 + Number(part);
-  }
-  return n;
 }
 
 export function isIpv4(ip: string): boolean {
