@@ -24,9 +24,9 @@ export type TableAccess = keyof typeof TABLE_ACTIONS;
 
 /**
  * The step runner reads its step and secrets, writes its progress and log lines, and records the
- * cloud resources it creates — and drops a record (DeleteItem) once the resource is deleted.
+ * cloud resources it creates (dropping a record goes through BatchWriteItem, not DeleteItem).
  */
-export const SANDBOX_TABLE_ACCESS: readonly TableAccess[] = ['read', 'write', 'delete'];
+export const SANDBOX_TABLE_ACCESS: readonly TableAccess[] = ['read', 'write'];
 
 export function stateMachineArn(scope: Construct): string {
   return Stack.of(scope).formatArn({

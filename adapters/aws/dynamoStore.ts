@@ -507,8 +507,9 @@ export class DynamoDeploymentStore implements DeploymentStore {
       .map((r) => r.ref);
   }
 
+  /** Through BatchWriteItem, as the sandbox writes everything else: its role has no DeleteItem. */
   async forgetCloudResource(deploymentId: string, kind: string, id: string): Promise<void> {
-    await this.client.send(new DeleteCommand({ TableName: this.tableName, Key: itemKeys.cloudResource(deploymentId, kind, id) }));
+    await this.batchWrite([{ DeleteRequest: { Key: itemKeys.cloudResource(deploymentId, kind, id) } }]);
   }
 
   /** Strongly consistent: conditional updates are decided on what callers just read. */
