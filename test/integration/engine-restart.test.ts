@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { PRIVATE_KEY_MARKER } from '../helpers/agentless.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,7 +93,7 @@ describe('ctd local up + ctd deploy --wait', () => {
     // What the dead engine's sandboxes left: warm runners' dirs, and a key as an ansible step writes it.
     const left = await readdir(join(stateDir, 'sandboxes'));
     expect(left.length).toBeGreaterThan(0);
-    await writeFile(join(stateDir, 'sandboxes', left[0]!, 'id_ed25519'), '-----BEGIN OPENSSH PRIVATE KEY-----\n', { mode: 0o600 });
+    await writeFile(join(stateDir, 'sandboxes', left[0]!, 'id_ed25519'), `-----${PRIVATE_KEY_MARKER}-----\n`, { mode: 0o600 });
 
     restarted = await startTestEngine({ stateDir, loopbackBlock: block });
     const now = await readdir(join(stateDir, 'sandboxes')).catch(() => [] as string[]);
