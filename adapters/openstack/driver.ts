@@ -148,7 +148,10 @@ export class OpenStackDriver implements CloudDriver {
       description: marks.bastionRuleDescription(ctx.deploymentId),
     };
     const ruleId = await this.adoptOrCreateRule(ctx, api, wanted, `opening the bastion's port ${input.port} to ${cidr}`);
-    await ctx.record({ kind: BASTION_RULE_KIND, id: ruleId, name: 'bastion' });
+    // Neutron keeps one rule per (group, port, source): the one found may be the tenant's own rule,
+    // which already opens the port. Only an engine-made rule is recorded, so only one is ever deleted.
+    const rule = await api.neutron.get('securityGroupRules', ruleId, `reading bastion rule ${ruleId}`);
+    if (rule && isBastionRuleMark(rule.description)) await ctx.record({ kind: BASTION_RULE_KIND, id: ruleId, name: 'bastion' });
     return { ruleId };
   }
 
@@ -173,7 +176,8 @@ export class OpenStackDriver implements CloudDriver {
     const recordedIds = [...new Set(input.recorded.filter((r) => r.kind === BASTION_RULE_KIND).map((r) => r.id))];
     if (keptFor.length === 0) {
       for (const id of recordedIds) {
-        if (await api.neutron.get('securityGroupRules', id, `reading bastion rule ${id}`)) {
+        const rule = await api.neutron.get('securityGroupRules', id, `reading bastion rule ${id}`);
+        if (rule && isBastionRuleMark(rule.description)) {
           await api.neutron.remove('securityGroupRules', id, `deleting bastion rule ${id}`);
           deleted.push(id);
         }
@@ -450,7 +454,9 @@ export class OpenStackDriver implements CloudDriver {
         return;
       case 'router': {
         const ports = await api.neutron.list('ports', { device_id: ref.id }, `listing the interfaces of ${label}`);
-        for (const port of ports.filter((p) => p.device_owner.startsWith('network:router_interface'))) {
+        // Every interface on a subnet (HA routers name theirs network:ha_router_replicated_interface), not the gateway or HA ports.
+        const interfaces = ports.filter((p) => !['network:router_gateway', 'network:router_ha_interface'].includes(p.device_owner));
+        for (const port of interfaces) {
           for (const ip of port.fixed_ips) {
             if (ip.subnet_id) await api.neutron.routerInterface('remove', ref.id, ip.subnet_id, `disconnecting ${label} from its subnet`);
           }

@@ -21,8 +21,9 @@ export function loadSession(): Session | undefined {
   const fromLink = params.get('token');
   if (fromLink) {
     sessionStorage.setItem(TOKEN_KEY, fromLink);
-    const api = params.get('api');
-    if (api) localStorage.setItem(API_KEY, api);
+    // A link never chooses where the token is sent: a crafted one could aim every later sign-in at
+    // another host. Only the sign-in form sets another API; a token link resets to this origin's.
+    localStorage.removeItem(API_KEY);
     history.replaceState(null, '', `${location.pathname}${location.search}#${route.startsWith('token=') ? '/' : route}`);
   }
   const token = sessionStorage.getItem(TOKEN_KEY);

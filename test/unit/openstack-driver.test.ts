@@ -281,6 +281,9 @@ describe('Class: OpenStackDriver', () => {
         ['GET', /\/v2\.0\/security-groups\/bastion$/, () => json(404, { NeutronError: { type: 'SecurityGroupNotFound', message: 'not found' } })],
         ['GET', /\/v2\.0\/security-groups\?name=bastion$/, () => json(200, { security_groups: [{ id: 'sg-b', name: 'bastion', project_id: PROJECT }] })],
         ['GET', /\/v2\.0\/security-group-rules\?security_group_id=sg-b$/, () => json(200, { security_group_rules: [] })],
+        // The 409's rule is another deployment's engine-made rule (shared by both); the new one is ours.
+        ['GET', new RegExp(`/v2\\.0/security-group-rules/${existing}$`), () => json(200, { security_group_rule: { id: existing, security_group_id: 'sg-b', direction: 'ingress', description: 'ctd:d-earlier:bastion' } })],
+        ['GET', /\/v2\.0\/security-group-rules\/rule-new$/, () => json(200, { security_group_rule: { id: 'rule-new', security_group_id: 'sg-b', direction: 'ingress', description: `ctd:${DEP}:bastion` } })],
         [
           'POST',
           /\/v2\.0\/security-group-rules$/,
@@ -340,6 +343,21 @@ describe('Class: OpenStackDriver', () => {
       { kind: 'bastionRule', id: 'r-gone', name: 'bastion' },
       { kind: 'network', id: 'net-1', name: 'private' },
     ];
+
+    it("never records (so never deletes) the tenant's own identical rule that Neutron names in its 409", async () => {
+      const owners = 'a1b2c3d4-0000-4000-8000-000000000001';
+      const { driver } = fakeCloud([
+        ['GET', /\/v2\.0\/security-groups\/bastion$/, () => json(404, { NeutronError: { type: 'SecurityGroupNotFound', message: 'not found' } })],
+        ['GET', /\/v2\.0\/security-groups\?name=bastion$/, () => json(200, { security_groups: [{ id: 'sg-b', name: 'bastion', project_id: PROJECT }] })],
+        ['GET', /\/v2\.0\/security-group-rules\?security_group_id=sg-b$/, () => json(200, { security_group_rules: [] })],
+        ['POST', /\/v2\.0\/security-group-rules$/, () => json(409, { NeutronError: { type: 'SecurityGroupRuleExists', message: `Security group rule already exists. Rule id is ${owners}.` } })],
+        ['GET', new RegExp(`/v2\\.0/security-group-rules/${owners}$`), () => json(200, { security_group_rule: { id: owners, security_group_id: 'sg-b', direction: 'ingress', description: 'ssh from the office' } })],
+      ]);
+      const { ctx, recorded } = context();
+      const { ruleId } = await driver.openBastionRule(ctx, { securityGroup: 'bastion', cidr: '198.51.100.7/32', port: 22 });
+      expect(ruleId).toBe(owners);
+      expect(recorded).toEqual([]);
+    });
 
     it("the last deployment out deletes every engine-made bastion rule (recorded, unrecorded, another deployment's), never the owner's", async () => {
       const { driver, deletes } = bastionCloud(bastionRules, { ssh_port: '22' });
