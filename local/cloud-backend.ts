@@ -1,6 +1,3 @@
-import type { NetworkSpec, SecurityGroupSpec, VmSpec } from '../core/deployment/schema.ts';
-import type { BastionInfo, VmInfo } from '../core/ports.ts';
-
 /**
  * The local cloud's hypervisor: the machinery under the OpenStack front (local/cloud/). The
  * front owns every piece of OpenStack bookkeeping (projects, networks, subnets, ports, fixed
@@ -132,32 +129,4 @@ export interface BastionLogin {
   publicKey: string;
   /** Fixed IPs of the project's servers whose user data lists this key. */
   targets: string[];
-}
-
-/**
- * @deprecated The custom local-cloud REST API's backend, retired by the OpenStack front. Kept
- * only so backends/netns compiles until it implements {@link Hypervisor}.
- */
-export interface CloudScope {
-  tenantId: string;
-  deploymentId: string;
-}
-
-/** @deprecated See {@link CloudScope}: implement {@link Hypervisor} instead. */
-export interface CloudBackend {
-  readonly kind: 'local' | 'netns';
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  describeBastion(securityGroup: string): Promise<BastionInfo>;
-  egressCidr(): Promise<string>;
-  addBastionRule(scope: CloudScope, input: { securityGroup: string; cidr: string; port: number; description: string }): Promise<{ ruleId: string }>;
-  deleteBastionRule(scope: CloudScope, input: { securityGroup: string; ruleId: string }): Promise<void>;
-  setBastionForwarding(input: { securityGroup: string; enabled: boolean }): Promise<void>;
-  createNetwork(scope: CloudScope, spec: NetworkSpec): Promise<void>;
-  deleteNetwork(scope: CloudScope, name: string): Promise<void>;
-  createSecurityGroup(scope: CloudScope, spec: SecurityGroupSpec): Promise<void>;
-  deleteSecurityGroup(scope: CloudScope, name: string): Promise<void>;
-  createVm(scope: CloudScope, spec: VmSpec, userData: string): Promise<VmInfo>;
-  deleteVm(scope: CloudScope, name: string): Promise<void>;
-  describeVms(scope: CloudScope): Promise<VmInfo[]>;
 }
