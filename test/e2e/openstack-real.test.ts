@@ -371,34 +371,56 @@ describe.skipIf(!runSuite)('OpenStackDriver against a real OpenStack (Keystone, 
     console.log(`[openstack-real] ${times.join(', ')}`);
   });
 
-  it('adopts a bastion rule that already exists (409 SecurityGroupRuleExists) and bastion-close deletes it', SLOW, async () => {
-    const dep = deploymentId('dup');
-    const records = new Records();
-    const ctx = records.context(demo.token, dep);
-    const engine: CloudDriver = new OpenStackDriver({ keystoneUrl: bed.keystoneUrl, egressCidrs: [egressAddress()] });
-    const [cidr] = await engine.egressCidrs(ctx);
+  it("adopts an engine-made bastion rule that already exists (409 SecurityGroupRuleExists) and closes it; the tenant's own identical rule is used but never deleted", SLOW, async () => {
     const tenant = await CloudView.open(bed.demo);
-    // The tenant made the very same rule by hand.
-    const byHand = await tenant.neutronPost('security-group-rules', 'security_group_rule', {
-      security_group_id: bastionSgId, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp',
-      port_range_min: 22, port_range_max: 22, remote_ip_prefix: cidr,
-    });
-    expect(byHand.status).toBe(201);
-    const handId = str(byHand.body.security_group_rule as Json, 'id');
-    try {
-      const { ruleId } = await engine.openBastionRule(ctx, { securityGroup: 'bastion', cidr: cidr!, port: 22 });
-      expect(ruleId).toBe(handId);
-      expect(records.refs).toContainEqual(expect.objectContaining({ id: handId }));
-      const same = (await admin.neutron('security-group-rules', { security_group_id: bastionSgId })).filter(
-        (r) => r.direction === 'ingress' && r.port_range_min === 22 && r.remote_ip_prefix === cidr,
-      );
-      expect(same.map((r) => r.id)).toEqual([handId]);
+    const engine: CloudDriver = new OpenStackDriver({ keystoneUrl: bed.keystoneUrl, egressCidrs: [egressAddress()] });
+    const sameRules = async (cidr: string) =>
+      (await admin.neutron('security-group-rules', { security_group_id: bastionSgId }))
+        .filter((r) => r.direction === 'ingress' && r.port_range_min === 22 && r.remote_ip_prefix === cidr)
+        .map((r) => r.id);
+    const made = async (cidr: string, description?: string) => {
+      const res = await tenant.neutronPost('security-group-rules', 'security_group_rule', {
+        security_group_id: bastionSgId, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp',
+        port_range_min: 22, port_range_max: 22, remote_ip_prefix: cidr, ...(description ? { description } : {}),
+      });
+      expect(res.status).toBe(201);
+      return str(res.body.security_group_rule as Json, 'id');
+    };
 
-      const closed = await engine.closeBastionRules(ctx, { securityGroup: 'bastion', recorded: [...records.refs] });
-      expect(closed.deleted).toContain(handId);
-      expect(await admin.neutronGet('security-group-rules', handId)).toBeUndefined();
-    } finally {
-      await admin.neutronDelete('security-group-rules', handId);
+    // Another deployment of the engine opened the port from the same egress address: shared, and closed by the last one out.
+    {
+      const records = new Records();
+      const ctx = records.context(demo.token, deploymentId('dup'));
+      const [cidr] = await engine.egressCidrs(ctx);
+      const engineMade = await made(cidr!, `ctd:${deploymentId('earlier')}:bastion`);
+      try {
+        const { ruleId } = await engine.openBastionRule(ctx, { securityGroup: 'bastion', cidr: cidr!, port: 22 });
+        expect(ruleId).toBe(engineMade);
+        expect(records.refs).toContainEqual(expect.objectContaining({ kind: 'bastionRule', id: engineMade }));
+        expect(await sameRules(cidr!)).toEqual([engineMade]);
+        const closed = await engine.closeBastionRules(ctx, { securityGroup: 'bastion', recorded: [...records.refs] });
+        expect(closed.deleted).toContain(engineMade);
+        expect(await admin.neutronGet('security-group-rules', engineMade)).toBeUndefined();
+      } finally {
+        await admin.neutronDelete('security-group-rules', engineMade);
+      }
+    }
+
+    // The tenant made the very same rule by hand: it opens the port already, so it is used, not recorded, and survives close.
+    {
+      const records = new Records();
+      const ctx = records.context(demo.token, deploymentId('own'));
+      const [cidr] = await engine.egressCidrs(ctx);
+      const byHand = await made(cidr!);
+      try {
+        const { ruleId } = await engine.openBastionRule(ctx, { securityGroup: 'bastion', cidr: cidr!, port: 22 });
+        expect(ruleId).toBe(byHand);
+        expect(records.refs.filter((r) => r.kind === 'bastionRule')).toEqual([]);
+        await engine.closeBastionRules(ctx, { securityGroup: 'bastion', recorded: [...records.refs] });
+        expect(await sameRules(cidr!)).toEqual([byHand]);
+      } finally {
+        await admin.neutronDelete('security-group-rules', byHand);
+      }
     }
   });
 
