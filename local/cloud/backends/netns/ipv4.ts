@@ -1,6 +1,6 @@
 /** IPv4 arithmetic for the netns hypervisor's address checks (networks, floating IPs). */
 
-import { ipToInt } from '../../openstack/ipv4.ts';
+import { inCidr, ipToInt, parseCidr as parseOrUndefined } from '../../openstack/ipv4.ts';
 
 export { ipToInt };
 
@@ -17,19 +17,13 @@ export function isIpv4(ip: string): boolean {
 
 /** Parses "A.B.C.D/N" (a bare address is a /32); throws naming the input when it is not IPv4. */
 export function parseCidr(text: string): Cidr {
-  const [addr = '', bitsText = '32', ...rest] = text.split('/');
-  const ip = ipToInt(addr);
-  const bits = Number(bitsText);
-  if (ip === undefined || rest.length > 0 || !/^\d{1,2}$/.test(bitsText) || bits > 32) throw new Error(`"${text}" is not an IPv4 CIDR`);
-  const size = 2 ** (32 - bits);
-  return { base: Math.floor(ip / size) * size, bits, text };
+  const parsed = text.split('/').length <= 2 ? parseOrUndefined(text) : undefined;
+  if (!parsed) throw new Error(`"${text}" is not an IPv4 CIDR`);
+  return { base: parsed.base, bits: parsed.bits, text };
 }
 
 export function contains(cidr: Cidr, ip: string): boolean {
-  const n = ipToInt(ip);
-  if (n === undefined) return false;
-  const size = 2 ** (32 - cidr.bits);
-  return Math.floor(n / size) * size === cidr.base;
+  return inCidr(ip, cidr.text);
 }
 
 export function overlaps(a: Cidr, b: Cidr): boolean {
