@@ -1,4 +1,6 @@
 import type { NetworkSpec, SecurityGroupSpec, VmSpec } from './deployment/schema.ts';
+import type { DeploymentFields, DeploymentTransitionRequest, StepFields, StepTransitionRequest } from './lifecycle/requests.ts';
+import type { TransitionResult } from './lifecycle/types.ts';
 import type {
   DeploymentRecord,
   DeploymentStatus,
@@ -50,10 +52,13 @@ export interface DeploymentStore {
 
   getDeployment(deploymentId: string): Promise<DeploymentRecord | undefined>;
   listDeployments(tenantId: string, opts: { limit: number; cursor?: string }): Promise<Page<DeploymentRecord>>;
-  /** Sets fields; when `ifStatus` is given the update happens only from one of those statuses. */
+  /**
+   * Sets fields other than the status; when `ifStatus` is given the update happens only from one
+   * of those statuses. A status changes only through applyDeploymentTransition.
+   */
   updateDeployment(
     deploymentId: string,
-    patch: Partial<Omit<DeploymentRecord, 'deploymentId' | 'tenantId'>>,
+    patch: DeploymentFields,
     opts?: { ifStatus?: DeploymentStatus[]; ifAbsent?: keyof DeploymentRecord },
   ): Promise<boolean>;
   /** Removes optional fields (e.g. a spent task token). */
@@ -61,13 +66,17 @@ export interface DeploymentStore {
 
   getStep(deploymentId: string, stepId: string): Promise<StepRecord | undefined>;
   getSteps(deploymentId: string): Promise<StepRecord[]>;
-  updateStep(
-    deploymentId: string,
-    stepId: string,
-    patch: Partial<Omit<StepRecord, 'deploymentId' | 'stepId'>>,
-    opts?: { ifStatus?: StepStatus[] },
-  ): Promise<boolean>;
+  /** As updateDeployment: fields other than the status, optionally only from some statuses. */
+  updateStep(deploymentId: string, stepId: string, patch: StepFields, opts?: { ifStatus?: StepStatus[] }): Promise<boolean>;
   clearStepFields(deploymentId: string, stepId: string, fields: (keyof StepRecord)[]): Promise<void>;
+
+  /**
+   * Applies a named transition of core/lifecycle as one conditional write: the status it leads to,
+   * the fields given and the fields it clears, only from the statuses it may start from. A lost
+   * race is a refusal the caller handles, not an error. Implemented once, in BaseDeploymentStore.
+   */
+  applyStepTransition(deploymentId: string, stepId: string, request: StepTransitionRequest): Promise<TransitionResult<StepStatus>>;
+  applyDeploymentTransition(deploymentId: string, request: DeploymentTransitionRequest): Promise<TransitionResult<DeploymentStatus>>;
 
   getFiles(deploymentId: string): Promise<Record<string, string>>;
   getSecrets(deploymentId: string): Promise<SecretsRecord | undefined>;

@@ -52,18 +52,9 @@ export async function runStep(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcom
 }
 
 async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
-  const [deployment, step] = await Promise.all([deps.store.getDeployment(ids.deploymentId), deps.store.getStep(ids.deploymentId, ids.stepId)]);
-  if (!deployment || !step) return failure(ErrorName.StepFailed, `step ${ids.stepId} of deployment ${ids.deploymentId} does not exist`);
-  const refusal = refuse(deployment, step);
-  if (refusal) return refusal;
-
-  const attemptNo = step.attempt + 1;
-  await deps.store.updateStep(ids.deploymentId, ids.stepId, {
-    attempt: attemptNo,
-    taskToken: ids.taskToken,
-    taskArn: ids.taskArn,
-    ...(step.system ? { status: 'running' as const, startedAt: new Date(deps.clock.now()).toISOString() } : {}),
-  });
+  const claim = await claimAttempt(deps, ids);
+  if ('ok' in claim) return claim;
+  const { deployment, step, attemptNo } = claim;
   const log = new StepLog(deps.store, ids.deploymentId, ids.stepId, attemptNo);
   const stop = new AbortController();
   const onStop = () => stop.abort();
@@ -129,6 +120,44 @@ function untilStopped<T>(signal: AbortSignal, work: Promise<T>): Promise<T> {
   });
 }
 
+/**
+ * Reads the step and claims its next attempt with one conditional write (the start transition, on
+ * the attempt read): a step that ended since the read is not started, and two sandboxes never run
+ * the same attempt. A claim lost only to a changed attempt count is read and tried again.
+ */
+async function claimAttempt(
+  deps: RunnerDeps,
+  ids: TaskIds,
+): Promise<RunOutcome | { deployment: DeploymentRecord; step: StepRecord; attemptNo: number }> {
+  for (let tries = 0; ; tries++) {
+    const [deployment, step] = await Promise.all([deps.store.getDeployment(ids.deploymentId), deps.store.getStep(ids.deploymentId, ids.stepId)]);
+    if (!deployment || !step) return failure(ErrorName.StepFailed, `step ${ids.stepId} of deployment ${ids.deploymentId} does not exist`);
+    const refusal = refuse(deployment, step);
+    if (refusal) return refusal;
+    const attemptNo = step.attempt + 1;
+    const started = await deps.store.applyStepTransition(ids.deploymentId, ids.stepId, {
+      name: step.system ? 'start-system' : 'start-attempt',
+      by: 'runner',
+      ifAttempt: step.attempt,
+      fields: {
+        attempt: attemptNo,
+        taskToken: ids.taskToken,
+        taskArn: ids.taskArn,
+        ...(step.system ? { startedAt: new Date(deps.clock.now()).toISOString() } : {}),
+      },
+    });
+    if (started.applied) return { deployment, step, attemptNo };
+    if (started.current !== step.status || tries >= CLAIM_TRIES) {
+      return failure(
+        started.current === 'cancelled' ? ErrorName.Cancelled : ErrorName.StepAborted,
+        `step ${ids.stepId} is ${started.current ?? 'gone'}; not starting it`,
+      );
+    }
+  }
+}
+
+const CLAIM_TRIES = 3;
+
 /** A step the engine already gave up on (aborted, cancelled, skipped) must not start late. */
 function refuse(deployment: DeploymentRecord, step: StepRecord): RunOutcome | undefined {
   if (!step.system && step.status !== 'running') {
@@ -161,12 +190,14 @@ function startHeartbeat(deps: RunnerDeps, taskToken: string, stop: AbortControll
 /** Workflow steps are recorded by the state machine's lambdas; system steps record themselves. */
 async function recordSystemStep(deps: RunnerDeps, ids: TaskIds, outcome: RunOutcome): Promise<void> {
   const endedAt = new Date(deps.clock.now()).toISOString();
-  await deps.store.updateStep(
+  // Clears the task token and arn with the status; refused only if the sandbox was declared lost meanwhile.
+  await deps.store.applyStepTransition(
     ids.deploymentId,
     ids.stepId,
-    outcome.ok ? { status: 'succeeded', endedAt, output: outcome.output } : { status: 'failed', endedAt, error: outcome.error, cause: outcome.cause },
+    outcome.ok
+      ? { name: 'system-succeed', by: 'runner', fields: { endedAt, output: outcome.output } }
+      : { name: 'system-fail', by: 'runner', fields: { endedAt, error: outcome.error, cause: outcome.cause } },
   );
-  await deps.store.clearStepFields(ids.deploymentId, ids.stepId, ['taskToken', 'taskArn']);
 }
 
 /** Every failure leaves with a name from the error table; anything unexpected is Ctd.StepFailed. */

@@ -10,14 +10,9 @@ import {
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { ConflictError, ValidationError } from '../../core/errors.ts';
-import type {
-  DeploymentRecord,
-  DeploymentStatus,
-  SecretsRecord,
-  StepLogLine,
-  StepRecord,
-  StepStatus,
-} from '../../core/model.ts';
+import { BaseDeploymentStore } from '../../core/lifecycle/baseStore.ts';
+import type { ConditionalWrite } from '../../core/lifecycle/types.ts';
+import type { DeploymentRecord, SecretsRecord, StepLogLine, StepRecord } from '../../core/model.ts';
 import { systemClock, type Clock, type CloudResourceRef, type DeploymentStore, type IdempotencyClaim, type Page } from '../../core/ports.ts';
 import { TABLE } from './table.ts';
 
@@ -37,14 +32,6 @@ const BATCH_RETRIES = 8;
 const IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60;
 /** Orders records made within one clock millisecond by one process (a step records one at a time). */
 let recordSequence = 0;
-
-/** Fields every record has; clearing one would leave an item the mappers cannot read. */
-const REQUIRED_DEPLOYMENT_FIELDS: readonly (keyof DeploymentRecord)[] = [
-  'deploymentId', 'tenantId', 'name', 'status', 'createdAt', 'updatedAt', 'stepIds', 'topology',
-];
-const REQUIRED_STEP_FIELDS: readonly (keyof StepRecord)[] = [
-  'deploymentId', 'stepId', 'system', 'spec', 'dependsOn', 'status', 'attempt',
-];
 
 /** The item keys of table.ts, built in one place so every method agrees on them. */
 export const itemKeys = {
@@ -209,8 +196,19 @@ class UpdateBuilder {
     return this;
   }
 
-  get isEmpty(): boolean {
-    return this.sets.length === 0 && this.removes.length === 0;
+  ifEquals(attribute: string, v: unknown): this {
+    if (v !== undefined) this.conditions.push(`${this.name(attribute)} = ${this.value(v)}`);
+    return this;
+  }
+
+  /** A ConditionalWrite of core/lifecycle as one UpdateItem. */
+  static of(write: ConditionalWrite): UpdateBuilder {
+    return new UpdateBuilder()
+      .set(write.set)
+      .remove(write.remove)
+      .ifStatusIn(write.condition.statusIn)
+      .ifAbsent(write.condition.absent)
+      .ifEquals('attempt', write.condition.attemptIs);
   }
 
   build() {
@@ -240,12 +238,13 @@ export interface DynamoDeploymentStoreOptions {
  * TransactWriteItems, so `create` orders its writes instead: the deployment item, written last
  * and conditionally, is the commit point; the other items are invisible until it exists.
  */
-export class DynamoDeploymentStore implements DeploymentStore {
+export class DynamoDeploymentStore extends BaseDeploymentStore implements DeploymentStore {
   private readonly client: DynamoDBDocumentClient;
   private readonly tableName: string;
   private readonly clock: Clock;
 
   constructor(opts: DynamoDeploymentStoreOptions) {
+    super();
     this.client = opts.client;
     this.tableName = opts.tableName;
     this.clock = opts.clock ?? systemClock;
@@ -395,24 +394,11 @@ export class DynamoDeploymentStore implements DeploymentStore {
     return { items: page.map(mapper.deploymentFromItem), ...(nextCursor ? { nextCursor } : {}) };
   }
 
-  async updateDeployment(
-    deploymentId: string,
-    patch: Partial<Omit<DeploymentRecord, 'deploymentId' | 'tenantId'>>,
-    opts: { ifStatus?: DeploymentStatus[]; ifAbsent?: keyof DeploymentRecord } = {},
-  ): Promise<boolean> {
-    const extra = patch.createdAt === undefined ? {} : { [TABLE.tenantIndex.sortKey]: itemKeys.createdSk(patch.createdAt, deploymentId) };
-    const update = new UpdateBuilder().set({ ...patch, ...extra }).ifStatusIn(opts.ifStatus).ifAbsent(opts.ifAbsent);
-    if (update.isEmpty) {
-      const current = await this.getDeployment(deploymentId);
-      return current !== undefined && matches(current, opts.ifStatus, opts.ifAbsent);
-    }
-    return this.conditionalUpdate(itemKeys.deployment(deploymentId), update);
-  }
-
-  async clearDeploymentFields(deploymentId: string, fields: (keyof DeploymentRecord)[]): Promise<void> {
-    assertOptional(fields, REQUIRED_DEPLOYMENT_FIELDS);
-    if (fields.length === 0) return;
-    await this.conditionalUpdate(itemKeys.deployment(deploymentId), new UpdateBuilder().remove(fields));
+  protected async writeDeployment(deploymentId: string, write: ConditionalWrite): Promise<boolean> {
+    const createdAt = write.set.createdAt;
+    // The tenant index sorts by creation: a changed createdAt moves the deployment in it.
+    const set = typeof createdAt === 'string' ? { ...write.set, [TABLE.tenantIndex.sortKey]: itemKeys.createdSk(createdAt, deploymentId) } : write.set;
+    return this.conditionalUpdate(itemKeys.deployment(deploymentId), UpdateBuilder.of({ ...write, set }));
   }
 
   async getStep(deploymentId: string, stepId: string): Promise<StepRecord | undefined> {
@@ -424,24 +410,8 @@ export class DynamoDeploymentStore implements DeploymentStore {
     return (await this.queryPrefix(deploymentId, 'STEP#')).map(mapper.stepFromItem);
   }
 
-  async updateStep(
-    deploymentId: string,
-    stepId: string,
-    patch: Partial<Omit<StepRecord, 'deploymentId' | 'stepId'>>,
-    opts: { ifStatus?: StepStatus[] } = {},
-  ): Promise<boolean> {
-    const update = new UpdateBuilder().set(patch).ifStatusIn(opts.ifStatus);
-    if (update.isEmpty) {
-      const current = await this.getStep(deploymentId, stepId);
-      return current !== undefined && matches(current, opts.ifStatus, undefined);
-    }
-    return this.conditionalUpdate(itemKeys.step(deploymentId, stepId), update);
-  }
-
-  async clearStepFields(deploymentId: string, stepId: string, fields: (keyof StepRecord)[]): Promise<void> {
-    assertOptional(fields, REQUIRED_STEP_FIELDS);
-    if (fields.length === 0) return;
-    await this.conditionalUpdate(itemKeys.step(deploymentId, stepId), new UpdateBuilder().remove(fields));
+  protected async writeStep(deploymentId: string, stepId: string, write: ConditionalWrite): Promise<boolean> {
+    return this.conditionalUpdate(itemKeys.step(deploymentId, stepId), UpdateBuilder.of(write));
   }
 
   async getFiles(deploymentId: string): Promise<Record<string, string>> {
@@ -562,19 +532,4 @@ export class DynamoDeploymentStore implements DeploymentStore {
       }
     }
   }
-}
-
-/** The conditions of an update evaluated in code, for a patch that sets nothing. */
-function matches(
-  record: { status: string },
-  ifStatus: readonly string[] | undefined,
-  ifAbsent: string | undefined,
-): boolean {
-  if (ifStatus !== undefined && !ifStatus.includes(record.status)) return false;
-  return ifAbsent === undefined || (record as Record<string, unknown>)[ifAbsent] === undefined;
-}
-
-function assertOptional(fields: readonly string[], required: readonly string[]): void {
-  const bad = fields.filter((f) => required.includes(f));
-  if (bad.length > 0) throw new Error(`cannot clear required fields: ${bad.join(', ')}`);
 }

@@ -1,23 +1,11 @@
 import { ConflictError, ValidationError } from '../../core/errors.ts';
-import type {
-  DeploymentRecord,
-  DeploymentStatus,
-  SecretsRecord,
-  StepLogLine,
-  StepRecord,
-  StepStatus,
-} from '../../core/model.ts';
+import { BaseDeploymentStore, conditionHolds } from '../../core/lifecycle/baseStore.ts';
+import type { ConditionalWrite } from '../../core/lifecycle/types.ts';
+import type { DeploymentRecord, SecretsRecord, StepLogLine, StepRecord } from '../../core/model.ts';
 import { systemClock, type Clock, type CloudResourceRef, type DeploymentStore, type IdempotencyClaim, type Page } from '../../core/ports.ts';
 
 /** Idempotency keys are remembered for a day, as in the DynamoDB store. */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60;
-
-const REQUIRED_DEPLOYMENT_FIELDS: readonly (keyof DeploymentRecord)[] = [
-  'deploymentId', 'tenantId', 'name', 'status', 'createdAt', 'updatedAt', 'stepIds', 'topology',
-];
-const REQUIRED_STEP_FIELDS: readonly (keyof StepRecord)[] = [
-  'deploymentId', 'stepId', 'system', 'spec', 'dependsOn', 'status', 'attempt',
-];
 
 /**
  * A copy as a document store would keep it: no shared references with the caller, and
@@ -58,27 +46,20 @@ function decodeCursor(cursor: string, tenantId: string): Cursor {
   return { tenantId, createdSk: c.createdSk };
 }
 
-function matches(record: object, ifStatus: readonly string[] | undefined, ifAbsent: string | undefined): boolean {
-  const fields = record as Record<string, unknown>;
-  if (ifStatus !== undefined && !ifStatus.includes(fields.status as string)) return false;
-  return ifAbsent === undefined || fields[ifAbsent] === undefined;
-}
-
-function assertOptional(fields: readonly string[], required: readonly string[]): void {
-  const bad = fields.filter((f) => required.includes(f));
-  if (bad.length > 0) throw new Error(`cannot clear required fields: ${bad.join(', ')}`);
-}
-
-function applyPatch<T extends object>(record: T, patch: object): T {
-  const defined = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined));
-  return stored({ ...record, ...defined });
+/** The record after a write, or undefined when the write's condition does not hold (checked and applied in one turn). */
+function written<T extends object>(record: T | undefined, write: ConditionalWrite): T | undefined {
+  if (!record || !conditionHolds(record, write.condition)) return undefined;
+  const defined = Object.fromEntries(Object.entries(write.set).filter(([, v]) => v !== undefined));
+  const next: Record<string, unknown> = { ...record, ...defined };
+  for (const f of write.remove) delete next[f];
+  return stored(next as T);
 }
 
 /**
  * The DeploymentStore in process memory, for use-case unit tests and nothing durable.
  * Same contract as DynamoDeploymentStore (test/integration/store-contract.test.ts runs both).
  */
-export class MemoryDeploymentStore implements DeploymentStore {
+export class MemoryDeploymentStore extends BaseDeploymentStore implements DeploymentStore {
   private readonly deployments = new Map<string, DeploymentRecord>();
   private readonly steps = new Map<string, Map<string, StepRecord>>();
   private readonly files = new Map<string, Record<string, string>>();
@@ -89,6 +70,7 @@ export class MemoryDeploymentStore implements DeploymentStore {
   private readonly clock: Clock;
 
   constructor(opts: { clock?: Clock } = {}) {
+    super();
     this.clock = opts.clock ?? systemClock;
   }
 
@@ -148,21 +130,10 @@ export class MemoryDeploymentStore implements DeploymentStore {
     };
   }
 
-  async updateDeployment(
-    deploymentId: string,
-    patch: Partial<Omit<DeploymentRecord, 'deploymentId' | 'tenantId'>>,
-    opts: { ifStatus?: DeploymentStatus[]; ifAbsent?: keyof DeploymentRecord } = {},
-  ): Promise<boolean> {
-    const current = this.deployments.get(deploymentId);
-    if (!current || !matches(current, opts.ifStatus, opts.ifAbsent)) return false;
-    this.deployments.set(deploymentId, applyPatch(current, patch));
-    return true;
-  }
-
-  async clearDeploymentFields(deploymentId: string, fields: (keyof DeploymentRecord)[]): Promise<void> {
-    assertOptional(fields, REQUIRED_DEPLOYMENT_FIELDS);
-    const current = this.deployments.get(deploymentId);
-    if (current) for (const f of fields) delete current[f];
+  protected async writeDeployment(deploymentId: string, write: ConditionalWrite): Promise<boolean> {
+    const next = written(this.deployments.get(deploymentId), write);
+    if (next) this.deployments.set(deploymentId, next);
+    return next !== undefined;
   }
 
   async getStep(deploymentId: string, stepId: string): Promise<StepRecord | undefined> {
@@ -177,23 +148,11 @@ export class MemoryDeploymentStore implements DeploymentStore {
       .map(stored);
   }
 
-  async updateStep(
-    deploymentId: string,
-    stepId: string,
-    patch: Partial<Omit<StepRecord, 'deploymentId' | 'stepId'>>,
-    opts: { ifStatus?: StepStatus[] } = {},
-  ): Promise<boolean> {
+  protected async writeStep(deploymentId: string, stepId: string, write: ConditionalWrite): Promise<boolean> {
     const steps = this.steps.get(deploymentId);
-    const current = steps?.get(stepId);
-    if (!steps || !current || !matches(current, opts.ifStatus, undefined)) return false;
-    steps.set(stepId, applyPatch(current, patch));
-    return true;
-  }
-
-  async clearStepFields(deploymentId: string, stepId: string, fields: (keyof StepRecord)[]): Promise<void> {
-    assertOptional(fields, REQUIRED_STEP_FIELDS);
-    const current = this.steps.get(deploymentId)?.get(stepId);
-    if (current) for (const f of fields) delete current[f];
+    const next = written(steps?.get(stepId), write);
+    if (steps && next) steps.set(stepId, next);
+    return next !== undefined;
   }
 
   async getFiles(deploymentId: string): Promise<Record<string, string>> {

@@ -13,27 +13,28 @@ import { stopSandbox } from './workflow.ts';
 export async function cancelDeployment(deps: EngineDeps, tenantId: string, deploymentId: string): Promise<CancelResponse> {
   const deployment = await ownDeployment(deps, tenantId, deploymentId);
   const now = iso(deps.clock);
-  const moved = await deps.store.updateDeployment(
-    deploymentId,
-    { status: 'CANCELLING', updatedAt: now, cancelledAt: now },
-    { ifStatus: ['PENDING', 'RUNNING'] },
-  );
-  if (!moved) {
-    if (deployment.status === 'CANCELLING') return { deploymentId, status: 'CANCELLING' };
-    throw new ConflictError(`deployment ${deploymentId} is ${deployment.status} and can no longer be cancelled`);
+  const moved = await deps.store.applyDeploymentTransition(deploymentId, {
+    name: 'cancel',
+    by: 'cancel',
+    fields: { updatedAt: now, cancelledAt: now },
+  });
+  if (!moved.applied) {
+    const current = moved.current ?? deployment.status;
+    if (current === 'CANCELLING') return { deploymentId, status: 'CANCELLING' };
+    throw new ConflictError(`deployment ${deploymentId} is ${current} and can no longer be cancelled`);
   }
   deps.log('deployment cancelling', { deploymentId });
-  await settleWaiting(deps, deploymentId);
+  await settleWaiting(deps, deploymentId, 'cancel');
   const cause = 'the deployment was cancelled by the user';
   for (const step of await deps.store.getSteps(deploymentId)) {
     if (step.status !== 'running' || step.stepId === 'bastion-close') continue;
-    const marked = await deps.store.updateStep(
-      deploymentId,
-      step.stepId,
-      { status: 'cancelled', error: ErrorName.Cancelled, cause, endedAt: iso(deps.clock) },
-      { ifStatus: ['running'] },
-    );
-    if (marked) await stopSandbox(deps, step, ErrorName.Cancelled, cause);
+    const marked = await deps.store.applyStepTransition(deploymentId, step.stepId, {
+      name: 'cancel-running',
+      by: 'cancel',
+      fields: { error: ErrorName.Cancelled, cause, endedAt: iso(deps.clock) },
+    });
+    // Lost to the step's own ending (or the grace period's abort): its sandbox is already done.
+    if (marked.applied) await stopSandbox(deps, step, ErrorName.Cancelled, cause);
   }
   return { deploymentId, status: 'CANCELLING' };
 }

@@ -1,6 +1,7 @@
 import type { DeploymentStatus, StepRecord, StepStatus } from '../model.ts';
 import { FINAL_DEPLOYMENT_STATUSES } from '../model.ts';
 import { ErrorName } from '../errors.ts';
+import type { DeploymentTransitionName } from '../lifecycle/deployment.ts';
 import { iso, type EngineDeps } from './deps.ts';
 import { readableCause, type CaughtError } from './workflow.ts';
 
@@ -65,15 +66,18 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
   }
   if (state.closeError) outcome = closeFailed(outcome, state.closeError, await openRuleIds(deps, deploymentId));
   const now = iso(deps.clock);
-  await deps.store.updateDeployment(
-    deploymentId,
-    { status: outcome.status, endedAt: now, updatedAt: now, ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.cause ? { cause: outcome.cause } : {}) },
-    { ifStatus: ['PENDING', 'RUNNING', 'CANCELLING'] },
-  );
+  // Refused once final: a repeated DeleteSecrets, or the safety net first, keeps the record written.
+  await deps.store.applyDeploymentTransition(deploymentId, {
+    name: END_TRANSITION[outcome.status],
+    by: 'lambda',
+    fields: { endedAt: now, updatedAt: now, ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.cause ? { cause: outcome.cause } : {}) },
+  });
   await deps.store.clearDeploymentFields(deploymentId, ['graceToken']);
   deps.log('deployment ended', { deploymentId, status: outcome.status });
   return outcome;
 }
+
+const END_TRANSITION = { SUCCEEDED: 'succeed', FAILED: 'fail', CANCELLED: 'end-cancelled' } as const satisfies Record<Outcome['status'], DeploymentTransitionName>;
 
 /**
  * bastion-close failed for good: whatever the workflow did, the deployment did not end cleanly —
@@ -111,14 +115,19 @@ export async function executionEndedOutsideCleanup(
   const now = iso(deps.clock);
   const ruleIds = await openRuleIds(deps, input.deploymentId);
   const rule = ruleIds.length > 0 ? ` The bastion rule ${ruleIds.join(', ')} may still be open.` : '';
-  await deps.store.updateDeployment(
-    input.deploymentId,
-    { status: 'FAILED', error: `Ctd.Execution${capitalize(input.executionStatus)}`, cause: `${input.reason}.${rule}`, endedAt: now, updatedAt: now },
-    { ifStatus: ['PENDING', 'RUNNING', 'CANCELLING'] },
-  );
+  await deps.store.applyDeploymentTransition(input.deploymentId, {
+    name: 'execution-ended',
+    by: 'safety-net',
+    fields: { error: `Ctd.Execution${capitalize(input.executionStatus)}`, cause: `${input.reason}.${rule}`, endedAt: now, updatedAt: now },
+  });
   for (const step of await deps.store.getSteps(input.deploymentId)) {
     if (step.status === 'waiting' || step.status === 'running') {
-      await deps.store.updateStep(input.deploymentId, step.stepId, { status: step.status === 'running' ? 'aborted' : 'skipped', endedAt: now, cause: input.reason });
+      // Conditional on what was read: a step that ended meanwhile keeps its own record.
+      await deps.store.applyStepTransition(input.deploymentId, step.stepId, {
+        name: step.status === 'running' ? 'abort' : 'skip',
+        by: 'safety-net',
+        fields: { endedAt: now, cause: input.reason },
+      });
     }
   }
   deps.log('deployment ended outside cleanup', { deploymentId: input.deploymentId, executionStatus: input.executionStatus });

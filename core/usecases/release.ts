@@ -48,19 +48,19 @@ function releaseOf(step: StepRecord, run: boolean): Release {
  * Applies a verdict to a waiting step: moves it out of `waiting` (only one caller wins) and,
  * when its AwaitDependencies token is known, answers it. Returns the release when this caller won.
  */
-export async function settle(deps: EngineDeps, step: StepRecord, verdict: Verdict): Promise<Release | undefined> {
+export async function settle(deps: EngineDeps, step: StepRecord, verdict: Verdict, by: 'lambda' | 'cancel' = 'lambda'): Promise<Release | undefined> {
   if (verdict.kind === 'wait') return undefined;
   const now = iso(deps.clock);
   const won =
     verdict.kind === 'run'
-      ? await deps.store.updateStep(step.deploymentId, step.stepId, { status: 'running', startedAt: now }, { ifStatus: ['waiting'] })
-      : await deps.store.updateStep(
-          step.deploymentId,
-          step.stepId,
-          { status: verdict.status, cause: verdict.cause, endedAt: now },
-          { ifStatus: ['waiting'] },
-        );
-  if (!won) return undefined;
+      ? await deps.store.applyStepTransition(step.deploymentId, step.stepId, { name: 'release', by, fields: { startedAt: now } })
+      : await deps.store.applyStepTransition(step.deploymentId, step.stepId, {
+          name: verdict.status === 'cancelled' ? 'cancel-waiting' : 'skip',
+          by,
+          fields: { cause: verdict.cause, endedAt: now },
+        });
+  // Another caller moved it out of `waiting` first: the release is theirs to answer.
+  if (!won.applied) return undefined;
   const release = releaseOf(step, verdict.kind === 'run');
   deps.log('step released', { deploymentId: step.deploymentId, stepId: step.stepId, run: release.run });
   if (step.awaitToken) {
@@ -71,13 +71,13 @@ export async function settle(deps: EngineDeps, step: StepRecord, verdict: Verdic
 }
 
 /** Re-evaluates the waiting steps after something changed (a step ended, a failure, a cancel). */
-export async function settleWaiting(deps: EngineDeps, deploymentId: string): Promise<void> {
+export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 'lambda' | 'cancel' = 'lambda'): Promise<void> {
   const [deployment, all] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
   if (!deployment) return;
   const byId = new Map(all.map((s) => [s.stepId, s]));
   for (const step of all.filter((s) => !s.system && s.status === 'waiting')) {
     // Only steps that registered their token can be answered now; the others settle themselves on registration.
-    if (step.awaitToken) await settle(deps, step, verdictFor(step, deployment, byId));
+    if (step.awaitToken) await settle(deps, step, verdictFor(step, deployment, byId), by);
   }
 }
 

@@ -48,12 +48,16 @@ export async function sandboxStopped(deps: EngineDeps, stop: SandboxStop): Promi
   const started = step.taskArn === stop.taskArn;
   const attempt = started ? step.attempt : step.attempt + 1;
   const now = iso(deps.clock);
-  await deps.store.updateStep(stop.deploymentId, stop.stepId, {
-    attempt,
-    stopReason: reason,
+  if (step.system) {
     // System steps record their own outcome from inside the sandbox; this one cannot any more.
-    ...(step.system ? { status: 'failed' as const, error: ErrorName.SandboxLost, cause: reason, endedAt: now } : {}),
-  });
+    await deps.store.applyStepTransition(stop.deploymentId, stop.stepId, {
+      name: 'sandbox-lost',
+      by: 'sandbox-events',
+      fields: { attempt, stopReason: reason, error: ErrorName.SandboxLost, cause: reason, endedAt: now },
+    });
+  } else {
+    await deps.store.updateStep(stop.deploymentId, stop.stepId, { attempt, stopReason: reason });
+  }
   if (started) await deps.store.clearStepFields(stop.deploymentId, stop.stepId, ['taskToken', 'taskArn']);
   await deps.store.appendLogs(stop.deploymentId, [
     { stepId: stop.stepId, attempt, seq: STOP_LOG_SEQ, at: now, stream: 'engine', text: `sandbox lost: ${reason}` },

@@ -114,11 +114,10 @@ async function start(deps: EngineDeps, deployment: DeploymentRecord): Promise<Su
   } catch (e) {
     // Nothing will ever run for it: do not leave its secrets behind.
     await deps.store.deleteSecrets(deployment.deploymentId);
-    await deps.store.updateDeployment(deployment.deploymentId, {
-      status: 'FAILED',
-      error: 'Ctd.StartFailed',
-      cause: 'the execution could not be started',
-      endedAt: iso(deps.clock),
+    await deps.store.applyDeploymentTransition(deployment.deploymentId, {
+      name: 'start-failed',
+      by: 'submit',
+      fields: { error: 'Ctd.StartFailed', cause: 'the execution could not be started', endedAt: iso(deps.clock) },
     });
     throw e;
   }

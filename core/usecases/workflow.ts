@@ -1,5 +1,5 @@
 import { ErrorName, NotFoundError } from '../errors.ts';
-import type { StepRecord, StepStatus } from '../model.ts';
+import type { StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
 import { answer, fail, settle, settleWaiting, verdictFor, type Release } from './release.ts';
 
@@ -12,7 +12,8 @@ import { answer, fail, settle, settleWaiting, verdictFor, type Release } from '.
 export async function prepare(deps: EngineDeps, deploymentId: string): Promise<{ stepIds: string[] }> {
   const deployment = await deps.store.getDeployment(deploymentId);
   if (!deployment) throw new NotFoundError(`deployment ${deploymentId} does not exist`);
-  await deps.store.updateDeployment(deploymentId, { status: 'RUNNING', updatedAt: iso(deps.clock) }, { ifStatus: ['PENDING'] });
+  // Refused when cancelled before it started, or on a retried invocation: both are fine.
+  await deps.store.applyDeploymentTransition(deploymentId, { name: 'start', by: 'lambda', fields: { updatedAt: iso(deps.clock) } });
   return { stepIds: deployment.stepIds };
 }
 
@@ -43,12 +44,12 @@ export async function recordStepResult(
   input: { deploymentId: string; stepId: string; result?: unknown },
 ): Promise<void> {
   const output = isRecord(input.result) ? input.result : undefined;
-  await deps.store.updateStep(
-    input.deploymentId,
-    input.stepId,
-    { status: 'succeeded', endedAt: iso(deps.clock), ...(output ? { output } : {}) },
-    { ifStatus: ['running'] },
-  );
+  // Refused when the step was aborted or cancelled meanwhile: that record stands.
+  await deps.store.applyStepTransition(input.deploymentId, input.stepId, {
+    name: 'succeed',
+    by: 'lambda',
+    fields: { endedAt: iso(deps.clock), ...(output ? { output } : {}) },
+  });
   await deps.store.clearStepFields(input.deploymentId, input.stepId, ['taskToken', 'taskArn']);
   // Only its dependents can have become ready; settleWaiting releases exactly those.
   await settleWaiting(deps, input.deploymentId);
@@ -61,9 +62,9 @@ export interface CaughtError {
   Cause?: string;
 }
 
-const STATUS_OF_ERROR: Partial<Record<string, StepStatus>> = {
-  [ErrorName.StepAborted]: 'aborted',
-  [ErrorName.Cancelled]: 'cancelled',
+const TRANSITION_OF_ERROR: Partial<Record<string, 'fail-aborted' | 'fail-cancelled'>> = {
+  [ErrorName.StepAborted]: 'fail-aborted',
+  [ErrorName.Cancelled]: 'fail-cancelled',
 };
 
 /**
@@ -76,15 +77,15 @@ export async function recordStepFailure(
 ): Promise<{ startGrace: boolean }> {
   const error = input.error?.Error ?? ErrorName.StepFailed;
   const cause = readableCause(input.error?.Cause);
-  const status = STATUS_OF_ERROR[error] ?? 'failed';
+  const transition = TRANSITION_OF_ERROR[error] ?? 'fail';
   const now = iso(deps.clock);
-  // A step aborted or cancelled by the engine was already marked; keep that record.
-  await deps.store.updateStep(input.deploymentId, input.stepId, { status, error, cause, endedAt: now }, { ifStatus: ['running', 'waiting'] });
+  // A step aborted or cancelled by the engine was already marked: the refusal keeps that record.
+  await deps.store.applyStepTransition(input.deploymentId, input.stepId, { name: transition, by: 'lambda', fields: { error, cause, endedAt: now } });
   await deps.store.clearStepFields(input.deploymentId, input.stepId, ['taskToken', 'taskArn', 'awaitToken']);
   deps.log('step failed', { deploymentId: input.deploymentId, stepId: input.stepId, error });
 
   let startGrace = false;
-  if (status === 'failed') {
+  if (transition === 'fail') {
     startGrace = await deps.store.updateDeployment(input.deploymentId, { graceStartedAt: now, updatedAt: now }, { ifAbsent: 'graceStartedAt' });
   }
   await settleWaiting(deps, input.deploymentId);
@@ -117,13 +118,13 @@ export async function abortStragglers(deps: EngineDeps, deploymentId: string): P
   const cause = `still running when the grace period after the failure of step "${failed?.stepId ?? '?'}" ended`;
   const aborted: string[] = [];
   for (const step of steps.filter((s) => !s.system && s.status === 'running')) {
-    const marked = await deps.store.updateStep(
-      deploymentId,
-      step.stepId,
-      { status: 'aborted', error: ErrorName.StepAborted, cause, endedAt: iso(deps.clock) },
-      { ifStatus: ['running'] },
-    );
-    if (!marked) continue;
+    const marked = await deps.store.applyStepTransition(deploymentId, step.stepId, {
+      name: 'abort',
+      by: 'lambda',
+      fields: { error: ErrorName.StepAborted, cause, endedAt: iso(deps.clock) },
+    });
+    // It ended (or was cancelled) since the read: nothing to stop.
+    if (!marked.applied) continue;
     aborted.push(step.stepId);
     await stopSandbox(deps, step, ErrorName.StepAborted, cause);
   }

@@ -203,11 +203,15 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
     });
 
     it('updates only from one of the given statuses', async () => {
-      expect(await store.updateDeployment('d-1', { status: 'RUNNING' }, { ifStatus: ['PENDING'] })).toBe(true);
-      expect(await store.updateDeployment('d-1', { status: 'CANCELLED' }, { ifStatus: ['PENDING', 'CANCELLING'] })).toBe(
-        false,
-      );
-      expect((await store.getDeployment('d-1'))?.status).toBe('RUNNING');
+      expect(await store.updateDeployment('d-1', { name: 'renamed' }, { ifStatus: ['PENDING'] })).toBe(true);
+      expect(await store.updateDeployment('d-1', { name: 'again' }, { ifStatus: ['RUNNING', 'CANCELLING'] })).toBe(false);
+      expect((await store.getDeployment('d-1'))?.name).toBe('renamed');
+    });
+
+    it('refuses a status in the patch: statuses move by named transitions only', async () => {
+      const patch = { status: 'RUNNING' } as unknown as Parameters<DeploymentStore['updateDeployment']>[1];
+      await expect(store.updateDeployment('d-1', patch)).rejects.toThrow(/named transition/);
+      expect((await store.getDeployment('d-1'))?.status).toBe('PENDING');
     });
 
     it('sets a field once with ifAbsent', async () => {
@@ -217,12 +221,12 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
     });
 
     it('skips undefined values instead of removing the field', async () => {
-      expect(await store.updateDeployment('d-1', { status: 'FAILED', error: undefined })).toBe(true);
-      expect(await store.getDeployment('d-1')).toMatchObject({ status: 'FAILED', error: 'first cause' });
+      expect(await store.updateDeployment('d-1', { cause: 'why', error: undefined })).toBe(true);
+      expect(await store.getDeployment('d-1')).toMatchObject({ cause: 'why', error: 'first cause' });
     });
 
     it('returns false and creates nothing for an unknown deployment', async () => {
-      expect(await store.updateDeployment('d-none', { status: 'RUNNING' })).toBe(false);
+      expect(await store.updateDeployment('d-none', { cause: 'why' })).toBe(false);
       expect(await store.getDeployment('d-none')).toBeUndefined();
     });
 
@@ -250,21 +254,28 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
     });
 
     it('updates only from one of the given statuses and leaves other steps alone', async () => {
-      const patch = { status: 'running', startedAt: 't1', taskToken: 'tok' } as const;
+      const patch = { startedAt: 't1', awaitToken: 'tok' } as const;
       expect(await store.updateStep('d-1', 'build', patch, { ifStatus: ['waiting'] })).toBe(true);
-      expect(await store.updateStep('d-1', 'build', { status: 'skipped' }, { ifStatus: ['waiting'] })).toBe(false);
+      expect(await store.updateStep('d-1', 'build', { cause: 'late' }, { ifStatus: ['running'] })).toBe(false);
       expect(await store.getStep('d-1', 'build')).toMatchObject(patch);
-      expect((await store.getStep('d-1', 'deploy'))?.status).toBe('waiting');
+      expect(await store.getStep('d-1', 'build')).not.toHaveProperty('cause');
+      expect(await store.getStep('d-1', 'deploy')).not.toHaveProperty('awaitToken');
     });
 
     it('stores nested output', async () => {
       const output = { vms: [{ name: 'vm1', address: '10.0.0.5' }], ok: true };
-      expect(await store.updateStep('d-1', 'build', { status: 'succeeded', output })).toBe(true);
+      expect(await store.updateStep('d-1', 'build', { output })).toBe(true);
       expect((await store.getStep('d-1', 'build'))?.output).toEqual(output);
     });
 
+    it('refuses a status in the patch: statuses move by named transitions only', async () => {
+      const patch = { status: 'running' } as unknown as Parameters<DeploymentStore['updateStep']>[2];
+      await expect(store.updateStep('d-1', 'build', patch)).rejects.toThrow(/named transition/);
+      expect((await store.getStep('d-1', 'build'))?.status).toBe('waiting');
+    });
+
     it('returns false and creates nothing for an unknown step', async () => {
-      expect(await store.updateStep('d-1', 'nope', { status: 'running' })).toBe(false);
+      expect(await store.updateStep('d-1', 'nope', { cause: 'why' })).toBe(false);
       expect(await store.getStep('d-1', 'nope')).toBeUndefined();
     });
 
@@ -280,6 +291,82 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
     it('refuses to clear a required field', async () => {
       await expect(store.clearStepFields('d-1', 'build', ['status'])).rejects.toThrow(/required/);
       expect((await store.getStep('d-1', 'build'))?.status).toBe('waiting');
+    });
+  });
+
+  describe('Method: applyStepTransition', () => {
+    beforeEach(async () => {
+      await createDeployment(deployment('d-1'), [step('d-1', 'build', { awaitToken: 'await' }), step('d-1', 'deploy')]);
+    });
+
+    it('moves the status, sets the fields and removes what the transition clears, in one write', async () => {
+      expect(await store.applyStepTransition('d-1', 'build', { name: 'release', by: 'lambda', fields: { startedAt: 't1' } })).toEqual({ applied: true });
+      await store.updateStep('d-1', 'build', { taskToken: 'tok', taskArn: 'arn' });
+      const output = { vms: [{ name: 'vm1' }] };
+      expect(await store.applyStepTransition('d-1', 'build', { name: 'succeed', by: 'lambda', fields: { endedAt: 't2', output } })).toEqual({ applied: true });
+      const s = await store.getStep('d-1', 'build');
+      expect(s).toMatchObject({ status: 'succeeded', startedAt: 't1', endedAt: 't2', output, awaitToken: 'await' });
+      expect(s).not.toHaveProperty('taskToken');
+      expect(s).not.toHaveProperty('taskArn');
+      expect((await store.getStep('d-1', 'deploy'))?.status).toBe('waiting');
+    });
+
+    it('refuses a transition from another status with a typed answer naming what it found, and writes nothing', async () => {
+      await store.applyStepTransition('d-1', 'build', { name: 'skip', by: 'lambda', fields: { cause: 'first' } });
+      const refused = await store.applyStepTransition('d-1', 'build', { name: 'release', by: 'lambda', fields: { startedAt: 't1', cause: 'second' } });
+      expect(refused).toEqual({ applied: false, transition: 'release', current: 'skipped' });
+      expect(await store.getStep('d-1', 'build')).toMatchObject({ status: 'skipped', cause: 'first' });
+      expect(await store.getStep('d-1', 'build')).not.toHaveProperty('startedAt');
+    });
+
+    it('lets one of two racing transitions win', async () => {
+      const results = await Promise.all([
+        store.applyStepTransition('d-1', 'build', { name: 'release', by: 'lambda' }),
+        store.applyStepTransition('d-1', 'build', { name: 'cancel-waiting', by: 'cancel' }),
+      ]);
+      expect(results.filter((r) => r.applied)).toHaveLength(1);
+    });
+
+    it('claims an attempt once: a second claim on the same attempt is refused', async () => {
+      await store.applyStepTransition('d-1', 'build', { name: 'release', by: 'lambda' });
+      const claim = { name: 'start-attempt', by: 'runner', ifAttempt: 1, fields: { attempt: 2 } } as const;
+      const [a, b] = await Promise.all([store.applyStepTransition('d-1', 'build', claim), store.applyStepTransition('d-1', 'build', claim)]);
+      expect([a.applied, b.applied].sort()).toEqual([false, true]);
+      expect((await store.getStep('d-1', 'build'))?.attempt).toBe(2);
+    });
+
+    it('answers an unknown step with a refusal and creates nothing', async () => {
+      expect(await store.applyStepTransition('d-1', 'nope', { name: 'release', by: 'lambda' })).toEqual({ applied: false, transition: 'release', current: undefined });
+      expect(await store.getStep('d-1', 'nope')).toBeUndefined();
+    });
+
+    it('throws when a party fires a transition the lifecycle does not give it', async () => {
+      await expect(store.applyStepTransition('d-1', 'build', { name: 'release', by: 'runner' })).rejects.toThrow(/may not be fired by runner/);
+      expect((await store.getStep('d-1', 'build'))?.status).toBe('waiting');
+    });
+  });
+
+  describe('Method: applyDeploymentTransition', () => {
+    beforeEach(async () => {
+      await createDeployment(deployment('d-1'));
+    });
+
+    it('moves the deployment along its lifecycle and refuses to leave a final status', async () => {
+      expect(await store.applyDeploymentTransition('d-1', { name: 'start', by: 'lambda', fields: { updatedAt: 't1' } })).toEqual({ applied: true });
+      expect(await store.applyDeploymentTransition('d-1', { name: 'cancel', by: 'cancel', fields: { cancelledAt: 't2' } })).toEqual({ applied: true });
+      expect(await store.applyDeploymentTransition('d-1', { name: 'end-cancelled', by: 'lambda', fields: { endedAt: 't3' } })).toEqual({ applied: true });
+      expect(await store.applyDeploymentTransition('d-1', { name: 'execution-ended', by: 'safety-net', fields: { error: 'late' } })).toEqual({
+        applied: false,
+        transition: 'execution-ended',
+        current: 'CANCELLED',
+      });
+      expect(await store.getDeployment('d-1')).toMatchObject({ status: 'CANCELLED', updatedAt: 't1', cancelledAt: 't2', endedAt: 't3' });
+      expect(await store.getDeployment('d-1')).not.toHaveProperty('error');
+    });
+
+    it('answers an unknown deployment with a refusal and creates nothing', async () => {
+      expect(await store.applyDeploymentTransition('d-none', { name: 'start', by: 'lambda' })).toEqual({ applied: false, transition: 'start', current: undefined });
+      expect(await store.getDeployment('d-none')).toBeUndefined();
     });
   });
 

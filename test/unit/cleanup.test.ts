@@ -16,12 +16,13 @@ const closeError = { Error: ErrorName.BackendUnreachable, Cause: 'The backend se
 async function ended(stepStatus: 'succeeded' | 'failed') {
   const deps = memoryDeps();
   const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body });
-  await deps.store.updateDeployment(deploymentId, { status: 'RUNNING' });
+  await deps.store.applyDeploymentTransition(deploymentId, { name: 'start', by: 'lambda' });
   await deps.store.recordCloudResource(deploymentId, { kind: 'bastionRule', id: 'r-1', name: 'bastion' });
-  await deps.store.updateStep(deploymentId, 'a', {
-    status: stepStatus,
-    endedAt: '2026-11-26T12:00:10Z',
-    ...(stepStatus === 'failed' ? { error: ErrorName.StepFailed, cause: 'exit code 3' } : {}),
+  await deps.store.applyStepTransition(deploymentId, 'a', { name: 'release', by: 'lambda' });
+  await deps.store.applyStepTransition(deploymentId, 'a', {
+    name: stepStatus === 'failed' ? 'fail' : 'succeed',
+    by: 'lambda',
+    fields: { endedAt: '2026-11-26T12:00:10Z', ...(stepStatus === 'failed' ? { error: ErrorName.StepFailed, cause: 'exit code 3' } : {}) },
   });
   return { deps, deploymentId };
 }
