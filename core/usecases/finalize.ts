@@ -121,13 +121,15 @@ export async function executionEndedOutsideCleanup(
     fields: { error: `Ctd.Execution${capitalize(input.executionStatus)}`, cause: `${input.reason}.${rule}`, endedAt: now, updatedAt: now },
   });
   for (const step of await deps.store.getSteps(input.deploymentId)) {
-    if (step.status === 'waiting' || step.status === 'running') {
-      // Conditional on what was read: a step that ended meanwhile keeps its own record.
-      await deps.store.applyStepTransition(input.deploymentId, step.stepId, {
-        name: step.status === 'running' ? 'abort' : 'skip',
+    // A Lambda still in flight may release a step meanwhile: follow it until the step is final.
+    let status: StepStatus | undefined = step.status;
+    for (let tries = 0; tries < 3 && (status === 'waiting' || status === 'running'); tries++) {
+      const ended = await deps.store.applyStepTransition(input.deploymentId, step.stepId, {
+        name: status === 'running' ? 'abort' : 'skip',
         by: 'safety-net',
         fields: { endedAt: now, cause: input.reason },
       });
+      status = ended.applied ? undefined : ended.current;
     }
   }
   deps.log('deployment ended outside cleanup', { deploymentId: input.deploymentId, executionStatus: input.executionStatus });
