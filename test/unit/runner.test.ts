@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorName, StepError, TaskTokenGoneError } from '../../core/errors.ts';
 import type { CloudDriver } from '../../core/ports.ts';
+import { cancelDeployment } from '../../core/usecases/cancel.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies, recordStepFailure } from '../../core/usecases/workflow.ts';
 import { runStep, type RunnerDeps } from '../../sandbox/runner.ts';
@@ -118,5 +119,39 @@ describe('Function: runStep', () => {
       [{ kind: 'network', id: 'net-1', name: 'private' }],
     ]);
     expect(await deps.store.listCloudResources(deploymentId)).toEqual([{ kind: 'network', id: 'net-1', name: 'private' }]);
+  });
+
+  it('does not start a step cancelled between its read and its claim', async () => {
+    let runs = 0;
+    const { deps, deploymentId, runner } = await setup(async () => {
+      runs++;
+    });
+    // The user's cancel lands just after the runner read the step as running.
+    const racing: RunnerDeps = {
+      ...runner,
+      store: Object.assign(Object.create(deps.store) as typeof deps.store, {
+        getStep: async (id: string, stepId: string) => {
+          const step = await deps.store.getStep(id, stepId);
+          await cancelDeployment(deps, 't1', deploymentId);
+          return step;
+        },
+      }),
+    };
+    const outcome = await runStep(racing, { deploymentId, stepId: 'a', taskToken: 'sandbox-a', taskArn: 'task/a' });
+    expect(outcome).toMatchObject({ ok: false, error: ErrorName.Cancelled });
+    expect(runs).toBe(0);
+    expect(await deps.store.getStep(deploymentId, 'a')).toMatchObject({ status: 'cancelled', attempt: 0 });
+  });
+
+  it('gives two sandboxes started at the same moment an attempt each, so their log lines stay apart', async () => {
+    const { deploymentId, runner } = await setup(async () => undefined);
+    await Promise.all([
+      runStep(runner, { deploymentId, stepId: 'a', taskToken: 'sandbox-a1', taskArn: 'task/a1' }),
+      runStep(runner, { deploymentId, stepId: 'a', taskToken: 'sandbox-a2', taskArn: 'task/a2' }),
+    ]);
+    // Both read attempt 0; the second claim is refused on the attempt, read again, and takes attempt 2.
+    const started = (await runner.store.getLogs(deploymentId, { stepId: 'a' })).filter((l) => l.text.includes('started'));
+    expect(started.map((l) => l.attempt).sort()).toEqual([1, 2]);
+    expect((await runner.store.getStep(deploymentId, 'a'))?.attempt).toBe(2);
   });
 });
