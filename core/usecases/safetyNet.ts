@@ -50,7 +50,7 @@ export async function onExecutionEnded(deps: EngineDeps, event: ExecutionEnded):
     return 'already-final';
   }
   const previous = cleanupOf(input);
-  const reason = previous ? `${previous.reason}; its cleanup ${describe(event)}` : describe(event);
+  const reason = previous ? `${previous.reason}; then its cleanup execution ${happened(event)}` : `the execution ${happened(event)}`;
   const attempt = (previous?.attempt ?? 0) + 1;
   const executionStatus = previous?.executionStatus ?? event.status;
   await stopWhatRuns(deps, deploymentId, reason);
@@ -93,15 +93,15 @@ async function stopWhatRuns(deps: EngineDeps, deploymentId: string, reason: stri
   }
 }
 
-/** The readable why: "stopped …", "timed out after N s", "failed: …". */
-export function describe(event: ExecutionEnded): string {
+/** The readable why, as a verb phrase: "was stopped …", "timed out after N s …", "failed …". */
+export function happened(event: ExecutionEnded): string {
   const given = event.cause ? `: ${event.cause}` : '';
-  if (event.status === 'ABORTED') return `the execution was stopped from outside the engine (StopExecution from the console, CLI or API)${given}`;
+  if (event.status === 'ABORTED') return `was stopped from outside the engine (StopExecution from the console, CLI or API)${given}`;
   if (event.status === 'TIMED_OUT') {
     const ran = event.startDate && event.stopDate ? ` after ${Math.round((event.stopDate - event.startDate) / 1000)} s` : '';
-    return `the execution timed out${ran}, its upper bound`;
+    return `timed out${ran}, the longest an execution may run`;
   }
-  return `the execution failed outside Cleanup (${event.error ?? 'no error given'})${given}`;
+  return `failed outside Cleanup (${event.error ?? 'no error given'})${given}`;
 }
 
 function parseInput(text: string | null | undefined): Record<string, unknown> | undefined {
