@@ -24,6 +24,8 @@ export interface EngineHandle {
   cloudUrl: string;
   dynamodb: string;
   sfn: string;
+  /** The engine's last log lines, when it runs in this process (for failure messages). */
+  logTail?: () => string;
 }
 
 const FINAL = ['SUCCEEDED', 'FAILED', 'CANCELLED'];

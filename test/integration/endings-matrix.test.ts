@@ -50,7 +50,6 @@ const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const block = () => `127.${64 + Math.floor(Math.random() * 64)}.${Math.floor(Math.random() * 256)}.0/24`;
 
 let a: TestEngine;
-let c: TestEngine;
 const handleOf = (t: TestEngine): EngineHandle => ({
   stateDir: t.stateDir,
   apiUrl: t.engine.apiUrl,
@@ -58,57 +57,72 @@ const handleOf = (t: TestEngine): EngineHandle => ({
   cloudUrl: t.engine.cloudUrl,
   dynamodb: t.engine.endpoints.dynamodb,
   sfn: t.engine.endpoints.sfn,
+  logTail: () => t.logTail(60),
 });
 
-/** Engine B: a child process on a state dir that outlives it. */
-let bDir: string;
-let bBlock: string;
-let bChild: ChildProcess | undefined;
-let b: EngineHandle | undefined;
-async function startB(): Promise<EngineHandle> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test/helpers/engineMain.ts')], {
-    cwd: REPO,
-    env: { ...process.env, CTD_TEST_ENGINE: JSON.stringify({ stateDir: bDir, timeScale: TIME_SCALE, loopbackBlock: bBlock }) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  bChild = child;
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\n')) resolve(out.split('\n')[0]!);
+/**
+ * An engine in a child process on a state dir that outlives it: SIGKILL and restart (B), or an
+ * engine with other options (C). Not in this process: an engine sets the AWS endpoints in
+ * process.env, so two in one process would talk to each other's services.
+ */
+class ChildEngine {
+  private child: ChildProcess | undefined;
+  handle!: EngineHandle;
+  private readonly block = block();
+  private err = '';
+  constructor(
+    readonly stateDir: string,
+    private readonly opts: Record<string, unknown> = {},
+  ) {}
+
+  async start(): Promise<EngineHandle> {
+    // Without this process's engine endpoints: the child's engine sets its own.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_ENDPOINT_URL')));
+    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test/helpers/engineMain.ts')], {
+      cwd: REPO,
+      env: { ...env, CTD_TEST_ENGINE: JSON.stringify({ stateDir: this.stateDir, timeScale: TIME_SCALE, loopbackBlock: this.block, ...this.opts }) },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    child.once('exit', (code) => reject(new Error(`engine B exited (${code}) before it was up: ${err}`)));
-  });
-  const up = JSON.parse(line) as { apiUrl: string; cloudUrl: string; keystoneUrl: string; endpoints: { dynamodb: string; sfn: string }; stateDir: string };
-  return { stateDir: up.stateDir, apiUrl: up.apiUrl, keystoneUrl: up.keystoneUrl, cloudUrl: up.cloudUrl, dynamodb: up.endpoints.dynamodb, sfn: up.endpoints.sfn };
+    this.child = child;
+    child.stderr!.on('data', (d: Buffer) => (this.err = (this.err + d.toString()).slice(-4000)));
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve(out.split('\n')[0]!);
+      });
+      child.once('exit', (code) => reject(new Error(`engine in ${this.stateDir} exited (${code}) before it was up: ${this.err}`)));
+    });
+    const up = JSON.parse(line) as { apiUrl: string; cloudUrl: string; keystoneUrl: string; endpoints: { dynamodb: string; sfn: string }; stateDir: string };
+    this.handle = { stateDir: up.stateDir, apiUrl: up.apiUrl, keystoneUrl: up.keystoneUrl, cloudUrl: up.cloudUrl, dynamodb: up.endpoints.dynamodb, sfn: up.endpoints.sfn };
+    return this.handle;
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL', graceMs = 0): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill(signal);
+    if (graceMs > 0) await Promise.race([exited, sleep(graceMs)]);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  }
 }
-async function killB(): Promise<void> {
-  const child = bChild;
-  bChild = undefined;
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await exited;
-}
+
+let b: ChildEngine;
+let c: ChildEngine;
 
 beforeAll(async () => {
-  bDir = await mkdtemp(join(tmpdir(), 'ctd-endings-b-'));
-  bBlock = block();
-  [a, c, b] = await Promise.all([startTestEngine({ timeScale: TIME_SCALE }), startTestEngine({ timeScale: TIME_SCALE, executionTimeoutSeconds: 5 }), startB()]);
-}, 120_000);
+  b = new ChildEngine(await mkdtemp(join(tmpdir(), 'ctd-endings-b-')));
+  // C's bound also applies to the cleanup-only executions it starts: long enough for bastion-close on a loaded machine.
+  c = new ChildEngine(await mkdtemp(join(tmpdir(), 'ctd-endings-c-')), { executionTimeoutSeconds: 15 });
+  [a] = await Promise.all([startTestEngine({ timeScale: TIME_SCALE }), b.start(), c.start()]);
+}, 180_000);
 
 afterAll(async () => {
-  if (bChild) {
-    const child = bChild;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await Promise.race([exited, sleep(20_000)]);
-    if (child.exitCode === null) child.kill('SIGKILL');
-  }
-  await Promise.all([a?.stop(), c?.stop(), bDir ? rm(bDir, { recursive: true, force: true }) : undefined]);
+  await Promise.all([a?.stop(), b?.kill('SIGTERM', 20_000), c?.kill('SIGTERM', 20_000)]);
+  await Promise.all([b, c].map((e) => (e ? rm(e.stateDir, { recursive: true, force: true }) : undefined)));
 });
 
 /** Cells on one engine run one after the other (the process check needs the engine idle); engines run side by side. */
@@ -158,7 +172,9 @@ async function submit(h: EngineHandle, cell: string, body: unknown): Promise<Run
   const since = Date.now();
   const tenantId = tenant(cell);
   const { client, token } = await tenantClient(h, tenantId);
-  const { deploymentId: id } = await client.submit(body);
+  const { deploymentId: id } = await client.submit(body).catch((e: unknown) => {
+    throw new Error(`${cell}: submit failed: ${String(e)}\n${h.logTail?.() ?? ''}`);
+  });
   // Read while the secret exists: the disk scan looks for this key's own lines afterwards.
   const key = await privateKeyOf(h, id, token).catch(() => undefined);
   return { label: `${cell} ${id}`, tenantId, h, client, token, id, key, since };
@@ -189,7 +205,7 @@ async function checkEngineIdle(h: EngineHandle, runs: Run[]): Promise<void> {
 const FINAL_WAIT = 90_000;
 
 describe.concurrent('endings matrix', () => {
-  it('success: SUCCEEDED, and nothing left', { timeout: 240_000 }, () =>
+  it('success: SUCCEEDED, and nothing left', { timeout: 600_000 }, () =>
     onA(async () => {
       const runs = await Promise.all([0, 1].map(async () => {
         await sleep(between(0, 400));
@@ -204,7 +220,7 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('step failure: FAILED with the step named, and nothing left', { timeout: 240_000 }, () =>
+  it('step failure: FAILED with the step named, and nothing left', { timeout: 600_000 }, () =>
     onA(async () => {
       const runs = await Promise.all([0, 1].map(async () => {
         await sleep(between(0, 400));
@@ -220,11 +236,11 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('execution timeout: FAILED "timed out", cleanup run by a cleanup execution, nothing left', { timeout: 240_000 }, () =>
+  it('execution timeout: FAILED "timed out", cleanup run by a cleanup execution, nothing left', { timeout: 600_000 }, () =>
     onC(async () => {
       const runs = await Promise.all([0, 1].map(async () => {
         await sleep(between(0, 1500));
-        return submit(handleOf(c), 'exectimeout', runDeployment([{ id: 'work', command: 'sleep 60' }]));
+        return submit(c.handle, 'exectimeout', runDeployment([{ id: 'work', command: 'sleep 60' }]));
       }));
       for (const run of runs) {
         const final = await waitForFinal(run.client, run.id, FINAL_WAIT, run.label);
@@ -234,31 +250,39 @@ describe.concurrent('endings matrix', () => {
         expect(stepStatus(final, 'bastion-close'), `${run.label}: the rule was closed by bastion-close`).toBe('succeeded');
         await checkRun(run, final);
       }
-      await checkEngineIdle(handleOf(c), runs);
+      await checkEngineIdle(c.handle, runs);
     }),
   );
 
-  it('engine SIGKILL at a random moment, then a restart: a final status, and nothing left (×10)', { timeout: 240_000 }, () =>
+  it('engine SIGKILL at a random moment, then a restart: a final status, and nothing left (×12: 4 kills of 3 deployments each)', { timeout: 600_000 }, () =>
     onB(async () => {
-      for (let i = 0; i < 10; i++) {
-        const body = i % 3 === 2 ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
-        const run = await submit(b!, 'sigkill', body);
-        const delay = between(0, 4000);
+      for (let kill = 0; kill < 4; kill++) {
+        // Three deployments submitted at staggered moments: one kill finds each in another phase.
+        const runs: Run[] = [];
+        for (let i = 0; i < 3; i++) {
+          const body = i === 2 ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
+          runs.push(await submit(b.handle, 'sigkill', body));
+          await sleep(between(0, 1500));
+        }
+        const delay = between(0, 3000);
         await sleep(delay);
-        await killB();
-        b = await startB();
-        // The same tenant on the new engine (a new API port); its token is minted again.
-        const { client, token } = await tenantClient(b, run.tenantId);
-        const label = `${run.label} (killed after ${Math.round(delay)} ms)`;
-        const restarted: Run = { ...run, h: b, client, token, label };
-        const final = await waitForFinal(client, run.id, FINAL_WAIT, label);
-        await checkRun(restarted, final);
-        await checkEngineIdle(b, [restarted]);
+        await b.kill('SIGKILL');
+        const h = await b.start();
+        const restarted: Run[] = [];
+        for (const run of runs) {
+          // The same tenant on the new engine (a new API port); its token is minted again.
+          const { client, token } = await tenantClient(h, run.tenantId);
+          const again: Run = { ...run, h, client, token, label: `${run.label} (engine killed ${Math.round(delay)} ms after the last submit)` };
+          restarted.push(again);
+          const final = await waitForFinal(client, run.id, FINAL_WAIT, again.label);
+          await checkRun(again, final);
+        }
+        await checkEngineIdle(h, restarted);
       }
     }),
   );
 
-  it('bootstrap timeout: FAILED Ctd.VmBootstrapTimeout, and nothing left', { timeout: 240_000 }, () =>
+  it('bootstrap timeout: FAILED Ctd.VmBootstrapTimeout, and nothing left', { timeout: 600_000 }, () =>
     onA(async () => {
       const runs = await Promise.all([0, 1].map(async () => {
         await sleep(between(0, 1000));
@@ -274,7 +298,7 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('step timeout: FAILED naming the time limit, and nothing left', { timeout: 240_000 }, () =>
+  it('step timeout: FAILED naming the time limit, and nothing left', { timeout: 600_000 }, () =>
     onA(async () => {
       const runs = await Promise.all([0, 1].map(async (i) => {
         await sleep(between(0, 400));
@@ -292,7 +316,7 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('cancel at a random moment (bastion-open, the step, bastion-close, any): a final status, and nothing left (×12)', { timeout: 240_000 }, () =>
+  it('cancel at a random moment (bastion-open, the step, bastion-close, any): a final status, and nothing left (×12)', { timeout: 600_000 }, () =>
     onA(async () => {
       const phases = ['bastion-open', 'work', 'bastion-close', 'any'] as const;
       const runs = await Promise.all(
@@ -321,7 +345,7 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('execution stopped (StopExecution) at a random moment, some cancelled right after: a final status saying so, and nothing left (×12)', { timeout: 240_000 }, () =>
+  it('execution stopped (StopExecution) at a random moment, some cancelled right after: a final status saying so, and nothing left (×12)', { timeout: 600_000 }, () =>
     onA(async () => {
       const phases = ['bastion-open', 'work', 'bastion-close', 'any'] as const;
       const runs = await Promise.all(
@@ -352,7 +376,7 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('the cloud fails on close: FAILED Ctd.CleanupFailed naming the rule still open, never SUCCEEDED; secrets gone anyway (×2)', { timeout: 240_000 }, () =>
+  it('the cloud fails on close: FAILED Ctd.CleanupFailed naming the rule still open, never SUCCEEDED; secrets gone anyway (×2)', { timeout: 600_000 }, () =>
     onA(async () => {
       const runs: Run[] = [];
       for (let i = 0; i < 2; i++) {
