@@ -22,6 +22,7 @@ interface EngineFunctionSpec extends HandlerGrants {
   /** The ASL placeholder naming this function's ARN; absent for functions outside the ASL. */
   readonly substitution?: string;
   readonly config: readonly ConfigSection[];
+  readonly startsExecutions?: boolean;
 }
 
 /** What each engine handler may do (checked against its calls by iam-usage.test.ts); the ASL placeholder each one fills. */
@@ -60,6 +61,10 @@ export class Engine extends Construct {
         logRetention: props.logRetention,
       });
       grantHandler(fn, spec, data, sandbox.cluster);
+      if (spec.startsExecutions) {
+        // By name, not by the construct: the state machine depends on these functions' ARNs.
+        fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [stateMachineArn(this)] }));
+      }
       fns[name as EngineFunctionName] = fn;
     }
     this.functions = fns;
@@ -113,7 +118,7 @@ export class Engine extends Construct {
 
     // Console stops, timeouts and failures outside Cleanup would otherwise leave secrets behind.
     new events.Rule(this, 'SafetyNetRule', {
-      description: 'Delete a deployment\'s secrets when its execution ends without running Cleanup',
+      description: 'Run a cleanup-only execution (close the bastion rule, delete the secrets) when an execution ends without running Cleanup',
       eventPattern: {
         source: ['aws.states'],
         detailType: ['Step Functions Execution Status Change'],

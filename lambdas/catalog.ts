@@ -75,7 +75,15 @@ export const ENGINE_LAMBDAS = {
   },
   summarize: { kind: 'engine', config: ENGINE, access: ['read'], substitution: 'SummarizeFunctionArn' },
   deleteSecrets: { kind: 'engine', config: ENGINE, access: ['read', 'write'], substitution: 'DeleteSecretsFunctionArn' },
-  safetyNet: { kind: 'engine', config: ENGINE, access: ['read', 'write'] },
+  // Starts the cleanup-only execution of an execution that ended outside Cleanup; stops the sandboxes it left running.
+  safetyNet: {
+    kind: 'engine',
+    config: [...ENGINE, 'sandboxes'],
+    access: ['read', 'write'],
+    answersTasks: true,
+    stopsTasks: true,
+    startsExecutions: true,
+  },
   sandboxStopped: { kind: 'engine', config: ENGINE, access: ['read', 'write'], answersTasks: true },
 } as const satisfies Record<string, LambdaSpec>;
 

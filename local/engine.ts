@@ -9,7 +9,7 @@ import type { Hypervisor } from './cloud-backend.ts';
 import { pickLoopbackBlock, splitBlock, type LoopbackBlock } from './cloud/loopbackBlock.ts';
 import { startLocalCloud } from './cloud/server.ts';
 import { CONSOLE_PREFIX, serveConsole } from './console.ts';
-import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, functionArn, REGION, sandboxStoppedHandler } from './functions.ts';
+import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, executionStatusChange, functionArn, REGION, safetyNetHandler, sandboxStoppedHandler } from './functions.ts';
 import { startLocalApiGateway } from './services/apiGateway.ts';
 import { startLocalDynamoDb } from './services/dynamodb.ts';
 import { startLocalKms } from './services/kms.ts';
@@ -42,6 +42,8 @@ export interface LocalEngineOptions {
   cloudFaultInjection?: boolean;
   /** RunTask → the runner gets its task, in ms: models Fargate's start (tests stop a sandbox in it). */
   sandboxStartLatencyMs?: number;
+  /** Tests: the execution-level TimeoutSeconds in real seconds, instead of the ASL's (days) times the time scale. */
+  executionTimeoutSeconds?: number;
 }
 
 export interface LocalEngine {
@@ -168,8 +170,16 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       region: REGION,
       accountId: ACCOUNT,
       router: async (inv: TaskInvocation) => route(inv),
-      onExecutionOrphaned: async (exec) => endOrphan(exec.name, 'FAILED', 'the engine stopped while the deployment was running'),
+      // As the AWS rule delivers "Step Functions Execution Status Change" to the safety net Lambda;
+      // while the engine stops, endOrphan below ends its deployments instead (no execution can run).
+      onExecutionEnded: async (detail) => {
+        if (stopping) return;
+        await safetyNet(executionStatusChange(detail, stateMachineArn), lambdaContext('safety-net'));
+      },
+      ...(opts.executionTimeoutSeconds !== undefined ? { executionTimeoutSeconds: opts.executionTimeoutSeconds } : {}),
     });
+    const safetyNet = safetyNetHandler(() => engineDeps);
+    let stopping = false;
     /**
      * An execution that ended outside Cleanup: the local cloud is ours, so its bastion rule can be
      * closed without the (deleted) token; then the safety net deletes the secrets and records why.
@@ -197,6 +207,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     stops.push(() => sfn.stop());
     // A clean stop ends running deployments now, as "stopped from the console" would: no secret waits for a restart.
     stops.push(async () => {
+      stopping = true;
       for (const exec of sfn.listExecutions(stateMachineArn, 'RUNNING')) {
         sfn.stopExecution(exec.executionArn, { error: 'Ctd.EngineStopped', cause: 'the local engine was stopped' });
         await endOrphan(exec.name, 'ABORTED', 'the engine was stopped while the deployment was running');
@@ -204,6 +215,9 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     });
     sfn.createStateMachine(STATE_MACHINE_NAME, substitute(await readFile(ASL, 'utf8'), substitutions()));
     await sfn.listen(sfnPort);
+    // Executions that ended outside Cleanup while no engine ran (a SIGKILL included): the safety net hears them now.
+    const swept = await sfn.sweepEndedExecutions();
+    if (swept > 0) log(`safety net: ${swept} ended executions checked for a missed cleanup`);
 
     const authorize = apiAuthorizer(() => engineDeps);
     const api = await startLocalApiGateway({

@@ -1,4 +1,5 @@
-import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context, EventBridgeEvent } from 'aws-lambda';
+import type { ExecutionStatusChangeDetail } from './sfn/types.ts';
 import type { EngineDeps } from '../core/usecases/deps.ts';
 import type { DepsProvider } from '../lambdas/deps.ts';
 import * as authorizer from '../lambdas/api/authorizer.ts';
@@ -70,6 +71,24 @@ export function apiRoutes(deps: DepsProvider): { method: string; resource: strin
   return Object.entries(API_LAMBDAS).flatMap(([name, spec]) =>
     'route' in spec ? [{ ...spec.route, handler: MODULES[name as LambdaName].createHandler(deps) as ApiHandler }] : [],
   );
+}
+
+/** The target of the "Step Functions Execution Status Change" rule: the local runtime emits the same events. */
+export const safetyNetHandler = (deps: DepsProvider) => safetyNet.createHandler(deps);
+
+/** The EventBridge envelope AWS puts around a status change (cdk/engine.ts's SafetyNetRule matches it). */
+export function executionStatusChange(detail: ExecutionStatusChangeDetail, stateMachineArn: string): EventBridgeEvent<'Step Functions Execution Status Change', ExecutionStatusChangeDetail> {
+  return {
+    version: '0',
+    id: crypto.randomUUID(),
+    'detail-type': 'Step Functions Execution Status Change',
+    source: 'aws.states',
+    account: ACCOUNT,
+    time: new Date(detail.stopDate ?? Date.now()).toISOString(),
+    region: REGION,
+    resources: [detail.executionArn, stateMachineArn],
+    detail,
+  };
 }
 
 /** The target of the "ECS Task State Change" rule: the local launcher emits the same events. */

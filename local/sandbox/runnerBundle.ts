@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +27,8 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export async function bundleRunner(): Promise<string> {
   const { build } = await import('esbuild');
   const cache = join(ROOT, 'node_modules', '.cache', 'ctd');
-  const aside = join(cache, `building-${process.pid}-${Date.now()}`);
+  // Unique per build: two engines started in one process in the same millisecond must not share it.
+  const aside = join(cache, `building-${process.pid}-${randomUUID()}`);
   await rm(aside, { recursive: true, force: true });
   const result = await build({
     entryPoints: { runner: join(ROOT, 'sandbox', 'main.ts') },

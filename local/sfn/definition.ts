@@ -68,7 +68,7 @@ export function walkStates(machine: AslMachine, visit: (name: string, state: Asl
  * Parses, validates (asl-validator, unless `validate` is false for definitions already validated
  * when they were created) and prepares a definition; throws `InvalidDefinition`.
  */
-export function parseDefinition(text: string, timeScale: number, validate = true): ParsedDefinition {
+export function parseDefinition(text: string, timeScale: number, validate = true, executionTimeoutSeconds?: number): ParsedDefinition {
   let source: unknown;
   try {
     source = JSON.parse(text);
@@ -101,6 +101,7 @@ export function parseDefinition(text: string, timeScale: number, validate = true
 
   const engine = structuredClone(source);
   rewriteForEngine(engine, timeScale);
+  if (executionTimeoutSeconds !== undefined) engine.TimeoutSeconds = executionTimeoutSeconds;
   return { source, engine, tasks, maps };
 }
 

@@ -4,6 +4,7 @@ export { SfnError, TaskError } from './errors.ts';
 export type {
   ExecutionDescription,
   ExecutionListItem,
+  ExecutionStatusChangeDetail,
   LocalStepFunctionsOptions,
   OrphanedExecution,
   StateMachineDescription,

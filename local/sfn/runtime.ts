@@ -19,6 +19,7 @@ import { createSfnServer } from './server.ts';
 import type {
   ExecutionDescription,
   ExecutionListItem,
+  ExecutionStatusChangeDetail,
   LocalStepFunctionsOptions,
   OrphanedExecution,
   StateMachineDescription,
@@ -26,6 +27,9 @@ import type {
 } from './types.ts';
 
 export const ENGINE_RESTARTED = 'Ctd.EngineRestarted';
+/** The statuses the AWS safety-net rule matches (cdk/engine.ts). */
+const ENDED_OUTSIDE_SUCCESS = new Set<ExecutionStatus>(['FAILED', 'TIMED_OUT', 'ABORTED']);
+const DELIVERY_ATTEMPTS = 3;
 const NAME_PATTERN = /^[A-Za-z0-9_-]{1,80}$/;
 
 interface LoadedMachine {
@@ -53,6 +57,10 @@ export class LocalStepFunctions {
   private readonly region: string;
   private readonly accountId: string;
   private readonly onExecutionOrphaned?: (execution: OrphanedExecution) => Promise<void>;
+  private readonly onExecutionEnded?: (detail: ExecutionStatusChangeDetail) => Promise<void>;
+  private readonly executionTimeoutSeconds?: number;
+  /** Status-change deliveries in flight; stop() waits for them. */
+  private readonly deliveries = new Set<Promise<void>>();
   private readonly store: ExecutionStore;
   private readonly tokens = new TaskTokens();
   private readonly machines = new Map<string, LoadedMachine>();
@@ -66,6 +74,8 @@ export class LocalStepFunctions {
     this.region = options.region ?? 'us-east-1';
     this.accountId = options.accountId ?? '000000000000';
     this.onExecutionOrphaned = options.onExecutionOrphaned;
+    this.onExecutionEnded = options.onExecutionEnded;
+    this.executionTimeoutSeconds = options.executionTimeoutSeconds;
     this.store = new ExecutionStore(options.stateDir);
   }
 
@@ -87,6 +97,17 @@ export class LocalStepFunctions {
     for (const orphan of orphans) await this.onExecutionOrphaned?.(orphan);
   }
 
+  /**
+   * Delivers the status change of every execution that ended FAILED, TIMED_OUT or ABORTED (those
+   * orphaned by `start()` included) once more: one that ended while the engine was down, or whose
+   * delivery died with it, is heard now. Call once the API listens; the handler must be idempotent.
+   */
+  async sweepEndedExecutions(): Promise<number> {
+    const ended = [...this.executions.values()].filter(({ record }) => ENDED_OUTSIDE_SUCCESS.has(record.status));
+    for (const execution of ended) await this.deliver(execution.record);
+    return ended.length;
+  }
+
   /** Stops the HTTP server and every running execution, killing their router calls (signals abort). */
   async stop(): Promise<void> {
     this.started = false;
@@ -99,6 +120,7 @@ export class LocalStepFunctions {
     }
     this.tokens.retireAll();
     await Promise.allSettled(running.map((execution) => execution.settled));
+    await Promise.allSettled([...this.deliveries]);
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -290,6 +312,9 @@ export class LocalStepFunctions {
           this.finish(execution, 'FAILED', { error: error.cause.name, cause: causeText(error.cause.message) });
         } else if (error instanceof Error && error.name === 'ExecutionTimeoutError') {
           this.finish(execution, 'TIMED_OUT', { error: 'States.Timeout', cause: 'The execution exceeded its TimeoutSeconds' });
+          // As in AWS: a timed-out execution's running tasks end with it (their routers see the signal).
+          controller.abort(new ExecutionStoppedError());
+          entries.rejectAll(new ExecutionStoppedError());
         } else {
           this.finish(execution, 'FAILED', { error: 'States.Runtime', cause: String(error) });
         }
@@ -332,6 +357,40 @@ export class LocalStepFunctions {
     this.store.saveExecution(record);
     this.tokens.retireExecution(record.executionArn);
     execution.markDone();
+    // Orphans failed by start() are delivered by sweepEndedExecutions(), once someone listens.
+    if (this.started && ENDED_OUTSIDE_SUCCESS.has(status)) {
+      const delivery = this.deliver(record).finally(() => this.deliveries.delete(delivery));
+      this.deliveries.add(delivery);
+    }
+  }
+
+  /** At-least-once, like EventBridge's retrying target: a few tries, then the next sweep. */
+  private async deliver(record: ExecutionRecord): Promise<void> {
+    if (!this.onExecutionEnded) return;
+    const detail: ExecutionStatusChangeDetail = {
+      executionArn: record.executionArn,
+      stateMachineArn: record.stateMachineArn,
+      name: record.name,
+      status: record.status,
+      startDate: Date.parse(record.startDate),
+      stopDate: record.stopDate ? Date.parse(record.stopDate) : null,
+      input: record.input,
+      output: record.output ?? null,
+      error: record.error ?? null,
+      cause: record.cause ?? null,
+    };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.onExecutionEnded(detail);
+        return;
+      } catch (error) {
+        if (attempt >= DELIVERY_ATTEMPTS) {
+          process.emitWarning(`the status change of ${record.executionArn} was not delivered: ${String(error)}`);
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      }
+    }
   }
 
   private track(record: ExecutionRecord, events: ReturnType<ExecutionHistory['snapshot']>): Execution {
@@ -352,7 +411,7 @@ export class LocalStepFunctions {
   }
 
   private loadMachine(record: StateMachineRecord, validate = true): void {
-    const parsed = parseDefinition(record.definition, this.timeScale, validate);
+    const parsed = parseDefinition(record.definition, this.timeScale, validate, this.executionTimeoutSeconds);
     const engine = new StateMachine(parsed.engine as unknown as StateMachineDefinition, { validationOptions: { noValidate: true } });
     this.machines.set(record.stateMachineArn, { record, parsed, engine });
   }

@@ -39,6 +39,31 @@ export interface LocalStepFunctionsOptions {
   accountId?: string;
   /** Called by `start()` for executions that were RUNNING when the previous engine stopped. */
   onExecutionOrphaned?: (execution: OrphanedExecution) => Promise<void>;
+  /**
+   * EventBridge's "Step Functions Execution Status Change" for FAILED, TIMED_OUT and ABORTED, as the
+   * AWS rule delivers it to the safety net: called when an execution ends so, retried on error,
+   * and again by `sweepEndedExecutions()` for those that ended while nobody could hear it.
+   */
+  onExecutionEnded?: (detail: ExecutionStatusChangeDetail) => Promise<void>;
+  /**
+   * Tests: the execution-level TimeoutSeconds, in real seconds (not scaled), in place of the
+   * definition's own (an execution bound of days cannot be reached under any useful time scale).
+   */
+  executionTimeoutSeconds?: number;
+}
+
+/** The `detail` of an EventBridge "Step Functions Execution Status Change" event (dates in epoch ms). */
+export interface ExecutionStatusChangeDetail {
+  executionArn: string;
+  stateMachineArn: string;
+  name: string;
+  status: ExecutionStatus;
+  startDate: number;
+  stopDate: number | null;
+  input: string;
+  output: string | null;
+  error: string | null;
+  cause: string | null;
 }
 
 export interface ExecutionDescription {

@@ -138,11 +138,20 @@ describe('Construct: Engine', () => {
     }
   });
 
-  it('lets only abortStragglers stop sandboxes among engine functions', () => {
+  it('lets only abortStragglers and the safety net stop sandboxes among engine functions (a stopped execution leaves its ECS tasks running)', () => {
     for (const name of Object.keys(ENGINE_FUNCTIONS)) {
       const fn = stack.engine.functions[name as keyof typeof ENGINE_FUNCTIONS];
       const stops = roleStatements(template, logicalId(fn.role!)).some((s) => actionsOf(s).includes('ecs:StopTask'));
-      expect({ name, stops }).toEqual({ name, stops: name === 'abortStragglers' });
+      expect({ name, stops }).toEqual({ name, stops: name === 'abortStragglers' || name === 'safetyNet' });
+    }
+  });
+
+  it('lets only the safety net start executions among engine functions, and only of the deployment state machine (its cleanup-only executions)', () => {
+    for (const name of Object.keys(ENGINE_FUNCTIONS)) {
+      const fn = stack.engine.functions[name as keyof typeof ENGINE_FUNCTIONS];
+      const starts = roleStatements(template, logicalId(fn.role!)).filter((s) => actionsOf(s).includes('states:StartExecution'));
+      expect({ name, starts: starts.length }).toEqual({ name, starts: name === 'safetyNet' ? 1 : 0 });
+      for (const statement of starts) expect(JSON.stringify(statement.Resource)).toContain(':stateMachine:ctd-deployment');
     }
   });
 

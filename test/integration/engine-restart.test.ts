@@ -79,7 +79,7 @@ describe('ctd local up + ctd deploy --wait', () => {
     }
   });
 
-  it('after the engine dies mid-deployment and restarts: finished ones keep their history, the running one is failed and its secrets deleted', async () => {
+  it('after the engine dies mid-deployment and restarts: finished ones keep their history, the running one is cleaned up (bastion closed, secrets deleted) and failed', { timeout: 120_000 }, async () => {
     const submitted = await ctd(['deploy', 'examples/run-steps.yaml', '--json']);
     runningId = (JSON.parse(submitted.stdout) as { deploymentId: string }).deploymentId;
     for (let i = 0; i < 200; i++) {
@@ -103,9 +103,15 @@ describe('ctd local up + ctd deploy --wait', () => {
     expect(finished.status).toBe('SUCCEEDED');
     expect((await client.history(finishedId)).events.at(-1)?.type).toBe('ExecutionSucceeded');
 
-    const orphan = await client.get(runningId);
+    // The safety net hears the orphan at start and runs a cleanup-only execution: bastion-close, then DeleteSecrets.
+    let orphan = await client.get(runningId);
+    for (let i = 0; i < 600 && !['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(orphan.status); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      orphan = await client.get(runningId);
+    }
     expect(orphan.status).toBe('FAILED');
-    expect(orphan.cause).toContain('the engine stopped while the deployment was running');
+    expect(orphan.cause).toContain('engine stopped while this execution was running');
+    expect(orphan.steps.find((s) => s.stepId === 'bastion-close')?.status).toBe('succeeded');
     const ddb = new DynamoDBClient({ endpoint: restarted.engine.endpoints.dynamodb, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
     for (const sk of ['SECRET#token', 'SECRET#sshkey']) {
       const item = await ddb.send(new GetItemCommand({ TableName: TABLE_NAME, Key: { pk: { S: `DEP#${runningId}` }, sk: { S: sk } } }));

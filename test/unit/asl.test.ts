@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { ERROR_TABLE, ErrorName, GRACE_PERIOD_SECONDS, HEARTBEAT_TIMEOUT_SECONDS } from '../../core/errors.ts';
+import { EXECUTION_TIMEOUT_SECONDS, MAX_DEPENDENCY_WAIT_SECONDS, MAX_STEP_TIMEOUT_SECONDS } from '../../core/config/limits.ts';
+import { MAX_STEPS } from '../../core/deployment/schema.ts';
 
 /** Reads statemachine/deployment.asl.json as a file and proves it mirrors the error table. */
 
@@ -16,10 +18,13 @@ interface State {
   Retry?: { ErrorEquals: string[]; MaxAttempts?: number; IntervalSeconds?: number; BackoffRate?: number }[];
   Catch?: { ErrorEquals: string[]; Next: string }[];
   ItemProcessor?: { States: Record<string, State> };
+  MaxConcurrency?: number;
+  Default?: string;
+  Choices?: { Variable: string; IsPresent?: boolean; Next: string }[];
 }
 
 const text = readFileSync(new URL('../../statemachine/deployment.asl.json', import.meta.url), 'utf8');
-const asl = JSON.parse(text) as { StartAt: string; States: Record<string, State> };
+const asl = JSON.parse(text) as { StartAt: string; TimeoutSeconds?: number; States: Record<string, State> };
 const inner = asl.States.RunWorkflow?.ItemProcessor?.States ?? {};
 const allStates = (): [string, State][] => [...Object.entries(asl.States), ...Object.entries(inner)];
 
@@ -34,7 +39,8 @@ describe('State machine: deployment.asl.json', () => {
   });
 
   it('has the shape of DESIGN.md: Prepare → OpenBastionAccess → RunWorkflow → Summarize → Cleanup', () => {
-    expect(asl.StartAt).toBe('Prepare');
+    expect(asl.StartAt).toBe('Start');
+    expect(asl.States.Start?.Default).toBe('Prepare');
     expect(asl.States.Prepare?.Next).toBe('OpenBastionAccess');
     expect(asl.States.OpenBastionAccess?.Next).toBe('RunWorkflow');
     expect(asl.States.RunWorkflow?.Next).toBe('Summarize');
@@ -127,5 +133,48 @@ describe('State machine: deployment.asl.json', () => {
         else expect(e, name).toMatch(/^(States|Lambda|ECS|AmazonECS)\./);
       }
     }
+  });
+
+  describe('an execution has an upper bound, and one that ended outside Cleanup can run Cleanup alone', () => {
+    /** Worst case of one Task state: every attempt (1 + every retrier's MaxAttempts) at its timeout, plus the retry intervals. */
+    const worst = (state: State, timeout = state.TimeoutSeconds ?? 0): number => {
+      const retries = state.Retry ?? [];
+      const attempts = 1 + retries.reduce((n, r) => n + (r.MaxAttempts ?? 3), 0);
+      const intervals = retries.reduce((sum, r) => {
+        let total = 0;
+        for (let i = 0; i < (r.MaxAttempts ?? 3); i++) total += Math.min((r.IntervalSeconds ?? 1) * (r.BackoffRate ?? 2) ** i, (r as { MaxDelaySeconds?: number }).MaxDelaySeconds ?? Infinity);
+        return sum + total;
+      }, 0);
+      return attempts * timeout + intervals;
+    };
+
+    it('TimeoutSeconds is EXECUTION_TIMEOUT_SECONDS, at least the longest legal run derived from the states, under the one-year cap', () => {
+      expect(asl.TimeoutSeconds).toBe(EXECUTION_TIMEOUT_SECONDS);
+      const s = asl.States;
+      const rounds = Math.ceil(MAX_STEPS / (s.RunWorkflow!.MaxConcurrency ?? 40));
+      // A step's sandbox attempts are retried only on Ctd.* errors; ECS's RunTask errors fail before the step runs.
+      const run = inner.RunStepInSandbox!;
+      const stepRuns = { ...run, Retry: run.Retry?.filter((r) => r.ErrorEquals.every((e) => e.startsWith('Ctd.'))) };
+      const iteration =
+        (inner.AwaitDependencies!.TimeoutSeconds ?? 0) +
+        worst(stepRuns, MAX_STEP_TIMEOUT_SECONDS) +
+        worst(inner.RecordStepFailure!) +
+        (inner.GracePeriod!.TimeoutSeconds ?? 0) +
+        worst(inner.AbortStragglers!);
+      const around = ['Prepare', 'OpenBastionAccess', 'Summarize', 'CloseBastionAccess', 'DeleteSecrets'].reduce((sum, name) => sum + worst(s[name]!), 0);
+      const bound = rounds * iteration + around;
+      expect(inner.AwaitDependencies!.TimeoutSeconds).toBe(MAX_DEPENDENCY_WAIT_SECONDS);
+      expect(EXECUTION_TIMEOUT_SECONDS).toBeGreaterThanOrEqual(bound);
+      // Not padded beyond a day of rounding: the secrets' TTL is sized from it.
+      expect(EXECUTION_TIMEOUT_SECONDS - bound).toBeLessThan(86_400);
+      expect(EXECUTION_TIMEOUT_SECONDS).toBeLessThanOrEqual(365 * 86_400);
+    });
+
+    it('a cleanup-only input goes straight to CloseBastionAccess; every other input starts at Prepare', () => {
+      const start = asl.States.Start!;
+      expect(start.Type).toBe('Choice');
+      expect(start.Choices).toEqual([{ Variable: '$.cleanup', IsPresent: true, Next: 'CloseBastionAccess' }]);
+      expect(start.Default).toBe('Prepare');
+    });
   });
 });
