@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SubmitResponse } from '../api.ts';
+import { SECRET_TTL_SECONDS } from '../config/limits.ts';
 import { generateDeploymentKey } from '../crypto/deploymentKey.ts';
 import { sealPrivateKey } from '../crypto/sealedKey.ts';
 import { planWorkflow } from '../dag.ts';
@@ -11,8 +12,8 @@ import { newDeploymentId } from '../ids.ts';
 import type { DeploymentRecord, StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
 
-/** Secrets outlive a stuck deployment by at most this long: DynamoDB TTL is the last resort. */
-export const SECRET_TTL_SECONDS = 24 * 3600;
+// Re-exported where it was: sized from the execution's bound in core/config/limits.ts.
+export { SECRET_TTL_SECONDS };
 
 export interface SubmitInput {
   tenantId: string;
