@@ -5,6 +5,7 @@ import { SECRET_TTL_SECONDS } from '../config/limits.ts';
 import { generateDeploymentKey } from '../crypto/deploymentKey.ts';
 import { sealPrivateKey } from '../crypto/sealedKey.ts';
 import { planWorkflow } from '../dag.ts';
+import { destroySecrets } from './finalize.ts';
 import { SYSTEM_STEP_IDS, type DeploymentSpec } from '../deployment/schema.ts';
 import { parseDeployment } from '../deployment/validate.ts';
 import { ConflictError, ValidationError } from '../errors.ts';
@@ -62,6 +63,8 @@ export async function submitDeployment(deps: EngineDeps, input: SubmitInput): Pr
     });
     return { ...(await start(deps, deployment)), created: true };
   } catch (e) {
+    // A half-written create may have left a secrets item: without its grant it can never be decrypted.
+    await deps.vault.shred(deploymentId).catch((err: unknown) => deps.log('could not retire the grant of a failed submit', { deploymentId, error: err }));
     if (input.idempotencyKey !== undefined) await deps.store.releaseIdempotencyKey(input.tenantId, input.idempotencyKey, deploymentId);
     throw e;
   }
@@ -114,7 +117,7 @@ async function start(deps: EngineDeps, deployment: DeploymentRecord): Promise<Su
     return { deploymentId: deployment.deploymentId, executionArn, consoleUrl, status: deployment.status };
   } catch (e) {
     // Nothing will ever run for it: do not leave its secrets behind.
-    await deps.store.deleteSecrets(deployment.deploymentId);
+    await destroySecrets(deps, deployment.deploymentId);
     await deps.store.updateDeployment(deployment.deploymentId, {
       status: 'FAILED',
       error: 'Ctd.StartFailed',
