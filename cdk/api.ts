@@ -40,6 +40,8 @@ const COMMON_RULE_LABELS: Record<(typeof SUBMIT_BODY_RULES)[number], string> = {
 export interface ApiProps {
   readonly data: DeploymentsTable;
   readonly tokenKey: TokenKey;
+  /** Whom each deployment's decrypt grant names (the sandbox task role) and who retires it (DeleteSecrets). */
+  readonly tokenGrants: { decrypter: iam.IRole; retirer: iam.IRole };
   readonly sandbox: Sandbox;
   /** Every configuration value the stack knows; each function gets those of its sections. */
   readonly values: Record<string, string>;
@@ -78,7 +80,7 @@ export class Api extends Construct {
       }
       fns[name as ApiFunctionName] = fn;
     }
-    props.tokenKey.allowEncrypt(fns.submit.role!);
+    props.tokenKey.allowEncrypt(fns.submit.role!, props.tokenGrants);
     this.functions = fns;
 
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', {

@@ -43,8 +43,9 @@ export function tokenContextConditions(): Record<string, Record<string, unknown>
 
 /**
  * The key for users' cloud tokens. Its key policy is the whole authorization: the account root
- * gets administration only, so no IAM policy anywhere can grant encrypt or decrypt; the one
- * encryptor and the one decryptor are named in the key policy.
+ * gets administration only, so no IAM policy anywhere can grant encrypt or decrypt. The one
+ * encryptor is named in the key policy; nobody has a standing Decrypt: the sandbox decrypts a
+ * deployment's token through that deployment's grant, retired at cleanup (docs/ARCHITECTURE.md).
  */
 export class TokenKey extends Construct {
   readonly key: kms.Key;
@@ -62,7 +63,7 @@ export class TokenKey extends Construct {
       ],
     });
     this.key = new kms.Key(this, 'Key', {
-      description: 'CTD Orchestrator: user cloud tokens (encrypt: submit API only; decrypt: sandbox only)',
+      description: 'CTD Orchestrator: user cloud tokens (encrypt: submit API only; decrypt: sandbox, per-deployment grant only)',
       enableKeyRotation: true,
       policy,
       pendingWindow: Duration.days(7),
@@ -70,8 +71,13 @@ export class TokenKey extends Construct {
     });
   }
 
-  /** The submit API Lambda: encrypts the token it receives. */
-  allowEncrypt(role: iam.IRole): void {
+  /**
+   * The submit API Lambda: encrypts the token it receives, and first creates that deployment's
+   * grant. CreateGrant is pinned: Decrypt only, for the decrypter, retired by the retirer, and
+   * constrained to exactly a {deploymentId, tenantId} context (the context keys of a CreateGrant
+   * request are those of its constraint).
+   */
+  allowEncrypt(role: iam.IRole, grants: { decrypter: iam.IRole; retirer: iam.IRole }): void {
     this.key.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'SubmitEncryptsTokens',
@@ -81,17 +87,37 @@ export class TokenKey extends Construct {
         conditions: tokenContextConditions(),
       }),
     );
-  }
-
-  /** The sandbox task role: the only place a plaintext token ever exists during a run. */
-  allowDecrypt(role: iam.IRole): void {
     this.key.addToResourcePolicy(
       new iam.PolicyStatement({
-        sid: 'SandboxDecryptsTokens',
+        sid: 'SubmitGrantsOneDeploymentsDecrypt',
         principals: [new iam.ArnPrincipal(role.roleArn)],
-        actions: ['kms:Decrypt'],
+        actions: ['kms:CreateGrant'],
         resources: ['*'],
-        conditions: tokenContextConditions(),
+        conditions: {
+          ...tokenContextConditions(),
+          StringEquals: {
+            'kms:GrantConstraintType': 'EncryptionContextEquals',
+            'kms:GranteePrincipal': grants.decrypter.roleArn,
+            'kms:RetiringPrincipal': grants.retirer.roleArn,
+          },
+          'ForAllValues:StringEquals': { ...tokenContextConditions()['ForAllValues:StringEquals'], 'kms:GrantOperations': ['Decrypt'] },
+          Bool: { 'kms:GrantIsForAWSResource': 'false' },
+        },
+      }),
+    );
+  }
+
+  /**
+   * Cleanup (the grants' retiring principal, which needs no policy to retire) and the safety net
+   * (which is not, so it revokes) find a deployment's grant by name when its ciphertext is gone.
+   */
+  allowShred(role: iam.IRole, sid: string, opts: { revoke: boolean }): void {
+    this.key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid,
+        principals: [new iam.ArnPrincipal(role.roleArn)],
+        actions: ['kms:ListGrants', ...(opts.revoke ? ['kms:RevokeGrant'] : [])],
+        resources: ['*'],
       }),
     );
   }

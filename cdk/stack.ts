@@ -59,7 +59,7 @@ export class CtdStack extends Stack {
     });
     this.data.grantAccess(this.sandbox.taskRole, ...SANDBOX_TABLE_ACCESS);
     this.sandbox.taskRole.addToPrincipalPolicy(taskResponseStatement(this, true));
-    this.tokenKey.allowDecrypt(this.sandbox.taskRole);
+    // No standing kms:Decrypt for the sandbox: each deployment's grant (made at submit) is its only way.
 
     // Every value the stack knows; each function takes those of its configuration sections (lambdas/catalog.ts).
     const values = {
@@ -75,13 +75,18 @@ export class CtdStack extends Stack {
       values,
       logRetention,
     });
+    const retirer = this.engine.functions.deleteSecrets.role!;
     this.api = new Api(this, 'Api', {
       data: this.data,
       tokenKey: this.tokenKey,
       sandbox: this.sandbox,
-      values,
+      tokenGrants: { decrypter: this.sandbox.taskRole, retirer },
+      // Only submit reads these (its tokenGrants section): whom each deployment's grant names.
+      values: { ...values, [ENV.tokenDecrypter]: this.sandbox.taskRole.roleArn, [ENV.tokenRetirer]: retirer.roleArn },
       logRetention,
     });
+    this.tokenKey.allowShred(retirer, 'CleanupRetiresDeploymentGrants', { revoke: false });
+    this.tokenKey.allowShred(this.engine.functions.safetyNet.role!, 'SafetyNetRevokesDeploymentGrants', { revoke: true });
 
     this.observability = new Observability(this, 'Observability', {
       stateMachine: this.engine.stateMachine,

@@ -100,10 +100,20 @@ export interface EncryptionContext {
   tenantId: string;
 }
 
-/** KMS: the token is encrypted bound to its deployment; decrypting under another context fails. */
+/**
+ * KMS: the token is encrypted bound to its deployment; decrypting under another context fails.
+ * Each deployment's decryption is allowed by its own grant, created by `encrypt` (at submit) and
+ * retired by `shred` (at cleanup): afterwards no copy of the ciphertext (a backup, a restored
+ * table, a LevelDB log) can be decrypted by the engine.
+ */
 export interface SecretVault {
   encrypt(plaintext: string, context: EncryptionContext): Promise<string>;
   decrypt(ciphertext: string, context: EncryptionContext): Promise<string>;
+  /**
+   * Crypto-shreds the deployment's secrets: retires its grant. Safe to repeat. The ciphertext,
+   * when still at hand, names the grant; without it the grant is found by its name.
+   */
+  shred(deploymentId: string, ciphertext?: string): Promise<void>;
 }
 
 export interface ExecutionService {

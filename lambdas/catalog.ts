@@ -19,8 +19,10 @@ export interface LambdaSpec {
   readonly stopsTasks?: boolean;
   readonly startsExecutions?: boolean;
   readonly readsHistory?: boolean;
-  /** Encrypts user tokens with the token key. */
+  /** Encrypts user tokens with the token key, creating each deployment's decrypt grant. */
   readonly encryptsTokens?: boolean;
+  /** Retires (or revokes) a deployment's decrypt grant when its secrets are deleted. */
+  readonly shredsTokens?: boolean;
   /** API route served, as API Gateway maps it. */
   readonly route?: { readonly method: 'GET' | 'POST' | 'DELETE'; readonly resource: string };
   /** The ASL placeholder naming this function's ARN. */
@@ -32,7 +34,7 @@ const ENGINE = ['store', 'executions'] as const;
 export const API_LAMBDAS = {
   submit: {
     kind: 'api',
-    config: ['store', 'vault', 'executions', 'cloud'],
+    config: ['store', 'vault', 'tokenGrants', 'executions', 'cloud'],
     access: ['read', 'write', 'delete'],
     startsExecutions: true,
     encryptsTokens: true,
@@ -74,15 +76,16 @@ export const ENGINE_LAMBDAS = {
     substitution: 'AbortStragglersFunctionArn',
   },
   summarize: { kind: 'engine', config: ENGINE, access: ['read'], substitution: 'SummarizeFunctionArn' },
-  deleteSecrets: { kind: 'engine', config: ENGINE, access: ['read', 'write'], substitution: 'DeleteSecretsFunctionArn' },
+  deleteSecrets: { kind: 'engine', config: [...ENGINE, 'vault'], access: ['read', 'write'], shredsTokens: true, substitution: 'DeleteSecretsFunctionArn' },
   // Starts the cleanup-only execution of an execution that ended outside Cleanup; stops the sandboxes it left running.
   safetyNet: {
     kind: 'engine',
-    config: [...ENGINE, 'sandboxes'],
+    config: [...ENGINE, 'sandboxes', 'vault'],
     access: ['read', 'write'],
     answersTasks: true,
     stopsTasks: true,
     startsExecutions: true,
+    shredsTokens: true,
   },
   sandboxStopped: { kind: 'engine', config: ENGINE, access: ['read', 'write'], answersTasks: true },
 } as const satisfies Record<string, LambdaSpec>;

@@ -132,6 +132,8 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       region: REGION,
       tableName: TABLE_NAME,
       kmsKeyId: kms.keyId,
+      // The same per-deployment grants as in AWS; the local KMS does not authenticate, so the names only label them.
+      tokenGrants: { decrypter: `arn:aws:iam::${ACCOUNT}:role/ctd-local-sandbox`, retirer: `arn:aws:iam::${ACCOUNT}:role/ctd-local-delete-secrets` },
       stateMachineArn,
       clusterArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/ctd-local`,
       cloud: cloudConfigFromEnv(cloudEnv),

@@ -13,6 +13,8 @@ export interface EngineConfig {
   region: string;
   tableName: string;
   kmsKeyId: string;
+  /** Submit only: the principals each deployment's decrypt grant names. */
+  tokenGrants?: { decrypter: string; retirer: string };
   stateMachineArn: string;
   clusterArn: string;
   cloud: CloudConfig;
@@ -37,6 +39,7 @@ export function engineConfigFromEnv(
     region: get('AWS_REGION') ?? '',
     tableName: get(ENV.tableName) ?? '',
     kmsKeyId: get(ENV.kmsKeyId) ?? '',
+    ...(get(ENV.tokenDecrypter) && get(ENV.tokenRetirer) ? { tokenGrants: { decrypter: get(ENV.tokenDecrypter)!, retirer: get(ENV.tokenRetirer)! } } : {}),
     stateMachineArn: get(ENV.stateMachineArn) ?? '',
     clusterArn: get(ENV.clusterArn) ?? '',
     // Validated by the cloud section above; adapters/cloudDrivers.ts owns the driver's shape.
@@ -59,7 +62,7 @@ export function buildStepPorts(config: EngineConfig): StepPorts {
   const clientOptions = { region: config.region };
   return {
     store: new DynamoDeploymentStore({ client: createDocumentClient(clientOptions), tableName: config.tableName }),
-    vault: new KmsSecretVault({ client: createKmsClient(clientOptions), keyId: config.kmsKeyId }),
+    vault: new KmsSecretVault({ client: createKmsClient(clientOptions), keyId: config.kmsKeyId, ...(config.tokenGrants ? { grants: config.tokenGrants } : {}) }),
     executions: new SfnExecutionService({
       client: createSfnClient(clientOptions),
       stateMachineArn: config.stateMachineArn,

@@ -7,6 +7,10 @@
 export const ENV = {
   tableName: 'CTD_TABLE_NAME',
   kmsKeyId: 'CTD_KMS_KEY_ID',
+  /** The principal a deployment's grant lets decrypt its token (the sandbox task role). */
+  tokenDecrypter: 'CTD_TOKEN_DECRYPTER',
+  /** The principal that retires the grant at cleanup (the DeleteSecrets function's role). */
+  tokenRetirer: 'CTD_TOKEN_RETIRER',
   stateMachineArn: 'CTD_STATE_MACHINE_ARN',
   clusterArn: 'CTD_CLUSTER_ARN',
   consoleUrl: 'CTD_CONSOLE_URL',

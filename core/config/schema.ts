@@ -15,8 +15,10 @@ const url = nonEmpty.refine((v) => URL.canParse(v), 'must be a URL');
 export const CONFIG_SECTIONS = {
   /** Every process: where the table is. */
   store: z.object({ AWS_REGION: nonEmpty, [ENV.tableName]: nonEmpty }),
-  /** Encrypts (submit) or decrypts (sandbox) the user's token. */
+  /** Encrypts (submit), decrypts (sandbox) or shreds (cleanup, safety net) the user's token. */
   vault: z.object({ [ENV.kmsKeyId]: nonEmpty }),
+  /** Submit only: whom each deployment's KMS grant names (docs/ARCHITECTURE.md, "Secrets"). */
+  tokenGrants: z.object({ [ENV.tokenDecrypter]: arn('iam'), [ENV.tokenRetirer]: arn('iam') }),
   /** Starts executions, reads their history, or answers task tokens. */
   executions: z.object({ [ENV.stateMachineArn]: arn('states'), [ENV.consoleUrl]: url.optional() }),
   /** Stops sandbox tasks (cancel, abortStragglers). */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_STEP_TIMEOUT_SECONDS } from '../config/limits.ts';
 
 /**
  * The deployment request: a topology behind a bastion plus a workflow of steps.
@@ -95,7 +96,7 @@ const stepBase = {
   id: stepId,
   description: z.string().max(500).optional(),
   dependsOn: z.array(z.string()).default([]).describe('ids of steps that must succeed before this one starts'),
-  timeoutSeconds: z.number().int().min(1).max(86_400).optional().describe('the sandbox is stopped after this long'),
+  timeoutSeconds: z.number().int().min(1).max(MAX_STEP_TIMEOUT_SECONDS).optional().describe('the sandbox is stopped after this long'),
 };
 
 export const RunStepSchema = z.strictObject({

@@ -39,6 +39,17 @@ function outcomeOf(status: DeploymentStatus | undefined, workflow: StepRecord[])
   };
 }
 
+/**
+ * The items go first, then the deployment's decrypt grant: a KMS failure must not keep the items,
+ * and a retry (its ciphertext gone) finds the grant by name. Copies of the items that survive the
+ * delete (backups, point-in-time recovery, LevelDB's log) cannot be decrypted once the grant is retired.
+ */
+export async function destroySecrets(deps: EngineDeps, deploymentId: string): Promise<void> {
+  const secrets = await deps.store.getSecrets(deploymentId);
+  await deps.store.deleteSecrets(deploymentId);
+  await deps.vault.shred(deploymentId, secrets?.tokenCiphertext);
+}
+
 /** What Cleanup receives: the execution's state, with an error caught before the workflow ran, or a summary. */
 export interface CleanupState {
   error?: CaughtError;
@@ -51,7 +62,7 @@ export interface CleanupState {
  * repeat; the status is written once (a deployment already final keeps its record).
  */
 export async function deleteSecrets(deps: EngineDeps, deploymentId: string, state: CleanupState): Promise<Outcome> {
-  await deps.store.deleteSecrets(deploymentId);
+  await destroySecrets(deps, deploymentId);
   const [deployment, steps] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
   let outcome: Outcome;
   if (state.error) {
@@ -109,7 +120,7 @@ export async function executionEndedOutsideCleanup(
   deps: EngineDeps,
   input: { deploymentId: string; executionStatus: string; reason: string },
 ): Promise<void> {
-  await deps.store.deleteSecrets(input.deploymentId);
+  await destroySecrets(deps, input.deploymentId);
   const deployment = await deps.store.getDeployment(input.deploymentId);
   if (!deployment || FINAL_DEPLOYMENT_STATUSES.includes(deployment.status)) return;
   const now = iso(deps.clock);

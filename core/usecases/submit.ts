@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SubmitResponse } from '../api.ts';
+import { SECRET_TTL_SECONDS } from '../config/limits.ts';
 import { generateDeploymentKey } from '../crypto/deploymentKey.ts';
 import { sealPrivateKey } from '../crypto/sealedKey.ts';
 import { planWorkflow } from '../dag.ts';
+import { destroySecrets } from './finalize.ts';
 import { SYSTEM_STEP_IDS, type DeploymentSpec } from '../deployment/schema.ts';
 import { parseDeployment } from '../deployment/validate.ts';
 import { ConflictError, ValidationError } from '../errors.ts';
@@ -11,8 +13,8 @@ import { newDeploymentId } from '../ids.ts';
 import type { DeploymentRecord, StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
 
-/** Secrets outlive a stuck deployment by at most this long: DynamoDB TTL is the last resort. */
-export const SECRET_TTL_SECONDS = 24 * 3600;
+// Re-exported where it was: sized from the execution's bound in core/config/limits.ts.
+export { SECRET_TTL_SECONDS };
 
 export interface SubmitInput {
   tenantId: string;
@@ -61,6 +63,8 @@ export async function submitDeployment(deps: EngineDeps, input: SubmitInput): Pr
     });
     return { ...(await start(deps, deployment)), created: true };
   } catch (e) {
+    // A half-written create may have left a secrets item: without its grant it can never be decrypted.
+    await deps.vault.shred(deploymentId).catch((err: unknown) => deps.log('could not retire the grant of a failed submit', { deploymentId, error: err }));
     if (input.idempotencyKey !== undefined) await deps.store.releaseIdempotencyKey(input.tenantId, input.idempotencyKey, deploymentId);
     throw e;
   }
@@ -113,7 +117,7 @@ async function start(deps: EngineDeps, deployment: DeploymentRecord): Promise<Su
     return { deploymentId: deployment.deploymentId, executionArn, consoleUrl, status: deployment.status };
   } catch (e) {
     // Nothing will ever run for it: do not leave its secrets behind.
-    await deps.store.deleteSecrets(deployment.deploymentId);
+    await destroySecrets(deps, deployment.deploymentId);
     await deps.store.applyDeploymentTransition(deployment.deploymentId, {
       name: 'start-failed',
       by: 'submit',

@@ -12,6 +12,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { TABLE, createTableInput } from '../../adapters/aws/table.ts';
 import { closeServer, listen } from './httpUtil.ts';
+import { keepOwnerOnly } from './ownerOnly.ts';
 
 export interface LocalDynamoDb {
   url: string;
@@ -101,6 +102,8 @@ async function sweep(client: DynamoDBClient, tableName: string, nowSeconds: numb
 export async function startLocalDynamoDb(opts: LocalDynamoDbOptions): Promise<LocalDynamoDb> {
   const dataDir = join(opts.stateDir, 'dynamodb');
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  // LevelDB keeps deleted items in its log: its files must not be readable by other users.
+  const modes = await keepOwnerOnly(dataDir);
   const server = dynalite({ path: dataDir, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   const url = await listen(server, opts.port ?? 0, opts.host ?? '127.0.0.1');
   const client = localDynamoDbClient(url);
@@ -109,6 +112,7 @@ export async function startLocalDynamoDb(opts: LocalDynamoDbOptions): Promise<Lo
   } catch (err) {
     client.destroy();
     await closeServer(server);
+    await modes.close();
     throw err;
   }
 
@@ -137,6 +141,7 @@ export async function startLocalDynamoDb(opts: LocalDynamoDbOptions): Promise<Lo
     await running?.catch(() => undefined);
     client.destroy();
     await closeServer(server);
+    await modes.close();
   };
   return { url, sweepExpired, close: () => (closing ??= close()) };
 }

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { BodyTooLargeError, closeServer, listen, readBody } from './httpUtil.ts';
-import { KmsError, KmsKeyStore, LOCAL_ACCOUNT, type EncryptionContext, type StoredKey } from './kmsKeyStore.ts';
+import { KmsError, KmsKeyStore, LOCAL_ACCOUNT, type EncryptionContext, type GrantConstraints, type StoredKey } from './kmsKeyStore.ts';
 
 /** The alias the engine encrypts deployment secrets under; created on first start. */
 export const TOKENS_KEY_ALIAS = 'alias/ctd-tokens';
@@ -30,7 +30,7 @@ interface KmsRequest {
   GranteePrincipal?: string;
   RetiringPrincipal?: string;
   Operations?: string[];
-  Constraints?: Record<string, unknown>;
+  Constraints?: GrantConstraints;
   Name?: string;
   GrantToken?: string;
   GrantId?: string;
@@ -71,6 +71,16 @@ function dataKeyLength(req: KmsRequest): number {
   throw new KmsError('ValidationException', 'Specify exactly one of KeySpec (AES_256 | AES_128) or NumberOfBytes (1-1024)');
 }
 
+/** Each constraint, when given, is a map of strings (KMS's GrantConstraints shape). */
+function checkConstraints(constraints: unknown): void {
+  if (constraints === undefined) return;
+  const isContext = (v: unknown) => v === undefined || (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string'));
+  const c = constraints as Record<string, unknown>;
+  if (typeof constraints !== 'object' || constraints === null || !isContext(c.EncryptionContextEquals) || !isContext(c.EncryptionContextSubset)) {
+    throw new KmsError('ValidationException', 'Constraints: EncryptionContextEquals and EncryptionContextSubset must be maps of strings');
+  }
+}
+
 /** One entry per supported `TrentService.<Op>`; anything else is an UnknownOperationException. */
 const operations: Record<string, Operation> = {
   Encrypt(store, req) {
@@ -103,6 +113,7 @@ const operations: Record<string, Operation> = {
     const key = store.resolve(req.KeyId);
     if (!req.GranteePrincipal) throw new KmsError('ValidationException', 'GranteePrincipal is required');
     if (!req.Operations?.length) throw new KmsError('ValidationException', 'Operations is required');
+    checkConstraints(req.Constraints);
     const grant = await store.createGrant({
       keyId: key.keyId,
       granteePrincipal: req.GranteePrincipal,
@@ -201,7 +212,9 @@ async function handle(store: KmsKeyStore, req: IncomingMessage, res: ServerRespo
 
 /**
  * A local KMS for the embedded engine: the production code's `KMSClient`, pointed at `url`,
- * runs unchanged. It does not authenticate callers, so grants are recorded but not enforced.
+ * runs unchanged. It does not authenticate callers; instead a grant constrained to one exact
+ * encryption context owns the material that context is encrypted under, so retiring the grant
+ * makes those ciphertexts undecryptable by anyone (kmsKeyStore.ts).
  */
 export async function startLocalKms(opts: { stateDir: string; port?: number; host?: string }): Promise<LocalKms> {
   const store = await KmsKeyStore.open(opts.stateDir, REGION);

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, randomUUID } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -12,6 +12,7 @@ export class KmsError extends Error {
       | 'ValidationException'
       | 'InvalidGrantTokenException'
       | 'InvalidGrantIdException'
+      | 'AccessDeniedException'
       | 'AlreadyExistsException',
     message: string,
   ) {
@@ -35,8 +36,18 @@ export interface StoredGrant {
   granteePrincipal: string;
   retiringPrincipal?: string;
   operations: string[];
-  constraints?: Record<string, unknown>;
+  constraints?: GrantConstraints;
   createdAt: number;
+  /**
+   * base64 key material of a grant constrained to one exact encryption context: what that context
+   * is encrypted under (see encrypt). Retiring the grant deletes it, so those ciphertexts are shredded.
+   */
+  material?: string;
+}
+
+export interface GrantConstraints {
+  EncryptionContextEquals?: EncryptionContext;
+  EncryptionContextSubset?: EncryptionContext;
 }
 
 interface StateFile {
@@ -50,6 +61,9 @@ export type EncryptionContext = Record<string, string>;
 /** The account id LocalStack and other emulators use; it makes local ARNs obviously fake. */
 export const LOCAL_ACCOUNT = '000000000000';
 const BLOB_VERSION = 1;
+/** A blob sealed under a grant's own material: version(1) | idLen | keyId | grantIdLen | grantId | iv | tag | body. */
+const GRANT_BLOB_VERSION = 2;
+const GRANT_INFO = Buffer.from('ctd/local-kms/grant-bound/v1');
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
@@ -145,13 +159,21 @@ export class KmsKeyStore {
     return key;
   }
 
-  /** Blob layout: version(1) | idLen(1) | keyId | iv(12) | tag(16) | ciphertext. */
+  /**
+   * Blob layout: version(1) | idLen(1) | keyId | iv(12) | tag(16) | ciphertext. When a live grant
+   * on the key is constrained to exactly this context, the blob is sealed under that grant's own
+   * material instead (version 2, the grant id in the header): retiring the grant then destroys what
+   * decrypts it, so a copy of the state dir cannot. AWS KMS keeps the key; see docs/ARCHITECTURE.md.
+   */
   encrypt(key: StoredKey, plaintext: Buffer, context: EncryptionContext | undefined): Buffer {
     const id = Buffer.from(key.keyId, 'utf8');
-    const header = Buffer.concat([Buffer.from([BLOB_VERSION, id.length]), id]);
+    const grant = this.grantFor(key.keyId, context);
+    const header = grant
+      ? Buffer.concat([Buffer.from([GRANT_BLOB_VERSION, id.length]), id, Buffer.from([Buffer.byteLength(grant.grantId)]), Buffer.from(grant.grantId, 'utf8')])
+      : Buffer.concat([Buffer.from([BLOB_VERSION, id.length]), id]);
     const iv = randomBytes(IV_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', Buffer.from(key.material, 'base64'), iv);
-    // The header is authenticated too, so a blob cannot be re-labelled with another key id.
+    const cipher = createCipheriv('aes-256-gcm', grant ? grantKey(key, grant) : Buffer.from(key.material, 'base64'), iv);
+    // The header is authenticated too, so a blob cannot be re-labelled with another key or grant id.
     cipher.setAAD(Buffer.concat([header, canonicalContext(context)]));
     const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
     return Buffer.concat([header, iv, cipher.getAuthTag(), body]);
@@ -159,19 +181,35 @@ export class KmsKeyStore {
 
   decrypt(blob: Buffer, context: EncryptionContext | undefined, expectedKeyRef?: string): { key: StoredKey; plaintext: Buffer } {
     const invalid = () => new KmsError('InvalidCiphertextException', 'The ciphertext is invalid or the encryption context does not match.');
-    if (blob.length < 2 || blob[0] !== BLOB_VERSION) throw invalid();
+    if (blob.length < 2 || (blob[0] !== BLOB_VERSION && blob[0] !== GRANT_BLOB_VERSION)) throw invalid();
     const idLen = blob[1] as number;
-    const ivStart = 2 + idLen;
+    let ivStart = 2 + idLen;
+    if (blob.length < ivStart + 1) throw invalid();
+    const keyId = blob.subarray(2, 2 + idLen).toString('utf8');
+    let grantId: string | undefined;
+    if (blob[0] === GRANT_BLOB_VERSION) {
+      const grantLen = blob[ivStart] as number;
+      grantId = blob.subarray(ivStart + 1, ivStart + 1 + grantLen).toString('utf8');
+      ivStart += 1 + grantLen;
+    }
     if (blob.length < ivStart + IV_BYTES + TAG_BYTES) throw invalid();
-    const keyId = blob.subarray(2, ivStart).toString('utf8');
     const key = this.state.keys.find((k) => k.keyId === keyId);
     if (!key) throw invalid();
     if (expectedKeyRef !== undefined && this.resolve(expectedKeyRef).keyId !== keyId) {
       throw new KmsError('IncorrectKeyException', 'The key ID in the request does not identify the key that encrypted the ciphertext.');
     }
+    let material: Buffer = Buffer.from(key.material, 'base64');
+    if (grantId !== undefined) {
+      const grant = this.state.grants.find((g) => g.keyId === keyId && g.grantId === grantId);
+      // As KMS answers a grantee whose grant was retired; here the material is gone with it too.
+      if (!grant?.material || !grant.operations.includes('Decrypt')) {
+        throw new KmsError('AccessDeniedException', 'No grant allows Decrypt of this ciphertext: it was retired or revoked.');
+      }
+      material = grantKey(key, grant);
+    }
     const iv = blob.subarray(ivStart, ivStart + IV_BYTES);
     const tag = blob.subarray(ivStart + IV_BYTES, ivStart + IV_BYTES + TAG_BYTES);
-    const decipher = createDecipheriv('aes-256-gcm', Buffer.from(key.material, 'base64'), iv);
+    const decipher = createDecipheriv('aes-256-gcm', material, iv);
     decipher.setAAD(Buffer.concat([blob.subarray(0, ivStart), canonicalContext(context)]));
     decipher.setAuthTag(tag);
     try {
@@ -182,7 +220,16 @@ export class KmsKeyStore {
     }
   }
 
-  async createGrant(grant: Omit<StoredGrant, 'grantId' | 'grantToken' | 'createdAt'>): Promise<StoredGrant> {
+  /** The live grant whose EncryptionContextEquals is exactly this context (sorted-key comparison). */
+  private grantFor(keyId: string, context: EncryptionContext | undefined): StoredGrant | undefined {
+    if (!context || Object.keys(context).length === 0) return undefined;
+    const wanted = canonicalContext(context);
+    return this.state.grants.find(
+      (g) => g.keyId === keyId && g.material !== undefined && g.constraints?.EncryptionContextEquals !== undefined && canonicalContext(g.constraints.EncryptionContextEquals).equals(wanted),
+    );
+  }
+
+  async createGrant(grant: Omit<StoredGrant, 'grantId' | 'grantToken' | 'createdAt' | 'material'>): Promise<StoredGrant> {
     if (grant.name !== undefined) {
       // KMS makes CreateGrant idempotent on Name + same parameters; we return the existing grant.
       const same = this.state.grants.find((g) => g.keyId === grant.keyId && g.name === grant.name);
@@ -193,6 +240,7 @@ export class KmsKeyStore {
       grantId: randomBytes(32).toString('hex'),
       grantToken: randomBytes(48).toString('base64url'),
       createdAt: Math.floor(Date.now() / 1000),
+      ...(grant.constraints?.EncryptionContextEquals !== undefined && { material: randomBytes(32).toString('base64') }),
     };
     this.state.grants.push(stored);
     await this.save();
@@ -231,4 +279,9 @@ export class KmsKeyStore {
     await chmod(tmp, 0o600);
     await rename(tmp, this.file);
   }
+}
+
+/** A grant-bound blob's key: derived from the KMS key and the grant's own material, so both are needed. */
+function grantKey(key: StoredKey, grant: StoredGrant): Buffer {
+  return Buffer.from(hkdfSync('sha256', Buffer.from(key.material, 'base64'), Buffer.from(grant.material ?? '', 'base64'), GRANT_INFO, 32));
 }

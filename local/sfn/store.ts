@@ -8,7 +8,7 @@
  * keeps events on disk in the order they were recorded.
  */
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExecutionStatus, HistoryEvent } from '@aws-sdk/client-sfn';
 
@@ -44,8 +44,11 @@ export class ExecutionStore {
   constructor(stateDir: string) {
     this.machinesDir = join(stateDir, 'state-machines');
     this.executionsDir = join(stateDir, 'executions');
-    mkdirSync(this.machinesDir, { recursive: true });
-    mkdirSync(this.executionsDir, { recursive: true });
+    // Owner-only, like all local state (histories hold deployment inputs and outputs); an older dir is tightened.
+    for (const dir of [this.machinesDir, this.executionsDir]) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700);
+    }
   }
 
   saveStateMachine(record: StateMachineRecord): void {
@@ -63,7 +66,7 @@ export class ExecutionStore {
   }
 
   appendEvent(executionArn: string, event: HistoryEvent): void {
-    appendFileSync(this.historyPath(executionArn), `${JSON.stringify(event)}\n`);
+    appendFileSync(this.historyPath(executionArn), `${JSON.stringify(event)}\n`, { mode: 0o600 });
   }
 
   loadExecutions(): StoredExecution[] {
@@ -103,6 +106,6 @@ function fileKey(executionArn: string): string {
 
 function writeAtomically(path: string, text: string): void {
   const temporary = `${path}.tmp`;
-  writeFileSync(temporary, text);
+  writeFileSync(temporary, text, { mode: 0o600 });
   renameSync(temporary, path);
 }

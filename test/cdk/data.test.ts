@@ -70,12 +70,50 @@ describe('Construct: TokenKey', () => {
     expect(encrypting[0]!.Condition).toEqual(contextCondition);
   });
 
-  it('lets only the sandbox task role decrypt, under the same context', () => {
+  it('gives nobody a standing Decrypt: the sandbox decrypts only through a deployment\'s grant (issue 10, item 7)', () => {
     const decrypting = statements.filter((s) => actionsOf(s).some((a) => /^kms:(Decrypt|ReEncrypt|\*)/.test(a)));
-    expect(decrypting).toHaveLength(1);
-    expect(principalOf(decrypting[0]!)).toBe(roleArn(logicalId(stack.sandbox.taskRole)));
-    expect(actionsOf(decrypting[0]!)).toEqual(['kms:Decrypt']);
-    expect(decrypting[0]!.Condition).toEqual(contextCondition);
+    expect(decrypting).toEqual([]);
+    // Nor any IAM policy on the token key (the table's own key is another matter: DynamoDB uses it).
+    const tokenKeyId = logicalId(stack.tokenKey.key);
+    const onTokenKey = Object.values(template.findResources('AWS::IAM::Policy'))
+      .flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: PolicyStatementJson[] } } }).Properties.PolicyDocument.Statement)
+      .filter((st) => JSON.stringify(st.Resource ?? '').includes(tokenKeyId));
+    expect(onTokenKey).toEqual([]);
+  });
+
+  it('lets only the submit Lambda create grants, pinned to Decrypt for the sandbox, retired by DeleteSecrets, on one exact context', () => {
+    const granting = statements.filter((s) => actionsOf(s).some((a) => /^kms:(CreateGrant|\*)/.test(a)));
+    expect(granting).toHaveLength(1);
+    expect(principalOf(granting[0]!)).toBe(roleArn(logicalId(stack.api.functions.submit.role!)));
+    expect(actionsOf(granting[0]!)).toEqual(['kms:CreateGrant']);
+    expect(granting[0]!.Condition).toEqual({
+      'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': ['deploymentId', 'tenantId'], 'kms:GrantOperations': ['Decrypt'] },
+      Null: contextCondition.Null,
+      StringEquals: {
+        'kms:GrantConstraintType': 'EncryptionContextEquals',
+        'kms:GranteePrincipal': { 'Fn::GetAtt': [logicalId(stack.sandbox.taskRole), 'Arn'] },
+        'kms:RetiringPrincipal': { 'Fn::GetAtt': [logicalId(stack.engine.functions.deleteSecrets.role!), 'Arn'] },
+      },
+      Bool: { 'kms:GrantIsForAWSResource': 'false' },
+    });
+  });
+
+  it('tells submit whom the grants name, and no other function', () => {
+    const submit = template.toJSON().Resources[logicalId(stack.api.functions.submit.node.defaultChild as never)];
+    expect(submit.Properties.Environment.Variables).toMatchObject({
+      CTD_TOKEN_DECRYPTER: { 'Fn::GetAtt': [logicalId(stack.sandbox.taskRole), 'Arn'] },
+      CTD_TOKEN_RETIRER: { 'Fn::GetAtt': [logicalId(stack.engine.functions.deleteSecrets.role!), 'Arn'] },
+    });
+    const others = Object.values(template.findResources('AWS::Lambda::Function')).filter((f) => f !== submit);
+    expect(others.filter((f) => JSON.stringify(f).includes('CTD_TOKEN_'))).toEqual([]);
+  });
+
+  it('lets cleanup find grants (it retires as their retiring principal) and the safety net find and revoke them; nothing else', () => {
+    const shredding = statements.filter((s) => actionsOf(s).some((a) => /^kms:(ListGrants|RevokeGrant|RetireGrant)$/.test(a)) && s.Sid !== 'KeyAdministration');
+    expect(shredding.map((s) => [principalOf(s), actionsOf(s)])).toEqual([
+      [roleArn(logicalId(stack.engine.functions.deleteSecrets.role!)), ['kms:ListGrants']],
+      [roleArn(logicalId(stack.engine.functions.safetyNet.role!)), ['kms:ListGrants', 'kms:RevokeGrant']],
+    ]);
   });
 
   it('gives the account administration only: no grants, so IAM cannot open a second way in', () => {

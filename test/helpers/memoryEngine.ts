@@ -35,12 +35,18 @@ export class RecordingExecutions implements ExecutionService {
 }
 
 export class ContextBoundVault implements SecretVault {
+  /** Deployments whose grant was retired: their ciphertexts no longer decrypt, as with KMS. */
+  readonly shredded = new Set<string>();
+  async shred(deploymentId: string) {
+    this.shredded.add(deploymentId);
+  }
   async encrypt(plaintext: string, ctx: EncryptionContext) {
     return Buffer.from(JSON.stringify({ ctx, p: Buffer.from(plaintext).toString('hex') })).toString('base64');
   }
   async decrypt(ciphertext: string, ctx: EncryptionContext) {
     const { ctx: bound, p } = JSON.parse(Buffer.from(ciphertext, 'base64').toString()) as { ctx: EncryptionContext; p: string };
     if (bound.deploymentId !== ctx.deploymentId || bound.tenantId !== ctx.tenantId) throw new Error('InvalidCiphertextException');
+    if (this.shredded.has(bound.deploymentId)) throw new Error('AccessDeniedException');
     return Buffer.from(p, 'hex').toString();
   }
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import {
   ListGrantsCommand,
   RetireGrantCommand,
 } from '@aws-sdk/client-kms';
+import { KmsSecretVault } from '../../adapters/aws/kmsVault.ts';
 import { startLocalKms, TOKENS_KEY_ALIAS, type LocalKms } from '../../local/services/kms.ts';
 
 function client(url: string): KMSClient {
@@ -115,6 +116,73 @@ describe('Function: startLocalKms', () => {
     expect((await kmsClient.send(new ListGrantsCommand({ KeyId: kms.keyId }))).Grants).toEqual([]);
     await expect(kmsClient.send(new RetireGrantCommand({ GrantToken: grant.GrantToken }))).rejects.toMatchObject({
       name: 'InvalidGrantTokenException',
+    });
+  });
+
+  describe('per-deployment grants (issue 10, item 7): the production vault against the local KMS', () => {
+    const grants = { decrypter: 'arn:aws:iam::000000000000:role/sandbox', retirer: 'arn:aws:iam::000000000000:role/cleanup' };
+    const ctx = { deploymentId: 'd-00000000000aaaaa', tenantId: 't-1' };
+
+    it('lists the grant with its exact-context constraint and principals, never its material', async () => {
+      const vault = new KmsSecretVault({ client: kmsClient, keyId: kms.keyId, grants });
+      await vault.encrypt('cloud-token', ctx);
+      const listed = await kmsClient.send(new ListGrantsCommand({ KeyId: kms.keyId }));
+      expect(listed.Grants).toEqual([
+        expect.objectContaining({
+          Name: `ctd-${ctx.deploymentId}`,
+          GranteePrincipal: grants.decrypter,
+          RetiringPrincipal: grants.retirer,
+          Operations: ['Decrypt'],
+          Constraints: { EncryptionContextEquals: ctx },
+        }),
+      ]);
+      expect(JSON.stringify(listed)).not.toMatch(/material/i);
+    });
+
+    it('after shred the ciphertext cannot be decrypted, not even by a new KMS on a copy of the state dir', async () => {
+      const vault = new KmsSecretVault({ client: kmsClient, keyId: kms.keyId, grants });
+      const other = { deploymentId: 'd-00000000000bbbbb', tenantId: 't-1' };
+      const ciphertext = await vault.encrypt('cloud-token', ctx);
+      const kept = await vault.encrypt('other-token', other);
+      expect(await vault.decrypt(ciphertext, ctx)).toBe('cloud-token');
+
+      await vault.shred(ctx.deploymentId, ciphertext);
+      await expect(vault.decrypt(ciphertext, ctx)).rejects.toMatchObject({ name: 'AccessDeniedException' });
+      // Another deployment's grant is untouched.
+      expect(await vault.decrypt(kept, other)).toBe('other-token');
+
+      // The attacker's view: everything on disk, served by a fresh local KMS.
+      const copy = await mkdtemp(join(tmpdir(), 'ctd-kms-copy-'));
+      try {
+        await cp(stateDir, copy, { recursive: true });
+        const again = await startLocalKms({ stateDir: copy });
+        const againClient = client(again.url);
+        try {
+          const copyVault = new KmsSecretVault({ client: againClient, keyId: again.keyId });
+          await expect(copyVault.decrypt(ciphertext, ctx)).rejects.toMatchObject({ name: 'AccessDeniedException' });
+          expect(await copyVault.decrypt(kept, other)).toBe('other-token');
+        } finally {
+          againClient.destroy();
+          await again.close();
+        }
+      } finally {
+        await rm(copy, { recursive: true, force: true });
+      }
+      // Shredding again (a retried cleanup, without the ciphertext) is fine.
+      await expect(vault.shred(ctx.deploymentId)).resolves.toBeUndefined();
+    });
+
+    it('refuses a grant whose context constraint is not a map of strings', async () => {
+      await expect(
+        kmsClient.send(
+          new CreateGrantCommand({
+            KeyId: kms.keyId,
+            GranteePrincipal: grants.decrypter,
+            Operations: ['Decrypt'],
+            Constraints: { EncryptionContextEquals: { deploymentId: 7 as unknown as string } },
+          }),
+        ),
+      ).rejects.toMatchObject({ name: 'ValidationException', message: expect.stringMatching(/EncryptionContextEquals/) });
     });
   });
 });

@@ -1,4 +1,14 @@
-import { DecryptCommand, EncryptCommand, InvalidCiphertextException, KMSClient } from '@aws-sdk/client-kms';
+import {
+  CreateGrantCommand,
+  DecryptCommand,
+  EncryptCommand,
+  InvalidCiphertextException,
+  KMSClient,
+  ListGrantsCommand,
+  NotFoundException,
+  RetireGrantCommand,
+  RevokeGrantCommand,
+} from '@aws-sdk/client-kms';
 import { ECSClient, InvalidParameterException, StopTaskCommand } from '@aws-sdk/client-ecs';
 import {
   ExecutionAlreadyExists,
@@ -120,10 +130,28 @@ describe('Class: SfnExecutionService', () => {
 });
 
 describe('Class: KmsSecretVault', () => {
-  /** A stand-in KMS that binds ciphertexts to their key and context, as the real one does. */
-  function fakeKms() {
+  const SANDBOX_ROLE = 'arn:aws:iam::123456789012:role/sandbox-task';
+  const CLEANUP_ROLE = 'arn:aws:iam::123456789012:role/delete-secrets';
+  const grants = { decrypter: SANDBOX_ROLE, retirer: CLEANUP_ROLE };
+
+  // The KMS client has no class for it: the SDK throws a generic service exception with this name.
+  const accessDenied = (message: string) => Object.assign(new Error(message), { name: 'AccessDeniedException' });
+
+  /**
+   * A stand-in KMS that binds ciphertexts to their key and context, as the real one does, and lets
+   * Decrypt through only while a grant constrained to exactly that context lives (no standing Decrypt).
+   * `caller` is who calls RetireGrant: only the grant's retiring principal may.
+   */
+  function fakeKms(caller = CLEANUP_ROLE) {
     const client = new KMSClient(clientConfig);
-    fakeSend(client, (c) => {
+    const live = new Map<string, { name?: string; ctx: string; retirer?: string; token: string }>();
+    let n = 0;
+    const send = fakeSend(client, (c) => {
+      if (c instanceof CreateGrantCommand) {
+        const id = `grant-${++n}`;
+        live.set(id, { name: c.input.Name, ctx: JSON.stringify(c.input.Constraints?.EncryptionContextEquals), retirer: c.input.RetiringPrincipal, token: `tok-${n}` });
+        return { GrantId: id, GrantToken: `tok-${n}` };
+      }
       if (c instanceof EncryptCommand) {
         const sealed = JSON.stringify({ key: c.input.KeyId, ctx: c.input.EncryptionContext, pt: Buffer.from(c.input.Plaintext!).toString() });
         return { CiphertextBlob: Buffer.from(sealed) };
@@ -133,20 +161,90 @@ describe('Class: KmsSecretVault', () => {
         if (key !== c.input.KeyId || JSON.stringify(ctx) !== JSON.stringify(c.input.EncryptionContext)) {
           throw new InvalidCiphertextException({ message: 'context mismatch', $metadata });
         }
+        if (![...live.values()].some((g) => g.ctx === JSON.stringify(ctx))) throw accessDenied('no grant');
         return { Plaintext: Buffer.from(pt) };
+      }
+      if (c instanceof RetireGrantCommand || c instanceof RevokeGrantCommand) {
+        const g = live.get(c.input.GrantId!);
+        if (!g) throw new NotFoundException({ message: 'no such grant', $metadata });
+        if (c instanceof RetireGrantCommand && g.retirer !== caller) throw accessDenied('not the retiring principal');
+        live.delete(c.input.GrantId!);
+        return {};
+      }
+      if (c instanceof ListGrantsCommand) {
+        // Two pages, so the vault must follow the marker.
+        const all = [...live.entries()].map(([GrantId, g]) => ({ GrantId, Name: g.name }));
+        return c.input.Marker ? { Grants: all.slice(1), Truncated: false } : { Grants: all.slice(0, 1), Truncated: all.length > 1, NextMarker: 'm' };
       }
       throw new Error('unexpected command');
     });
-    return client;
+    return { client, send, live };
   }
 
-  it('round-trips under the same deployment and refuses another one', async () => {
-    const vault = new KmsSecretVault({ client: fakeKms(), keyId: 'alias/ctd' });
-    const ctx = { deploymentId: 'd-1', tenantId: 't-1' };
+  const ctx = { deploymentId: 'd-1', tenantId: 't-1' };
+
+  it('creates the deployment\'s grant before encrypting: Decrypt only, for the sandbox, under exactly this context, retired by cleanup', async () => {
+    const { client, send } = fakeKms();
+    const vault = new KmsSecretVault({ client, keyId: 'alias/ctd', grants });
     const ciphertext = await vault.encrypt('cloud-token', ctx);
-    expect(Buffer.from(ciphertext, 'base64').toString()).toContain('"deploymentId":"d-1"');
+    const [first, second] = send.mock.calls.map((c) => c[0]);
+    expect(first).toBeInstanceOf(CreateGrantCommand);
+    expect((first as CreateGrantCommand).input).toEqual({
+      KeyId: 'alias/ctd',
+      Name: 'ctd-d-1',
+      GranteePrincipal: SANDBOX_ROLE,
+      RetiringPrincipal: CLEANUP_ROLE,
+      Operations: ['Decrypt'],
+      Constraints: { EncryptionContextEquals: { deploymentId: 'd-1', tenantId: 't-1' } },
+    });
+    expect(second).toBeInstanceOf(EncryptCommand);
+    expect(ciphertext).not.toContain('cloud-token');
+  });
+
+  it('round-trips under the same deployment (passing the grant token) and refuses another one', async () => {
+    const { client, send } = fakeKms();
+    const vault = new KmsSecretVault({ client, keyId: 'alias/ctd', grants });
+    const ciphertext = await vault.encrypt('cloud-token', ctx);
     expect(await vault.decrypt(ciphertext, ctx)).toBe('cloud-token');
+    const decrypt = send.mock.calls.map((c) => c[0]).find((c) => c instanceof DecryptCommand) as DecryptCommand;
+    expect(decrypt.input.GrantTokens).toEqual(['tok-1']);
     await expect(vault.decrypt(ciphertext, { ...ctx, deploymentId: 'd-2' })).rejects.toBeInstanceOf(InvalidCiphertextException);
+  });
+
+  it('shred retires the grant named in the ciphertext: the same ciphertext no longer decrypts, and a second shred is fine', async () => {
+    const { client, send, live } = fakeKms();
+    const vault = new KmsSecretVault({ client, keyId: 'alias/ctd', grants });
+    const ciphertext = await vault.encrypt('cloud-token', ctx);
+    await vault.shred('d-1', ciphertext);
+    expect(live.size).toBe(0);
+    expect((send.mock.calls.at(-1)?.[0] as RetireGrantCommand).input).toEqual({ KeyId: 'alias/ctd', GrantId: 'grant-1' });
+    await expect(vault.decrypt(ciphertext, ctx)).rejects.toMatchObject({ name: 'AccessDeniedException' });
+    await expect(vault.shred('d-1', ciphertext)).resolves.toBeUndefined();
+  });
+
+  it('shred without the ciphertext finds the grant by its name across pages, and leaves other deployments\' grants', async () => {
+    const { client, live } = fakeKms();
+    const vault = new KmsSecretVault({ client, keyId: 'alias/ctd', grants });
+    const other = await vault.encrypt('other-token', { deploymentId: 'd-0', tenantId: 't-1' });
+    await vault.encrypt('cloud-token', ctx);
+    await vault.shred('d-1');
+    expect([...live.values()].map((g) => g.name)).toEqual(['ctd-d-0']);
+    expect(await vault.decrypt(other, { deploymentId: 'd-0', tenantId: 't-1' })).toBe('other-token');
+  });
+
+  it('a caller that is not the retiring principal (the safety net) revokes instead', async () => {
+    const { client, send, live } = fakeKms('arn:aws:iam::123456789012:role/safety-net');
+    const vault = new KmsSecretVault({ client, keyId: 'alias/ctd', grants });
+    const ciphertext = await vault.encrypt('cloud-token', ctx);
+    await vault.shred('d-1', ciphertext);
+    expect(live.size).toBe(0);
+    expect(send.mock.calls.at(-1)?.[0]).toBeInstanceOf(RevokeGrantCommand);
+  });
+
+  it('refuses to encrypt where no grant principals are configured, naming the variables', async () => {
+    const { client, send } = fakeKms();
+    await expect(new KmsSecretVault({ client, keyId: 'alias/ctd' }).encrypt('cloud-token', ctx)).rejects.toThrow(/CTD_TOKEN_DECRYPTER/);
+    expect(send).not.toHaveBeenCalled();
   });
 });
 
