@@ -42,6 +42,11 @@ export interface LocalEngineOptions {
   cloudFaultInjection?: boolean;
   /** RunTask → the runner gets its task, in ms: models Fargate's start (tests stop a sandbox in it). */
   sandboxStartLatencyMs?: number;
+  /**
+   * Test hook, as the Lambda service would fail an Invoke: returns an error name (e.g.
+   * `Lambda.TooManyRequestsException`) to throw instead of running the function, or undefined.
+   */
+  lambdaFault?: (functionName: string) => string | undefined;
 }
 
 export interface LocalEngine {
@@ -188,6 +193,8 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
         const { FunctionName, Payload } = inv.parameters as { FunctionName: string; Payload: unknown };
         const handler = functions.get(FunctionName);
         if (!handler) throw Object.assign(new Error(`Function not found: ${FunctionName}`), { name: 'Lambda.ResourceNotFoundException' });
+        const fault = opts.lambdaFault?.(FunctionName);
+        if (fault) throw Object.assign(new Error(`${fault} injected for ${FunctionName}`), { name: fault });
         return handler(Payload, lambdaContext(FunctionName));
       }
       if (inv.resource.startsWith('arn:aws:states:::ecs:runTask')) return sandboxes.runTask(inv.parameters, inv.signal);
