@@ -1,3 +1,4 @@
+import type { Bundle } from './deployment/bundle.ts';
 import type { NetworkSpec, SecurityGroupSpec, VmSpec } from './deployment/schema.ts';
 import type {
   DeploymentRecord,
@@ -37,7 +38,7 @@ export interface DeploymentStore {
   create(input: {
     deployment: DeploymentRecord;
     steps: StepRecord[];
-    files: Record<string, string>;
+    files: Bundle;
     secrets: SecretsRecord;
   }): Promise<void>;
   /**
@@ -69,7 +70,7 @@ export interface DeploymentStore {
   ): Promise<boolean>;
   clearStepFields(deploymentId: string, stepId: string, fields: (keyof StepRecord)[]): Promise<void>;
 
-  getFiles(deploymentId: string): Promise<Record<string, string>>;
+  getFiles(deploymentId: string): Promise<Bundle>;
   getSecrets(deploymentId: string): Promise<SecretsRecord | undefined>;
   deleteSecrets(deploymentId: string): Promise<void>;
 

@@ -19,6 +19,7 @@ import type {
   StepStatus,
 } from '../../core/model.ts';
 import { systemClock, type Clock, type CloudResourceRef, type DeploymentStore, type IdempotencyClaim, type Page } from '../../core/ports.ts';
+import type { Bundle } from '../../core/deployment/bundle.ts';
 import { TABLE } from './table.ts';
 
 /**
@@ -254,7 +255,7 @@ export class DynamoDeploymentStore implements DeploymentStore {
   async create(input: {
     deployment: DeploymentRecord;
     steps: StepRecord[];
-    files: Record<string, string>;
+    files: Bundle;
     secrets: SecretsRecord;
   }): Promise<void> {
     const { deployment } = input;
@@ -444,9 +445,9 @@ export class DynamoDeploymentStore implements DeploymentStore {
     await this.conditionalUpdate(itemKeys.step(deploymentId, stepId), new UpdateBuilder().remove(fields));
   }
 
-  async getFiles(deploymentId: string): Promise<Record<string, string>> {
+  async getFiles(deploymentId: string): Promise<Bundle> {
     const item = await this.getItem(itemKeys.files(deploymentId));
-    return (item?.files as Record<string, string> | undefined) ?? {};
+    return (item?.files as Bundle | undefined) ?? {};
   }
 
   /** Both halves or nothing: a deployment whose secrets are half deleted has none left to use. */

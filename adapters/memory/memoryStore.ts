@@ -7,6 +7,7 @@ import type {
   StepRecord,
   StepStatus,
 } from '../../core/model.ts';
+import type { Bundle } from '../../core/deployment/bundle.ts';
 import { systemClock, type Clock, type CloudResourceRef, type DeploymentStore, type IdempotencyClaim, type Page } from '../../core/ports.ts';
 
 /** Idempotency keys are remembered for a day, as in the DynamoDB store. */
@@ -81,7 +82,7 @@ function applyPatch<T extends object>(record: T, patch: object): T {
 export class MemoryDeploymentStore implements DeploymentStore {
   private readonly deployments = new Map<string, DeploymentRecord>();
   private readonly steps = new Map<string, Map<string, StepRecord>>();
-  private readonly files = new Map<string, Record<string, string>>();
+  private readonly files = new Map<string, Bundle>();
   private readonly secrets = new Map<string, SecretsRecord>();
   private readonly logs = new Map<string, Map<string, StepLogLine>>();
   private readonly cloudResources = new Map<string, Map<string, CloudResourceRef>>();
@@ -95,7 +96,7 @@ export class MemoryDeploymentStore implements DeploymentStore {
   async create(input: {
     deployment: DeploymentRecord;
     steps: StepRecord[];
-    files: Record<string, string>;
+    files: Bundle;
     secrets: SecretsRecord;
   }): Promise<void> {
     const id = input.deployment.deploymentId;
@@ -196,7 +197,7 @@ export class MemoryDeploymentStore implements DeploymentStore {
     if (current) for (const f of fields) delete current[f];
   }
 
-  async getFiles(deploymentId: string): Promise<Record<string, string>> {
+  async getFiles(deploymentId: string): Promise<Bundle> {
     return stored(this.files.get(deploymentId) ?? {});
   }
 
