@@ -1,5 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { bundleFileOf, type Bundle } from '../core/deployment/bundle.ts';
 import { CliError, EXIT } from './errors.ts';
 
 /**
@@ -61,15 +62,16 @@ async function parseDocument(text: string, file: string): Promise<unknown> {
 
 /**
  * Every regular file under `dir`, keyed by its path relative to `dir` with `/` separators
- * (the bundle's path form on every OS). A missing directory is an empty bundle.
+ * (the bundle's path form on every OS). A missing directory is an empty bundle. UTF-8 files are
+ * sent as text, others as `{ content, encoding: "base64" }`.
  */
-export async function readFilesDir(dir: string): Promise<Record<string, string>> {
+export async function readFilesDir(dir: string): Promise<Bundle> {
   try {
     if (!(await stat(dir)).isDirectory()) return {};
   } catch {
     return {};
   }
-  const files: Record<string, string> = {};
+  const files: Bundle = {};
   const walk = async (current: string): Promise<void> => {
     const entries = await readdir(current, { withFileTypes: true });
     entries.sort((a, b) => a.name.localeCompare(b.name));
@@ -79,7 +81,8 @@ export async function readFilesDir(dir: string): Promise<Record<string, string>>
       const isDir = entry.isDirectory();
       const isFile = entry.isFile() || (entry.isSymbolicLink() && (await stat(full).catch(() => undefined))?.isFile());
       if (isDir) await walk(full);
-      else if (isFile) files[path.relative(dir, full).split(path.sep).join('/')] = await readFile(full, 'utf8');
+      // Text stays readable in the document; anything not UTF-8 (a tarball) goes as base64, byte-exact.
+      else if (isFile) files[path.relative(dir, full).split(path.sep).join('/')] = bundleFileOf(await readFile(full));
     }
   };
   try {

@@ -1,3 +1,4 @@
+import type { Bundle } from './deployment/bundle.ts';
 import type { NetworkSpec, SecurityGroupSpec, VmSpec } from './deployment/schema.ts';
 import type { DeploymentFields, DeploymentTransitionRequest, StepFields, StepTransitionRequest } from './lifecycle/requests.ts';
 import type { TransitionResult } from './lifecycle/types.ts';
@@ -39,7 +40,7 @@ export interface DeploymentStore {
   create(input: {
     deployment: DeploymentRecord;
     steps: StepRecord[];
-    files: Record<string, string>;
+    files: Bundle;
     secrets: SecretsRecord;
   }): Promise<void>;
   /**
@@ -78,7 +79,7 @@ export interface DeploymentStore {
   applyStepTransition(deploymentId: string, stepId: string, request: StepTransitionRequest): Promise<TransitionResult<StepStatus>>;
   applyDeploymentTransition(deploymentId: string, request: DeploymentTransitionRequest): Promise<TransitionResult<DeploymentStatus>>;
 
-  getFiles(deploymentId: string): Promise<Record<string, string>>;
+  getFiles(deploymentId: string): Promise<Bundle>;
   getSecrets(deploymentId: string): Promise<SecretsRecord | undefined>;
   deleteSecrets(deploymentId: string): Promise<void>;
 

@@ -33,8 +33,30 @@ export function pathParam(event: APIGatewayProxyEvent, name: string): string {
   return value;
 }
 
+/** Offset of the first byte that breaks UTF-8 (decoded byte by byte in stream mode). */
+function firstInvalidUtf8(bytes: Buffer): number {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  for (let i = 0; i < bytes.length; i++) {
+    try {
+      decoder.decode(bytes.subarray(i, i + 1), { stream: true });
+    } catch {
+      return i;
+    }
+  }
+  return bytes.length;
+}
+
 export function jsonBody(event: APIGatewayProxyEvent): unknown {
-  const text = event.isBase64Encoded ? Buffer.from(event.body ?? '', 'base64').toString('utf8') : (event.body ?? '');
+  let text = event.body ?? '';
+  if (event.isBase64Encoded) {
+    // Never decode loosely: a replacement character stored in place of the user's bytes is silent corruption.
+    const bytes = Buffer.from(text, 'base64');
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      throw new ValidationError(`body: not valid UTF-8 (first bad byte at offset ${firstInvalidUtf8(bytes)}); send binary files as { "content": "<base64>", "encoding": "base64" }`);
+    }
+  }
   if (!text.trim()) throw new ValidationError('body: a deployment document is required');
   try {
     return JSON.parse(text);

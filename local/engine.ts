@@ -44,6 +44,11 @@ export interface LocalEngineOptions {
   sandboxStartLatencyMs?: number;
   /** Tests: the execution-level TimeoutSeconds in real seconds, instead of the ASL's (days) times the time scale. */
   executionTimeoutSeconds?: number;
+  /**
+   * Test hook, as the Lambda service would fail an Invoke: returns an error name (e.g.
+   * `Lambda.TooManyRequestsException`) to throw instead of running the function, or undefined.
+   */
+  lambdaFault?: (functionName: string) => string | undefined;
 }
 
 export interface LocalEngine {
@@ -200,6 +205,8 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
         const { FunctionName, Payload } = inv.parameters as { FunctionName: string; Payload: unknown };
         const handler = functions.get(FunctionName);
         if (!handler) throw Object.assign(new Error(`Function not found: ${FunctionName}`), { name: 'Lambda.ResourceNotFoundException' });
+        const fault = opts.lambdaFault?.(FunctionName);
+        if (fault) throw Object.assign(new Error(`${fault} injected for ${FunctionName}`), { name: fault });
         return handler(Payload, lambdaContext(FunctionName));
       }
       if (inv.resource.startsWith('arn:aws:states:::ecs:runTask')) return sandboxes.runTask(inv.parameters, inv.signal);

@@ -1,12 +1,13 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { bundleFileBytes, type Bundle } from '../core/deployment/bundle.ts';
 import { ErrorName, StepError } from '../core/errors.ts';
 
 /**
  * Writes the deployment's bundle under `dir`. Validation already refused absolute paths and "..";
  * this refuses them again, because a sandbox writing outside its own directory must be impossible.
  */
-export async function writeBundle(dir: string, files: Record<string, string>): Promise<void> {
+export async function writeBundle(dir: string, files: Bundle): Promise<void> {
   for (const [path, content] of Object.entries(files)) {
     const rel = normalize(path);
     if (isAbsolute(rel) || rel === '..' || rel.startsWith(`..${sep}`)) {
@@ -14,6 +15,6 @@ export async function writeBundle(dir: string, files: Record<string, string>): P
     }
     const target = join(dir, rel);
     await mkdir(dirname(target), { recursive: true });
-    await writeFile(target, content);
+    await writeFile(target, bundleFileBytes(content));
   }
 }

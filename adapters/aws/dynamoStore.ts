@@ -14,6 +14,7 @@ import { BaseDeploymentStore } from '../../core/lifecycle/baseStore.ts';
 import type { ConditionalWrite } from '../../core/lifecycle/types.ts';
 import type { DeploymentRecord, SecretsRecord, StepLogLine, StepRecord } from '../../core/model.ts';
 import { systemClock, type Clock, type CloudResourceRef, type DeploymentStore, type IdempotencyClaim, type Page } from '../../core/ports.ts';
+import type { Bundle } from '../../core/deployment/bundle.ts';
 import { TABLE } from './table.ts';
 
 /**
@@ -253,7 +254,7 @@ export class DynamoDeploymentStore extends BaseDeploymentStore implements Deploy
   async create(input: {
     deployment: DeploymentRecord;
     steps: StepRecord[];
-    files: Record<string, string>;
+    files: Bundle;
     secrets: SecretsRecord;
   }): Promise<void> {
     const { deployment } = input;
@@ -414,9 +415,9 @@ export class DynamoDeploymentStore extends BaseDeploymentStore implements Deploy
     return this.conditionalUpdate(itemKeys.step(deploymentId, stepId), UpdateBuilder.of(write));
   }
 
-  async getFiles(deploymentId: string): Promise<Record<string, string>> {
+  async getFiles(deploymentId: string): Promise<Bundle> {
     const item = await this.getItem(itemKeys.files(deploymentId));
-    return (item?.files as Record<string, string> | undefined) ?? {};
+    return (item?.files as Bundle | undefined) ?? {};
   }
 
   /** Both halves or nothing: a deployment whose secrets are half deleted has none left to use. */

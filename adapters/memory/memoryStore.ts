@@ -2,6 +2,7 @@ import { ConflictError, ValidationError } from '../../core/errors.ts';
 import { BaseDeploymentStore, conditionHolds } from '../../core/lifecycle/baseStore.ts';
 import type { ConditionalWrite } from '../../core/lifecycle/types.ts';
 import type { DeploymentRecord, SecretsRecord, StepLogLine, StepRecord } from '../../core/model.ts';
+import type { Bundle } from '../../core/deployment/bundle.ts';
 import { systemClock, type Clock, type CloudResourceRef, type DeploymentStore, type IdempotencyClaim, type Page } from '../../core/ports.ts';
 
 /** Idempotency keys are remembered for a day, as in the DynamoDB store. */
@@ -62,7 +63,7 @@ function written<T extends object>(record: T | undefined, write: ConditionalWrit
 export class MemoryDeploymentStore extends BaseDeploymentStore implements DeploymentStore {
   private readonly deployments = new Map<string, DeploymentRecord>();
   private readonly steps = new Map<string, Map<string, StepRecord>>();
-  private readonly files = new Map<string, Record<string, string>>();
+  private readonly files = new Map<string, Bundle>();
   private readonly secrets = new Map<string, SecretsRecord>();
   private readonly logs = new Map<string, Map<string, StepLogLine>>();
   private readonly cloudResources = new Map<string, Map<string, CloudResourceRef>>();
@@ -77,7 +78,7 @@ export class MemoryDeploymentStore extends BaseDeploymentStore implements Deploy
   async create(input: {
     deployment: DeploymentRecord;
     steps: StepRecord[];
-    files: Record<string, string>;
+    files: Bundle;
     secrets: SecretsRecord;
   }): Promise<void> {
     const id = input.deployment.deploymentId;
@@ -155,7 +156,7 @@ export class MemoryDeploymentStore extends BaseDeploymentStore implements Deploy
     return next !== undefined;
   }
 
-  async getFiles(deploymentId: string): Promise<Record<string, string>> {
+  async getFiles(deploymentId: string): Promise<Bundle> {
     return stored(this.files.get(deploymentId) ?? {});
   }
 

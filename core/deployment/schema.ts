@@ -16,6 +16,30 @@ export const SYSTEM_STEP_IDS = ['bastion-open', 'bastion-close'] as const;
 export type SystemStepId = (typeof SYSTEM_STEP_IDS)[number];
 
 export const MAX_BUNDLE_BYTES = 256 * 1024;
+
+/** Names what is wrong with a bundle file instead of zod's bare "Invalid input" for a union. */
+function bundleFileError(issue: { code?: string; input?: unknown; errors?: { path: PropertyKey[]; message: string }[][] }): string | undefined {
+  if (issue.code !== 'invalid_union') return undefined;
+  const input = issue.input;
+  const objectIssue = issue.errors?.[1]?.[0];
+  if (typeof input === 'object' && input !== null && !Array.isArray(input) && objectIssue) {
+    return `${objectIssue.path.map(String).join('.') || 'file'}: ${objectIssue.message.replace(/^Invalid input: /, '')}`;
+  }
+  const received = input === null ? 'null' : Array.isArray(input) ? 'array' : typeof input;
+  return `expected a string or { content, encoding: "base64" }, received ${received}`;
+}
+
+/** A bundle file: UTF-8 text, or any bytes in base64 (core/deployment/bundle.ts). */
+const BundleFileSchema = z.union([
+  z.string(),
+  z.strictObject({
+    content: z
+      .string()
+      .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'must be standard base64 (A–Z, a–z, 0–9, +, /, = padding, no line breaks)')
+      .describe('the file\'s bytes in base64'),
+    encoding: z.literal('base64').describe('how content is encoded; only "base64"'),
+  }),
+], { error: bundleFileError });
 export const MAX_STEPS = 200;
 export const DEFAULT_STEP_TIMEOUT_SECONDS = 3600;
 
@@ -156,9 +180,9 @@ export const DeploymentSchema = z.strictObject({
   vms: z.array(VmSchema).default([]),
   /** The bundle: path → content, pushed to sandboxes and VMs. */
   files: z
-    .record(z.string(), z.string())
+    .record(z.string(), BundleFileSchema)
     .default({})
-    .describe(`the bundle: relative POSIX path → UTF-8 content, at most ${MAX_BUNDLE_BYTES} bytes in all`),
+    .describe(`the bundle: relative POSIX path → UTF-8 content, or { content, encoding: "base64" } for binary files; at most ${MAX_BUNDLE_BYTES} bytes in all`),
   workflow: z.strictObject({
     steps: z.array(StepSchema).min(1, 'a workflow needs at least one step').max(MAX_STEPS),
   }),

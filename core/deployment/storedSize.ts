@@ -1,3 +1,4 @@
+import { storedLength } from './bundle.ts';
 import type { DeploymentSpec } from './schema.ts';
 
 /**
@@ -38,7 +39,7 @@ export function storedSizeIssues(spec: DeploymentSpec): { path: string; message:
   if (count > MAX_BUNDLE_FILES) {
     issues.push({ path: 'files', message: `${count} files, over the ${MAX_BUNDLE_FILES}-file limit: pack them into an archive` });
   }
-  const filesBytes = Object.entries(spec.files).reduce((n, [path, content]) => n + Buffer.byteLength(path) + Buffer.byteLength(content), 0);
+  const filesBytes = Object.entries(spec.files).reduce((n, [path, content]) => n + Buffer.byteLength(path) + storedLength(content), 0);
   if (filesBytes > MAX_STORED_FILES_BYTES) {
     issues.push({ path: 'files', message: `paths and contents are ${kb(filesBytes)} once stored, over the ${kb(MAX_STORED_FILES_BYTES)} limit` });
   }

@@ -4,6 +4,7 @@ import { renderUserData } from '../cloudInit.ts';
 import { findCycle } from '../dag.ts';
 import { ValidationError } from '../errors.ts';
 import { DeploymentSchema, MAX_BUNDLE_BYTES, SYSTEM_STEP_IDS, type DeploymentSpec } from './schema.ts';
+import { bundleFileBytes } from './bundle.ts';
 import { storedSizeIssues } from './storedSize.ts';
 
 export interface ValidationIssue {
@@ -181,10 +182,10 @@ function crossFieldIssues(spec: DeploymentSpec): ValidationIssue[] {
   for (const [path, content] of Object.entries(spec.files)) {
     const problem = unsafePathReason(path);
     if (problem) add(formatPath(['files', path]), problem);
-    bundleBytes += Buffer.byteLength(content, 'utf8');
+    bundleBytes += bundleFileBytes(content).length;
   }
   if (bundleBytes > MAX_BUNDLE_BYTES) {
-    add('files', `bundle is ${bundleBytes} bytes (UTF-8), over the ${MAX_BUNDLE_BYTES}-byte limit`);
+    add('files', `bundle is ${bundleBytes} bytes, over the ${MAX_BUNDLE_BYTES}-byte limit`);
   }
   const hasFile = (p: string) => Object.hasOwn(spec.files, p);
 

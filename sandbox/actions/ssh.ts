@@ -1,3 +1,4 @@
+import type { Bundle } from '../../core/deployment/bundle.ts';
 import { ErrorName, StepError } from '../../core/errors.ts';
 import { pinnedVms, sessionForStep } from '../ssh/forStep.ts';
 import { settleBounded } from '../ssh/targets.ts';
@@ -6,9 +7,9 @@ import type { Action } from './types.ts';
 const DEFAULT_CONCURRENCY = 8;
 
 /** The bundle files a step pushes: its `files` list when given, else the whole bundle. */
-function filesToPush(bundle: Record<string, string>, wanted: string[] | undefined): Record<string, string> {
+function filesToPush(bundle: Bundle, wanted: string[] | undefined): Bundle {
   if (!wanted) return bundle;
-  const picked: Record<string, string> = {};
+  const picked: Bundle = {};
   for (const path of wanted) {
     const content = bundle[path];
     if (content === undefined) throw new StepError(ErrorName.StepFailed, `file "${path}" is not in the deployment bundle`);

@@ -1,3 +1,4 @@
+import type { Bundle } from '../../core/deployment/bundle.ts';
 import type { Topology } from '../../core/deployment/schema.ts';
 import type { DeploymentRecord, StepRecord } from '../../core/model.ts';
 import type { CloudContext, CloudDriver, CloudResourceRef } from '../../core/ports.ts';
@@ -21,7 +22,7 @@ export interface ActionContext {
   topology: Topology;
   step: StepRecord;
   /** The deployment's bundle (path → content). */
-  files: Record<string, string>;
+  files: Bundle;
   /** The user's cloud token, plaintext, for this sandbox only. */
   token: string;
   sshKey: DeploymentKey;

@@ -1,3 +1,4 @@
+import type { Bundle } from '../../core/deployment/bundle.ts';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, normalize } from 'node:path';
@@ -71,7 +72,7 @@ function assertPlainPath(path: string): void {
  */
 export async function prepareWorkspace(input: {
   workDir: string;
-  files: Record<string, string>;
+  files: Bundle;
   playbook: string;
   privateKey: string;
   user: string;

@@ -1,3 +1,4 @@
+import { bundleFileBytes, type Bundle } from '../../core/deployment/bundle.ts';
 import { posix } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
@@ -202,7 +203,7 @@ export class SshSession {
    * Writes files (path relative to the VM user's home → content) over SFTP, creating
    * directories. Absolute paths and ".." are refused: the bundle lands in the home only.
    */
-  async push(vm: SshHost, files: Record<string, string>): Promise<void> {
+  async push(vm: SshHost, files: Bundle): Promise<void> {
     const client = await this.vmClient(vm);
     const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
       client.sftp((err, s) => (err ? reject(new SshError('other', `SFTP to ${vm.name} failed: ${err.message}`)) : resolve(s))),
@@ -221,7 +222,7 @@ export class SshSession {
           made.add(sub);
         }
         await new Promise<void>((resolve, reject) =>
-          sftp.writeFile(normal, content, (err) => (err ? reject(new SshError('other', `writing ${path} on ${vm.name} failed: ${err.message}`)) : resolve())),
+          sftp.writeFile(normal, bundleFileBytes(content), (err) => (err ? reject(new SshError('other', `writing ${path} on ${vm.name} failed: ${err.message}`)) : resolve())),
         );
       }
     } finally {

@@ -15,7 +15,7 @@ interface State {
   TimeoutSeconds?: number;
   TimeoutSecondsPath?: string;
   HeartbeatSeconds?: number;
-  Retry?: { ErrorEquals: string[]; MaxAttempts?: number; IntervalSeconds?: number; BackoffRate?: number }[];
+  Retry?: { ErrorEquals: string[]; MaxAttempts?: number; IntervalSeconds?: number; BackoffRate?: number; MaxDelaySeconds?: number; JitterStrategy?: string }[];
   Catch?: { ErrorEquals: string[]; Next: string }[];
   ItemProcessor?: { States: Record<string, State> };
   MaxConcurrency?: number;
@@ -110,6 +110,22 @@ describe('State machine: deployment.asl.json', () => {
       if (state.Resource?.includes('ecs:runTask')) expect(state.HeartbeatSeconds, name).toBe(HEARTBEAT_TIMEOUT_SECONDS);
     }
     expect(inner.GracePeriod?.TimeoutSeconds).toBe(GRACE_PERIOD_SECONDS);
+  });
+
+  // Issue 10 item 11: a throttled GracePeriod used to end the grace at once and abort the running steps.
+  const LAMBDA_ERRORS = ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException'];
+  it('retries every Lambda task on Lambda service errors, GracePeriod with jitter and a bounded total delay', () => {
+    for (const [name, state] of allStates()) {
+      if (state.Type !== 'Task' || !state.Resource?.includes(':lambda:')) continue;
+      const retry = state.Retry?.find((r) => r.ErrorEquals.includes('States.ALL') || LAMBDA_ERRORS.every((e) => r.ErrorEquals.includes(e)));
+      expect(retry, `${name} does not retry Lambda service errors`).toBeDefined();
+    }
+    const grace = inner.GracePeriod?.Retry?.find((r) => r.ErrorEquals.includes('Lambda.TooManyRequestsException'));
+    expect(grace).toMatchObject({ JitterStrategy: 'FULL', BackoffRate: 2 });
+    // Each attempt restarts the Task's timer: the grace may overrun its deadline by at most the retry delays.
+    let total = 0;
+    for (let i = 0; i < (grace?.MaxAttempts ?? 0); i++) total += Math.min((grace?.IntervalSeconds ?? 1) * (grace?.BackoffRate ?? 1) ** i, grace?.MaxDelaySeconds ?? Infinity);
+    expect(total).toBeLessThanOrEqual(GRACE_PERIOD_SECONDS / 20);
   });
 
   it('catches every failure: top-level states lead to Cleanup, iterations catch their own errors', () => {

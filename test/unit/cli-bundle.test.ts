@@ -75,4 +75,15 @@ describe('Function: readFilesDir', () => {
   it('is empty when the directory does not exist', async () => {
     expect(await readFilesDir(path.join(dir, 'nope'))).toEqual({});
   });
+
+  it('sends UTF-8 files as text and any other file as base64, byte-exact', async () => {
+    const bytes = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0xc3, 0x28]);
+    await mkdir(path.join(dir, 'files'), { recursive: true });
+    await writeFile(path.join(dir, 'files', 'app.tar.gz'), bytes);
+    await writeFile(path.join(dir, 'files', 'note.txt'), 'héllo ✓\n');
+    expect(await readFilesDir(path.join(dir, 'files'))).toEqual({
+      'app.tar.gz': { content: bytes.toString('base64'), encoding: 'base64' },
+      'note.txt': 'héllo ✓\n',
+    });
+  });
 });

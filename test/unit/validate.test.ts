@@ -194,7 +194,7 @@ describe('Function: parseDeployment', () => {
     });
     const size = MAX_BUNDLE_BYTES + Buffer.byteLength('print("hello")\n- hosts: all\n');
 
-    expect(error.message).toBe(`files: bundle is ${size} bytes (UTF-8), over the ${MAX_BUNDLE_BYTES}-byte limit`);
+    expect(error.message).toBe(`files: bundle is ${size} bytes, over the ${MAX_BUNDLE_BYTES}-byte limit`);
   });
 
   it('accepts a bundle of exactly the limit', () => {
@@ -232,12 +232,35 @@ describe('Function: parseDeployment', () => {
     expect(() => parseDeployment(input)).not.toThrow();
   });
 
+  it('accepts a binary bundle file as base64 and counts its decoded bytes against the limit', () => {
+    const bytes = Buffer.from([0xff, 0x00, 0xc3, 0x28]);
+    const input = { ...validInput(), files: { ...validInput().files, 'app.tar.gz': { content: bytes.toString('base64'), encoding: 'base64' as const } } };
+    expect(parseDeployment(input).files['app.tar.gz']).toEqual({ content: '/wDDKA==', encoding: 'base64' });
+    const big = Buffer.alloc(MAX_BUNDLE_BYTES + 1).toString('base64');
+    const error = errorFor((d) => {
+      (d.files as Record<string, unknown>) = { 'big.bin': { content: big, encoding: 'base64' } };
+      d.workflow.steps = [{ id: 'smoke', action: 'run', command: 'true' }];
+    });
+    expect(error.message).toBe(`files: bundle is ${MAX_BUNDLE_BYTES + 1} bytes, over the ${MAX_BUNDLE_BYTES}-byte limit`);
+  });
+
+  it('names a bad binary bundle file: not base64, or an unknown encoding', () => {
+    const notBase64 = errorFor((d) => {
+      (d.files as Record<string, unknown>)['x.bin'] = { content: 'not base64!', encoding: 'base64' };
+    });
+    expect(notBase64.message).toContain('files["x.bin"].content: must be standard base64');
+    const hex = errorFor((d) => {
+      (d.files as Record<string, unknown>)['x.bin'] = { content: 'AAAA', encoding: 'hex' };
+    });
+    expect(hex.message).toBe('files["x.bin"]: encoding: expected "base64"');
+  });
+
   it('quotes a bundle path in a type error', () => {
     const error = errorFor((d) => {
       (d.files as Record<string, unknown>)['run'] = 7;
     });
 
-    expect(error.message).toBe('files["run"]: expected string, received number');
+    expect(error.message).toBe('files["run"]: expected a string or { content, encoding: "base64" }, received number');
   });
 
   it('refuses an ansible playbook missing from the bundle', () => {

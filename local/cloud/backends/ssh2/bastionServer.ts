@@ -1,5 +1,6 @@
 import { connect } from 'node:net';
 import type { Connection } from 'ssh2';
+import type { ConnectionGuard } from './connectionGuard.ts';
 import type { HostKey } from './hostKey.ts';
 import { authenticateByKey } from './publicKeyAuth.ts';
 import { SshListener } from './sshListener.ts';
@@ -36,33 +37,37 @@ export class BastionServer {
   async start(): Promise<void> {
     this.listener = new SshListener(
       this.opts.hostKey.privateKey,
-      (client) => this.serve(client),
+      (client, _peer, guard) => this.serve(client, guard),
       (address) => this.opts.policy.admits(address),
     );
     await this.listener.listen(this.opts.address, this.opts.port);
   }
 
-  private serve(client: Connection): void {
+  private serve(client: Connection, guard: ConnectionGuard): void {
     let key: Buffer | undefined;
-    client.on('authentication', (ctx) => {
+    client.on('authentication', guard.wrap('authenticating', (ctx) => {
       if (ctx.username !== this.opts.user) return ctx.reject(['publickey']);
       key = authenticateByKey(ctx, this.opts.policy.loginKeys()) ?? key;
-    });
-    client.on('ready', () => {
-      client.on('tcpip', (accept, reject, info) => {
+    }));
+    client.on('ready', guard.wrap('ready', () => {
+      client.on('tcpip', guard.wrap('forwarding', (accept, reject, info) => {
         const target = key && this.opts.policy.route(key, info.destIP, info.destPort);
         if (!target) return reject();
         const upstream = connect({ host: target.host, port: target.port });
-        upstream.once('error', () => reject());
-        upstream.once('connect', () => {
-          const channel = accept();
-          channel.on('error', () => upstream.destroy());
-          upstream.on('error', () => channel.destroy());
-          upstream.pipe(channel).pipe(upstream);
-        });
-      });
-      client.on('session', (_accept, reject) => reject());
-    });
+        // The upstream connects after a turn of the loop: the client may be gone by then.
+        guard.whenClosed(() => upstream.destroy());
+        upstream.once('error', () => guard.run('refusing a forward', () => reject()));
+        upstream.once('connect', () =>
+          guard.run('opening a forward', () => {
+            const channel = accept();
+            channel.on('error', () => upstream.destroy());
+            upstream.on('error', () => channel.destroy());
+            upstream.pipe(channel).pipe(upstream);
+          }),
+        );
+      }));
+      client.on('session', guard.wrap('session', (_accept, reject) => reject()));
+    }));
   }
 
   async close(): Promise<void> {

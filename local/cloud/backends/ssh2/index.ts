@@ -8,6 +8,7 @@ import { firstFree, inCidr, parseCidr } from '../../openstack/ipv4.ts';
 import { BastionServer } from './bastionServer.ts';
 import { loadOrCreateHostKey } from './hostKey.ts';
 import { ProcessGroups } from './processes.ts';
+import { ProcessLedger } from './processLedger.ts';
 import { keyBlob } from './publicKeyAuth.ts';
 import { removeTree } from './sftpServer.ts';
 import { applyCloudConfig, parseCloudConfig, vmPaths, type CloudConfig } from './userData.ts';
@@ -57,12 +58,14 @@ export class Ssh2Hypervisor implements Hypervisor {
   private file: Ssh2File = { listeners: {} };
   private readonly vms = new Map<string, VmRuntime>();
   private readonly bastions = new Map<string, BastionRuntime>();
+  private readonly ledger: ProcessLedger;
 
   constructor(opts: Ssh2HypervisorOptions) {
     if (!parseCidr(opts.listenCidr)) throw new Error(`listenCidr "${opts.listenCidr}" is not an IPv4 CIDR`);
     this.root = join(opts.stateDir, 'cloud', 'ssh2');
     this.listenCidr = opts.listenCidr;
     this.port = opts.port ?? 2222;
+    this.ledger = new ProcessLedger(join(this.root, 'process-groups.json'));
   }
 
   private get filePath(): string {
@@ -76,6 +79,9 @@ export class Ssh2Hypervisor implements Hypervisor {
   async start(): Promise<void> {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     this.file = await readJson<Ssh2File>(this.filePath, { listeners: {} });
+    // A previous engine killed with SIGKILL could not stop its VMs' commands: they end here.
+    const killed = this.ledger.sweep();
+    if (killed.length > 0) console.error(`[local cloud] killed ${killed.length} VM process(es) a previous engine left running`);
   }
 
   async stop(): Promise<void> {
@@ -159,7 +165,7 @@ export class Ssh2Hypervisor implements Hypervisor {
     const listen = await this.listenAddress(spec.id);
     const paths = vmPaths(dir);
     await mkdir(paths.home, { recursive: true, mode: 0o700 });
-    const processes = new ProcessGroups();
+    const processes = new ProcessGroups(this.ledger);
     // Bad user data does not stop a machine from booting; cloud-init only logs it.
     let config: CloudConfig | undefined;
     try {

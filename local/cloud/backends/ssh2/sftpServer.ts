@@ -2,6 +2,7 @@ import { constants, type Stats } from 'node:fs';
 import { mkdir, open, opendir, readdir, realpath, rename, rm, rmdir, stat, lstat, unlink, type FileHandle } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import ssh2, { type Attributes, type SFTPWrapper } from 'ssh2';
+import type { ConnectionGuard } from './connectionGuard.ts';
 
 // ssh2 is CommonJS whose `utils` Node's ESM loader cannot see as a named export.
 const { utils } = ssh2;
@@ -67,7 +68,7 @@ type OpenHandle = { kind: 'file'; fh: FileHandle } | { kind: 'dir'; path: string
  * A small SFTP server rooted in the VM home: enough of the protocol for uploads (open, write,
  * mkdir, stat, realpath, rename, remove) and downloads or listings (read, readdir).
  */
-export function serveSftp(sftp: SFTPWrapper, root: string): void {
+export function serveSftp(sftp: SFTPWrapper, root: string, guard: ConnectionGuard): void {
   const handles = new Map<string, OpenHandle>();
   let nextHandle = 0;
   const newHandle = (h: OpenHandle): Buffer => {
@@ -79,7 +80,8 @@ export function serveSftp(sftp: SFTPWrapper, root: string): void {
   const handleOf = (b: Buffer) => handles.get(b.toString('hex'));
 
   const run = (reqId: number, task: () => Promise<void>) => {
-    task().catch((e: unknown) => sftp.status(reqId, statusOf(e), e instanceof Error ? e.message : String(e)));
+    // An answer to a client that has gone throws inside ssh2: the guard keeps that to this connection.
+    task().catch((e: unknown) => guard.run('answering sftp', () => sftp.status(reqId, statusOf(e), e instanceof Error ? e.message : String(e))));
   };
 
   sftp.on('REALPATH', (reqId, path) =>

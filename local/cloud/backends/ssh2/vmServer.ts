@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type { Connection, ServerChannel } from 'ssh2';
+import type { ConnectionGuard } from './connectionGuard.ts';
 import type { HostKey } from './hostKey.ts';
 import type { ProcessGroups } from './processes.ts';
 import { authenticateByKey } from './publicKeyAuth.ts';
@@ -40,19 +41,32 @@ async function readAuthorizedKeys(path: string): Promise<string[]> {
   }
 }
 
-/** Wires a child to an exec channel: output streamed, exit status reported, then EOF. */
-function bridge(child: ChildProcess, channel: ServerChannel): void {
+/**
+ * Wires a child to an exec channel: output streamed, exit status reported, then EOF. Once the
+ * client is gone nothing more is written (ssh2 would throw); the command runs on, as under sshd.
+ */
+function bridge(child: ChildProcess, channel: ServerChannel, guard: ConnectionGuard): void {
   child.stdout?.pipe(channel, { end: false });
   child.stderr?.pipe(channel.stderr, { end: false });
   channel.pipe(child.stdin!).on('error', () => undefined);
   child.stdin?.on('error', () => undefined);
+  channel.on('error', () => undefined);
+  guard.whenClosed(() => {
+    child.stdout?.unpipe(channel);
+    child.stderr?.unpipe(channel.stderr);
+    // Drained, not paused: a command writing to a gone client must not block on a full pipe.
+    child.stdout?.resume();
+    child.stderr?.resume();
+  });
   let finished = false;
   const finish = (code: number | null, signal: NodeJS.Signals | null) => {
     if (finished) return;
     finished = true;
-    if (signal) channel.exit(signal.replace(/^SIG/, ''), false, '');
-    else channel.exit(code ?? 255);
-    channel.end();
+    guard.run('reporting the exit status', () => {
+      if (signal) channel.exit(signal.replace(/^SIG/, ''), false, '');
+      else channel.exit(code ?? 255);
+      channel.end();
+    });
   };
   child.on('error', () => finish(127, null));
   child.on('exit', (code, signal) => {
@@ -77,22 +91,22 @@ export class VmServer {
 
   async start(): Promise<void> {
     const o = this.opts;
-    this.listener = new SshListener(o.hostKey.privateKey, (client, peer) => this.serve(client, peer));
+    this.listener = new SshListener(o.hostKey.privateKey, (client, peer, guard) => this.serve(client, peer, guard));
     await this.listener.listen(o.address, o.port);
   }
 
-  private serve(client: Connection, peer: { remoteAddress: string; remotePort: number }): void {
+  private serve(client: Connection, peer: { remoteAddress: string; remotePort: number }, guard: ConnectionGuard): void {
     const o = this.opts;
     client.on('authentication', (ctx) => {
       readAuthorizedKeys(o.authorizedKeysPath).then(
-        (keys) => authenticateByKey(ctx, keys),
-        () => ctx.reject(),
+        (keys) => guard.run('authenticating', () => authenticateByKey(ctx, keys)),
+        () => guard.run('authenticating', () => ctx.reject()),
       );
     });
-    client.on('ready', () => {
-      client.on('session', (acceptSession) => {
+    client.on('ready', guard.wrap('ready', () => {
+      client.on('session', guard.wrap('opening a session', (acceptSession) => {
         const session = acceptSession();
-        session.on('exec', (accept, _reject, info) => {
+        session.on('exec', guard.wrap('exec', (accept, _reject, info) => {
           const channel = accept();
           let child: ChildProcess;
           try {
@@ -106,13 +120,13 @@ export class VmServer {
             channel.end();
             return;
           }
-          bridge(child, channel);
-        });
-        session.on('sftp', (accept) => serveSftp(accept(), o.home));
-        session.on('pty', (_a, reject) => reject?.());
-        session.on('shell', (_a, reject) => reject());
-      });
-    });
+          bridge(child, channel, guard);
+        }));
+        session.on('sftp', guard.wrap('sftp', (accept) => serveSftp(accept(), o.home, guard)));
+        session.on('pty', guard.wrap('pty', (_a, reject) => reject?.()));
+        session.on('shell', guard.wrap('shell', (_a, reject) => reject()));
+      }));
+    }));
   }
 
   async close(): Promise<void> {
