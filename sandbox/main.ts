@@ -32,6 +32,7 @@ async function main(): Promise<number> {
   const orphanWatch = setInterval(() => process.ppid !== parent && stop.abort(), 1000);
   orphanWatch.unref();
 
+  const timeScale = Number(env.CTD_TIME_SCALE ?? '1') || 1;
   const ownWorkDir = !env.CTD_WORK_DIR;
   const workDir = env.CTD_WORK_DIR ?? (await mkdtemp(join(tmpdir(), 'ctd-step-')));
   try {
@@ -42,7 +43,9 @@ async function main(): Promise<number> {
         cloud: cloud(),
         workDir,
         ...(stepUser ? { stepUser } : {}),
-        timeScale: Number(env.CTD_TIME_SCALE ?? '1') || 1,
+        timeScale,
+        // A release is seen at most 2 s (time-scaled) late; short waits cost few reads (docs/ARCHITECTURE.md).
+        releasePollMs: { first: Math.max(20, 200 * timeScale), max: Math.max(50, 2000 * timeScale) },
         signal: stop.signal,
       },
       ids,

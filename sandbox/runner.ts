@@ -20,6 +20,8 @@ export interface RunnerDeps {
   timeScale: number;
   /** Overridable for tests; production heartbeats every 20 s. */
   heartbeatMs?: number;
+  /** A pre-started sandbox polls its step for the release: first delay, growing ×1.5 up to max. */
+  releasePollMs?: { first: number; max: number };
   actions?: Partial<Record<string, Action>>;
   /** Aborted by SIGTERM (StopTask): the action stops, connections close, the runner reports and exits. */
   signal: AbortSignal;
@@ -58,17 +60,36 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
   if (refusal) return refusal;
 
   const attemptNo = step.attempt + 1;
-  await deps.store.updateStep(ids.deploymentId, ids.stepId, {
-    attempt: attemptNo,
-    taskToken: ids.taskToken,
-    taskArn: ids.taskArn,
-    ...(step.system ? { status: 'running' as const, startedAt: new Date(deps.clock.now()).toISOString() } : {}),
-  });
-  const log = new StepLog(deps.store, ids.deploymentId, ids.stepId, attemptNo);
+  const nowIso = () => new Date(deps.clock.now()).toISOString();
+  const prestarted = !step.system && step.status === 'waiting';
+  // Conditional: a step skipped or cancelled meanwhile must not get a sandbox registered on it.
+  const registered = await deps.store.updateStep(
+    ids.deploymentId,
+    ids.stepId,
+    {
+      attempt: attemptNo,
+      taskToken: ids.taskToken,
+      taskArn: ids.taskArn,
+      ...(step.system ? { status: 'running' as const, startedAt: nowIso() } : {}),
+      ...(prestarted ? { readyAt: nowIso() } : {}),
+    },
+    step.system ? {} : { ifStatus: ['waiting', 'running'] },
+  );
+  if (!registered) return decidedWhileStarting(deps, ids);
   const stop = new AbortController();
   const onStop = () => stop.abort();
   deps.signal.addEventListener('abort', onStop, { once: true });
   const heartbeat = startHeartbeat(deps, ids.taskToken, stop);
+  if (prestarted) {
+    // Up ahead of the release: no secret is read and no user code runs until the step is `running`.
+    const released = await awaitRelease(deps, ids, stop.signal);
+    if (released !== true) {
+      clearInterval(heartbeat);
+      deps.signal.removeEventListener('abort', onStop);
+      return released;
+    }
+  }
+  const log = new StepLog(deps.store, ids.deploymentId, ids.stepId, attemptNo);
 
   let outcome: RunOutcome;
   try {
@@ -129,8 +150,50 @@ function untilStopped<T>(signal: AbortSignal, work: Promise<T>): Promise<T> {
   });
 }
 
+/** Polls the step until its release, with backoff; the answer when it was decided otherwise. */
+async function awaitRelease(deps: RunnerDeps, ids: TaskIds, signal: AbortSignal): Promise<true | RunOutcome> {
+  const { first, max } = deps.releasePollMs ?? { first: 200, max: 2000 };
+  let delay = first;
+  for (;;) {
+    if (signal.aborted) return failure(ErrorName.StepFailed, 'the sandbox was stopped while waiting for its release');
+    const step = await deps.store.getStep(ids.deploymentId, ids.stepId);
+    if (step?.status === 'running') return true;
+    if (step?.status !== 'waiting') return notStarting(step);
+    await sleep(delay, signal);
+    delay = Math.min(max, Math.round(delay * 1.5));
+  }
+}
+
+/** The registration lost to the engine's decision: read it and answer accordingly. */
+async function decidedWhileStarting(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
+  return notStarting(await deps.store.getStep(ids.deploymentId, ids.stepId));
+}
+
+/**
+ * A skipped step answers success with `skipped` (its iteration ends like the skip path; no grace
+ * period starts); cancelled and aborted steps keep their errors.
+ */
+function notStarting(step: StepRecord | undefined): RunOutcome {
+  if (step?.status === 'skipped') return { ok: true, output: { skipped: step.cause ?? 'skipped' } };
+  return failure(step?.status === 'cancelled' ? ErrorName.Cancelled : ErrorName.StepAborted, `step ${step?.stepId ?? '?'} is ${step?.status ?? 'gone'}; not starting it`);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
 /** A step the engine already gave up on (aborted, cancelled, skipped) must not start late. */
 function refuse(deployment: DeploymentRecord, step: StepRecord): RunOutcome | undefined {
+  if (!step.system && step.status === 'waiting' && step.prestartedAt !== undefined) return undefined;
+  if (!step.system && step.status === 'skipped') return notStarting(step);
   if (!step.system && step.status !== 'running') {
     return failure(step.status === 'cancelled' ? ErrorName.Cancelled : ErrorName.StepAborted, `step ${step.stepId} is ${step.status}; not starting it`);
   }

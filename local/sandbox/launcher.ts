@@ -27,6 +27,8 @@ export interface LocalSandboxOptions {
   onTaskStopped: (event: EcsTaskStateChangeEvent) => Promise<unknown>;
   /** RunTask → the runner receives its task: Fargate takes 30–60 s here (docs/DEPLOY-AWS.md); default 0. */
   startLatencyMs?: number;
+  /** The same as a distribution (ms), one draw per RunTask; wins over startLatencyMs. */
+  startLatency?: StartLatency;
   log: (line: string) => void;
   /** Use bwrap when available (default true). */
   isolate?: boolean;
@@ -94,7 +96,7 @@ export class LocalSandboxes implements SandboxLauncher {
   async runTask(parameters: unknown, signal: AbortSignal): Promise<{ tasks: { taskArn: string; lastStatus: string }[]; failures: [] }> {
     const env = containerEnvironment(parameters);
     const clusterArn = String((parameters as { Cluster?: unknown })?.Cluster ?? '');
-    const latency = this.opts.startLatencyMs ?? 0;
+    const latency = this.opts.startLatency ? sampleLatency(this.opts.startLatency) : (this.opts.startLatencyMs ?? 0);
     const startFailure = this.startFailures.get(env[TASK_ENV.stepId] ?? '');
     if (startFailure !== undefined) {
       // No runner at all: the task stops while provisioning, as one whose image cannot be pulled.
@@ -318,6 +320,33 @@ function findBwrap(): string | undefined {
   // bwrap can be installed yet unusable (no user namespaces): try it once.
   const probe = spawnSync(path, ['--ro-bind', '/', '/', '--unshare-pid', '--', '/bin/true']);
   return probe.status === 0 ? path : undefined;
+}
+
+/** A start latency: log-normal through its median and 90th percentile (the shape of Fargate's long tail). */
+export interface StartLatency {
+  median: number;
+  p90: number;
+  /** Uniform [0, 1) source; default Math.random (the bench passes a seeded one). */
+  random?: () => number;
+}
+
+/** Seconds as configured → milliseconds on the engine's clock. */
+export function scaleLatency(latency: { median: number; p90: number; random?: () => number }, timeScale: number): StartLatency {
+  if (!(latency.median > 0) || !(latency.p90 >= latency.median)) {
+    throw new Error(`sandbox start latency: need 0 < median ≤ p90, got median ${latency.median}, p90 ${latency.p90}`);
+  }
+  return { median: latency.median * 1000 * timeScale, p90: latency.p90 * 1000 * timeScale, ...(latency.random ? { random: latency.random } : {}) };
+}
+
+/** z of the 90th percentile of the standard normal. */
+const Z90 = 1.2815515655446004;
+
+/** One draw: exp(ln median + σ·z), σ = ln(p90/median)/z₉₀, z by Box–Muller. */
+export function sampleLatency(latency: StartLatency): number {
+  const random = latency.random ?? Math.random;
+  const sigma = Math.log(latency.p90 / latency.median) / Z90;
+  const z = Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  return Math.round(latency.median * Math.exp(sigma * z));
 }
 
 /** Overrides.ContainerOverrides[].Environment of RunTask → a plain map. */
