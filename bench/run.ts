@@ -25,8 +25,8 @@ async function main(): Promise<void> {
       runs: { type: 'string', default: '15' },
       'calm-wait': { type: 'string', default: '20' },
       'no-write': { type: 'boolean', default: false },
-      // Fargate's 45 s start × this on the engine's clock (coldstart); 0.1 keeps a run to minutes.
-      'time-scale': { type: 'string', default: '0.1' },
+      // Fargate's 45 s start × this on the engine's clock (coldstart); 0.2 keeps a run to minutes and Lambda limits (60 s → 12 s) clear of a loaded machine.
+      'time-scale': { type: 'string', default: '0.2' },
       'max-waiting': { type: 'string', default: String(DEFAULT_PRESTART_MAX_WAITING) },
     },
     strict: true,
