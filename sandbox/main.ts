@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildStepPorts, engineConfigFromEnv } from '../adapters/aws/stepPorts.ts';
+import { RUNNER_READY } from '../core/config/names.ts';
 import { SANDBOX_CONFIG } from '../core/config/schema.ts';
 import { runStep } from './runner.ts';
 import { stepUserFromEnv } from './stepUser.ts';
@@ -67,6 +68,8 @@ async function main(): Promise<number> {
  * token then arrive as one JSON line on stdin. EOF without a task (the engine went away) ends it.
  */
 async function taskFromStdin(): Promise<Record<string, string>> {
+  // Modules are loaded: the launcher may let the next runner boot (it caps boots at the core count).
+  process.stdout.write(`${RUNNER_READY}\n`);
   let text = '';
   for await (const chunk of process.stdin) text += String(chunk);
   if (!text.trim()) process.exit(0);

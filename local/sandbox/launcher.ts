@@ -1,11 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
-import { constants } from 'node:os';
+import { availableParallelism, constants } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ECS_TASK_STATE_CHANGE, type EcsTaskStateChangeEvent } from '../../adapters/aws/ecsTaskEvents.ts';
-import { RUNNER_CONTAINER_NAME, TASK_ENV } from '../../core/config/names.ts';
+import { RUNNER_CONTAINER_NAME, RUNNER_READY, TASK_ENV } from '../../core/config/names.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
 
 /**
@@ -36,6 +36,8 @@ export interface LocalSandboxOptions {
   runnerCommand?: string[];
   /** How many runners to keep started ahead of need (default 2; 0 starts each on demand). */
   warm?: number;
+  /** How many runners may load their modules at once (default: the core count); the rest queue in RunTask order. */
+  maxBooting?: number;
 }
 
 /** One runner process: spawned warm (modules loaded, waiting for its task on stdin), then given exactly one task. */
@@ -55,6 +57,7 @@ interface Sandbox {
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RUNNER = join(REPO_ROOT, 'sandbox', 'main.ts');
+const BOOT_SLOT_MAX_MS = 10_000;
 const taskArnOf = (id: string) => `arn:aws:ecs:local:000000000000:task/ctd-local/${id}`;
 
 /**
@@ -169,10 +172,36 @@ export class LocalSandboxes implements SandboxLauncher {
     while (!this.stopping && this.warm.length < size) this.warm.push(this.spawn());
   }
 
+  /**
+   * Runners loading their modules at once share the cores: capped, the first in line is up first
+   * (RunTasks arrive in topological order) instead of all finishing late together.
+   */
+  private booting = 0;
+  private readonly bootQueue: (() => void)[] = [];
+
+  private async bootSlot(): Promise<() => void> {
+    const max = this.opts.maxBooting ?? availableParallelism();
+    if (this.booting >= max) await new Promise<void>((resolve) => this.bootQueue.push(resolve));
+    this.booting++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.booting--;
+      this.bootQueue.shift()?.();
+    };
+  }
+
   private async spawn(): Promise<Sandbox> {
+    const booted = await this.bootSlot();
+    // A runner that never says it is ready (another runner command) holds its place only a while.
+    setTimeout(booted, BOOT_SLOT_MAX_MS).unref();
     const id = randomUUID().replaceAll('-', '');
     const workDir = join(this.opts.stateDir, 'sandboxes', id);
-    await mkdir(workDir, { recursive: true, mode: 0o700 });
+    await mkdir(workDir, { recursive: true, mode: 0o700 }).catch((e: unknown) => {
+      booted();
+      throw e;
+    });
     const childEnv: Record<string, string> = { ...this.opts.baseEnv, CTD_TASK_FROM_STDIN: '1', CTD_WORK_DIR: workDir, HOME: workDir };
     const [command, ...args] = [
       ...(this.opts.commandPrefix?.() ?? []),
@@ -188,11 +217,18 @@ export class LocalSandboxes implements SandboxLauncher {
     });
     const sandbox: Sandbox = { id, child, workDir, exited: Promise.resolve() };
     const label = () => sandbox.task?.CTD_STEP_ID ?? 'warm';
-    child.stdout?.on('data', (c: Buffer) => this.opts.log(`[${label()}] ${c.toString().trimEnd()}`));
+    child.stdout?.on('data', (c: Buffer) => {
+      const text = c.toString();
+      if (text.includes(RUNNER_READY)) booted();
+      const rest = text.replace(`${RUNNER_READY}\n`, '').trimEnd();
+      if (rest) this.opts.log(`[${label()}] ${rest}`);
+    });
     child.stderr?.on('data', (c: Buffer) => this.opts.log(`[${label()}] ${c.toString().trimEnd()}`));
     child.stdin?.on('error', () => undefined); // a runner that died before its task arrived
+    child.once('error', booted);
     sandbox.exited = new Promise<void>((resolve) => {
       child.once('close', (code, sig) => {
+        booted();
         this.tasks.delete(taskArnOf(id));
         if (sandbox.starting) clearTimeout(sandbox.starting);
         void rm(workDir, { recursive: true, force: true }).finally(resolve);
