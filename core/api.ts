@@ -37,6 +37,8 @@ export interface StepView {
   cause?: string;
   /** Why ECS stopped the step's last lost sandbox, even when a retry then succeeded. */
   stopReason?: string;
+  /** A sandbox started ahead of the step was up and waiting for its release from here (pre-start). */
+  readyAt?: string;
   output?: Record<string, unknown>;
 }
 
@@ -47,6 +49,8 @@ export interface DeploymentView extends DeploymentSummary {
   graceStartedAt?: string;
   /** When the user cancelled. */
   cancelledAt?: string;
+  /** Σ seconds sandboxes started ahead of their step waited for its release (the cost of hiding cold starts). */
+  idleSandboxSeconds?: number;
   /** System steps first (bastion-open), then the workflow in topological order, bastion-close last. */
   steps: StepView[];
 }

@@ -33,6 +33,8 @@ export interface DeploymentRecord {
   graceStartedAt?: string;
   /** When the user cancelled (the status moves on to CANCELLED once Cleanup ran). */
   cancelledAt?: string;
+  /** Σ seconds pre-started sandboxes waited for their release (Fargate paid, no work done); set by Summarize. */
+  idleSandboxSeconds?: number;
   /** The GracePeriod state's task token while it waits. */
   graceToken?: string;
   /** Why the deployment failed: the root cause, not the steps aborted or skipped after it. */
@@ -56,6 +58,10 @@ export interface StepRecord {
   cause?: string;
   /** AwaitDependencies' task token while the step waits for its dependencies. */
   awaitToken?: string;
+  /** When AwaitDependencies let the step's sandbox start ahead of its release (pre-start, issue 12). */
+  prestartedAt?: string;
+  /** When a pre-started sandbox was up and began waiting for the release: its idle time starts here. */
+  readyAt?: string;
   /** The sandbox's task token and task id while it runs. */
   taskToken?: string;
   taskArn?: string;

@@ -12,8 +12,9 @@ import { CONSOLE_PREFIX, serveConsole } from './console.ts';
 import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, executionStatusChange, functionArn, REGION, safetyNetHandler, sandboxStoppedHandler } from './functions.ts';
 import { startLocalApiGateway } from './services/apiGateway.ts';
 import { startLocalDynamoDb } from './services/dynamodb.ts';
-import { startLocalKms } from './services/kms.ts';
-import { LocalSandboxes, removeLeftoverSandboxes } from './sandbox/launcher.ts';
+import { startLocalKms, type DecryptRecord } from './services/kms.ts';
+import type { PrestartPolicy } from '../core/usecases/deps.ts';
+import { LocalSandboxes, removeLeftoverSandboxes, scaleLatency, type StartLatency } from './sandbox/launcher.ts';
 import { bundleRunner } from './sandbox/runnerBundle.ts';
 import { LocalStepFunctions, type TaskInvocation } from './sfn/index.ts';
 
@@ -49,6 +50,13 @@ export interface LocalEngineOptions {
    * `Lambda.TooManyRequestsException`) to throw instead of running the function, or undefined.
    */
   lambdaFault?: (functionName: string) => string | undefined;
+  /**
+   * Fargate's start as a log-normal distribution, in seconds before the time scale (e.g. median
+   * 45, p90 60); each RunTask draws one. Default none (the demo starts at once).
+   */
+  sandboxStartLatency?: StartLatency;
+  /** Start sandboxes ahead of their release (default: CTD_PRESTART, which defaults to on); false = off. */
+  prestart?: PrestartPolicy | false;
 }
 
 export interface LocalEngine {
@@ -69,6 +77,8 @@ export interface LocalEngine {
   /** The loopback block the local cloud uses. */
   loopbackBlock: LoopbackBlock;
   sandboxes: LocalSandboxes;
+  /** The local KMS's Decrypt audit trail (time and encryption context), for tests. */
+  kmsDecrypts: readonly DecryptRecord[];
   stop(): Promise<void>;
 }
 
@@ -163,11 +173,12 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       ...(hasPrefix(backend) ? { commandPrefix: () => backend.sandboxCommandPrefix() } : {}),
       log,
       ...(opts.sandboxStartLatencyMs ? { startLatencyMs: opts.sandboxStartLatencyMs } : {}),
+      ...(opts.sandboxStartLatency ? { startLatency: scaleLatency(opts.sandboxStartLatency, timeScale) } : {}),
       // As EventBridge delivers ECS's STOPPED events to the rule's Lambda; called only once tasks run.
       onTaskStopped: (event) => onTaskStopped(event, lambdaContext('sandbox-stopped')),
     });
     stops.push(() => sandboxes.stopAll());
-    const engineDeps = buildEngineDeps(config, { sandboxes, log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d, (_, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v))}` : ''}`) });
+    const engineDeps = buildEngineDeps(config, { sandboxes, ...(opts.prestart !== undefined ? { prestart: opts.prestart } : {}), log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d, (_, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v))}` : ''}`) });
     const functions = engineFunctions(() => engineDeps);
     const onTaskStopped = sandboxStoppedHandler(() => engineDeps);
 
@@ -257,6 +268,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       hypervisor: backend,
       loopbackBlock: block,
       sandboxes,
+      kmsDecrypts: kms.decrypts,
       stop: () => (stopped ??= stopAll().then(() => releaseStateDir(stateDir))),
     };
   } catch (e) {

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildStepPorts, engineConfigFromEnv } from '../adapters/aws/stepPorts.ts';
+import { RUNNER_READY } from '../core/config/names.ts';
 import { SANDBOX_CONFIG } from '../core/config/schema.ts';
 import { runStep } from './runner.ts';
 import { stepUserFromEnv } from './stepUser.ts';
@@ -32,6 +33,7 @@ async function main(): Promise<number> {
   const orphanWatch = setInterval(() => process.ppid !== parent && stop.abort(), 1000);
   orphanWatch.unref();
 
+  const timeScale = Number(env.CTD_TIME_SCALE ?? '1') || 1;
   const ownWorkDir = !env.CTD_WORK_DIR;
   const workDir = env.CTD_WORK_DIR ?? (await mkdtemp(join(tmpdir(), 'ctd-step-')));
   try {
@@ -42,7 +44,9 @@ async function main(): Promise<number> {
         cloud: cloud(),
         workDir,
         ...(stepUser ? { stepUser } : {}),
-        timeScale: Number(env.CTD_TIME_SCALE ?? '1') || 1,
+        timeScale,
+        // A release is seen at most 2 s (time-scaled) late; short waits cost few reads (docs/ARCHITECTURE.md).
+        releasePollMs: { first: Math.max(20, 200 * timeScale), max: Math.max(50, 2000 * timeScale) },
         signal: stop.signal,
       },
       ids,
@@ -64,6 +68,8 @@ async function main(): Promise<number> {
  * token then arrive as one JSON line on stdin. EOF without a task (the engine went away) ends it.
  */
 async function taskFromStdin(): Promise<Record<string, string>> {
+  // Modules are loaded: the launcher may let the next runner boot (it caps boots at the core count).
+  process.stdout.write(`${RUNNER_READY}\n`);
   let text = '';
   for await (const chunk of process.stdin) text += String(chunk);
   if (!text.trim()) process.exit(0);

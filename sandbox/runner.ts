@@ -20,6 +20,8 @@ export interface RunnerDeps {
   timeScale: number;
   /** Overridable for tests; production heartbeats every 20 s. */
   heartbeatMs?: number;
+  /** A pre-started sandbox polls its step for the release: first delay, growing ×1.5 up to max. */
+  releasePollMs?: { first: number; max: number };
   actions?: Partial<Record<string, Action>>;
   /** Aborted by SIGTERM (StopTask): the action stops, connections close, the runner reports and exits. */
   signal: AbortSignal;
@@ -54,12 +56,21 @@ export async function runStep(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcom
 async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
   const claim = await claimAttempt(deps, ids);
   if ('ok' in claim) return claim;
-  const { deployment, step, attemptNo } = claim;
-  const log = new StepLog(deps.store, ids.deploymentId, ids.stepId, attemptNo);
+  const { deployment, step, attemptNo, prestarted } = claim;
   const stop = new AbortController();
   const onStop = () => stop.abort();
   deps.signal.addEventListener('abort', onStop, { once: true });
   const heartbeat = startHeartbeat(deps, ids.taskToken, stop);
+  if (prestarted) {
+    // Up ahead of the release: no secret is read and no user code runs until the step is `running`.
+    const released = await awaitRelease(deps, ids, stop.signal);
+    if (released !== true) {
+      clearInterval(heartbeat);
+      deps.signal.removeEventListener('abort', onStop);
+      return released;
+    }
+  }
+  const log = new StepLog(deps.store, ids.deploymentId, ids.stepId, attemptNo);
 
   let outcome: RunOutcome;
   try {
@@ -123,43 +134,85 @@ function untilStopped<T>(signal: AbortSignal, work: Promise<T>): Promise<T> {
 /**
  * Reads the step and claims its next attempt with one conditional write (the start transition, on
  * the attempt read): a step that ended since the read is not started, and two sandboxes never run
- * the same attempt. A claim lost only to a changed attempt count is read and tried again.
+ * the same attempt. A pre-started sandbox registers on its still-waiting step the same way. A claim
+ * lost only to a changed attempt count or to the release is read and tried again.
  */
 async function claimAttempt(
   deps: RunnerDeps,
   ids: TaskIds,
-): Promise<RunOutcome | { deployment: DeploymentRecord; step: StepRecord; attemptNo: number }> {
+): Promise<RunOutcome | { deployment: DeploymentRecord; step: StepRecord; attemptNo: number; prestarted: boolean }> {
   for (let tries = 0; ; tries++) {
     const [deployment, step] = await Promise.all([deps.store.getDeployment(ids.deploymentId), deps.store.getStep(ids.deploymentId, ids.stepId)]);
     if (!deployment || !step) return failure(ErrorName.StepFailed, `step ${ids.stepId} of deployment ${ids.deploymentId} does not exist`);
     const refusal = refuse(deployment, step);
     if (refusal) return refusal;
     const attemptNo = step.attempt + 1;
+    const now = new Date(deps.clock.now()).toISOString();
+    const prestarted = !step.system && step.status === 'waiting';
     const started = await deps.store.applyStepTransition(ids.deploymentId, ids.stepId, {
-      name: step.system ? 'start-system' : 'start-attempt',
+      name: step.system ? 'start-system' : prestarted ? 'register-prestarted' : 'start-attempt',
       by: 'runner',
       ifAttempt: step.attempt,
       fields: {
         attempt: attemptNo,
         taskToken: ids.taskToken,
         taskArn: ids.taskArn,
-        ...(step.system ? { startedAt: new Date(deps.clock.now()).toISOString() } : {}),
+        ...(step.system ? { startedAt: now } : {}),
+        ...(prestarted ? { readyAt: now } : {}),
       },
     });
-    if (started.applied) return { deployment, step, attemptNo };
-    if (started.current !== step.status || tries >= CLAIM_TRIES) {
-      return failure(
-        started.current === 'cancelled' ? ErrorName.Cancelled : ErrorName.StepAborted,
-        `step ${ids.stepId} is ${started.current ?? 'gone'}; not starting it`,
-      );
-    }
+    if (started.applied) return { deployment, step, attemptNo, prestarted };
+    const stillStartable = started.current === step.status || (prestarted && started.current === 'running');
+    if (!stillStartable || tries >= CLAIM_TRIES) return decidedWhileStarting(deps, ids);
   }
 }
 
 const CLAIM_TRIES = 3;
 
+/** Polls the step until its release, with backoff; the answer when it was decided otherwise. */
+async function awaitRelease(deps: RunnerDeps, ids: TaskIds, signal: AbortSignal): Promise<true | RunOutcome> {
+  const { first, max } = deps.releasePollMs ?? { first: 200, max: 2000 };
+  let delay = first;
+  for (;;) {
+    if (signal.aborted) return failure(ErrorName.StepFailed, 'the sandbox was stopped while waiting for its release');
+    const step = await deps.store.getStep(ids.deploymentId, ids.stepId);
+    if (step?.status === 'running') return true;
+    if (step?.status !== 'waiting') return notStarting(step);
+    await sleep(delay, signal);
+    delay = Math.min(max, Math.round(delay * 1.5));
+  }
+}
+
+/** The claim lost to the engine's decision: read it and answer accordingly. */
+async function decidedWhileStarting(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
+  return notStarting(await deps.store.getStep(ids.deploymentId, ids.stepId));
+}
+
+/**
+ * A skipped step answers success with `skipped` (its iteration ends like the skip path; no grace
+ * period starts); cancelled and aborted steps keep their errors.
+ */
+function notStarting(step: StepRecord | undefined): RunOutcome {
+  if (step?.status === 'skipped') return { ok: true, output: { skipped: step.cause ?? 'skipped' } };
+  return failure(step?.status === 'cancelled' ? ErrorName.Cancelled : ErrorName.StepAborted, `step ${step?.stepId ?? '?'} is ${step?.status ?? 'gone'}; not starting it`);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
 /** A step the engine already gave up on (aborted, cancelled, skipped) must not start late. */
 function refuse(deployment: DeploymentRecord, step: StepRecord): RunOutcome | undefined {
+  if (!step.system && step.status === 'waiting' && step.prestartedAt !== undefined) return undefined;
+  if (!step.system && step.status === 'skipped') return notStarting(step);
   if (!step.system && step.status !== 'running') {
     return failure(step.status === 'cancelled' ? ErrorName.Cancelled : ErrorName.StepAborted, `step ${step.stepId} is ${step.status}; not starting it`);
   }

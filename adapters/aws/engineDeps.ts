@@ -1,5 +1,5 @@
 import { Logger } from '@aws-lambda-powertools/logger';
-import type { EngineDeps } from '../../core/usecases/deps.ts';
+import type { EngineDeps, PrestartPolicy } from '../../core/usecases/deps.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
 import { createEcsClient } from './clients.ts';
 import { EcsSandboxLauncher } from './ecsSandbox.ts';
@@ -13,8 +13,9 @@ export { engineConfigFromEnv, type EngineConfig } from './stepPorts.ts';
  */
 export function buildEngineDeps(
   config: EngineConfig,
-  overrides: { sandboxes?: SandboxLauncher; log?: EngineDeps['log'] } = {},
+  overrides: { sandboxes?: SandboxLauncher; log?: EngineDeps['log']; prestart?: PrestartPolicy | false } = {},
 ): EngineDeps {
+  const prestart = overrides.prestart === undefined ? prestartFromEnv(process.env) : overrides.prestart;
   const { store, vault, executions, cloud, clock } = buildStepPorts(config);
   return {
     store,
@@ -25,7 +26,25 @@ export function buildEngineDeps(
     identity: { identify: (token) => cloud().identify(token) },
     clock,
     log: overrides.log ?? powertoolsLog(),
+    ...(prestart ? { prestart } : {}),
   };
+}
+
+/** Default: at most this many pre-started sandboxes wait per deployment (the idle-cost bound). */
+export const DEFAULT_PRESTART_MAX_WAITING = 20;
+
+/**
+ * CTD_PRESTART: `on` (default) starts a step's sandbox once its dependencies started; `off` only
+ * at its release. CTD_PRESTART_MAX_WAITING bounds the sandboxes waiting at once per deployment.
+ */
+export function prestartFromEnv(env: NodeJS.ProcessEnv): PrestartPolicy | false {
+  const flag = (env.CTD_PRESTART ?? 'on').toLowerCase();
+  if (flag === 'off' || flag === 'false' || flag === '0') return false;
+  if (flag !== 'on' && flag !== 'true' && flag !== '1') throw new Error(`CTD_PRESTART must be on or off, not "${env.CTD_PRESTART}"`);
+  const raw = env.CTD_PRESTART_MAX_WAITING;
+  const maxWaiting = raw === undefined ? DEFAULT_PRESTART_MAX_WAITING : Number(raw);
+  if (!Number.isInteger(maxWaiting) || maxWaiting < 1) throw new Error(`CTD_PRESTART_MAX_WAITING must be a whole number ≥ 1, not "${raw}"`);
+  return { maxWaiting };
 }
 
 export function engineDepsFromEnv(config: EngineConfig): EngineDeps {

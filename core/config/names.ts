@@ -37,6 +37,9 @@ export const TASK_ENV = {
 /** The ASL overrides the sandbox's container by this name (`Overrides.ContainerOverrides[].Name`). */
 export const RUNNER_CONTAINER_NAME = 'runner';
 
+/** The line a local runner started ahead (task on stdin) prints once its modules are loaded. */
+export const RUNNER_READY = 'ctd-runner-ready';
+
 /** The cloud kinds the engine can act on: one production driver (docs/OPENSTACK.md). */
 export const CLOUD_KINDS = ['openstack'] as const;
 export type CloudKind = (typeof CLOUD_KINDS)[number];

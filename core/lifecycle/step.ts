@@ -17,6 +17,12 @@ export const STEP_LIFECYCLE = {
   skip: { from: ['waiting'], to: 'skipped', by: ['lambda', 'safety-net'], when: 'a dependency or another step failed, or the execution ended, before it started' },
   'cancel-waiting': { from: ['waiting'], to: 'cancelled', by: ['cancel', 'lambda'], when: 'the deployment was cancelled before it started' },
   'start-attempt': { from: ['running'], to: 'running', by: ['runner'], when: 'its sandbox starts an attempt (at most one runner per attempt)' },
+  'register-prestarted': {
+    from: ['waiting'],
+    to: 'waiting',
+    by: ['runner'],
+    when: 'a sandbox started ahead of its release registers on the waiting step; it reads no secret and runs nothing until `release`',
+  },
   'start-system': { from: ['waiting', 'running', 'failed'], to: 'running', by: ['runner'], when: 'a system step\'s sandbox starts an attempt (the state machine retries it)' },
   succeed: { from: ['running'], to: 'succeeded', by: ['lambda'], clears: SANDBOX_FIELDS, when: 'RecordStepResult: its sandbox reported success' },
   'system-succeed': { from: ['running'], to: 'succeeded', by: ['runner'], clears: SANDBOX_FIELDS, when: 'a system step\'s runner records its success' },

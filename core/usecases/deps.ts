@@ -17,6 +17,13 @@ export interface EngineDeps {
   clock: Clock;
   /** Structured log without secrets; Powertools Logger in Lambda, a line writer locally. */
   log: (message: string, details?: Record<string, unknown>) => void;
+  /** Start sandboxes ahead of their step's release (issue 12); absent = off. */
+  prestart?: PrestartPolicy;
+}
+
+/** How far sandboxes may start ahead: at most `maxWaiting` wait for their release at once, per deployment. */
+export interface PrestartPolicy {
+  maxWaiting: number;
 }
 
 export const iso = (clock: { now(): number }): string => new Date(clock.now()).toISOString();

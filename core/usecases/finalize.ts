@@ -3,6 +3,7 @@ import { FINAL_DEPLOYMENT_STATUSES } from '../model.ts';
 import { ErrorName } from '../errors.ts';
 import type { DeploymentTransitionName } from '../lifecycle/deployment.ts';
 import { iso, type EngineDeps } from './deps.ts';
+import { idleSandboxSeconds } from './release.ts';
 import { readableCause, type CaughtError } from './workflow.ts';
 
 /** Summarize and Cleanup: the deployment's outcome, and the secrets gone in every outcome. */
@@ -16,12 +17,15 @@ export interface Outcome {
 export async function summarize(
   deps: EngineDeps,
   deploymentId: string,
-): Promise<Outcome & { counts: Partial<Record<StepStatus, number>> }> {
+): Promise<Outcome & { counts: Partial<Record<StepStatus, number>>; idleSandboxSeconds: number }> {
   const [deployment, steps] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
   const workflow = steps.filter((s) => !s.system);
   const counts: Partial<Record<StepStatus, number>> = {};
   for (const s of workflow) counts[s.status] = (counts[s.status] ?? 0) + 1;
-  return { ...outcomeOf(deployment?.status, workflow), counts };
+  // Every step has ended: the idle seconds are final. Stored for the user (and the bill); not part of the outcome.
+  const idle = idleSandboxSeconds(workflow, deps.clock.now());
+  if (workflow.some((s) => s.readyAt)) await deps.store.updateDeployment(deploymentId, { idleSandboxSeconds: idle });
+  return { ...outcomeOf(deployment?.status, workflow), counts, idleSandboxSeconds: idle };
 }
 
 /** The root cause: the first step that failed, not the ones skipped or aborted because of it. */

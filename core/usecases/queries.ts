@@ -4,6 +4,7 @@ import { NotFoundError, ValidationError } from '../errors.ts';
 import type { DeploymentRecord, StepLogLine, StepRecord } from '../model.ts';
 import { isDeploymentId, shownId } from '../ids.ts';
 import type { EngineDeps } from './deps.ts';
+import { idleSandboxSeconds } from './release.ts';
 
 const STEP_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
@@ -24,6 +25,8 @@ export async function getDeployment(deps: EngineDeps, tenantId: string, deployme
     ...(deployment.consoleUrl ? { consoleUrl: deployment.consoleUrl } : {}),
     ...(deployment.graceStartedAt ? { graceStartedAt: deployment.graceStartedAt } : {}),
     ...(deployment.cancelledAt ? { cancelledAt: deployment.cancelledAt } : {}),
+    // Live while the deployment runs; Summarize stores the final figure on the record.
+    idleSandboxSeconds: deployment.idleSandboxSeconds ?? idleSandboxSeconds(steps, deps.clock.now()),
     steps: orderForDisplay(deployment, steps).map(viewOf),
   };
 }
@@ -95,6 +98,7 @@ function viewOf(s: StepRecord): StepView {
     ...(s.error ? { error: s.error } : {}),
     ...(s.cause ? { cause: s.cause } : {}),
     ...(s.stopReason ? { stopReason: s.stopReason } : {}),
+    ...(s.readyAt ? { readyAt: s.readyAt } : {}),
     ...(s.output ? { output: s.output } : {}),
   };
 }

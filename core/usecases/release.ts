@@ -1,7 +1,7 @@
 import { DEFAULT_STEP_TIMEOUT_SECONDS } from '../deployment/schema.ts';
-import { TaskTokenGoneError } from '../errors.ts';
+import { ErrorName, TaskTokenGoneError } from '../errors.ts';
 import type { DeploymentRecord, StepRecord, StepStatus } from '../model.ts';
-import { iso, type EngineDeps } from './deps.ts';
+import { iso, type EngineDeps, type PrestartPolicy } from './deps.ts';
 
 /**
  * Releasing steps from AwaitDependencies. A step is released exactly once: the conditional
@@ -9,13 +9,30 @@ import { iso, type EngineDeps } from './deps.ts';
  * and "its last dependency finished" happens second. See docs/ARCHITECTURE.md ("Scheduling").
  */
 
-/** What AwaitDependencies answers: run the sandbox (with the step's time limit) or skip it. */
+/**
+ * What AwaitDependencies answers: run the sandbox (with the step's time limit) or skip it. A
+ * pre-started sandbox (`prestart`) boots now and waits in the step's record for its release, so
+ * its time limit also covers the longest its dependencies may still take.
+ */
 export interface Release {
   run: boolean;
   timeoutSeconds: number;
+  prestart?: boolean;
 }
 
-export type Verdict = { kind: 'run' } | { kind: 'skip'; status: Extract<StepStatus, 'skipped' | 'cancelled'>; cause: string } | { kind: 'wait' };
+export type Verdict =
+  | { kind: 'run' }
+  | { kind: 'prestart' }
+  | { kind: 'skip'; status: Extract<StepStatus, 'skipped' | 'cancelled'>; cause: string }
+  | { kind: 'wait' };
+
+/** What a waiting pre-started sandbox answers its token when its step was skipped: RecordStepResult then has nothing to record. */
+export interface SkippedAnswer {
+  skipped: string;
+}
+
+/** The longest a sandbox may wait: Step Functions' own 1-year cap is far; a week matches AwaitDependencies. */
+const MAX_WAIT_BUDGET_SECONDS = 604_800;
 
 /** A deployment is winding down once cancelled or once any step failed: nothing new starts. */
 export function windingDown(deployment: DeploymentRecord): { status: 'skipped' | 'cancelled'; cause: string } | undefined {
@@ -28,7 +45,15 @@ export function windingDown(deployment: DeploymentRecord): { status: 'skipped' |
   return undefined;
 }
 
-export function verdictFor(step: StepRecord, deployment: DeploymentRecord, steps: Map<string, StepRecord>): Verdict {
+/** A dependency counts as started once its sandbox may boot: released, done, or itself pre-started. */
+const started = (s: StepRecord | undefined): boolean =>
+  s?.status === 'running' || s?.status === 'succeeded' || (s?.status === 'waiting' && s.prestartedAt !== undefined);
+
+/** Pre-started sandboxes of the deployment still waiting for their release. */
+const waitingSandboxes = (steps: Map<string, StepRecord>): number =>
+  [...steps.values()].filter((s) => s.status === 'waiting' && s.prestartedAt !== undefined).length;
+
+export function verdictFor(step: StepRecord, deployment: DeploymentRecord, steps: Map<string, StepRecord>, prestart?: PrestartPolicy): Verdict {
   const down = windingDown(deployment);
   if (down) return { kind: 'skip', ...down };
   for (const dep of step.dependsOn) {
@@ -37,20 +62,73 @@ export function verdictFor(step: StepRecord, deployment: DeploymentRecord, steps
       return { kind: 'skip', status: 'skipped', cause: `dependency "${dep}" ${status ?? 'is missing'}` };
     }
   }
-  return step.dependsOn.every((dep) => steps.get(dep)?.status === 'succeeded') ? { kind: 'run' } : { kind: 'wait' };
+  if (step.dependsOn.every((dep) => steps.get(dep)?.status === 'succeeded')) return { kind: 'run' };
+  // Only a step whose AwaitDependencies still waits can start its sandbox early, and only within the cap.
+  if (
+    prestart &&
+    step.awaitToken &&
+    step.prestartedAt === undefined &&
+    step.dependsOn.every((dep) => started(steps.get(dep))) &&
+    waitingSandboxes(steps) < prestart.maxWaiting
+  ) {
+    return { kind: 'prestart' };
+  }
+  return { kind: 'wait' };
 }
 
+const timeoutOf = (step: StepRecord | undefined): number => step?.spec.timeoutSeconds ?? DEFAULT_STEP_TIMEOUT_SECONDS;
+
 function releaseOf(step: StepRecord, run: boolean): Release {
-  return { run, timeoutSeconds: step.spec.timeoutSeconds ?? DEFAULT_STEP_TIMEOUT_SECONDS };
+  return { run, timeoutSeconds: timeoutOf(step) };
+}
+
+/**
+ * The longest a pre-started sandbox can wait: the heaviest chain of its ancestors' time limits
+ * (a dependency that overruns is timed out, failed, and this step skipped). Retries are not counted.
+ */
+export function waitBudgetSeconds(step: StepRecord, steps: Map<string, StepRecord>): number {
+  const memo = new Map<string, number>();
+  const budget = (s: StepRecord): number => {
+    const known = memo.get(s.stepId);
+    if (known !== undefined) return known;
+    const value = Math.max(0, ...s.dependsOn.map((d) => {
+      const dep = steps.get(d);
+      return dep ? budget(dep) + timeoutOf(dep) : 0;
+    }));
+    memo.set(s.stepId, value);
+    return value;
+  };
+  return Math.min(MAX_WAIT_BUDGET_SECONDS, budget(step));
+}
+
+/**
+ * Idle sandbox-seconds: from a pre-started sandbox being up to its release (or to the step's end
+ * when it was skipped or cancelled while waiting); a sandbox still waiting counts up to `now`.
+ */
+export function idleSandboxSeconds(steps: readonly StepRecord[], now: number): number {
+  let ms = 0;
+  for (const s of steps) {
+    if (!s.readyAt) continue;
+    const until = s.startedAt ?? s.endedAt;
+    ms += Math.max(0, (until ? Date.parse(until) : now) - Date.parse(s.readyAt));
+  }
+  return Math.round(ms / 100) / 10;
 }
 
 /**
  * Applies a verdict to a waiting step: moves it out of `waiting` (only one caller wins) and,
  * when its AwaitDependencies token is known, answers it. Returns the release when this caller won.
  */
-export async function settle(deps: EngineDeps, step: StepRecord, verdict: Verdict, by: 'lambda' | 'cancel' = 'lambda'): Promise<Release | undefined> {
+export async function settle(
+  deps: EngineDeps,
+  step: StepRecord,
+  verdict: Verdict,
+  by: 'lambda' | 'cancel' = 'lambda',
+  steps?: Map<string, StepRecord>,
+): Promise<Release | undefined> {
   if (verdict.kind === 'wait') return undefined;
   const now = iso(deps.clock);
+  if (verdict.kind === 'prestart') return prestart(deps, step, steps ?? new Map(), now);
   const won =
     verdict.kind === 'run'
       ? await deps.store.applyStepTransition(step.deploymentId, step.stepId, { name: 'release', by, fields: { startedAt: now } })
@@ -63,6 +141,21 @@ export async function settle(deps: EngineDeps, step: StepRecord, verdict: Verdic
   if (!won.applied) return undefined;
   const release = releaseOf(step, verdict.kind === 'run');
   deps.log('step released', { deploymentId: step.deploymentId, stepId: step.stepId, run: release.run });
+  // A pre-started step's token was answered already (a stale read may still show it: answering it again is a no-op).
+  if (step.awaitToken && step.prestartedAt === undefined) {
+    await answer(deps, step.awaitToken, release);
+    await deps.store.clearStepFields(step.deploymentId, step.stepId, ['awaitToken']);
+  }
+  if (verdict.kind === 'skip' && step.prestartedAt !== undefined) await stopWaitingSandbox(deps, step, verdict);
+  return release;
+}
+
+/** AwaitDependencies lets the sandbox start now; the step stays `waiting` until its real release. */
+async function prestart(deps: EngineDeps, step: StepRecord, steps: Map<string, StepRecord>, now: string): Promise<Release | undefined> {
+  const won = await deps.store.updateStep(step.deploymentId, step.stepId, { prestartedAt: now }, { ifStatus: ['waiting'] });
+  if (!won) return undefined;
+  const release: Release = { run: true, prestart: true, timeoutSeconds: timeoutOf(step) + waitBudgetSeconds(step, steps) };
+  deps.log('step sandbox pre-started', { deploymentId: step.deploymentId, stepId: step.stepId });
   if (step.awaitToken) {
     await answer(deps, step.awaitToken, release);
     await deps.store.clearStepFields(step.deploymentId, step.stepId, ['awaitToken']);
@@ -70,15 +163,43 @@ export async function settle(deps: EngineDeps, step: StepRecord, verdict: Verdic
   return release;
 }
 
+/**
+ * A step skipped or cancelled while its pre-started sandbox waits: answer the sandbox's token (so
+ * the iteration ends without a failure of its own) and stop the task at once. A sandbox that has
+ * not registered yet finds the step decided when it does, and exits without running anything.
+ */
+async function stopWaitingSandbox(deps: EngineDeps, step: StepRecord, verdict: Extract<Verdict, { kind: 'skip' }>): Promise<void> {
+  const current = await deps.store.getStep(step.deploymentId, step.stepId);
+  if (!current?.taskToken) return;
+  if (verdict.status === 'cancelled') await fail(deps, current.taskToken, ErrorName.Cancelled, verdict.cause);
+  else await answer(deps, current.taskToken, { skipped: verdict.cause } satisfies SkippedAnswer);
+  if (current.taskArn) await deps.sandboxes.stopTask(current.taskArn, `${verdict.status} while waiting: ${verdict.cause}`.slice(0, 255));
+  await deps.store.clearStepFields(step.deploymentId, step.stepId, ['taskToken', 'taskArn']);
+}
+
 /** Re-evaluates the waiting steps after something changed (a step ended, a failure, a cancel). */
 export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 'lambda' | 'cancel' = 'lambda'): Promise<void> {
   const [deployment, all] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
   if (!deployment) return;
   const byId = new Map(all.map((s) => [s.stepId, s]));
-  for (const step of all.filter((s) => !s.system && s.status === 'waiting')) {
-    // Only steps that registered their token can be answered now; the others settle themselves on registration.
-    if (step.awaitToken) await settle(deps, step, verdictFor(step, deployment, byId), by);
+  // Topological order: a release earlier in the pass lets a later step pre-start in the same pass.
+  for (const stepId of deployment.stepIds) {
+    const step = byId.get(stepId);
+    if (!step || step.status !== 'waiting') continue;
+    // Only steps that registered their token (or whose sandbox waits) can be answered now; the others settle themselves on registration.
+    if (!step.awaitToken && step.prestartedAt === undefined) continue;
+    const verdict = verdictFor(step, deployment, byId, deps.prestart);
+    const release = await settle(deps, step, verdict, by, byId);
+    if (release) byId.set(stepId, decided(step, verdict, iso(deps.clock)));
   }
+}
+
+/** The step as `settle` just wrote it, so the rest of the pass sees it. */
+function decided(step: StepRecord, verdict: Verdict, now: string): StepRecord {
+  if (verdict.kind === 'run') return { ...step, status: 'running', startedAt: now };
+  if (verdict.kind === 'prestart') return { ...step, prestartedAt: now };
+  if (verdict.kind === 'skip') return { ...step, status: verdict.status, endedAt: now };
+  return step;
 }
 
 /** Sends a task token its answer; a token the state machine no longer waits on is not an error here. */

@@ -35,7 +35,11 @@ export async function awaitDependencies(
     await answer(deps, input.taskToken, { run: false, timeoutSeconds: 1 } satisfies Release);
     return undefined;
   }
-  return settle(deps, step, verdictFor(step, deployment, byId));
+  const verdict = verdictFor(step, deployment, byId, deps.prestart);
+  const release = await settle(deps, step, verdict, 'lambda', byId);
+  // This step's sandbox may now boot: steps waiting on it may pre-start theirs too.
+  if (deps.prestart && release?.run) await settleWaiting(deps, input.deploymentId);
+  return release;
 }
 
 /** RecordStepResult: the step succeeded; its dependents may now run. */

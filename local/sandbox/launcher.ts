@@ -1,11 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
-import { constants } from 'node:os';
+import { availableParallelism, constants } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ECS_TASK_STATE_CHANGE, type EcsTaskStateChangeEvent } from '../../adapters/aws/ecsTaskEvents.ts';
-import { RUNNER_CONTAINER_NAME, TASK_ENV } from '../../core/config/names.ts';
+import { RUNNER_CONTAINER_NAME, RUNNER_READY, TASK_ENV } from '../../core/config/names.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
 
 /**
@@ -27,6 +27,8 @@ export interface LocalSandboxOptions {
   onTaskStopped: (event: EcsTaskStateChangeEvent) => Promise<unknown>;
   /** RunTask → the runner receives its task: Fargate takes 30–60 s here (docs/DEPLOY-AWS.md); default 0. */
   startLatencyMs?: number;
+  /** The same as a distribution (ms), one draw per RunTask; wins over startLatencyMs. */
+  startLatency?: StartLatency;
   log: (line: string) => void;
   /** Use bwrap when available (default true). */
   isolate?: boolean;
@@ -34,6 +36,8 @@ export interface LocalSandboxOptions {
   runnerCommand?: string[];
   /** How many runners to keep started ahead of need (default 2; 0 starts each on demand). */
   warm?: number;
+  /** How many runners may load their modules at once (default: the core count); the rest queue in RunTask order. */
+  maxBooting?: number;
 }
 
 /** One runner process: spawned warm (modules loaded, waiting for its task on stdin), then given exactly one task. */
@@ -53,6 +57,7 @@ interface Sandbox {
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RUNNER = join(REPO_ROOT, 'sandbox', 'main.ts');
+const BOOT_SLOT_MAX_MS = 10_000;
 const taskArnOf = (id: string) => `arn:aws:ecs:local:000000000000:task/ctd-local/${id}`;
 
 /**
@@ -94,7 +99,7 @@ export class LocalSandboxes implements SandboxLauncher {
   async runTask(parameters: unknown, signal: AbortSignal): Promise<{ tasks: { taskArn: string; lastStatus: string }[]; failures: [] }> {
     const env = containerEnvironment(parameters);
     const clusterArn = String((parameters as { Cluster?: unknown })?.Cluster ?? '');
-    const latency = this.opts.startLatencyMs ?? 0;
+    const latency = this.opts.startLatency ? sampleLatency(this.opts.startLatency) : (this.opts.startLatencyMs ?? 0);
     const startFailure = this.startFailures.get(env[TASK_ENV.stepId] ?? '');
     if (startFailure !== undefined) {
       // No runner at all: the task stops while provisioning, as one whose image cannot be pulled.
@@ -167,10 +172,36 @@ export class LocalSandboxes implements SandboxLauncher {
     while (!this.stopping && this.warm.length < size) this.warm.push(this.spawn());
   }
 
+  /**
+   * Runners loading their modules at once share the cores: capped, the first in line is up first
+   * (RunTasks arrive in topological order) instead of all finishing late together.
+   */
+  private booting = 0;
+  private readonly bootQueue: (() => void)[] = [];
+
+  private async bootSlot(): Promise<() => void> {
+    const max = this.opts.maxBooting ?? availableParallelism();
+    if (this.booting >= max) await new Promise<void>((resolve) => this.bootQueue.push(resolve));
+    this.booting++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.booting--;
+      this.bootQueue.shift()?.();
+    };
+  }
+
   private async spawn(): Promise<Sandbox> {
+    const booted = await this.bootSlot();
+    // A runner that never says it is ready (another runner command) holds its place only a while.
+    setTimeout(booted, BOOT_SLOT_MAX_MS).unref();
     const id = randomUUID().replaceAll('-', '');
     const workDir = join(this.opts.stateDir, 'sandboxes', id);
-    await mkdir(workDir, { recursive: true, mode: 0o700 });
+    await mkdir(workDir, { recursive: true, mode: 0o700 }).catch((e: unknown) => {
+      booted();
+      throw e;
+    });
     const childEnv: Record<string, string> = { ...this.opts.baseEnv, CTD_TASK_FROM_STDIN: '1', CTD_WORK_DIR: workDir, HOME: workDir };
     const [command, ...args] = [
       ...(this.opts.commandPrefix?.() ?? []),
@@ -186,11 +217,18 @@ export class LocalSandboxes implements SandboxLauncher {
     });
     const sandbox: Sandbox = { id, child, workDir, exited: Promise.resolve() };
     const label = () => sandbox.task?.CTD_STEP_ID ?? 'warm';
-    child.stdout?.on('data', (c: Buffer) => this.opts.log(`[${label()}] ${c.toString().trimEnd()}`));
+    child.stdout?.on('data', (c: Buffer) => {
+      const text = c.toString();
+      if (text.includes(RUNNER_READY)) booted();
+      const rest = text.replace(`${RUNNER_READY}\n`, '').trimEnd();
+      if (rest) this.opts.log(`[${label()}] ${rest}`);
+    });
     child.stderr?.on('data', (c: Buffer) => this.opts.log(`[${label()}] ${c.toString().trimEnd()}`));
     child.stdin?.on('error', () => undefined); // a runner that died before its task arrived
+    child.once('error', booted);
     sandbox.exited = new Promise<void>((resolve) => {
       child.once('close', (code, sig) => {
+        booted();
         this.tasks.delete(taskArnOf(id));
         if (sandbox.starting) clearTimeout(sandbox.starting);
         void rm(workDir, { recursive: true, force: true }).finally(resolve);
@@ -318,6 +356,33 @@ function findBwrap(): string | undefined {
   // bwrap can be installed yet unusable (no user namespaces): try it once.
   const probe = spawnSync(path, ['--ro-bind', '/', '/', '--unshare-pid', '--', '/bin/true']);
   return probe.status === 0 ? path : undefined;
+}
+
+/** A start latency: log-normal through its median and 90th percentile (the shape of Fargate's long tail). */
+export interface StartLatency {
+  median: number;
+  p90: number;
+  /** Uniform [0, 1) source; default Math.random (the bench passes a seeded one). */
+  random?: () => number;
+}
+
+/** Seconds as configured → milliseconds on the engine's clock. */
+export function scaleLatency(latency: { median: number; p90: number; random?: () => number }, timeScale: number): StartLatency {
+  if (!(latency.median > 0) || !(latency.p90 >= latency.median)) {
+    throw new Error(`sandbox start latency: need 0 < median ≤ p90, got median ${latency.median}, p90 ${latency.p90}`);
+  }
+  return { median: latency.median * 1000 * timeScale, p90: latency.p90 * 1000 * timeScale, ...(latency.random ? { random: latency.random } : {}) };
+}
+
+/** z of the 90th percentile of the standard normal. */
+const Z90 = 1.2815515655446004;
+
+/** One draw: exp(ln median + σ·z), σ = ln(p90/median)/z₉₀, z by Box–Muller. */
+export function sampleLatency(latency: StartLatency): number {
+  const random = latency.random ?? Math.random;
+  const sigma = Math.log(latency.p90 / latency.median) / Z90;
+  const z = Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  return Math.round(latency.median * Math.exp(sigma * z));
 }
 
 /** Overrides.ContainerOverrides[].Environment of RunTask → a plain map. */

@@ -15,8 +15,17 @@ export interface LocalKms {
   url: string;
   keyId: string;
   keyArn: string;
+  /** Successful Decrypt calls with their encryption context, as CloudTrail records them (the latest 10 000). */
+  decrypts: DecryptRecord[];
   close(): Promise<void>;
 }
+
+export interface DecryptRecord {
+  at: number;
+  context: EncryptionContext;
+}
+
+const MAX_DECRYPT_RECORDS = 10_000;
 
 // Request shapes as the SDK serialises them: blobs are base64 strings.
 interface KmsRequest {
@@ -182,7 +191,7 @@ function sendError(res: ServerResponse, status: number, type: string, message: s
   res.end(JSON.stringify({ __type: type, message }));
 }
 
-async function handle(store: KmsKeyStore, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(store: KmsKeyStore, req: IncomingMessage, res: ServerResponse, decrypts: DecryptRecord[]): Promise<void> {
   const target = req.headers['x-amz-target'];
   const op = typeof target === 'string' && target.startsWith('TrentService.') ? operations[target.slice('TrentService.'.length)] : undefined;
   if (req.method !== 'POST' || !op) {
@@ -201,6 +210,10 @@ async function handle(store: KmsKeyStore, req: IncomingMessage, res: ServerRespo
   }
   try {
     const output = await op(store, input);
+    if (op === operations.Decrypt) {
+      decrypts.push({ at: Date.now(), context: { ...input.EncryptionContext } });
+      if (decrypts.length > MAX_DECRYPT_RECORDS) decrypts.splice(0, decrypts.length - MAX_DECRYPT_RECORDS);
+    }
     res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-requestid': randomUUID() });
     res.end(JSON.stringify(output));
   } catch (err) {
@@ -219,8 +232,9 @@ async function handle(store: KmsKeyStore, req: IncomingMessage, res: ServerRespo
 export async function startLocalKms(opts: { stateDir: string; port?: number; host?: string }): Promise<LocalKms> {
   const store = await KmsKeyStore.open(opts.stateDir, REGION);
   const key = await store.ensureAlias(TOKENS_KEY_ALIAS, 'CTD deployment secrets (local)');
+  const decrypts: DecryptRecord[] = [];
   const server = createServer((req, res) => {
-    handle(store, req, res).catch(() => {
+    handle(store, req, res, decrypts).catch(() => {
       if (!res.headersSent) sendError(res, 500, 'KMSInternalException', 'Internal error');
     });
   });
@@ -230,6 +244,7 @@ export async function startLocalKms(opts: { stateDir: string; port?: number; hos
     url,
     keyId: key.keyId,
     keyArn: store.arn(key.keyId),
+    decrypts,
     close: () => (closing ??= closeServer(server)),
   };
 }

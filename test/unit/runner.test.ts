@@ -78,7 +78,8 @@ describe('Function: runStep', () => {
     await recordStepFailure(deps, { deploymentId, stepId: 'a', error: { Error: ErrorName.StepFailed } });
     await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
     const outcome = await runStep(runner, { deploymentId, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'x' });
-    expect(outcome).toMatchObject({ ok: false, error: ErrorName.StepAborted });
+    // A skipped step's sandbox answers "skipped" (its iteration ends as the skip path does) and runs nothing.
+    expect(outcome).toMatchObject({ ok: true, output: { skipped: 'not started: another step of the deployment failed' } });
     expect(ran).toBe(false);
   });
 

@@ -1,0 +1,138 @@
+import { planWorkflow } from '../core/dag.ts';
+import type { DeploymentView, StepView } from '../core/api.ts';
+import { loadAverage, round, runDeployment, startBenchEngine, type LoadStamp } from './harness.ts';
+import { mulberry32, randomDag, type DagStepSpec } from './scheduling.ts';
+
+/**
+ * Cold starts (issue 12): local ECS draws each sandbox's start from a log-normal distribution
+ * shaped like Fargate's (median 45 s, p90 60 s), time-scaled, and three workflows run with
+ * pre-start off and then on, in one run. The physical limit is the critical path plus one start.
+ */
+
+export interface ColdstartCase {
+  workflow: 'chain10' | 'dag60' | 'independent200';
+  steps: number;
+  /** Σ of the longest chain of sleeps, seconds. */
+  criticalPathS: number;
+  /** Workflow makespan: bastion-open ended → last workflow step ended, seconds. */
+  makespanS: number;
+  ratio: number;
+  /** makespan ÷ (critical path + one median start): 1 is the physical limit. */
+  ratioToLimit: number;
+  /** (makespan − critical path) in median starts: the issue's "n starts lost". */
+  startsLost: number;
+  /** Σ sandbox-seconds pre-started sandboxes waited for their release, on the engine's clock. */
+  idleSandboxS: number;
+  /** The same at Fargate's time (÷ time scale): what AWS would bill as idle. */
+  idleSandboxFargateS: number;
+  load: LoadStamp;
+}
+
+export interface ColdstartResult {
+  timeScale: number;
+  /** Simulated start, seconds at Fargate's time, and on the engine's clock. */
+  startMedianS: number;
+  startP90S: number;
+  scaledMedianS: number;
+  seed: number;
+  maxWaiting: number;
+  off: ColdstartCase[];
+  on: ColdstartCase[];
+  /** The issue's goals, checked on the "on" figures. */
+  goals: { chain: { limitS: number; met: boolean }; dag: { limitS: number; met: boolean } };
+}
+
+const MEDIAN_S = 45;
+const P90_S = 60;
+
+interface Workflow {
+  name: ColdstartCase['workflow'];
+  steps: DagStepSpec[];
+}
+
+/** A chain of `n` steps, each sleeping 0.2–1.0 s from the same seeded PRNG as the DAG. */
+function chain(seed: number, n: number): DagStepSpec[] {
+  const random = mulberry32(seed + 1);
+  return Array.from({ length: n }, (_, i) => ({
+    id: `c${String(i + 1).padStart(2, '0')}`,
+    sleepSeconds: round(0.2 + 0.8 * random(), 2),
+    dependsOn: i === 0 ? [] : [`c${String(i).padStart(2, '0')}`],
+  }));
+}
+
+function independent(n: number): DagStepSpec[] {
+  return Array.from({ length: n }, (_, i) => ({ id: `i${String(i + 1).padStart(3, '0')}`, sleepSeconds: 0.5, dependsOn: [] }));
+}
+
+export async function runColdstart(opts: { seed: number; timeScale: number; maxWaiting: number; log: (line: string) => void }): Promise<ColdstartResult> {
+  const workflows: Workflow[] = [
+    { name: 'chain10', steps: chain(opts.seed, 10) },
+    { name: 'dag60', steps: randomDag(opts.seed, 60) },
+    { name: 'independent200', steps: independent(200) },
+  ];
+  const result: ColdstartResult = {
+    timeScale: opts.timeScale,
+    startMedianS: MEDIAN_S,
+    startP90S: P90_S,
+    scaledMedianS: round(MEDIAN_S * opts.timeScale, 3),
+    seed: opts.seed,
+    maxWaiting: opts.maxWaiting,
+    off: [],
+    on: [],
+    goals: { chain: { limitS: 0, met: false }, dag: { limitS: 0, met: false } },
+  };
+  for (const mode of ['off', 'on'] as const) {
+    // Same seeded draws in both modes: the comparison is the scheduling, not the dice.
+    const bench = await startBenchEngine({
+      timeScale: opts.timeScale,
+      sandboxStartLatency: { median: MEDIAN_S, p90: P90_S, random: mulberry32(opts.seed + 7) },
+      prestart: mode === 'on' ? { maxWaiting: opts.maxWaiting } : false,
+    });
+    try {
+      for (const w of workflows) {
+        const c = await runCase(bench, w, result.scaledMedianS, opts.timeScale);
+        opts.log(`coldstart ${mode} ${w.name}: makespan ${c.makespanS} s, critical path ${c.criticalPathS} s, ratio ${c.ratio}, starts lost ${c.startsLost}, idle ${c.idleSandboxS} s`);
+        result[mode].push(c);
+      }
+    } finally {
+      await bench.stop();
+    }
+  }
+  const on = (name: ColdstartCase['workflow']) => result.on.find((c) => c.workflow === name)!;
+  const chainLimit = on('chain10').criticalPathS + 1.3 * result.scaledMedianS;
+  const dagLimit = 1.3 * (on('dag60').criticalPathS + result.scaledMedianS);
+  result.goals = {
+    chain: { limitS: round(chainLimit, 2), met: on('chain10').makespanS <= chainLimit },
+    dag: { limitS: round(dagLimit, 2), met: on('dag60').makespanS <= dagLimit },
+  };
+  return result;
+}
+
+async function runCase(bench: Awaited<ReturnType<typeof startBenchEngine>>, w: Workflow, startS: number, timeScale: number): Promise<ColdstartCase> {
+  const sleepOf = new Map(w.steps.map((s) => [s.id, s.sleepSeconds]));
+  const plan = planWorkflow(w.steps, (id) => sleepOf.get(id) ?? 0);
+  const start = loadAverage();
+  const { deploymentId } = await bench.client.submit(
+    runDeployment(`bench-coldstart-${w.name}`, w.steps.map((s) => ({ id: s.id, command: `sleep ${s.sleepSeconds}`, dependsOn: s.dependsOn }))),
+  );
+  const view: DeploymentView = await bench.waitForEnd(deploymentId, 900_000);
+  if (view.status !== 'SUCCEEDED') throw new Error(`coldstart ${w.name} ${view.status}: ${view.error ?? ''} ${view.cause ?? ''}\n${bench.tail()}`);
+  const ended = (s: StepView | undefined) => Date.parse(s?.endedAt ?? '');
+  const opened = ended(view.steps.find((s) => s.stepId === 'bastion-open'));
+  const last = Math.max(...view.steps.filter((s) => !s.system).map(ended));
+  const makespanS = (last - opened) / 1000;
+  const cp = plan.criticalPath.weight;
+  const idle = view.idleSandboxSeconds ?? 0;
+  return {
+    workflow: w.name,
+    steps: w.steps.length,
+    criticalPathS: round(cp, 2),
+    makespanS: round(makespanS, 2),
+    ratio: round(makespanS / cp, 2),
+    ratioToLimit: round(makespanS / (cp + startS), 2),
+    startsLost: round((makespanS - cp) / startS, 1),
+    idleSandboxS: round(idle, 1),
+    idleSandboxFargateS: round(idle / timeScale, 0),
+    load: { start, end: loadAverage() },
+  };
+}

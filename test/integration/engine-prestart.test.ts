@@ -1,0 +1,133 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeploymentView } from '../../core/api.ts';
+import { groupAlive, runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
+
+/**
+ * Sandboxes started ahead of their step's release (issue 12), seen from outside: a gate server
+ * the steps call over loopback (a call is the step's user code running), the local KMS's Decrypt
+ * audit trail and the process table. The test opens the gates; nothing depends on speed.
+ */
+
+let t: TestEngine;
+let gate: Gate;
+beforeAll(async () => {
+  gate = await startGate();
+  // Time scale: heartbeats, polls and the grace period shrink; the test still waits on events only.
+  t = await startTestEngine({ timeScale: 0.1, prestart: { maxWaiting: 4 } });
+});
+afterAll(async () => {
+  await t?.stop();
+  gate?.server.close();
+});
+
+/** Each step's command calls /<name>; the call is held until the test opens that gate. */
+interface Gate {
+  server: Server;
+  url: string;
+  /** Names called so far, in order. */
+  calls: string[];
+  /** When each name was first called (epoch ms). */
+  callTimes: Map<string, number>;
+  open(name: string, answer: string): void;
+}
+
+async function startGate(): Promise<Gate> {
+  const held = new Map<string, (answer: string) => void>();
+  const opened = new Map<string, string>();
+  const calls: string[] = [];
+  const callTimes = new Map<string, number>();
+  const server = createServer((req, res) => {
+    const name = decodeURIComponent(req.url?.slice(1) ?? '');
+    calls.push(name);
+    if (!callTimes.has(name)) callTimes.set(name, Date.now());
+    const ready = opened.get(name);
+    if (ready !== undefined) res.end(ready);
+    else held.set(name, (answer) => res.end(answer));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    server,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    calls,
+    callTimes,
+    open: (name, answer) => {
+      opened.set(name, answer);
+      held.get(name)?.(answer);
+      held.delete(name);
+    },
+  };
+}
+
+/** A step whose user code calls the gate and succeeds only when the answer is "ok". */
+const call = (name: string) =>
+  `${process.execPath} -e 'fetch("${gate.url}/${name}").then((r) => r.text()).then((a) => process.exit(a === "ok" ? 0 : 1))'`;
+
+const step = (view: DeploymentView, id: string) => view.steps.find((s) => s.stepId === id);
+const decryptsOf = (deploymentId: string) => t.engine.kmsDecrypts.filter((d) => d.context.deploymentId === deploymentId);
+
+describe('pre-started sandboxes', () => {
+  it('boot while the dependency runs, but decrypt nothing and run no user code before the release', async () => {
+    const { deploymentId } = await t.client.submit(
+      runDeployment([
+        { id: 'first', command: call('first-1') },
+        { id: 'second', command: call('second-1'), dependsOn: ['first'] },
+      ]),
+    );
+    // `first` is held in its user code; `second`'s sandbox is up and waiting (readyAt) meanwhile.
+    const waiting = await t.waitFor(deploymentId, (d) => gate.calls.includes('first-1') && step(d, 'second')?.readyAt !== undefined);
+    expect(step(waiting, 'second')?.status).toBe('waiting');
+    const pgid = t.engine.sandboxes.processGroups().get('second');
+    expect(pgid, 'the pre-started sandbox runs as its own task').toBeDefined();
+    expect(groupAlive(pgid!)).toBe(true);
+    expect(gate.calls).not.toContain('second-1');
+    const observedAt = Date.now();
+    const decryptsWhileWaiting = decryptsOf(deploymentId).length;
+    // One each for the sandboxes released so far (bastion-open, first): none for the waiting one.
+    expect(decryptsWhileWaiting).toBe(2);
+
+    gate.open('first-1', 'ok');
+    await t.waitFor(deploymentId, () => gate.calls.includes('second-1'));
+    gate.open('second-1', 'ok');
+    const end = await t.waitForEnd(deploymentId);
+    expect(end.status, t.logTail()).toBe('SUCCEEDED');
+
+    // And none later while it still waited: every decrypt for `second` came after its release.
+    const second = step(end, 'second')!;
+    const readyAt = Date.parse(second.readyAt!);
+    const releasedAt = Date.parse(second.startedAt!);
+    expect(readyAt).toBeLessThan(releasedAt);
+    expect(decryptsOf(deploymentId).filter((d) => d.at >= observedAt && d.at < releasedAt)).toEqual([]);
+    expect(decryptsOf(deploymentId).length).toBeGreaterThan(decryptsWhileWaiting);
+    // Its user code ran after the release too.
+    expect(gate.callTimes.get('second-1')).toBeGreaterThanOrEqual(releasedAt);
+    // The wait is what a user pays for idle: it is on the deployment.
+    expect(end.idleSandboxSeconds).toBeGreaterThan(0);
+  });
+
+  it('stops a pre-started sandbox whose step is skipped because its dependency failed', async () => {
+    const { deploymentId } = await t.client.submit(
+      runDeployment([
+        { id: 'first', command: call('first-2') },
+        { id: 'second', command: call('second-2'), dependsOn: ['first'] },
+      ]),
+    );
+    await t.waitFor(deploymentId, (d) => gate.calls.includes('first-2') && step(d, 'second')?.readyAt !== undefined);
+    const pgid = t.engine.sandboxes.processGroups().get('second');
+    expect(pgid).toBeDefined();
+    expect(groupAlive(pgid!)).toBe(true);
+
+    gate.open('first-2', 'fail');
+    const end = await t.waitForEnd(deploymentId);
+    expect(end.status).toBe('FAILED');
+    expect(step(end, 'first')?.status).toBe('failed');
+    expect(step(end, 'second')?.status).toBe('skipped');
+    expect(gate.calls).not.toContain('second-2');
+    // The waiting sandbox (and anything in its process group) is gone, not left to idle.
+    await t.waitFor(deploymentId, () => !groupAlive(pgid!), 10_000);
+    expect(groupAlive(pgid!)).toBe(false);
+    // Stopped by the engine when it skipped the step (ECS StopTask), not left to notice on its own.
+    expect(t.logTail(400)).toMatch(/stopping \w+: skipped while waiting/);
+  });
+});

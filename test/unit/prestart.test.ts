@@ -1,0 +1,114 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { prestartFromEnv } from '../../adapters/aws/engineDeps.ts';
+import { ErrorName } from '../../core/errors.ts';
+import { cancelDeployment } from '../../core/usecases/cancel.ts';
+import { summarize } from '../../core/usecases/finalize.ts';
+import { submitDeployment } from '../../core/usecases/submit.ts';
+import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
+import { sampleLatency, scaleLatency } from '../../local/sandbox/launcher.ts';
+import { mulberry32 } from '../../bench/scheduling.ts';
+import { memoryDeps } from '../helpers/memoryEngine.ts';
+
+/** Scheduling with sandboxes started ahead of their release (issue 12), on in-memory ports. */
+
+const chain = (n: number, timeoutSeconds = 100) => ({
+  name: 'chain',
+  bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
+  workflow: {
+    steps: Array.from({ length: n }, (_, i) => ({
+      id: `s${i + 1}`,
+      action: 'run',
+      command: 'true',
+      timeoutSeconds,
+      ...(i > 0 ? { dependsOn: [`s${i}`] } : {}),
+    })),
+  },
+});
+
+describe('Use-case: pre-start', () => {
+  let deps: ReturnType<typeof memoryDeps>;
+  let id: string;
+  const step = (stepId: string) => deps.store.getStep(id, stepId);
+  const answer = (token: string) => deps.executions.answers.get(token);
+  const registerAll = async (n: number) => {
+    for (let i = 1; i <= n; i++) await awaitDependencies(deps, { deploymentId: id, stepId: `s${i}`, taskToken: `t${i}` });
+  };
+
+  beforeEach(async () => {
+    deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
+    id = (await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: chain(5) })).deploymentId;
+  });
+
+  it('lets a chain start its sandboxes ahead, as far as the cap, with a time limit that covers the wait', async () => {
+    await registerAll(5);
+    expect(answer('t1')).toEqual({ ok: true, output: { run: true, timeoutSeconds: 100 } });
+    // s2 and s3 pre-start (s3's dependency is itself pre-started); s4 waits for the cap.
+    expect(answer('t2')).toEqual({ ok: true, output: { run: true, prestart: true, timeoutSeconds: 200 } });
+    expect(answer('t3')).toEqual({ ok: true, output: { run: true, prestart: true, timeoutSeconds: 300 } });
+    expect(answer('t4')).toBeUndefined();
+    expect((await step('s2'))?.status).toBe('waiting');
+
+    // s1 succeeds: s2 is released (its sandbox sees `running`), which frees a place for s4.
+    await recordStepResult(deps, { deploymentId: id, stepId: 's1' });
+    expect((await step('s2'))?.status).toBe('running');
+    expect(answer('t4')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
+    expect(answer('t5')).toBeUndefined();
+  });
+
+  it('answers and stops a waiting sandbox when its step is skipped, and counts its idle time', async () => {
+    await registerAll(3);
+    // s2's sandbox came up and registered (as sandbox/runner.ts does).
+    await deps.store.updateStep(id, 's2', { taskToken: 'box2', taskArn: 'task/2', readyAt: new Date(deps.clock.now()).toISOString() }, { ifStatus: ['waiting'] });
+    await recordStepFailure(deps, { deploymentId: id, stepId: 's1', error: { Error: ErrorName.StepFailed, Cause: 'exit 1' } });
+    expect((await step('s2'))?.status).toBe('skipped');
+    expect(answer('box2')).toMatchObject({ ok: true, output: { skipped: expect.any(String) } });
+    expect(deps.sandboxes.stopped).toEqual(['task/2']);
+    // s3's sandbox never registered: nothing to stop; it finds its step skipped when it does.
+    expect((await step('s3'))?.status).toBe('skipped');
+    const summary = await summarize(deps, id);
+    expect(summary.idleSandboxSeconds).toBeGreaterThan(0);
+    expect((await deps.store.getDeployment(id))?.idleSandboxSeconds).toBe(summary.idleSandboxSeconds);
+  });
+
+  it('fails a waiting sandbox with Ctd.Cancelled when the deployment is cancelled', async () => {
+    await registerAll(2);
+    await deps.store.updateStep(id, 's2', { taskToken: 'box2', taskArn: 'task/2' }, { ifStatus: ['waiting'] });
+    await cancelDeployment(deps, 't1', id);
+    expect((await step('s2'))?.status).toBe('cancelled');
+    expect(answer('box2')).toMatchObject({ ok: false, error: ErrorName.Cancelled });
+    expect(deps.sandboxes.stopped).toContain('task/2');
+  });
+
+  it('does not pre-start when switched off', async () => {
+    deps.prestart = undefined;
+    await registerAll(3);
+    expect(answer('t2')).toBeUndefined();
+    expect(answer('t3')).toBeUndefined();
+  });
+});
+
+describe('Config: CTD_PRESTART', () => {
+  it('is on by default, off on request, and names a bad value', () => {
+    expect(prestartFromEnv({})).toEqual({ maxWaiting: 20 });
+    expect(prestartFromEnv({ CTD_PRESTART: 'off' })).toBe(false);
+    expect(prestartFromEnv({ CTD_PRESTART_MAX_WAITING: '5' })).toEqual({ maxWaiting: 5 });
+    expect(() => prestartFromEnv({ CTD_PRESTART: 'maybe' })).toThrow(/CTD_PRESTART must be on or off/);
+    expect(() => prestartFromEnv({ CTD_PRESTART_MAX_WAITING: '0' })).toThrow(/CTD_PRESTART_MAX_WAITING/);
+  });
+});
+
+describe('Local ECS: start latency distribution', () => {
+  it('draws a log-normal with the given median and p90, time-scaled', () => {
+    const latency = scaleLatency({ median: 45, p90: 60, random: mulberry32(1) }, 0.1);
+    const draws = Array.from({ length: 4000 }, () => sampleLatency(latency)).sort((a, b) => a - b);
+    const at = (p: number) => draws[Math.floor(p * draws.length)]!;
+    expect(at(0.5)).toBeGreaterThan(4500 * 0.95);
+    expect(at(0.5)).toBeLessThan(4500 * 1.05);
+    expect(at(0.9)).toBeGreaterThan(6000 * 0.95);
+    expect(at(0.9)).toBeLessThan(6000 * 1.05);
+  });
+
+  it('refuses a p90 below the median', () => {
+    expect(() => scaleLatency({ median: 60, p90: 45 }, 1)).toThrow(/median ≤ p90/);
+  });
+});
