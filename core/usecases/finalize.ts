@@ -1,6 +1,7 @@
 import type { DeploymentStatus, StepRecord, StepStatus } from '../model.ts';
 import { FINAL_DEPLOYMENT_STATUSES } from '../model.ts';
 import { ErrorName } from '../errors.ts';
+import { Metric } from '../metrics.ts';
 import { iso, type EngineDeps } from './deps.ts';
 import { readableCause, type CaughtError } from './workflow.ts';
 
@@ -63,15 +64,22 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
   } else {
     outcome = outcomeOf(deployment?.status, steps.filter((s) => !s.system));
   }
-  if (state.closeError) outcome = closeFailed(outcome, state.closeError, await openRuleIds(deps, deploymentId));
+  const openRules = state.closeError ? await openRuleIds(deps, deploymentId) : [];
+  if (state.closeError) outcome = closeFailed(outcome, state.closeError, openRules);
   const now = iso(deps.clock);
-  await deps.store.updateDeployment(
+  const ended = await deps.store.updateDeployment(
     deploymentId,
     { status: outcome.status, endedAt: now, updatedAt: now, ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.cause ? { cause: outcome.cause } : {}) },
     { ifStatus: ['PENDING', 'RUNNING', 'CANCELLING'] },
   );
   await deps.store.clearDeploymentFields(deploymentId, ['graceToken']);
-  deps.log('deployment ended', { deploymentId, status: outcome.status });
+  deps.log('deployment ended', { deploymentId, status: outcome.status, ...(outcome.error ? { errorName: outcome.error } : {}) });
+  // Counted once: a retried DeleteSecrets finds the deployment final already.
+  if (ended) {
+    deps.metrics.emit(ENDED_METRIC[outcome.status], 1);
+    // The rule on record, or one we cannot name: bastion-close failed, so something may be open.
+    if (state.closeError) deps.metrics.emit(Metric.BastionRulesOpenAfterDeployment, Math.max(openRules.length, 1));
+  }
   return outcome;
 }
 
@@ -90,6 +98,12 @@ function closeFailed(outcome: Outcome, closeError: CaughtError, ruleIds: string[
 async function openRuleIds(deps: EngineDeps, deploymentId: string): Promise<string[]> {
   return (await deps.store.listCloudResources(deploymentId)).filter((r) => r.kind === BASTION_RULE).map((r) => r.id);
 }
+
+const ENDED_METRIC = {
+  SUCCEEDED: Metric.DeploymentsSucceeded,
+  FAILED: Metric.DeploymentsFailed,
+  CANCELLED: Metric.DeploymentsCancelled,
+} as const satisfies Record<Outcome['status'], string>;
 
 /** The record kind the cloud driver gives a bastion rule (see adapters/openstack/marks.ts). */
 const BASTION_RULE = 'bastionRule';
@@ -111,7 +125,7 @@ export async function executionEndedOutsideCleanup(
   const now = iso(deps.clock);
   const ruleIds = await openRuleIds(deps, input.deploymentId);
   const rule = ruleIds.length > 0 ? ` The bastion rule ${ruleIds.join(', ')} may still be open.` : '';
-  await deps.store.updateDeployment(
+  const ended = await deps.store.updateDeployment(
     input.deploymentId,
     { status: 'FAILED', error: `Ctd.Execution${capitalize(input.executionStatus)}`, cause: `${input.reason}.${rule}`, endedAt: now, updatedAt: now },
     { ifStatus: ['PENDING', 'RUNNING', 'CANCELLING'] },
@@ -122,6 +136,10 @@ export async function executionEndedOutsideCleanup(
     }
   }
   deps.log('deployment ended outside cleanup', { deploymentId: input.deploymentId, executionStatus: input.executionStatus });
+  if (ended) {
+    deps.metrics.emit(Metric.DeploymentsFailed, 1);
+    if (ruleIds.length > 0) deps.metrics.emit(Metric.BastionRulesOpenAfterDeployment, ruleIds.length);
+  }
 }
 
 function capitalize(s: string): string {

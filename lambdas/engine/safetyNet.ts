@@ -2,6 +2,7 @@ import middy from '@middy/core';
 import type { EventBridgeEvent } from 'aws-lambda';
 import { executionEndedOutsideCleanup } from '../../core/usecases/finalize.ts';
 import { depsFromEnv, type DepsProvider } from '../deps.ts';
+import { observe } from '../observability.ts';
 
 interface ExecutionStatusChange {
   executionArn: string;
@@ -20,6 +21,6 @@ export const createHandler = (deps: DepsProvider) =>
       executionStatus: event.detail.status,
       reason: `the execution ended with status ${event.detail.status} outside Cleanup`,
     });
-  });
+  }).use(observe('engine'));
 
 export const handler = createHandler(depsFromEnv('safetyNet'));
