@@ -19,6 +19,11 @@ export const Metric = {
   SandboxStartLatency: 'SandboxStartLatency',
   /** A deployment ended while its bastion rule may still be open (bastion-close failed: Ctd.CleanupFailed). */
   BastionRulesOpenAfterDeployment: 'BastionRulesOpenAfterDeployment',
+  /**
+   * RunTask still failed after the state machine's jittered retries (ECS or EC2 throttling, capacity,
+   * vCPU quota): a step never got its sandbox. ECS publishes no throttle metric of its own.
+   */
+  SandboxLaunchFailures: 'SandboxLaunchFailures',
 } as const;
 
 export type MetricName = (typeof Metric)[keyof typeof Metric];
@@ -34,7 +39,13 @@ export const METRIC_UNITS: Readonly<Record<MetricName, MetricUnit>> = {
   RetryableFailures: 'Count',
   SandboxStartLatency: 'Milliseconds',
   BastionRulesOpenAfterDeployment: 'Count',
+  SandboxLaunchFailures: 'Count',
 };
+
+/** The error names Step Functions gives a failed `ecs:runTask` (ECS's own exceptions and RunTask's `Failures`). */
+export function isSandboxLaunchError(errorName: string | undefined): boolean {
+  return errorName !== undefined && (errorName.startsWith('ECS.') || errorName.startsWith('AmazonECS.'));
+}
 
 /** Dimensions a metric may carry: few and bounded (an action name, an error name), never an id. */
 export type MetricDimensions = Partial<Record<'Action' | 'ErrorName', string>>;

@@ -17,8 +17,6 @@ export const ENV = {
   osRegion: 'CTD_OS_REGION',
   timeScale: 'CTD_TIME_SCALE',
   logLevel: 'POWERTOOLS_LOG_LEVEL',
-  serviceName: 'POWERTOOLS_SERVICE_NAME',
-  metricsNamespace: 'POWERTOOLS_METRICS_NAMESPACE',
 } as const;
 
 /**

@@ -1,7 +1,7 @@
 import type { DeploymentStatus, StepRecord, StepStatus } from '../model.ts';
 import { FINAL_DEPLOYMENT_STATUSES } from '../model.ts';
 import { ErrorName } from '../errors.ts';
-import { Metric } from '../metrics.ts';
+import { isSandboxLaunchError, Metric } from '../metrics.ts';
 import { iso, type EngineDeps } from './deps.ts';
 import { readableCause, type CaughtError } from './workflow.ts';
 
@@ -77,6 +77,7 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
   // Counted once: a retried DeleteSecrets finds the deployment final already.
   if (ended) {
     deps.metrics.emit(ENDED_METRIC[outcome.status], 1);
+    for (const caught of [state.error, state.closeError]) if (isSandboxLaunchError(caught?.Error)) deps.metrics.emit(Metric.SandboxLaunchFailures, 1);
     // The rule on record, or one we cannot name: bastion-close failed, so something may be open.
     if (state.closeError) deps.metrics.emit(Metric.BastionRulesOpenAfterDeployment, Math.max(openRules.length, 1));
   }

@@ -1,4 +1,5 @@
 import { ErrorName, NotFoundError } from '../errors.ts';
+import { isSandboxLaunchError, Metric } from '../metrics.ts';
 import type { StepRecord, StepStatus } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
 import { answer, fail, settle, settleWaiting, verdictFor, type Release } from './release.ts';
@@ -82,6 +83,7 @@ export async function recordStepFailure(
   await deps.store.updateStep(input.deploymentId, input.stepId, { status, error, cause, endedAt: now }, { ifStatus: ['running', 'waiting'] });
   await deps.store.clearStepFields(input.deploymentId, input.stepId, ['taskToken', 'taskArn', 'awaitToken']);
   deps.log('step failed', { deploymentId: input.deploymentId, stepId: input.stepId, error });
+  if (isSandboxLaunchError(error)) deps.metrics.emit(Metric.SandboxLaunchFailures, 1);
 
   let startGrace = false;
   if (status === 'failed') {
