@@ -6,6 +6,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
+import { ENV, TELEMETRY } from '../core/config/names.ts';
 import { acknowledge } from './nag.ts';
 
 /** The repository root: entries, the lock file and the Dockerfile context are resolved from it. */
@@ -61,7 +62,8 @@ export class HandlerFunction extends Construct {
       logGroup,
       role,
       loggingFormat: lambda.LoggingFormat.JSON,
-      environment: { NODE_OPTIONS: '--enable-source-maps', ...props.environment },
+      // The Powertools level is a variable so the team on call can turn on DEBUG for one function without a deploy.
+      environment: { NODE_OPTIONS: '--enable-source-maps', [ENV.logLevel]: TELEMETRY.logLevel, ...props.environment },
       bundling: {
         forceDockerBundling: false,
         format: nodejs.OutputFormat.ESM,

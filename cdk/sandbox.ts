@@ -5,7 +5,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { RUNNER_CONTAINER_NAME } from '../core/config/names.ts';
+import { ENV, RUNNER_CONTAINER_NAME, TELEMETRY } from '../core/config/names.ts';
 import { REPO_ROOT } from './functions.ts';
 import { acknowledge } from './nag.ts';
 
@@ -84,7 +84,7 @@ export class Sandbox extends Construct {
       privileged: false,
       user: '0:0',
       workingDirectory: SANDBOX_WORK_DIR,
-      environment: { HOME: SANDBOX_WORK_DIR, ...props.environment },
+      environment: { HOME: SANDBOX_WORK_DIR, [ENV.logLevel]: TELEMETRY.logLevel, ...props.environment },
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'sandbox', logGroup: this.logGroup }),
       linuxParameters: new ecs.LinuxParameters(this, 'LinuxParameters', { initProcessEnabled: true }),
     });

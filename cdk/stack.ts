@@ -92,6 +92,7 @@ export class CtdStack extends Stack {
       stateMachine: this.engine.stateMachine,
       safetyNet: this.engine.functions.safetyNet,
       sandboxStopped: this.engine.functions.sandboxStopped,
+      deleteSecrets: this.engine.functions.deleteSecrets,
     });
 
     new CfnOutput(this, 'EgressAddresses', {

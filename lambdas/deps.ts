@@ -1,6 +1,7 @@
 import type { EngineDeps } from '../core/usecases/deps.ts';
 import { engineConfigFromEnv, engineDepsFromEnv } from '../adapters/aws/engineDeps.ts';
 import { LAMBDAS, type LambdaName } from './catalog.ts';
+import { telemetryOf } from './observability.ts';
 
 /**
  * Handlers take their dependencies from a provider: in Lambda it builds them from the
@@ -18,5 +19,5 @@ export function depsFromEnv(name: LambdaName): DepsProvider {
   const configure = () => engineConfigFromEnv(process.env, `function ${name}`, LAMBDAS[name].config);
   let config = process.env.AWS_LAMBDA_FUNCTION_NAME ? configure() : undefined;
   let deps: EngineDeps | undefined;
-  return () => (deps ??= engineDepsFromEnv((config ??= configure())));
+  return () => (deps ??= engineDepsFromEnv((config ??= configure()), telemetryOf(LAMBDAS[name].kind)));
 }

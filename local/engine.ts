@@ -3,6 +3,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildEngineDeps, type EngineConfig } from '../adapters/aws/engineDeps.ts';
+import { metricsPort } from '../adapters/aws/telemetry.ts';
 import { cloudConfigFromEnv } from '../adapters/cloudDrivers.ts';
 import { executionEndedOutsideCleanup } from '../core/usecases/finalize.ts';
 import type { Hypervisor } from './cloud-backend.ts';
@@ -10,6 +11,7 @@ import { pickLoopbackBlock, splitBlock, type LoopbackBlock } from './cloud/loopb
 import { startLocalCloud } from './cloud/server.ts';
 import { CONSOLE_PREFIX, serveConsole } from './console.ts';
 import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, executionStatusChange, functionArn, REGION, safetyNetHandler, sandboxStoppedHandler } from './functions.ts';
+import { routeTelemetry } from '../lambdas/observability.ts';
 import { startLocalApiGateway } from './services/apiGateway.ts';
 import { startLocalDynamoDb } from './services/dynamodb.ts';
 import { startLocalKms, type DecryptRecord } from './services/kms.ts';
@@ -83,6 +85,8 @@ export interface LocalEngine {
 }
 
 export const TABLE_NAME = 'ctd-deployments';
+/** Engine-side EMF lines in the engine's log start with this; a sandbox's come as `[<step>] {...}` like its other output. */
+export const EMF_LOG_PREFIX = 'emf ';
 const STATE_MACHINE_NAME = 'ctd-deployment';
 const ASL = fileURLToPath(new URL('../statemachine/deployment.asl.json', import.meta.url));
 
@@ -178,7 +182,9 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       onTaskStopped: (event) => onTaskStopped(event, lambdaContext('sandbox-stopped')),
     });
     stops.push(() => sandboxes.stopAll());
-    const engineDeps = buildEngineDeps(config, { sandboxes, ...(opts.prestart !== undefined ? { prestart: opts.prestart } : {}), log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d, (_, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v))}` : ''}`) });
+    // Metrics as EMF, through the handlers' own Powertools Metrics, into the engine's log: kept out of the demo's output, readable by tests.
+    const telemetry = routeTelemetry((emf) => log(`${EMF_LOG_PREFIX}${emf}`));
+    const engineDeps = buildEngineDeps(config, { sandboxes, ...(opts.prestart !== undefined ? { prestart: opts.prestart } : {}), metrics: metricsPort(telemetry.metrics), log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d, (_, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v))}` : ''}`) });
     const functions = engineFunctions(() => engineDeps);
     const onTaskStopped = sandboxStoppedHandler(() => engineDeps);
 
@@ -210,6 +216,8 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
           .catch((e: unknown) => log(`could not close the bastion access of ${deploymentId}: ${String(e)}`));
       }
       await executionEndedOutsideCleanup(engineDeps, { deploymentId, executionStatus, reason });
+      // Not a handler invocation: no logMetrics middleware flushes what it counted.
+      telemetry.metrics.publishStoredMetrics();
     };
     const route = async (inv: TaskInvocation): Promise<unknown> => {
       if (inv.resource.startsWith('arn:aws:states:::lambda:invoke')) {

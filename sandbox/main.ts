@@ -3,9 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildStepPorts, engineConfigFromEnv } from '../adapters/aws/stepPorts.ts';
 import { RUNNER_READY } from '../core/config/names.ts';
+import { createTelemetry, logPort, metricsPort } from '../adapters/aws/telemetry.ts';
 import { SANDBOX_CONFIG } from '../core/config/schema.ts';
 import { runStep } from './runner.ts';
 import { stepUserFromEnv } from './stepUser.ts';
+
+/** One Powertools Logger and Metrics for the process; their JSON and EMF lines go to stdout (CloudWatch Logs in AWS, the engine's log locally). */
+const telemetry = createTelemetry('sandbox');
 
 /**
  * The sandbox's entry point (the Fargate task's command; a child process in local mode).
@@ -22,8 +26,10 @@ async function main(): Promise<number> {
   };
   const config = engineConfigFromEnv(env, 'the sandbox', SANDBOX_CONFIG);
   const stepUser = stepUserFromEnv(env);
-  const log = (message: string, details?: Record<string, unknown>) =>
-    process.stderr.write(`${JSON.stringify({ level: 'info', message, ...details, deploymentId: ids.deploymentId, stepId: ids.stepId })}\n`);
+  // The deployment id is the correlation id of the API, the engine Lambdas and this sandbox alike; never the token.
+  telemetry.logger.setCorrelationId(ids.deploymentId);
+  telemetry.logger.appendPersistentKeys({ deploymentId: ids.deploymentId, stepId: ids.stepId, taskArn: ids.taskArn });
+  const log = logPort(telemetry.logger);
   const { cloud, ...ports } = buildStepPorts(config);
   const stop = new AbortController();
   process.once('SIGTERM', () => stop.abort());
@@ -48,6 +54,7 @@ async function main(): Promise<number> {
         // A release is seen at most 2 s (time-scaled) late; short waits cost few reads (docs/ARCHITECTURE.md).
         releasePollMs: { first: Math.max(20, 200 * timeScale), max: Math.max(50, 2000 * timeScale) },
         signal: stop.signal,
+        metrics: metricsPort(telemetry.metrics),
       },
       ids,
     );
@@ -57,9 +64,10 @@ async function main(): Promise<number> {
     // The outcome is answered already; what a stopped step's processes still write may make this fail.
     if (ownWorkDir) {
       await rm(workDir, { recursive: true, force: true }).catch((e: unknown) =>
-        log('work dir not removed', { message: e instanceof Error ? e.message : String(e) }),
+        log('work dir not removed', { error: e }),
       );
     }
+    telemetry.metrics.publishStoredMetrics();
   }
 }
 
@@ -96,7 +104,7 @@ async function ecsTaskArn(): Promise<string> {
 main().then(
   (code) => process.exit(code),
   (e: unknown) => {
-    process.stderr.write(`runner failed: ${e instanceof Error ? e.message : String(e)}\n`);
+    telemetry.logger.error('runner failed', { error: e });
     process.exit(2);
   },
 );

@@ -1,5 +1,6 @@
 import { openPrivateKey } from '../core/crypto/sealedKey.ts';
-import { ErrorName, HEARTBEAT_INTERVAL_SECONDS, StepError, TaskTokenGoneError, isStepError } from '../core/errors.ts';
+import { ERROR_TABLE, ErrorName, HEARTBEAT_INTERVAL_SECONDS, StepError, TaskTokenGoneError, isStepError } from '../core/errors.ts';
+import { Metric, type MetricsPort } from '../core/metrics.ts';
 import type { DeploymentRecord, StepRecord } from '../core/model.ts';
 import type { Clock, CloudDriver, DeploymentStore, ExecutionService, SecretVault } from '../core/ports.ts';
 import { ACTIONS } from './actions/index.ts';
@@ -25,6 +26,8 @@ export interface RunnerDeps {
   actions?: Partial<Record<string, Action>>;
   /** Aborted by SIGTERM (StopTask): the action stops, connections close, the runner reports and exits. */
   signal: AbortSignal;
+  /** Start latency, step duration and retryable failures (core/metrics.ts); none when absent. */
+  metrics?: MetricsPort;
 }
 
 export interface TaskIds {
@@ -57,6 +60,8 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
   const claim = await claimAttempt(deps, ids);
   if ('ok' in claim) return claim;
   const { deployment, step, attemptNo, prestarted } = claim;
+  // The attempt's own start: step duration and start latency are measured from here (after the release when pre-started).
+  let began = deps.clock.now();
   const stop = new AbortController();
   const onStop = () => stop.abort();
   deps.signal.addEventListener('abort', onStop, { once: true });
@@ -69,6 +74,7 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
       deps.signal.removeEventListener('abort', onStop);
       return released;
     }
+    began = deps.clock.now();
   }
   const log = new StepLog(deps.store, ids.deploymentId, ids.stepId, attemptNo);
 
@@ -115,7 +121,17 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
     await log.close();
   }
   if (step.system) await recordSystemStep(deps, ids, outcome);
+  measure(deps, step, attemptNo, began, outcome);
   return outcome;
+}
+
+/** The attempt's metrics: how long the sandbox took to start (first attempt of a released step), ran, and a retryable failure. */
+function measure(deps: RunnerDeps, step: StepRecord, attemptNo: number, began: number, outcome: RunOutcome): void {
+  if (!deps.metrics) return;
+  // A workflow step's startedAt is its release, just before RunTask; system steps have no such mark.
+  if (!step.system && attemptNo === 1 && step.startedAt) deps.metrics.emit(Metric.SandboxStartLatency, Math.max(0, began - Date.parse(step.startedAt)));
+  deps.metrics.emit(Metric.StepDuration, deps.clock.now() - began, { Action: step.spec.action });
+  if (!outcome.ok && ERROR_TABLE.some((p) => p.name === outcome.error && p.retry)) deps.metrics.emit(Metric.RetryableFailures, 1, { ErrorName: outcome.error });
 }
 
 /**

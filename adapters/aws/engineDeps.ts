@@ -1,9 +1,10 @@
-import { Logger } from '@aws-lambda-powertools/logger';
 import type { EngineDeps, PrestartPolicy } from '../../core/usecases/deps.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
+import type { MetricsPort } from '../../core/metrics.ts';
 import { createEcsClient } from './clients.ts';
 import { EcsSandboxLauncher } from './ecsSandbox.ts';
 import { buildStepPorts, type EngineConfig } from './stepPorts.ts';
+import { createTelemetry, logPort, metricsPort, type Telemetry } from './telemetry.ts';
 
 export { engineConfigFromEnv, type EngineConfig } from './stepPorts.ts';
 
@@ -13,10 +14,11 @@ export { engineConfigFromEnv, type EngineConfig } from './stepPorts.ts';
  */
 export function buildEngineDeps(
   config: EngineConfig,
-  overrides: { sandboxes?: SandboxLauncher; log?: EngineDeps['log']; prestart?: PrestartPolicy | false } = {},
+  overrides: { sandboxes?: SandboxLauncher; log?: EngineDeps['log']; metrics?: MetricsPort; telemetry?: Telemetry; prestart?: PrestartPolicy | false } = {},
 ): EngineDeps {
   const prestart = overrides.prestart === undefined ? prestartFromEnv(process.env) : overrides.prestart;
   const { store, vault, executions, cloud, clock } = buildStepPorts(config);
+  const telemetry = () => (overrides.telemetry ??= createTelemetry('engine'));
   return {
     store,
     vault,
@@ -25,7 +27,8 @@ export function buildEngineDeps(
     // Only the authorizer asks the cloud: the driver is built on first use, so a function without cloud settings still starts.
     identity: { identify: (token) => cloud().identify(token) },
     clock,
-    log: overrides.log ?? powertoolsLog(),
+    log: overrides.log ?? logPort(telemetry().logger),
+    metrics: overrides.metrics ?? metricsPort(telemetry().metrics),
     ...(prestart ? { prestart } : {}),
   };
 }
@@ -47,12 +50,7 @@ export function prestartFromEnv(env: NodeJS.ProcessEnv): PrestartPolicy | false 
   return { maxWaiting };
 }
 
-export function engineDepsFromEnv(config: EngineConfig): EngineDeps {
-  return buildEngineDeps(config);
-}
-
-function powertoolsLog(): EngineDeps['log'] {
-  const logger = new Logger({ serviceName: 'ctd-engine' });
-  // An Error under `error` is logged at ERROR level, formatted by Powertools (name, message, stack).
-  return (message, details) => (details?.error instanceof Error ? logger.error(message, details) : logger.info(message, details ?? {}));
+/** A Lambda's ports: logs and metrics through the handler's own Powertools instances (lambdas/observability.ts). */
+export function engineDepsFromEnv(config: EngineConfig, telemetry: Telemetry): EngineDeps {
+  return buildEngineDeps(config, { telemetry });
 }

@@ -21,9 +21,20 @@ export const ENV = {
   osRegion: 'CTD_OS_REGION',
   timeScale: 'CTD_TIME_SCALE',
   logLevel: 'POWERTOOLS_LOG_LEVEL',
-  serviceName: 'POWERTOOLS_SERVICE_NAME',
-  metricsNamespace: 'POWERTOOLS_METRICS_NAMESPACE',
 } as const;
+
+/**
+ * Where the engine's logs and metrics go: one CloudWatch namespace for its EMF metrics, one
+ * service name per kind of process (the `service` key of every log line and metric dimension).
+ */
+export const TELEMETRY = {
+  namespace: 'CtdOrchestrator',
+  services: { api: 'ctd-api', engine: 'ctd-engine', sandbox: 'ctd-sandbox' },
+  /** Lambdas and the sandbox start at this level; POWERTOOLS_LOG_LEVEL changes it without a deploy. */
+  logLevel: 'INFO',
+} as const;
+
+export type TelemetryService = keyof typeof TELEMETRY.services;
 
 /** Per-task variables the state machine sets on the runner container (ContainerOverrides). */
 export const TASK_ENV = {

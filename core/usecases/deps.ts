@@ -6,6 +6,7 @@ import type {
   SecretVault,
   TokenIdentifier,
 } from '../ports.ts';
+import type { MetricsPort } from '../metrics.ts';
 
 /** What the use-cases need; handlers build it once per container (AWS) or per engine (local). */
 export interface EngineDeps {
@@ -17,6 +18,8 @@ export interface EngineDeps {
   clock: Clock;
   /** Structured log without secrets; Powertools Logger in Lambda, a line writer locally. */
   log: (message: string, details?: Record<string, unknown>) => void;
+  /** The engine's metrics (core/metrics.ts): EMF through Powertools in Lambda, into the engine's log locally. */
+  metrics: MetricsPort;
   /** Start sandboxes ahead of their step's release (issue 12); absent = off. */
   prestart?: PrestartPolicy;
 }

@@ -2,6 +2,7 @@ import type { DeploymentStatus, StepRecord, StepStatus } from '../model.ts';
 import { FINAL_DEPLOYMENT_STATUSES } from '../model.ts';
 import { ErrorName } from '../errors.ts';
 import type { DeploymentTransitionName } from '../lifecycle/deployment.ts';
+import { isSandboxLaunchError, Metric } from '../metrics.ts';
 import { iso, type EngineDeps } from './deps.ts';
 import { idleSandboxSeconds } from './release.ts';
 import { readableCause, type CaughtError } from './workflow.ts';
@@ -79,16 +80,26 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
   } else {
     outcome = outcomeOf(deployment?.status, steps.filter((s) => !s.system));
   }
-  if (state.closeError) outcome = closeFailed(outcome, state.closeError, await openRuleIds(deps, deploymentId));
+  const openRules = state.closeError ? await openRuleIds(deps, deploymentId) : [];
+  if (state.closeError) outcome = closeFailed(outcome, state.closeError, openRules);
   const now = iso(deps.clock);
   // Refused once final: a repeated DeleteSecrets, or the safety net first, keeps the record written.
-  await deps.store.applyDeploymentTransition(deploymentId, {
-    name: END_TRANSITION[outcome.status],
-    by: 'lambda',
-    fields: { endedAt: now, updatedAt: now, ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.cause ? { cause: outcome.cause } : {}) },
-  });
+  const ended = (
+    await deps.store.applyDeploymentTransition(deploymentId, {
+      name: END_TRANSITION[outcome.status],
+      by: 'lambda',
+      fields: { endedAt: now, updatedAt: now, ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.cause ? { cause: outcome.cause } : {}) },
+    })
+  ).applied;
   await deps.store.clearDeploymentFields(deploymentId, ['graceToken']);
-  deps.log('deployment ended', { deploymentId, status: outcome.status });
+  deps.log('deployment ended', { deploymentId, status: outcome.status, ...(outcome.error ? { errorName: outcome.error } : {}) });
+  // Counted once: a retried DeleteSecrets finds the deployment final already.
+  if (ended) {
+    deps.metrics.emit(ENDED_METRIC[outcome.status], 1);
+    for (const caught of [state.error, state.closeError]) if (isSandboxLaunchError(caught?.Error)) deps.metrics.emit(Metric.SandboxLaunchFailures, 1);
+    // The rule on record, or one we cannot name: bastion-close failed, so something may be open.
+    if (state.closeError) deps.metrics.emit(Metric.BastionRulesOpenAfterDeployment, Math.max(openRules.length, 1));
+  }
   return outcome;
 }
 
@@ -110,6 +121,12 @@ async function openRuleIds(deps: EngineDeps, deploymentId: string): Promise<stri
   return (await deps.store.listCloudResources(deploymentId)).filter((r) => r.kind === BASTION_RULE).map((r) => r.id);
 }
 
+const ENDED_METRIC = {
+  SUCCEEDED: Metric.DeploymentsSucceeded,
+  FAILED: Metric.DeploymentsFailed,
+  CANCELLED: Metric.DeploymentsCancelled,
+} as const satisfies Record<Outcome['status'], string>;
+
 /** The record kind the cloud driver gives a bastion rule (see adapters/openstack/marks.ts). */
 const BASTION_RULE = 'bastionRule';
 
@@ -130,11 +147,13 @@ export async function executionEndedOutsideCleanup(
   const now = iso(deps.clock);
   const ruleIds = await openRuleIds(deps, input.deploymentId);
   const rule = ruleIds.length > 0 ? ` The bastion rule ${ruleIds.join(', ')} may still be open.` : '';
-  await deps.store.applyDeploymentTransition(input.deploymentId, {
-    name: 'execution-ended',
-    by: 'safety-net',
-    fields: { error: `Ctd.Execution${capitalize(input.executionStatus)}`, cause: `${input.reason}.${rule}`, endedAt: now, updatedAt: now },
-  });
+  const ended = (
+    await deps.store.applyDeploymentTransition(input.deploymentId, {
+      name: 'execution-ended',
+      by: 'safety-net',
+      fields: { error: `Ctd.Execution${capitalize(input.executionStatus)}`, cause: `${input.reason}.${rule}`, endedAt: now, updatedAt: now },
+    })
+  ).applied;
   for (const step of await deps.store.getSteps(input.deploymentId)) {
     // A Lambda still in flight may release a step meanwhile: follow it until the step is final.
     let status: StepStatus | undefined = step.status;
@@ -148,6 +167,10 @@ export async function executionEndedOutsideCleanup(
     }
   }
   deps.log('deployment ended outside cleanup', { deploymentId: input.deploymentId, executionStatus: input.executionStatus });
+  if (ended) {
+    deps.metrics.emit(Metric.DeploymentsFailed, 1);
+    if (ruleIds.length > 0) deps.metrics.emit(Metric.BastionRulesOpenAfterDeployment, ruleIds.length);
+  }
 }
 
 function capitalize(s: string): string {

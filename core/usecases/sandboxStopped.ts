@@ -1,4 +1,5 @@
 import { ErrorName, TaskTokenGoneError } from '../errors.ts';
+import { Metric } from '../metrics.ts';
 import { iso, type EngineDeps } from './deps.ts';
 
 /**
@@ -41,6 +42,8 @@ export async function sandboxStopped(deps: EngineDeps, stop: SandboxStop): Promi
     throw e;
   }
   deps.log('sandbox lost', { deploymentId: stop.deploymentId, stepId: stop.stepId, taskArn: stop.taskArn, reason });
+  // Ctd.SandboxLost is retried once by the state machine (the error table).
+  deps.metrics.emit(Metric.RetryableFailures, 1, { ErrorName: ErrorName.SandboxLost });
 
   const step = await deps.store.getStep(stop.deploymentId, stop.stepId);
   if (!step) return { failed: true };

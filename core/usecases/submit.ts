@@ -10,6 +10,7 @@ import { SYSTEM_STEP_IDS, type DeploymentSpec } from '../deployment/schema.ts';
 import { parseDeployment } from '../deployment/validate.ts';
 import { ConflictError, ValidationError } from '../errors.ts';
 import { newDeploymentId } from '../ids.ts';
+import { Metric } from '../metrics.ts';
 import type { DeploymentRecord, StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
 
@@ -114,6 +115,7 @@ async function start(deps: EngineDeps, deployment: DeploymentRecord): Promise<Su
     const consoleUrl = deps.executions.consoleUrl(executionArn);
     await deps.store.updateDeployment(deployment.deploymentId, { executionArn, consoleUrl });
     deps.log('deployment submitted', { deploymentId: deployment.deploymentId, tenantId: deployment.tenantId });
+    deps.metrics.emit(Metric.DeploymentsStarted, 1);
     return { deploymentId: deployment.deploymentId, executionArn, consoleUrl, status: deployment.status };
   } catch (e) {
     // Nothing will ever run for it: do not leave its secrets behind.

@@ -1,4 +1,5 @@
 import { ErrorName, NotFoundError } from '../errors.ts';
+import { isSandboxLaunchError, Metric } from '../metrics.ts';
 import type { StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
 import { answer, fail, settle, settleWaiting, verdictFor, type Release } from './release.ts';
@@ -87,6 +88,7 @@ export async function recordStepFailure(
   await deps.store.applyStepTransition(input.deploymentId, input.stepId, { name: transition, by: 'lambda', fields: { error, cause, endedAt: now } });
   await deps.store.clearStepFields(input.deploymentId, input.stepId, ['taskToken', 'taskArn', 'awaitToken']);
   deps.log('step failed', { deploymentId: input.deploymentId, stepId: input.stepId, error });
+  if (isSandboxLaunchError(error)) deps.metrics.emit(Metric.SandboxLaunchFailures, 1);
 
   let startGrace = false;
   if (transition === 'fail') {

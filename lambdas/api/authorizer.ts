@@ -1,6 +1,7 @@
 import middy from '@middy/core';
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent, APIGatewayTokenAuthorizerEvent } from 'aws-lambda';
 import { depsFromEnv, type DepsProvider } from '../deps.ts';
+import { observe } from '../observability.ts';
 
 /**
  * The API's authorizer: the cloud itself says whose token this is. API Gateway turns a thrown
@@ -24,7 +25,7 @@ export const createHandler = (deps: DepsProvider) =>
       },
       context: { tenantId: identity.tenantId },
     };
-  });
+  }).use(observe('api'));
 
 /** Allow every route of this API stage, so a cached decision serves the tenant's other calls too. */
 function apiWildcard(methodArn: string): string {

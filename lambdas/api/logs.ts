@@ -3,11 +3,12 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { getLogs } from '../../core/usecases/queries.ts';
 import { depsFromEnv, type DepsProvider } from '../deps.ts';
 import { httpErrors, json, pathParam, tenantOf } from '../http.ts';
+import { observe } from '../observability.ts';
 
 /** GET /deployments/{id}/logs?step=S → the steps' output lines. */
 export const createHandler = (deps: DepsProvider) =>
   middy(async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> =>
     json(200, { lines: await getLogs(deps(), tenantOf(event), pathParam(event, 'id'), event.queryStringParameters?.step ?? undefined) }),
-  ).use(httpErrors((m, d) => deps().log(m, d)));
+  ).use(observe('api')).use(httpErrors((m, d) => deps().log(m, d)));
 
 export const handler = createHandler(depsFromEnv('logs'));

@@ -2,6 +2,7 @@ import middy from '@middy/core';
 import type { EventBridgeEvent } from 'aws-lambda';
 import { onExecutionEnded } from '../../core/usecases/safetyNet.ts';
 import { depsFromEnv, type DepsProvider } from '../deps.ts';
+import { observe } from '../observability.ts';
 
 /** The event's detail as Step Functions sends it (epoch-ms dates; input, error and cause may be null). */
 export interface ExecutionStatusChange {
@@ -31,6 +32,6 @@ export const createHandler = (deps: DepsProvider) =>
       startDate: d.startDate ?? null,
       stopDate: d.stopDate ?? null,
     });
-  });
+  }).use(observe('engine'));
 
 export const handler = createHandler(depsFromEnv('safetyNet'));

@@ -3,6 +3,7 @@ import type { HistoryEvent } from '../../core/model.ts';
 import type { EncryptionContext, ExecutionService, SandboxLauncher, SecretVault } from '../../core/ports.ts';
 import type { EngineDeps } from '../../core/usecases/deps.ts';
 import { MemoryDeploymentStore } from '../../adapters/memory/memoryStore.ts';
+import { noMetrics } from '../../core/metrics.ts';
 
 /**
  * In-memory ports for unit tests of the use-cases. The vault really binds ciphertexts to their
@@ -69,5 +70,6 @@ export function memoryDeps(): EngineDeps & { store: MemoryDeploymentStore; execu
     identity: { identify: async (token: string) => (token.startsWith('tok-') ? { tenantId: token.slice(4) } : undefined) },
     clock,
     log: () => undefined,
+    metrics: noMetrics,
   };
 }

@@ -23,6 +23,7 @@ import { runStep, type RunOutcome, type RunnerDeps } from '../../sandbox/runner.
 import type { Action } from '../../sandbox/actions/types.ts';
 import { actionsOf, logicalId, roleStatements, synthCtdStack, type PolicyStatementJson } from '../cdk/helpers.ts';
 import { startTestDynamo, type TestDynamo } from '../helpers/dynalite.ts';
+import { noMetrics } from '../../core/metrics.ts';
 
 /**
  * Least privilege, checked against use. Local mode does not enforce IAM, so a grant missing from
@@ -102,6 +103,7 @@ function engineDeps(role: Role): EngineDeps {
     sandboxes: new EcsSandboxLauncher({ client: ecs, cluster: 'arn:aws:ecs:us-east-1:000000000000:cluster/ctd' }),
     identity: {} as CloudDriver,
     log: () => {},
+    metrics: noMetrics,
   };
 }
 
