@@ -3,18 +3,31 @@ import type { Linter } from 'eslint';
 import tseslint from 'typescript-eslint';
 
 /**
- * ESLint checks what one file shows: focused tests. The import graph (cycles, layers, AWS in core)
- * is scripts/lint/architecture.ts. Other rules stay off unless they catch real bugs cheaply.
+ * ESLint checks what one file shows: focused tests, and promises left unhandled. The import graph
+ * (cycles, layers, AWS in core) is scripts/lint/architecture.ts. Other rules stay off unless they
+ * catch real bugs cheaply.
  */
 export const lintConfig: Linter.Config[] = [
   { ignores: ['**/node_modules/', 'cdk.out/', 'console/dist/', 'coverage/', 'reports/', 'dist/', '.stryker-tmp/', 'test/artifacts/', '.ctd/'] },
   {
     files: ['**/*.ts'],
-    languageOptions: { parser: tseslint.parser, ecmaVersion: 2023, sourceType: 'module' },
+    languageOptions: {
+      parser: tseslint.parser,
+      ecmaVersion: 2023,
+      sourceType: 'module',
+      // Type information for the promise rules; each file gets its nearest tsconfig (console/ has its own).
+      parserOptions: { projectService: { allowDefaultProject: ['vitest.mutate.config.ts'] }, tsconfigRootDir: import.meta.dirname },
+    },
     // Off: disable comments for rules this config does not enable (e.g. no-explicit-any) are documentation.
     linterOptions: { reportUnusedDisableDirectives: 'off' },
-    // Registered, not enabled: existing `eslint-disable @typescript-eslint/…` comments must name a known rule.
+    // Only the two promise rules are on; existing `eslint-disable @typescript-eslint/…` comments name others.
     plugins: { '@typescript-eslint': tseslint.plugin as never },
+    rules: {
+      // A promise nobody awaits loses its rejection: an unhandled rejection ends the process (issue 10, item 9).
+      '@typescript-eslint/no-floating-promises': 'error',
+      // Not checksVoidReturn: it flags async DOM handlers that catch their own errors (console/).
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: false }],
+    },
   },
   {
     files: ['test/**/*.ts'],

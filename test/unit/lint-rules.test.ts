@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ESLint } from 'eslint';
+import { ESLint, type Linter } from 'eslint';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lintConfig } from '../../eslint.config.ts';
 import { cruiseArchitecture } from '../../scripts/lint/architecture.ts';
@@ -13,8 +13,17 @@ import { cruiseArchitecture } from '../../scripts/lint/architecture.ts';
  */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
+/** The repository's configuration without type information: the focus rules need none, and it keeps this fast. */
+const untyped: Linter.Config[] = [
+  ...lintConfig,
+  {
+    languageOptions: { parserOptions: { projectService: false } },
+    rules: { '@typescript-eslint/no-floating-promises': 'off', '@typescript-eslint/no-misused-promises': 'off' },
+  },
+];
+
 describe('Linter: focused tests (eslint)', () => {
-  const eslint = new ESLint({ cwd: ROOT, overrideConfigFile: true, overrideConfig: lintConfig });
+  const eslint = new ESLint({ cwd: ROOT, overrideConfigFile: true, overrideConfig: untyped });
   const lint = async (path: string, body: string) => {
     const source = `import { describe, it, test } from 'vitest';\n${body}\n`;
     const [result] = await eslint.lintText(source, { filePath: join(ROOT, path) });
@@ -34,6 +43,41 @@ describe('Linter: focused tests (eslint)', () => {
 
   it('accepts the same file without focus, and a skipped test', async () => {
     expect(await lint('test/unit/focused.test.ts', "describe('x', () => { it('y', () => {}); it.skip('z', () => {}); });")).toEqual([]);
+  });
+});
+
+describe('Linter: promises (eslint, typed)', () => {
+  let base: string;
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'ctd-lint-promises-'));
+    mkdirSync(join(base, 'core'));
+    writeFileSync(join(base, 'tsconfig.json'), JSON.stringify({ compilerOptions: { strict: true, module: 'NodeNext', noEmit: true, lib: ['ES2023'], types: [] }, include: ['core'] }));
+  });
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  it('reports a promise nobody handles, and accepts awaited, voided and caught ones', async () => {
+    const source = [
+      'async function flush(): Promise<void> {}',
+      'export async function ok(): Promise<void> {',
+      '  await flush();',
+      '  void flush();',
+      '  flush().catch(() => undefined);',
+      '}',
+      'export function lost(): void {',
+      '  flush();',
+      '  if (flush()) return;',
+      '}',
+      '',
+    ].join('\n');
+    const path = join(base, 'core/log.ts');
+    writeFileSync(path, source);
+    // The repository's rules, with type information from the scratch project instead of ours.
+    const eslint = new ESLint({ cwd: base, overrideConfigFile: true, overrideConfig: [...lintConfig, { languageOptions: { parserOptions: { tsconfigRootDir: base } } }] });
+    const [result] = await eslint.lintFiles([path]);
+    expect(result?.messages.map((m) => ({ rule: m.ruleId, line: m.line }))).toEqual([
+      { rule: '@typescript-eslint/no-floating-promises', line: 8 },
+      { rule: '@typescript-eslint/no-misused-promises', line: 9 },
+    ]);
   });
 });
 
