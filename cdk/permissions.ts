@@ -3,7 +3,6 @@ import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Construct } from 'constructs';
-import type { DeploymentsTable } from './data.ts';
 import { acknowledgeClusterTasks } from './nag.ts';
 
 /** Fixed so the API can know the machine's ARN without referencing it (that would be a cycle). */
@@ -74,7 +73,12 @@ export interface HandlerGrants {
   readonly stopsTasks?: boolean;
 }
 
-export function grantHandler(fn: lambda.IFunction, grants: HandlerGrants, data: DeploymentsTable, cluster: ecs.ICluster): void {
+/** What grantHandler needs of the table (DeploymentsTable in data.ts, which imports TABLE_ACTIONS from here: no cycle). */
+export interface TableGrants {
+  grantAccess(grantee: iam.IGrantable, ...access: TableAccess[]): void;
+}
+
+export function grantHandler(fn: lambda.IFunction, grants: HandlerGrants, data: TableGrants, cluster: ecs.ICluster): void {
   if (grants.access.length > 0) data.grantAccess(fn, ...grants.access);
   if (grants.answersTasks) fn.addToRolePolicy(taskResponseStatement(fn));
   if (grants.stopsTasks) {

@@ -7,10 +7,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { randomUUID } from 'node:crypto';
 import type { ExecutionStatus } from '@aws-sdk/client-sfn';
 import { SfnError } from './errors.ts';
-import type { LocalStepFunctions } from './runtime.ts';
+import type { StepFunctionsOperations } from './types.ts';
 
 type Body = Record<string, unknown>;
-type Operation = (sfn: LocalStepFunctions, body: Body) => unknown;
+type Operation = (sfn: StepFunctionsOperations, body: Body) => unknown;
 
 const DEFAULT_PAGE = 100;
 
@@ -59,13 +59,13 @@ const operations: Record<string, Operation> = {
   },
 };
 
-export function createSfnServer(sfn: LocalStepFunctions): Server {
+export function createSfnServer(sfn: StepFunctionsOperations): Server {
   return createServer((request, response) => {
     void handle(sfn, request, response);
   });
 }
 
-async function handle(sfn: LocalStepFunctions, request: IncomingMessage, response: ServerResponse): Promise<void> {
+async function handle(sfn: StepFunctionsOperations, request: IncomingMessage, response: ServerResponse): Promise<void> {
   try {
     const target = String(request.headers['x-amz-target'] ?? '');
     const operation = operations[target.replace(/^AWSStepFunctions\./, '')];

@@ -1,5 +1,5 @@
 /** Public types of the local Step Functions runtime. */
-import type { ExecutionStatus } from '@aws-sdk/client-sfn';
+import type { ExecutionStatus, HistoryEvent } from '@aws-sdk/client-sfn';
 
 /** One Task attempt handed to the router. */
 export interface TaskInvocation {
@@ -93,4 +93,22 @@ export interface StateMachineDescription {
   name: string;
   definition: string;
   creationDate: Date;
+}
+
+/**
+ * The operations the wire protocol (server.ts) serves; LocalStepFunctions provides them. Declared here
+ * so that server.ts does not import runtime.ts, which starts the server (an import cycle).
+ */
+export interface StepFunctionsOperations {
+  createStateMachine(name: string, definition: string): string;
+  describeStateMachine(stateMachineArn: string): StateMachineDescription;
+  listStateMachines(): StateMachineDescription[];
+  startExecution(request: { stateMachineArn: string; name?: string; input?: string }): Promise<{ executionArn: string; startDate: Date }>;
+  describeExecution(executionArn: string): ExecutionDescription;
+  listExecutions(stateMachineArn: string, statusFilter?: ExecutionStatus): ExecutionListItem[];
+  getExecutionHistory(executionArn: string): HistoryEvent[];
+  stopExecution(executionArn: string, reason?: { error?: string; cause?: string }): { stopDate: Date };
+  sendTaskSuccess(taskToken: string, output: string): void;
+  sendTaskFailure(taskToken: string, error?: string, cause?: string): void;
+  sendTaskHeartbeat(taskToken: string): void;
 }
