@@ -85,10 +85,14 @@ async function stopWhatRuns(deps: EngineDeps, deploymentId: string, reason: stri
   const now = iso(deps.clock);
   for (const step of await deps.store.getSteps(deploymentId)) {
     if (step.status === 'waiting') {
-      await deps.store.updateStep(deploymentId, step.stepId, { status: 'skipped', cause: reason, endedAt: now }, { ifStatus: ['waiting'] });
+      await deps.store.applyStepTransition(deploymentId, step.stepId, { name: 'skip', by: 'safety-net', fields: { cause: reason, endedAt: now } });
     } else if (step.status === 'running') {
-      const marked = await deps.store.updateStep(deploymentId, step.stepId, { status: 'aborted', error: 'Ctd.StepAborted', cause: reason, endedAt: now }, { ifStatus: ['running'] });
-      if (marked) await stopSandbox(deps, step, 'Ctd.StepAborted', reason).catch((error: unknown) => deps.log('could not stop a sandbox', { deploymentId, stepId: step.stepId, error }));
+      const marked = await deps.store.applyStepTransition(deploymentId, step.stepId, {
+        name: 'abort',
+        by: 'safety-net',
+        fields: { error: 'Ctd.StepAborted', cause: reason, endedAt: now },
+      });
+      if (marked.applied) await stopSandbox(deps, step, 'Ctd.StepAborted', reason).catch((error: unknown) => deps.log('could not stop a sandbox', { deploymentId, stepId: step.stepId, error }));
     }
   }
 }

@@ -12,6 +12,7 @@ import type { Release } from '../../core/usecases/release.ts';
 import { sandboxStopped } from '../../core/usecases/sandboxStopped.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { abortStragglers, awaitDependencies, gracePeriod, prepare, recordStepFailure, recordStepResult, type CaughtError } from '../../core/usecases/workflow.ts';
+import { noMetrics } from '../../core/metrics.ts';
 import type { Action } from '../../sandbox/actions/types.ts';
 import { runStep } from '../../sandbox/runner.ts';
 import { startTestDynamo, type TestDynamo } from '../helpers/dynalite.ts';
@@ -144,6 +145,7 @@ async function runScenario(store: DeploymentStore, s: fc.Scheduler, scenario: Sc
     identity: { identify: async () => ({ tenantId: 't1' }) },
     clock: { now: () => (now += 10) },
     log: () => undefined,
+    metrics: noMetrics,
   };
 
   // Who ran what: a step's action starts at most once per attempt.

@@ -33,8 +33,9 @@ describe('Use-case: the safety net (onExecutionEnded)', () => {
   beforeEach(async () => {
     deps = memoryDeps();
     id = (await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body })).deploymentId;
-    await deps.store.updateDeployment(id, { status: 'RUNNING' });
-    await deps.store.updateStep(id, 'a', { status: 'running', taskToken: 'task-a', taskArn: 'arn:task/a' });
+    await deps.store.applyDeploymentTransition(id, { name: 'start', by: 'lambda' });
+    await deps.store.applyStepTransition(id, 'a', { name: 'release', by: 'lambda' });
+    await deps.store.updateStep(id, 'a', { taskToken: 'task-a', taskArn: 'arn:task/a' });
     await deps.store.recordCloudResource(id, { kind: 'bastionRule', id: 'rule-1', name: 'bastion' });
     deps.executions.started.length = 0;
   });
