@@ -192,7 +192,7 @@ async function runScenario(store: DeploymentStore, s: fc.Scheduler, scenario: Sc
       const plan = scenario.outcomes[stepId]?.[attempt - 1] ?? 'ok';
       if (plan === 'lost') {
         // The task never started: ECS reports it stopped, and sandboxStopped fails its token.
-        track(sandboxStopped(deps, { taskArn, deploymentId, stepId, taskToken: token, stopCode: 'TaskFailedToStart', stoppedReason: 'no capacity' }));
+        void track(sandboxStopped(deps, { taskArn, deploymentId, stepId, taskToken: token, stopCode: 'TaskFailedToStart', stoppedReason: 'no capacity' }));
       } else {
         const controller = new AbortController();
         sandboxes.set(taskArn, controller);
@@ -212,7 +212,7 @@ async function runScenario(store: DeploymentStore, s: fc.Scheduler, scenario: Sc
           },
           { deploymentId, stepId, taskToken: token, taskArn },
         );
-        track(
+        void track(
           runner.finally(() => {
             exited = true;
             sandboxes.delete(taskArn);
