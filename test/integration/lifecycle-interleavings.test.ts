@@ -337,6 +337,9 @@ async function runScenario(store: DeploymentStore, s: fc.Scheduler, scenario: Sc
   expect(FINAL_DEPLOYMENT_STATUSES, `deployment ended ${deployment?.status}`).toContain(deployment?.status);
   expect(await store.getSecrets(deploymentId), 'secrets left after the end').toBeUndefined();
   expect(steps.filter((st) => st.status === 'running').map((st) => st.stepId), 'steps still marked running').toEqual([]);
+  // The outcome a user reads agrees with the steps: SUCCEEDED only when every step did, CANCELLED only after a cancel.
+  if (deployment?.status === 'SUCCEEDED') expect(steps.filter((st) => st.status !== 'succeeded').map((st) => st.stepId)).toEqual([]);
+  if (deployment?.status === 'CANCELLED') expect(scenario.cancelAfter).not.toBeNull();
   const openRules = (await store.listCloudResources(deploymentId)).filter((r) => r.kind === 'bastionRule');
   if (openRules.length > 0) {
     // Only a failed bastion-close may leave a rule, and the user is told which.
