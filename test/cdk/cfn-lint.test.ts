@@ -66,9 +66,9 @@ describe.skipIf(!cfnLint)('cfn-lint', () => {
     const warnings = stack.filter((f) => f.Level !== 'Error');
     if (warnings.length > 0) console.log(`cfn-lint: ${warnings.length} warnings in the stack's template:\n${warnings.map(show).join('\n')}`);
     expect(stack.filter((f) => f.Level === 'Error').map(show)).toEqual([]);
-  }, 240_000);
+  }, 600_000);
 
   it('reports the fault planted in a copy of it', () => {
     expect(of(brokenFile).filter((f) => f.Level === 'Error').map((f) => f.Message).join('\n')).toMatch(/GreaterThanOrEqual/);
-  }, 240_000);
+  }, 600_000);
 });
