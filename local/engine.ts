@@ -6,12 +6,12 @@ import { buildEngineDeps, type EngineConfig } from '../adapters/aws/engineDeps.t
 import { metricsPort } from '../adapters/aws/telemetry.ts';
 import { cloudConfigFromEnv } from '../adapters/cloudDrivers.ts';
 import { executionEndedOutsideCleanup } from '../core/usecases/finalize.ts';
+import { routeTelemetry } from '../lambdas/observability.ts';
 import type { Hypervisor } from './cloud-backend.ts';
 import { pickLoopbackBlock, splitBlock, type LoopbackBlock } from './cloud/loopbackBlock.ts';
 import { startLocalCloud } from './cloud/server.ts';
 import { CONSOLE_PREFIX, serveConsole } from './console.ts';
 import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, executionStatusChange, functionArn, REGION, safetyNetHandler, sandboxStoppedHandler } from './functions.ts';
-import { routeTelemetry } from '../lambdas/observability.ts';
 import { startLocalApiGateway } from './services/apiGateway.ts';
 import { startLocalDynamoDb } from './services/dynamodb.ts';
 import { startLocalKms, type DecryptRecord } from './services/kms.ts';

@@ -42,7 +42,7 @@ describe('Construct: Observability', () => {
   it.each([
     [Metric.BastionRulesOpenAfterDeployment, 'a bastion-close failure leaves a rule open'],
     [Metric.SandboxLaunchFailures, 'RunTask fails after its retries (ECS throttling, capacity)'],
-  ])('alarms on %s: %s', (metric, _why) => {
+  ] as const)('alarms on %s: %s', (metric, _why) => {
     const [alarm, ...more] = alarmOn(metric);
     expect(more).toEqual([]);
     expect(alarm).toMatchObject({

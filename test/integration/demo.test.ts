@@ -51,6 +51,9 @@ describe('npm run demo', () => {
     expect(code, output).toBe(0);
     // Nothing but the demo's own story: no runtime warning opens it.
     expect(output).not.toMatch(/Warning/);
+    // The engine's metrics (EMF) and JSON log lines go to the engine's log, not the demo's story.
+    expect(output).not.toContain('"_aws"');
+    expect(output).not.toContain('"correlation_id"');
     expect(await leftovers(stateDir)).toEqual([]);
     expect(spawnSync('sh', ['-c', `ls ${stateDir}/sandboxes 2>/dev/null | wc -l`], { encoding: 'utf8' }).stdout.trim()).toBe('0');
 
