@@ -14,12 +14,17 @@ const body = {
   workflow: { steps: [{ id: 'a', action: 'run', command: 'true' }] },
 };
 
+async function succeedStep(deps: ReturnType<typeof memoryDeps>, deploymentId: string, stepId: string) {
+  await deps.store.applyStepTransition(deploymentId, stepId, { name: 'release', by: 'lambda' });
+  await deps.store.applyStepTransition(deploymentId, stepId, { name: 'succeed', by: 'lambda', fields: { endedAt: '2026-11-26T12:00:10Z' } });
+}
+
 async function running() {
   const emitted: { name: MetricName; value: number; dimensions?: MetricDimensions }[] = [];
   const deps = memoryDeps();
   deps.metrics = { emit: (name, value, dimensions) => void emitted.push({ name, value, ...(dimensions ? { dimensions } : {}) }) };
   const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body });
-  await deps.store.updateDeployment(deploymentId, { status: 'RUNNING' });
+  await deps.store.applyDeploymentTransition(deploymentId, { name: 'start', by: 'lambda' });
   return { deps, deploymentId, emitted };
 }
 
@@ -36,7 +41,7 @@ describe('Metrics of the use-cases', () => {
     const { deps, deploymentId, emitted } = await running();
     await deps.store.recordCloudResource(deploymentId, { kind: 'bastionRule', id: 'r-1', name: 'bastion' });
     await deps.store.recordCloudResource(deploymentId, { kind: 'bastionRule', id: 'r-2', name: 'bastion' });
-    await deps.store.updateStep(deploymentId, 'a', { status: 'succeeded', endedAt: '2026-11-26T12:00:10Z' });
+    await succeedStep(deps, deploymentId, 'a');
     const state = { summary: { status: 'SUCCEEDED' }, closeError: { Error: ErrorName.BackendUnreachable, Cause: 'HTTP 502' } };
     await deleteSecrets(deps, deploymentId, state);
     await deleteSecrets(deps, deploymentId, state);
@@ -48,11 +53,11 @@ describe('Metrics of the use-cases', () => {
 
   it('counts a cancelled and a succeeded deployment under their own names', async () => {
     const a = await running();
-    await a.deps.store.updateDeployment(a.deploymentId, { status: 'CANCELLING' });
+    await a.deps.store.applyDeploymentTransition(a.deploymentId, { name: 'cancel', by: 'cancel' });
     await deleteSecrets(a.deps, a.deploymentId, { summary: { status: 'CANCELLED' } });
     expect(a.emitted.at(-1)).toEqual({ name: Metric.DeploymentsCancelled, value: 1 });
     const b = await running();
-    await b.deps.store.updateStep(b.deploymentId, 'a', { status: 'succeeded', endedAt: '2026-11-26T12:00:10Z' });
+    await succeedStep(b.deps, b.deploymentId, 'a');
     await deleteSecrets(b.deps, b.deploymentId, { summary: { status: 'SUCCEEDED' } });
     expect(b.emitted.at(-1)).toEqual({ name: Metric.DeploymentsSucceeded, value: 1 });
   });
