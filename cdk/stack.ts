@@ -85,6 +85,7 @@ export class CtdStack extends Stack {
       values: { ...values, [ENV.tokenDecrypter]: this.sandbox.taskRole.roleArn, [ENV.tokenRetirer]: retirer.roleArn },
       logRetention,
     });
+    this.tokenKey.allowShred(this.api.functions.submit.role!, 'FailedSubmitRevokesItsGrant', { revoke: true });
     this.tokenKey.allowShred(retirer, 'CleanupRetiresDeploymentGrants', { revoke: false });
     this.tokenKey.allowShred(this.engine.functions.safetyNet.role!, 'SafetyNetRevokesDeploymentGrants', { revoke: true });
 

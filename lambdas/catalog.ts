@@ -21,8 +21,11 @@ export interface LambdaSpec {
   readonly readsHistory?: boolean;
   /** Encrypts user tokens with the token key, creating each deployment's decrypt grant. */
   readonly encryptsTokens?: boolean;
-  /** Retires (or revokes) a deployment's decrypt grant when its secrets are deleted. */
-  readonly shredsTokens?: boolean;
+  /**
+   * Ends a deployment's decrypt grant when its secrets are deleted: `retire` as the grant's retiring
+   * principal (DeleteSecrets), `revoke` by key policy (the safety net, a submit that failed).
+   */
+  readonly shredsTokens?: 'retire' | 'revoke';
   /** API route served, as API Gateway maps it. */
   readonly route?: { readonly method: 'GET' | 'POST' | 'DELETE'; readonly resource: string };
   /** The ASL placeholder naming this function's ARN. */
@@ -38,6 +41,7 @@ export const API_LAMBDAS = {
     access: ['read', 'write', 'delete'],
     startsExecutions: true,
     encryptsTokens: true,
+    shredsTokens: 'revoke',
     route: { method: 'POST', resource: '/deployments' },
   },
   list: { kind: 'api', config: ['store', 'executions'], access: ['read'], route: { method: 'GET', resource: '/deployments' } },
@@ -76,8 +80,9 @@ export const ENGINE_LAMBDAS = {
     substitution: 'AbortStragglersFunctionArn',
   },
   summarize: { kind: 'engine', config: ENGINE, access: ['read'], substitution: 'SummarizeFunctionArn' },
-  deleteSecrets: { kind: 'engine', config: [...ENGINE, 'vault'], access: ['read', 'write'], shredsTokens: true, substitution: 'DeleteSecretsFunctionArn' },
+  deleteSecrets: { kind: 'engine', config: [...ENGINE, 'vault'], access: ['read', 'write'], shredsTokens: 'retire', substitution: 'DeleteSecretsFunctionArn' },
   // Starts the cleanup-only execution of an execution that ended outside Cleanup; stops the sandboxes it left running.
+  // It revokes the token's grant only when it destroys the secrets itself (already final, or cleanup given up).
   safetyNet: {
     kind: 'engine',
     config: [...ENGINE, 'sandboxes', 'vault'],
@@ -85,7 +90,7 @@ export const ENGINE_LAMBDAS = {
     answersTasks: true,
     stopsTasks: true,
     startsExecutions: true,
-    shredsTokens: true,
+    shredsTokens: 'revoke',
   },
   sandboxStopped: { kind: 'engine', config: ENGINE, access: ['read', 'write'], answersTasks: true },
 } as const satisfies Record<string, LambdaSpec>;

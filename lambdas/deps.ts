@@ -16,7 +16,8 @@ export type DepsProvider = () => EngineDeps;
  * module) nothing is read until a handler runs with these deps.
  */
 export function depsFromEnv(name: LambdaName): DepsProvider {
-  const configure = () => engineConfigFromEnv(process.env, `function ${name}`, LAMBDAS[name].config);
+  const shredBy = LAMBDAS[name].shredsTokens;
+  const configure = () => ({ ...engineConfigFromEnv(process.env, `function ${name}`, LAMBDAS[name].config), ...(shredBy ? { shredBy } : {}) });
   let config = process.env.AWS_LAMBDA_FUNCTION_NAME ? configure() : undefined;
   let deps: EngineDeps | undefined;
   return () => (deps ??= engineDepsFromEnv((config ??= configure()), telemetryOf(LAMBDAS[name].kind)));

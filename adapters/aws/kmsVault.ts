@@ -18,6 +18,11 @@ export interface KmsSecretVaultOptions {
    * exactly that deployment's context, and names `retirer` (the DeleteSecrets role) to retire it.
    */
   grants?: { decrypter: string; retirer: string };
+  /**
+   * `retire` (default): this process is the grants' retiring principal (DeleteSecrets). `revoke`:
+   * it is allowed RevokeGrant by the key policy instead (the safety net, a failed submit).
+   */
+  shredBy?: 'retire' | 'revoke';
 }
 
 /** Grant names allow [a-zA-Z0-9:/_-]; deployment ids are `d-` + base36/hex. */
@@ -95,24 +100,17 @@ export class KmsSecretVault implements SecretVault {
     return Buffer.from(res.Plaintext).toString('utf8');
   }
 
-  /**
-   * Retires the deployment's grant; a grant already gone is success. The caller that is not the
-   * grant's retiring principal (the safety net) is refused RetireGrant and revokes instead.
-   */
+  /** Retires (or revokes, see `shredBy`) the deployment's grant; a grant already gone is success. */
   async shred(deploymentId: string, ciphertext?: string): Promise<void> {
     const known = ciphertext !== undefined ? unpack(ciphertext).grantId : undefined;
     const grantIds = known ? [known] : await this.grantsNamed(grantName(deploymentId));
     for (const grantId of grantIds) {
+      const input = { KeyId: this.opts.keyId, GrantId: grantId };
       try {
-        await this.opts.client.send(new RetireGrantCommand({ KeyId: this.opts.keyId, GrantId: grantId }));
+        if (this.opts.shredBy === 'revoke') await this.opts.client.send(new RevokeGrantCommand(input));
+        else await this.opts.client.send(new RetireGrantCommand(input));
       } catch (e) {
-        if (isGone(e)) continue;
-        if ((e as Error).name !== 'AccessDeniedException') throw e;
-        try {
-          await this.opts.client.send(new RevokeGrantCommand({ KeyId: this.opts.keyId, GrantId: grantId }));
-        } catch (e2) {
-          if (!isGone(e2)) throw e2;
-        }
+        if (!isGone(e)) throw e;
       }
     }
   }

@@ -15,6 +15,8 @@ export interface EngineConfig {
   kmsKeyId: string;
   /** Submit only: the principals each deployment's decrypt grant names. */
   tokenGrants?: { decrypter: string; retirer: string };
+  /** How this process ends a deployment's grant (lambdas/catalog.ts `shredsTokens`); retire by default. */
+  shredBy?: 'retire' | 'revoke';
   stateMachineArn: string;
   clusterArn: string;
   cloud: CloudConfig;
@@ -62,7 +64,7 @@ export function buildStepPorts(config: EngineConfig): StepPorts {
   const clientOptions = { region: config.region };
   return {
     store: new DynamoDeploymentStore({ client: createDocumentClient(clientOptions), tableName: config.tableName }),
-    vault: new KmsSecretVault({ client: createKmsClient(clientOptions), keyId: config.kmsKeyId, ...(config.tokenGrants ? { grants: config.tokenGrants } : {}) }),
+    vault: new KmsSecretVault({ client: createKmsClient(clientOptions), keyId: config.kmsKeyId, ...(config.tokenGrants ? { grants: config.tokenGrants } : {}), ...(config.shredBy ? { shredBy: config.shredBy } : {}) }),
     executions: new SfnExecutionService({
       client: createSfnClient(clientOptions),
       stateMachineArn: config.stateMachineArn,

@@ -108,9 +108,10 @@ describe('Construct: TokenKey', () => {
     expect(others.filter((f) => JSON.stringify(f).includes('CTD_TOKEN_'))).toEqual([]);
   });
 
-  it('lets cleanup find grants (it retires as their retiring principal) and the safety net find and revoke them; nothing else', () => {
+  it('lets cleanup find grants (it retires as their retiring principal), the safety net and a failed submit find and revoke them; nothing else', () => {
     const shredding = statements.filter((s) => actionsOf(s).some((a) => /^kms:(ListGrants|RevokeGrant|RetireGrant)$/.test(a)) && s.Sid !== 'KeyAdministration');
     expect(shredding.map((s) => [principalOf(s), actionsOf(s)])).toEqual([
+      [roleArn(logicalId(stack.api.functions.submit.role!)), ['kms:ListGrants', 'kms:RevokeGrant']],
       [roleArn(logicalId(stack.engine.functions.deleteSecrets.role!)), ['kms:ListGrants']],
       [roleArn(logicalId(stack.engine.functions.safetyNet.role!)), ['kms:ListGrants', 'kms:RevokeGrant']],
     ]);

@@ -50,6 +50,8 @@ function resolve(value: unknown): string {
   if ('Fn::GetAtt' in v) {
     const [id, attr] = v['Fn::GetAtt'] as [string, string];
     if (id === logicalId(stack.sandbox.cluster) && attr === 'Arn') return `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/ctd`;
+    // The roles submit names in each deployment's grant (CTD_TOKEN_DECRYPTER, CTD_TOKEN_RETIRER).
+    if (resources[id]?.Type === 'AWS::IAM::Role' && attr === 'Arn') return `arn:aws:iam::${ACCOUNT}:role/${id}`;
     throw new Error(`no local stand-in for GetAtt ${id}.${attr}`);
   }
   throw new Error(`intrinsic not understood: ${JSON.stringify(value)}`);
@@ -111,8 +113,12 @@ describe('Composition: each process from the environment the template gives it',
     expect(env.CTD_CLOUD).toBe('openstack');
     const { store, vault } = buildStepPorts(engineConfigFromEnv(env, 'the sandbox', SANDBOX_CONFIG));
     expect(await store.getDeployment('d-composition-none')).toBeUndefined();
+    // Submit encrypts (creating the deployment's grant) with its own template environment; the sandbox decrypts.
+    const submitEnv = { ...templateEnv((resources[logicalId(functions.submit)]!.Properties.Environment as { Variables: Record<string, unknown> }).Variables), ...runtimeEnv() };
+    const submitPorts = buildStepPorts(engineConfigFromEnv(submitEnv, 'function submit', LAMBDAS.submit.config));
     const context = { deploymentId: 'd-1', tenantId: 't-1' };
-    expect(await vault.decrypt(await vault.encrypt('tok', context), context)).toBe('tok');
+    expect(await vault.decrypt(await submitPorts.vault.encrypt('tok', context), context)).toBe('tok');
+    await expect(vault.encrypt('tok', context), 'the sandbox never encrypts').rejects.toThrow(/CTD_TOKEN_DECRYPTER/);
   });
 
   it('refuses to start a process whose variable is missing or wrong, naming it', () => {

@@ -168,7 +168,8 @@ describe('Local engine: secrets', () => {
     const credentials = { accessKeyId: 'x', secretAccessKey: 'x' };
     const ddb = new DynamoDBClient({ endpoint: t.engine.endpoints.dynamodb, region: 'us-east-1', credentials });
     const item = await ddb.send(new GetItemCommand({ TableName: TABLE_NAME, Key: { pk: { S: `DEP#${deploymentId}` }, sk: { S: 'SECRET#token' } } }));
-    const blob = Buffer.from(item.Item?.tokenCiphertext?.S ?? '', 'base64');
+    // `g1.<grant id>.<grant token>.<KMS blob>` (adapters/aws/kmsVault.ts): the blob is the last part.
+    const blob = Buffer.from(item.Item?.tokenCiphertext?.S?.split('.')[3] ?? '', 'base64');
     const kms = new KMSClient({ endpoint: t.engine.endpoints.kms, region: 'us-east-1', credentials });
     const right = await kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: { deploymentId, tenantId: t.tenantId } }));
     expect(Buffer.from(right.Plaintext ?? []).toString()).toBe(t.token);

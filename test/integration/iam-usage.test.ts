@@ -14,6 +14,7 @@ import { KmsSecretVault } from '../../adapters/aws/kmsVault.ts';
 import { SfnExecutionService } from '../../adapters/aws/sfnExecutions.ts';
 import { API_FUNCTIONS, type ApiFunctionName } from '../../cdk/api.ts';
 import { ENGINE_FUNCTIONS, type EngineFunctionName } from '../../cdk/engine.ts';
+import type { LambdaSpec } from '../../lambdas/catalog.ts';
 import { SANDBOX_TABLE_ACCESS, TABLE_ACTIONS, type TableAccess } from '../../cdk/permissions.ts';
 import { ErrorName, StepError } from '../../core/errors.ts';
 import { systemClock, type CloudDriver } from '../../core/ports.ts';
@@ -83,6 +84,12 @@ let dynamo: TestDynamo;
 let kms: LocalKms;
 let kmsDir: string;
 
+function shredByOf(role: Role): 'retire' | 'revoke' | undefined {
+  const [kind, name] = role.split(':') as [string, string];
+  const spec: LambdaSpec | undefined = kind === 'api' ? API_FUNCTIONS[name as ApiFunctionName] : kind === 'engine' ? ENGINE_FUNCTIONS[name as EngineFunctionName] : undefined;
+  return spec?.shredsTokens;
+}
+
 function portsFor(role: Role) {
   const raw = recordCalls(new DynamoDBClient({ endpoint: dynamo.endpoint, region: REGION, credentials: CREDENTIALS }), role, 'dynamodb');
   const docs = DynamoDBDocumentClient.from(raw, { marshallOptions: { removeUndefinedValues: true } });
@@ -90,7 +97,13 @@ function portsFor(role: Role) {
   const sfn = recordCalls(new SFNClient({ region: REGION, credentials: CREDENTIALS }), role, 'states', answerSfn);
   return {
     store: new DynamoDeploymentStore({ client: docs, tableName: dynamo.tableName }),
-    vault: new KmsSecretVault({ client: kmsClient, keyId: kms.keyId }),
+    vault: new KmsSecretVault({
+      client: kmsClient,
+      keyId: kms.keyId,
+      // As cdk/stack.ts sets them: submit names the grants' principals; each function shreds as its catalog entry says.
+      ...(role === 'api:submit' ? { grants: { decrypter: 'arn:aws:iam::000000000000:role/sandbox', retirer: 'arn:aws:iam::000000000000:role/delete-secrets' } } : {}),
+      ...(shredByOf(role) ? { shredBy: shredByOf(role) } : {}),
+    }),
     executions: new SfnExecutionService({ client: sfn, stateMachineArn: STATE_MACHINE, region: REGION }),
     clock: systemClock,
   };
@@ -241,6 +254,8 @@ async function driveEveryPath(): Promise<void> {
   const summary = await engine<{ status: string }>('summarize', { deploymentId: id });
   expect(summary.status).toBe('FAILED');
   await engine('deleteSecrets', { deploymentId: id, state: { summary } });
+  // A retried cleanup: the ciphertext is gone, the grant is looked up by name (and already retired).
+  await engine('deleteSecrets', { deploymentId: id, state: { summary } });
   const logs = await api('logs', { id });
   expect(JSON.stringify(logs.body)).toContain('running a');
 
@@ -258,6 +273,7 @@ async function driveEveryPath(): Promise<void> {
   expect((await api('cancel', { id: cancelled })).statusCode).toBe(202);
   running.stop();
   expect(await running.done).toMatchObject({ ok: false });
+  await engine('safetyNet', { detail: { name: cancelled, status: 'ABORTED', executionArn: `${STATE_MACHINE}:${cancelled}` } });
   await engine('safetyNet', { detail: { name: cancelled, status: 'ABORTED', executionArn: `${STATE_MACHINE}:${cancelled}` } });
 
   // A lone step failing: its grace period ends at once, nothing else runs.
@@ -314,7 +330,13 @@ describe('IAM: what the code calls is what the stack grants', () => {
   function granted(role: Role): Set<string> {
     const own = roleStatements(template, roles[role]).filter((s) => s.Effect === 'Allow' && !JSON.stringify(s.Condition ?? {}).includes('kms:ViaService'));
     const byKey = tokenKeyPolicy.filter((s) => JSON.stringify(s.Principal ?? {}).includes(`"${roles[role]}"`));
-    return new Set([...own, ...byKey].flatMap(actionsOf));
+    // What a deployment's grant gives, as the key policy pins CreateGrant: Decrypt to the grantee, retiring to the retiring principal.
+    const pinned = (tokenKeyPolicy.find((s) => actionsOf(s).includes('kms:CreateGrant'))?.Condition?.StringEquals ?? {}) as Record<string, unknown>;
+    const byGrant = [
+      ...(JSON.stringify(pinned['kms:GranteePrincipal']).includes(`"${roles[role]}"`) ? ['kms:Decrypt'] : []),
+      ...(JSON.stringify(pinned['kms:RetiringPrincipal']).includes(`"${roles[role]}"`) ? ['kms:RetireGrant'] : []),
+    ];
+    return new Set([...[...own, ...byKey].flatMap(actionsOf), ...byGrant]);
   }
 
   /** The table purposes the stack gives each role. */

@@ -232,13 +232,16 @@ describe('Class: KmsSecretVault', () => {
     expect(await vault.decrypt(other, { deploymentId: 'd-0', tenantId: 't-1' })).toBe('other-token');
   });
 
-  it('a caller that is not the retiring principal (the safety net) revokes instead', async () => {
+  it('a caller set to revoke (the safety net, not the retiring principal) revokes', async () => {
     const { client, send, live } = fakeKms('arn:aws:iam::123456789012:role/safety-net');
-    const vault = new KmsSecretVault({ client, keyId: 'alias/ctd', grants });
+    const vault = new KmsSecretVault({ client, keyId: 'alias/ctd', grants, shredBy: 'revoke' });
     const ciphertext = await vault.encrypt('cloud-token', ctx);
     await vault.shred('d-1', ciphertext);
     expect(live.size).toBe(0);
     expect(send.mock.calls.at(-1)?.[0]).toBeInstanceOf(RevokeGrantCommand);
+    // Retiring from there is refused, as KMS refuses anyone but the retiring principal.
+    const again = await vault.encrypt('cloud-token', ctx);
+    await expect(new KmsSecretVault({ client, keyId: 'alias/ctd' }).shred('d-1', again)).rejects.toMatchObject({ name: 'AccessDeniedException' });
   });
 
   it('refuses to encrypt where no grant principals are configured, naming the variables', async () => {

@@ -27,4 +27,21 @@ describe('Handler: authorizer', () => {
   it.each(['Bearer nope', 'tok-alice', ''])('refuses %j with Unauthorized', async (header) => {
     await expect(handler({ type: 'TOKEN', authorizationToken: header, methodArn }, context)).rejects.toThrow('Unauthorized');
   });
+
+  it('refuses an oversize token as Unauthorized without asking the cloud (the fuzz test found a 500 here)', async () => {
+    const asked: string[] = [];
+    const probing = createHandler(() => ({
+      ...deps,
+      identity: {
+        identify: async (token: string) => {
+          asked.push(token);
+          // What the OpenStack driver does when Keystone refuses the oversize header.
+          throw new Error('keystone answered 431');
+        },
+      },
+    }));
+    const header = `Bearer ${'a'.repeat(9000)}`;
+    await expect(probing({ type: 'TOKEN', authorizationToken: header, methodArn }, context)).rejects.toThrow('Unauthorized');
+    expect(asked).toEqual([]);
+  });
 });
