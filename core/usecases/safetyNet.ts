@@ -1,7 +1,7 @@
 import { MAX_CLEANUP_ATTEMPTS } from '../config/limits.ts';
 import { FINAL_DEPLOYMENT_STATUSES } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
-import { executionEndedOutsideCleanup } from './finalize.ts';
+import { destroySecrets, executionEndedOutsideCleanup } from './finalize.ts';
 import { stopSandbox, type CaughtError } from './workflow.ts';
 
 /**
@@ -41,12 +41,12 @@ export async function onExecutionEnded(deps: EngineDeps, event: ExecutionEnded):
   const deploymentId = typeof input?.deploymentId === 'string' ? input.deploymentId : event.executionName;
   const deployment = await deps.store.getDeployment(deploymentId);
   if (!deployment) {
-    await deps.store.deleteSecrets(deploymentId);
+    await destroySecrets(deps, deploymentId);
     return 'unknown-deployment';
   }
   if (FINAL_DEPLOYMENT_STATUSES.includes(deployment.status)) {
     // Cleanup ran (or the net already ended it): deleting again is harmless and covers a failed DeleteSecrets.
-    await deps.store.deleteSecrets(deploymentId);
+    await destroySecrets(deps, deploymentId);
     return 'already-final';
   }
   const previous = cleanupOf(input);
