@@ -66,7 +66,14 @@ function independent(n: number): DagStepSpec[] {
   return Array.from({ length: n }, (_, i) => ({ id: `i${String(i + 1).padStart(3, '0')}`, sleepSeconds: 0.5, dependsOn: [] }));
 }
 
-export async function runColdstart(opts: { seed: number; timeScale: number; maxWaiting: number; log: (line: string) => void }): Promise<ColdstartResult> {
+export async function runColdstart(opts: {
+  seed: number;
+  timeScale: number;
+  maxWaiting: number;
+  log: (line: string) => void;
+  /** Called after each case with the figures so far. */
+  progress?: (partial: ColdstartResult) => Promise<void>;
+}): Promise<ColdstartResult> {
   const workflows: Workflow[] = [
     { name: 'chain10', steps: chain(opts.seed, 10) },
     { name: 'dag60', steps: randomDag(opts.seed, 60) },
@@ -83,37 +90,38 @@ export async function runColdstart(opts: { seed: number; timeScale: number; maxW
     on: [],
     goals: { chain: { limitS: 0, met: false }, dag: { limitS: 0, met: false } },
   };
-  // Both engines up at once, each workflow off then on: a late failure (a loaded machine) keeps the pairs before it.
+  // One engine at a time (the local engine points this process's SDK environment at its own services);
+  // each workflow off then on, and `progress` after each, so a late failure keeps what came before.
   const modes = ['off', 'on'] as const;
-  const engines = [];
-  try {
+  for (const w of workflows) {
     for (const mode of modes) {
-      engines.push(
-        await startBenchEngine({
-          timeScale: opts.timeScale,
-          // Same seeded draws in both modes: the comparison is the scheduling, not the dice.
-          sandboxStartLatency: { median: MEDIAN_S, p90: P90_S, random: mulberry32(opts.seed + 7) },
-          prestart: mode === 'on' ? { maxWaiting: opts.maxWaiting } : false,
-        }),
-      );
-    }
-    for (const w of workflows) {
-      for (const [i, mode] of modes.entries()) {
-        const c = await runCase(engines[i]!, w, result.scaledMedianS, opts.timeScale).catch((e: unknown) => failedCase(w, e));
+      const bench = await startBenchEngine({
+        timeScale: opts.timeScale,
+        // Same seeded draws in both modes: the comparison is the scheduling, not the dice.
+        sandboxStartLatency: { median: MEDIAN_S, p90: P90_S, random: mulberry32(opts.seed + 7) },
+        prestart: mode === 'on' ? { maxWaiting: opts.maxWaiting } : false,
+      });
+      try {
+        const c = await runCase(bench, w, result.scaledMedianS, opts.timeScale).catch((e: unknown) => failedCase(w, e));
         opts.log(`coldstart ${mode} ${w.name}: ${c.error ?? `makespan ${c.makespanS} s, critical path ${c.criticalPathS} s, ratio ${c.ratio}, starts lost ${c.startsLost}, idle ${c.idleSandboxS} s`}`);
         result[mode].push(c);
+      } finally {
+        await bench.stop();
       }
+      result.goals = goals(result);
+      await opts.progress?.(result);
     }
-  } finally {
-    for (const e of engines) await e.stop();
   }
+  return result;
+}
+
+function goals(result: ColdstartResult): ColdstartResult['goals'] {
   const on = (name: ColdstartCase['workflow']) => result.on.find((c) => c.workflow === name && !c.error);
   const goal = (c: ColdstartCase | undefined, limitS: number) => ({ limitS: round(limitS, 2), met: c !== undefined && c.makespanS <= limitS });
-  result.goals = {
+  return {
     chain: goal(on('chain10'), (on('chain10')?.criticalPathS ?? 0) + 1.3 * result.scaledMedianS),
     dag: goal(on('dag60'), 1.3 * ((on('dag60')?.criticalPathS ?? 0) + result.scaledMedianS)),
   };
-  return result;
 }
 
 /** A deployment that did not succeed (on an overloaded machine: Lambda timeouts) is reported, not hidden. */
