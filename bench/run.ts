@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadAverage, machine, startBenchEngine, waitForCalm } from './harness.ts';
 import { loadResults, saveResults, summaryTable, type BenchResults } from './report.ts';
 import { DEFAULT_PRESTART_MAX_WAITING } from '../adapters/aws/engineDeps.ts';
-import { runColdstart } from './coldstart.ts';
+import { runColdstart, type ColdstartResult } from './coldstart.ts';
 import { runSandboxStart } from './sandboxStart.ts';
 import { runScheduling } from './scheduling.ts';
 import { runTransitions } from './transitions.ts';
@@ -56,7 +56,11 @@ async function main(): Promise<void> {
       if (name === 'coldstart') {
         const timeScale = Number(values['time-scale']);
         if (!(timeScale > 0 && timeScale <= 1)) throw new Error('--time-scale must be a number in (0, 1]');
-        results.coldstart = { ...stamp(), result: await runColdstart({ seed, timeScale, maxWaiting: positive('max-waiting', values['max-waiting']), log }) };
+        const progress = async (partial: ColdstartResult) => {
+          results.coldstart = { ...stamp(), result: partial };
+          if (!values['no-write']) await saveResults(results);
+        };
+        await progress(await runColdstart({ seed, timeScale, maxWaiting: positive('max-waiting', values['max-waiting']), log, progress }));
       }
       if (name === 'transitions') results.transitions = { ...stamp(), result: await runTransitions(bench, { steps: 10, log }) };
       log(`✔ ${name} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
