@@ -226,7 +226,7 @@ async function checkEngineIdle(h: EngineHandle, runs: Run[]): Promise<void> {
 const FINAL_WAIT = 90_000;
 
 describe.concurrent('endings matrix', () => {
-  it('success: SUCCEEDED, and nothing left', { timeout: 600_000 }, 
+  it('success: SUCCEEDED, and nothing left', { timeout: 600_000 },
     cellA(async () => {
       const runs = await Promise.all([0, 1].map(async () => {
         await sleep(between(0, 400));
@@ -241,7 +241,7 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('step failure: FAILED with the step named, and nothing left', { timeout: 600_000 }, 
+  it('step failure: FAILED with the step named, and nothing left', { timeout: 600_000 },
     cellA(async () => {
       const runs = await Promise.all([0, 1].map(async () => {
         await sleep(between(0, 400));
@@ -302,7 +302,7 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('bootstrap timeout: FAILED Ctd.VmBootstrapTimeout, and nothing left', { timeout: 600_000 }, 
+  it('bootstrap timeout: FAILED Ctd.VmBootstrapTimeout, and nothing left', { timeout: 600_000 },
     cellA(async () => {
       const runs = await Promise.all([0, 1].map(async () => {
         await sleep(between(0, 1000));
@@ -318,7 +318,7 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('step timeout: FAILED naming the time limit, and nothing left', { timeout: 600_000 }, 
+  it('step timeout: FAILED naming the time limit, and nothing left', { timeout: 600_000 },
     cellA(async () => {
       const runs = await Promise.all([0, 1].map(async (i) => {
         await sleep(between(0, 400));
@@ -336,7 +336,7 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('cancel at a random moment (bastion-open, the step, bastion-close, any): a final status, and nothing left (×12)', { timeout: 600_000 }, 
+  it('cancel at a random moment (bastion-open, the step, bastion-close, any): a final status, and nothing left (×12)', { timeout: 600_000 },
     cellA(async () => {
       const phases = ['bastion-open', 'work', 'bastion-close', 'any'] as const;
       const runs = await Promise.all(
@@ -370,7 +370,7 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('execution stopped (StopExecution) at a random moment, some cancelled right after: a final status saying so, and nothing left (×12)', { timeout: 600_000 }, 
+  it('execution stopped (StopExecution) at a random moment, some cancelled right after: a final status saying so, and nothing left (×12)', { timeout: 600_000 },
     cellA(async () => {
       const phases = ['bastion-open', 'work', 'bastion-close', 'any'] as const;
       const runs = await Promise.all(
