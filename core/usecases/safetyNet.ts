@@ -82,17 +82,23 @@ export function cleanupExecutionName(deploymentId: string, attempt: number): str
  * ECS tasks running); waiting steps are skipped. bastion-close is left to the cleanup execution.
  */
 async function stopWhatRuns(deps: EngineDeps, deploymentId: string, reason: string): Promise<void> {
-  const now = iso(deps.clock);
-  for (const step of await deps.store.getSteps(deploymentId)) {
-    if (step.status === 'waiting') {
-      await deps.store.applyStepTransition(deploymentId, step.stepId, { name: 'skip', by: 'safety-net', fields: { cause: reason, endedAt: now } });
-    } else if (step.status === 'running') {
+  // A Lambda of the dead execution may still move a step from waiting to running between our read
+  // and our conditional write (local handlers get no cancel signal): a second pass catches it.
+  for (let pass = 0; pass < 3; pass++) {
+    const now = iso(deps.clock);
+    const live = (await deps.store.getSteps(deploymentId)).filter((s) => s.status === 'waiting' || s.status === 'running');
+    if (live.length === 0) return;
+    for (const step of live) {
+      const waiting = step.status === 'waiting';
       const marked = await deps.store.applyStepTransition(deploymentId, step.stepId, {
-        name: 'abort',
+        name: waiting ? 'skip' : 'abort',
         by: 'safety-net',
-        fields: { error: 'Ctd.StepAborted', cause: reason, endedAt: now },
+        fields: waiting ? { cause: reason, endedAt: now } : { error: 'Ctd.StepAborted', cause: reason, endedAt: now },
       });
-      if (marked.applied) await stopSandbox(deps, step, 'Ctd.StepAborted', reason).catch((error: unknown) => deps.log('could not stop a sandbox', { deploymentId, stepId: step.stepId, error }));
+      // A waiting step may hold a pre-started sandbox: it is stopped like a running one.
+      if (marked.applied && (!waiting || step.taskArn)) {
+        await stopSandbox(deps, step, 'Ctd.StepAborted', reason).catch((error: unknown) => deps.log('could not stop a sandbox', { deploymentId, stepId: step.stepId, error }));
+      }
     }
   }
 }

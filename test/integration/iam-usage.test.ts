@@ -276,6 +276,17 @@ async function driveEveryPath(): Promise<void> {
   await engine('safetyNet', { detail: { name: cancelled, status: 'ABORTED', executionArn: `${STATE_MACHINE}:${cancelled}` } });
   await engine('safetyNet', { detail: { name: cancelled, status: 'ABORTED', executionArn: `${STATE_MACHINE}:${cancelled}` } });
 
+  // A deployment whose execution was stopped from the console while a step ran: the safety net stops
+  // the sandbox, fails its token and starts the cleanup-only execution.
+  const stoppedId = String((await submit([{ id: 'x', action: 'run', command: 'sleep 30' }])).body.deploymentId);
+  await engine('prepare', { deploymentId: stoppedId });
+  await engine('awaitDependencies', { deploymentId: stoppedId, stepId: 'x', taskToken: 'await-stopped' });
+  const orphaned = sandbox(stoppedId, 'x');
+  await started(stoppedId, 'x');
+  await engine('safetyNet', { detail: { name: stoppedId, status: 'ABORTED', executionArn: `${STATE_MACHINE}:${stoppedId}`, input: JSON.stringify({ deploymentId: stoppedId }) } });
+  orphaned.stop();
+  expect(await orphaned.done).toMatchObject({ ok: false });
+
   // A lone step failing: its grace period ends at once, nothing else runs.
   const lone = String((await submit([{ id: 'c', action: 'run', command: 'false' }])).body.deploymentId);
   await engine('prepare', { deploymentId: lone });

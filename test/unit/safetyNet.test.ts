@@ -109,4 +109,20 @@ describe('Use-case: the safety net (onExecutionEnded)', () => {
     expect((await deps.store.getDeployment(id))?.status).toBe('FAILED');
     expect(await deps.store.getSecrets(id)).toBeUndefined();
   });
+
+  it('a step a late Lambda of the dead execution releases meanwhile (waiting → running) is aborted, not left running', async () => {
+    const update = deps.store.updateStep.bind(deps.store);
+    let raced = false;
+    deps.store.updateStep = async (deploymentId, stepId, patch, opts) => {
+      if (!raced && stepId === 'b' && patch.status === 'skipped') {
+        raced = true;
+        await update(deploymentId, 'b', { status: 'running', taskToken: 'task-b' }, { ifStatus: ['waiting'] });
+      }
+      return update(deploymentId, stepId, patch, opts);
+    };
+    await stopped();
+    expect(raced).toBe(true);
+    expect(await deps.store.getStep(id, 'b')).toMatchObject({ status: 'aborted' });
+    expect(deps.executions.answers.get('task-b')).toMatchObject({ ok: false, error: 'Ctd.StepAborted' });
+  });
 });
