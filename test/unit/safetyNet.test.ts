@@ -111,14 +111,14 @@ describe('Use-case: the safety net (onExecutionEnded)', () => {
   });
 
   it('a step a late Lambda of the dead execution releases meanwhile (waiting → running) is aborted, not left running', async () => {
-    const update = deps.store.updateStep.bind(deps.store);
+    const apply = deps.store.applyStepTransition.bind(deps.store);
     let raced = false;
-    deps.store.updateStep = async (deploymentId, stepId, patch, opts) => {
-      if (!raced && stepId === 'b' && patch.status === 'skipped') {
+    deps.store.applyStepTransition = async (deploymentId, stepId, request) => {
+      if (!raced && stepId === 'b' && request.name === 'skip') {
         raced = true;
-        await update(deploymentId, 'b', { status: 'running', taskToken: 'task-b' }, { ifStatus: ['waiting'] });
+        await apply(deploymentId, 'b', { name: 'release', by: 'lambda', fields: { taskToken: 'task-b' } });
       }
-      return update(deploymentId, stepId, patch, opts);
+      return apply(deploymentId, stepId, request);
     };
     await stopped();
     expect(raced).toBe(true);
