@@ -102,6 +102,9 @@ export function parseDefinition(text: string, timeScale: number, validate = true
   const engine = structuredClone(source);
   rewriteForEngine(engine, timeScale);
   if (executionTimeoutSeconds !== undefined) engine.TimeoutSeconds = executionTimeoutSeconds;
+  // The library arms one setTimeout for the whole execution: past ~24.8 days Node fires it after
+  // 1 ms, so every execution would time out at once. A bound that long is never reached locally.
+  if (typeof engine.TimeoutSeconds === 'number' && engine.TimeoutSeconds > MAX_TIMER_SECONDS) delete engine.TimeoutSeconds;
   return { source, engine, tasks, maps };
 }
 

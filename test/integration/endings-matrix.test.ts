@@ -405,7 +405,7 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('the cloud fails on close: FAILED Ctd.CleanupFailed naming the rule still open, never SUCCEEDED; secrets gone anyway (×2)', { timeout: 900_000 }, () =>
+  it('the cloud fails on close: FAILED Ctd.CleanupFailed naming the rule still open, never SUCCEEDED; secrets gone anyway (×2)', { timeout: 900_000 },
     // On A's track like the others: its fault hits every tenant of A, so nothing else runs on A meanwhile.
     cellA(async () => {
       const runs: Run[] = [];

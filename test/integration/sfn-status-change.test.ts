@@ -112,4 +112,18 @@ describe('Local Step Functions: execution status changes and the execution timeo
     expect(byName['d-running']).toMatchObject({ status: 'FAILED', error: 'Ctd.EngineRestarted', executionArn: running.executionArn });
     expect(byName['d-stopped']).toMatchObject({ status: 'ABORTED' });
   });
+
+  it('a bound longer than a Node timer can hold (81 days at scale 1) never fires at once', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'ctd-sfn-status-'));
+    const sfn = new LocalStepFunctions({ stateDir, timeScale: 1, router: async () => ({}), onExecutionEnded: async () => undefined });
+    await sfn.start();
+    cleanups.push(async () => {
+      await sfn.stop();
+      rmSync(stateDir, { recursive: true, force: true });
+    });
+    const stateMachineArn = sfn.createStateMachine('long', machine(81 * 86_400));
+    const { executionArn } = await sfn.startExecution({ stateMachineArn, name: 'd-long', input: '{}' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sfn.describeExecution(executionArn).status).toBe('RUNNING');
+  });
 });
