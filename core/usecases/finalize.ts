@@ -92,6 +92,7 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
     })
   ).applied;
   await deps.store.clearDeploymentFields(deploymentId, ['graceToken']);
+  await settleNeverStarted(deps, deploymentId, outcome.status, now);
   deps.log('deployment ended', { deploymentId, status: outcome.status, ...(outcome.error ? { errorName: outcome.error } : {}) });
   // Counted once: a retried DeleteSecrets finds the deployment final already.
   if (ended) {
@@ -101,6 +102,22 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
     if (state.closeError) deps.metrics.emit(Metric.BastionRulesOpenAfterDeployment, Math.max(openRules.length, 1));
   }
   return outcome;
+}
+
+/**
+ * Steps the workflow never reached (a cancel or failure during bastion-open skips RunWorkflow)
+ * would stay `waiting` forever: the deployment's end decides them too.
+ */
+async function settleNeverStarted(deps: EngineDeps, deploymentId: string, status: Outcome['status'], now: string): Promise<void> {
+  const cancelled = status === 'CANCELLED';
+  for (const step of await deps.store.getSteps(deploymentId)) {
+    if (step.system || step.status !== 'waiting') continue;
+    await deps.store.applyStepTransition(deploymentId, step.stepId, {
+      name: cancelled ? 'cancel-waiting' : 'skip',
+      by: 'lambda',
+      fields: { cause: cancelled ? 'the deployment was cancelled before it started' : 'the deployment ended before it started', endedAt: now },
+    });
+  }
 }
 
 const END_TRANSITION = { SUCCEEDED: 'succeed', FAILED: 'fail', CANCELLED: 'end-cancelled' } as const satisfies Record<Outcome['status'], DeploymentTransitionName>;

@@ -43,7 +43,7 @@ async function readAuthorizedKeys(path: string): Promise<string[]> {
 
 /**
  * Wires a child to an exec channel: output streamed, exit status reported, then EOF. Once the
- * client is gone nothing more is written (ssh2 would throw); the command runs on, as under sshd.
+ * client is gone nothing more is written (ssh2 would throw) and the command's process group is hung up.
  */
 function bridge(child: ChildProcess, channel: ServerChannel, guard: ConnectionGuard): void {
   child.stdout?.pipe(channel, { end: false });
@@ -51,14 +51,23 @@ function bridge(child: ChildProcess, channel: ServerChannel, guard: ConnectionGu
   channel.pipe(child.stdin!).on('error', () => undefined);
   child.stdin?.on('error', () => undefined);
   channel.on('error', () => undefined);
+  let finished = false;
   guard.whenClosed(() => {
+    // As a pty session's hangup does: SIGHUP to the command's process group when its client goes, so a
+    // step that timed out or was stopped leaves nothing running on the VM (`nohup` jobs survive, as there).
+    if (!finished && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGHUP');
+      } catch {
+        // Already gone.
+      }
+    }
     child.stdout?.unpipe(channel);
     child.stderr?.unpipe(channel.stderr);
     // Drained, not paused: a command writing to a gone client must not block on a full pipe.
     child.stdout?.resume();
     child.stderr?.resume();
   });
-  let finished = false;
   const finish = (code: number | null, signal: NodeJS.Signals | null) => {
     if (finished) return;
     finished = true;
