@@ -68,29 +68,28 @@ export interface CleanupState {
  */
 export async function deleteSecrets(deps: EngineDeps, deploymentId: string, state: CleanupState): Promise<Outcome> {
   await destroySecrets(deps, deploymentId);
-  const [deployment, steps] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
-  let outcome: Outcome;
-  if (state.error) {
-    const system = steps.find((s) => s.system && s.status === 'failed');
-    outcome = {
-      status: deployment?.status === 'CANCELLING' ? 'CANCELLED' : 'FAILED',
-      error: state.error.Error ?? ErrorName.StepFailed,
-      cause: system ? `step "${system.stepId}" failed: ${system.cause}` : readableCause(state.error.Cause),
-    };
-  } else {
-    outcome = outcomeOf(deployment?.status, steps.filter((s) => !s.system));
-  }
   const openRules = state.closeError ? await openRuleIds(deps, deploymentId) : [];
-  if (state.closeError) outcome = closeFailed(outcome, state.closeError, openRules);
   const now = iso(deps.clock);
-  // Refused once final: a repeated DeleteSecrets, or the safety net first, keeps the record written.
-  const ended = (
-    await deps.store.applyDeploymentTransition(deploymentId, {
+  let outcome: Outcome;
+  let ended = false;
+  // A cancel landing between our read and our write changes the outcome (SUCCEEDED → CANCELLED):
+  // the refused transition is read again and decided anew, until the deployment is final.
+  for (let tries = 0; ; tries++) {
+    const [deployment, steps] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
+    outcome = outcomeFor(deployment?.status, steps, state);
+    if (state.closeError) outcome = closeFailed(outcome, state.closeError, openRules);
+    // Refused once final: a repeated DeleteSecrets, or the safety net first, keeps the record written.
+    const result = await deps.store.applyDeploymentTransition(deploymentId, {
       name: END_TRANSITION[outcome.status],
       by: 'lambda',
       fields: { endedAt: now, updatedAt: now, ...(outcome.error ? { error: outcome.error } : {}), ...(outcome.cause ? { cause: outcome.cause } : {}) },
-    })
-  ).applied;
+    });
+    if (result.applied) {
+      ended = true;
+      break;
+    }
+    if (result.current === undefined || FINAL_DEPLOYMENT_STATUSES.includes(result.current) || tries >= 3) break;
+  }
   await deps.store.clearDeploymentFields(deploymentId, ['graceToken']);
   await settleNeverStarted(deps, deploymentId, outcome.status, now);
   deps.log('deployment ended', { deploymentId, status: outcome.status, ...(outcome.error ? { errorName: outcome.error } : {}) });
@@ -118,6 +117,16 @@ async function settleNeverStarted(deps: EngineDeps, deploymentId: string, status
       fields: { cause: cancelled ? 'the deployment was cancelled before it started' : 'the deployment ended before it started', endedAt: now },
     });
   }
+}
+
+function outcomeFor(status: DeploymentStatus | undefined, steps: StepRecord[], state: CleanupState): Outcome {
+  if (!state.error) return outcomeOf(status, steps.filter((s) => !s.system));
+  const system = steps.find((s) => s.system && s.status === 'failed');
+  return {
+    status: status === 'CANCELLING' ? 'CANCELLED' : 'FAILED',
+    error: state.error.Error ?? ErrorName.StepFailed,
+    cause: system ? `step "${system.stepId}" failed: ${system.cause}` : readableCause(state.error.Cause),
+  };
 }
 
 const END_TRANSITION = { SUCCEEDED: 'succeed', FAILED: 'fail', CANCELLED: 'end-cancelled' } as const satisfies Record<Outcome['status'], DeploymentTransitionName>;

@@ -51,14 +51,19 @@ export async function sandboxStopped(deps: EngineDeps, stop: SandboxStop): Promi
   const started = step.taskArn === stop.taskArn;
   const attempt = started ? step.attempt : step.attempt + 1;
   const now = iso(deps.clock);
-  if (step.system) {
+  // The token is failed already, so the state machine's retry may have claimed the step meanwhile:
+  // that sandbox owns the record now, and the lost one must not end it.
+  const retryOwnsIt = !started && step.taskArn !== undefined;
+  if (step.system && !retryOwnsIt) {
     // System steps record their own outcome from inside the sandbox; this one cannot any more.
+    // Conditional on the attempt read: a retry claiming the step between our read and write wins.
     await deps.store.applyStepTransition(stop.deploymentId, stop.stepId, {
       name: 'sandbox-lost',
       by: 'sandbox-events',
+      ifAttempt: step.attempt,
       fields: { attempt, stopReason: reason, error: ErrorName.SandboxLost, cause: reason, endedAt: now },
     });
-  } else {
+  } else if (!step.system) {
     await deps.store.updateStep(stop.deploymentId, stop.stepId, { attempt, stopReason: reason });
   }
   if (started) await deps.store.clearStepFields(stop.deploymentId, stop.stepId, ['taskToken', 'taskArn']);

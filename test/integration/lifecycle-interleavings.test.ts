@@ -360,7 +360,7 @@ describe('Lifecycle: random interleavings of every ending', () => {
   it('on the memory store: each attempt runs once, every deployment ends, nothing is left behind', async () => {
     await fc.assert(
       fc.asyncProperty(fc.scheduler(), scenarioArb, async (s, scenario) => runScenario(new MemoryDeploymentStore(), s, scenario)),
-      { numRuns: RUNS.memory },
+      { numRuns: RUNS.memory, ...(process.env.CTD_SEED ? { seed: Number(process.env.CTD_SEED) } : {}) },
     );
   });
 
