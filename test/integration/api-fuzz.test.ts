@@ -252,4 +252,20 @@ describe('API fuzz (issue 10)', () => {
     const after = await t.client.submit(runDeployment([{ id: 'a', command: 'echo healthy' }]));
     expect((await t.waitForEnd(after.deploymentId)).status).toBe('SUCCEEDED');
   }, 600_000);
+
+  it('answers 503 with a clear message while Keystone fails, caches nothing of it, and lets the same token in once Keystone is back', async () => {
+    const token = await t.engine.mintToken('tenant-keystone-down');
+    const admin = (method: string, body?: unknown) =>
+      fetch(`${t.engine.cloudUrl}/_admin/faults`, { method, headers: { 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
+    expect((await admin('POST', { method: 'GET', pathPattern: '^/identity/v3/auth/tokens', status: 503, times: 50, message: 'keystone down' })).status).toBe(204);
+    try {
+      const down = await send(t.engine.apiUrl, { method: 'GET', path: '/deployments', headers: { authorization: `Bearer ${token}` }, what: 'keystone down' });
+      expect(down.status).toBe(503);
+      expect(JSON.parse(down.body)).toEqual({ message: expect.stringMatching(/identity service is unreachable/) });
+    } finally {
+      await admin('DELETE');
+    }
+    const back = await send(t.engine.apiUrl, { method: 'GET', path: '/deployments', headers: { authorization: `Bearer ${token}` }, what: 'keystone back' });
+    expect(back.status).toBe(200);
+  }, 120_000);
 });
