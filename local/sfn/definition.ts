@@ -102,9 +102,9 @@ export function parseDefinition(text: string, timeScale: number, validate = true
   const engine = structuredClone(source);
   rewriteForEngine(engine, timeScale);
   if (executionTimeoutSeconds !== undefined) engine.TimeoutSeconds = executionTimeoutSeconds;
-  // Node caps timers at ~24.8 days and fires a longer one after 1 ms: the production 81-day bound
-  // timed every local execution out at once. Longer than that is "never" for a local engine.
-  if (typeof engine.TimeoutSeconds === 'number') engine.TimeoutSeconds = Math.min(engine.TimeoutSeconds, MAX_TIMER_SECONDS);
+  // The library arms one setTimeout for the whole execution: past ~24.8 days Node fires it after
+  // 1 ms, so every execution would time out at once. A bound that long is never reached locally.
+  if (typeof engine.TimeoutSeconds === 'number' && engine.TimeoutSeconds > MAX_TIMER_SECONDS) delete engine.TimeoutSeconds;
   return { source, engine, tasks, maps };
 }
 
