@@ -7,7 +7,7 @@ import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import type { DeploymentsTable } from './data.ts';
 import type { ConfigSection } from '../core/config/schema.ts';
-import { API_LAMBDAS, entryOf, environmentOf } from '../lambdas/catalog.ts';
+import { API_LAMBDAS, AUTHORIZER_CACHE_TTL_SECONDS, AUTHORIZER_FAILURE_RESPONSE, entryOf, environmentOf } from '../lambdas/catalog.ts';
 import { HandlerFunction } from './functions.ts';
 import type { TokenKey } from './keys.ts';
 import { executionsArn, grantHandler, stateMachineArn, type HandlerGrants } from './permissions.ts';
@@ -103,13 +103,23 @@ export class Api extends Construct {
       },
     });
 
-    // Cache 0: the handler's policy may name only the called method, and a cached policy would
-    // then deny the caller's next, different request.
+    // Cached per Authorization header: the authorizer allows the whole stage, so one decision
+    // serves the caller's other routes, and Keystone is asked once per token per TTL.
     const authorizer = new apigw.TokenAuthorizer(this, 'Authorizer', {
       handler: fns.authorizer,
       identitySource: apigw.IdentitySource.header('Authorization'),
-      resultsCacheTtl: Duration.seconds(0),
+      resultsCacheTtl: Duration.seconds(AUTHORIZER_CACHE_TTL_SECONDS),
     });
+    // An authorizer that fails (the cloud's identity service is down) is a retryable 503 with a
+    // message, not API Gateway's 500 {"message":null}. Both types: AWS does not document which one a
+    // Lambda error raises.
+    for (const type of [apigw.ResponseType.AUTHORIZER_CONFIGURATION_ERROR, apigw.ResponseType.AUTHORIZER_FAILURE]) {
+      this.restApi.addGatewayResponse(`Gateway${type.responseType}`, {
+        type,
+        statusCode: String(AUTHORIZER_FAILURE_RESPONSE.status),
+        templates: { 'application/json': JSON.stringify({ message: AUTHORIZER_FAILURE_RESPONSE.message }) },
+      });
+    }
     const bodyValidator = this.restApi.addRequestValidator('BodyValidator', {
       validateRequestBody: true,
       validateRequestParameters: true,

@@ -107,3 +107,20 @@ export function environmentOf(sections: readonly ConfigSection[], values: Record
 
 /** Handler file of a Lambda, relative to the repository root. */
 export const entryOf = (name: LambdaName): string => `lambdas/${LAMBDAS[name].kind}/${name}.ts`;
+
+/**
+ * How long API Gateway keeps an authorizer decision per Authorization header: API Gateway's default.
+ * Safe because the authorizer allows the whole stage (a cached policy serves every route); a token
+ * revoked at Keystone stays accepted at the API for at most this long, and the cloud refuses it anyway.
+ */
+export const AUTHORIZER_CACHE_TTL_SECONDS = 300;
+
+/**
+ * The gateway response when the authorizer fails with anything but "Unauthorized" (the cloud's
+ * identity service unreachable, 5xx or slow): 503 with a clear message instead of 500 {"message":null}.
+ * Errors are never cached, so the next request asks the cloud again.
+ */
+export const AUTHORIZER_FAILURE_RESPONSE = {
+  status: 503,
+  message: "could not check your token: the cloud's identity service is unreachable or failing; retry in a moment",
+} as const;

@@ -13,6 +13,7 @@ import { startLocalCloud } from './cloud/server.ts';
 import { CONSOLE_PREFIX, serveConsole } from './console.ts';
 import { ACCOUNT, apiAuthorizer, apiRoutes, engineFunctions, ENGINE_FUNCTIONS, executionStatusChange, functionArn, REGION, safetyNetHandler, sandboxStoppedHandler } from './functions.ts';
 import { startLocalApiGateway } from './services/apiGateway.ts';
+import { AUTHORIZER_CACHE_TTL_SECONDS, AUTHORIZER_FAILURE_RESPONSE } from '../lambdas/catalog.ts';
 import { startLocalDynamoDb } from './services/dynamodb.ts';
 import { startLocalKms, type DecryptRecord } from './services/kms.ts';
 import type { PrestartPolicy } from '../core/usecases/deps.ts';
@@ -253,6 +254,9 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       routes: apiRoutes(() => engineDeps),
       site: serveConsole,
       authorizer: (event) => authorize(event, lambdaContext('authorizer')),
+      // As the deployed API: the stack's cache TTL and gateway response (cdk/api.ts).
+      authorizerCacheTtlMs: AUTHORIZER_CACHE_TTL_SECONDS * 1000,
+      authorizerFailure: AUTHORIZER_FAILURE_RESPONSE,
     });
     stops.push(() => api.close());
 

@@ -26,6 +26,15 @@ export interface LocalApiGatewayOptions {
   host?: string;
   routes: LocalRoute[];
   authorizer?: (event: APIGatewayRequestAuthorizerEvent) => Promise<APIGatewayAuthorizerResult>;
+  /**
+   * The authorizer's results TTL: its policy (Allow or Deny) is kept per Authorization header, as
+   * API Gateway does; a failure or "Unauthorized" is not kept. Default 0: every request asks.
+   */
+  authorizerCacheTtlMs?: number;
+  /** The gateway response for an authorizer failure (AWS's default: 500 {"message":null}). */
+  authorizerFailure?: { status: number; message: string };
+  /** Clock of the authorizer cache, injectable for tests. */
+  now?: () => number;
   /** API Gateway's integration timeout; past it the client gets 504. Default 29 s, as on AWS. */
   timeoutMs?: number;
   /** Requests outside the API (the engine's web console); answers true when it handled one. */
@@ -45,6 +54,8 @@ const API_ID = 'local';
 const STAGE = 'local';
 /** API Gateway's payload limit. */
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
+/** Bound on cached authorizer decisions: the oldest go first, so junk headers cannot grow memory forever. */
+const MAX_CACHED_DECISIONS = 10_000;
 
 /** Gateway-generated answers, with AWS's status codes, bodies and error-type header. */
 const gatewayErrors = {
@@ -58,7 +69,7 @@ const gatewayErrors = {
   timedOut: { status: 504, type: 'IntegrationTimeout', message: 'Endpoint request timed out' },
 } as const;
 
-type GatewayError = (typeof gatewayErrors)[keyof typeof gatewayErrors];
+type GatewayError = { status: number; type: string; message: string | null };
 
 function sendGatewayError(res: ServerResponse, requestId: string, error: GatewayError): void {
   res.writeHead(error.status, {
@@ -148,7 +159,33 @@ async function invokeWithTimeout<T>(work: Promise<T>, timeoutMs: number): Promis
   }
 }
 
-async function handleRequest(opts: LocalApiGatewayOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/**
+ * The authorizer behind API Gateway's results cache, keyed by the identity source (the
+ * Authorization header). Concurrent first requests with one header share one call.
+ */
+function cachedAuthorizer(opts: LocalApiGatewayOptions): ((event: APIGatewayRequestAuthorizerEvent, key: string) => Promise<APIGatewayAuthorizerResult>) | undefined {
+  const authorize = opts.authorizer;
+  if (!authorize) return undefined;
+  const ttlMs = opts.authorizerCacheTtlMs ?? 0;
+  if (ttlMs <= 0) return (event) => authorize(event);
+  const now = opts.now ?? Date.now;
+  const cache = new Map<string, { decision: Promise<APIGatewayAuthorizerResult>; expires: number }>();
+  return (event, key) => {
+    const hit = cache.get(key);
+    if (hit && hit.expires > now()) return hit.decision;
+    cache.delete(key);
+    if (cache.size >= MAX_CACHED_DECISIONS) cache.delete(cache.keys().next().value as string);
+    const entry = { decision: authorize(event), expires: now() + ttlMs };
+    cache.set(key, entry);
+    // Only policies are cached: a thrown "Unauthorized" or failure is asked again next time.
+    entry.decision.catch(() => {
+      if (cache.get(key) === entry) cache.delete(key);
+    });
+    return entry.decision;
+  };
+}
+
+async function handleRequest(opts: LocalApiGatewayOptions, authorize: ReturnType<typeof cachedAuthorizer>, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const requestId = randomUUID();
   const url = new URL(req.url ?? '/', 'http://localhost');
   const method = (req.method ?? 'GET').toUpperCase();
@@ -219,15 +256,18 @@ async function handleRequest(opts: LocalApiGatewayOptions, req: IncomingMessage,
   };
 
   let authorizer: APIGatewayProxyEvent['requestContext']['authorizer'] = undefined;
-  if (opts.authorizer) {
+  if (authorize) {
     const methodArn = `arn:aws:execute-api:${REGION}:${ACCOUNT}:${API_ID}/${STAGE}/${method}${url.pathname}`;
     let decision: APIGatewayAuthorizerResult;
     try {
-      decision = await opts.authorizer({ type: 'REQUEST', methodArn, ...common, requestContext });
+      const identitySource = Object.entries(headers).find(([k]) => k.toLowerCase() === 'authorization')?.[1] ?? '';
+      decision = await authorize({ type: 'REQUEST', methodArn, ...common, requestContext }, identitySource);
     } catch (err) {
       // Lambda authorizers signal "no valid identity" by failing with exactly 'Unauthorized'.
       const unauthorized = err instanceof Error && err.message === 'Unauthorized';
-      sendGatewayError(res, requestId, unauthorized ? gatewayErrors.unauthorized : gatewayErrors.authorizerFailed);
+      const failed = opts.authorizerFailure ? { ...gatewayErrors.authorizerFailed, ...opts.authorizerFailure } : gatewayErrors.authorizerFailed;
+      if (!unauthorized) (opts.onError ?? defaultOnError)(err, { method: route.method, resource: 'authorizer' });
+      sendGatewayError(res, requestId, unauthorized ? gatewayErrors.unauthorized : failed);
       return;
     }
     if (!policyAllows(decision, methodArn)) {
@@ -269,9 +309,10 @@ function defaultOnError(error: unknown, route: { method: string; resource: strin
  * and authorizer run in-process behind it, with the events and error answers they get on AWS.
  */
 export async function startLocalApiGateway(opts: LocalApiGatewayOptions): Promise<LocalApiGateway> {
+  const authorize = cachedAuthorizer(opts);
   const server = createServer((req, res) => {
     const site = opts.site ?? (async () => false);
-    site(req, res).then((handled) => (handled ? undefined : handleRequest(opts, req, res))).catch(() => {
+    site(req, res).then((handled) => (handled ? undefined : handleRequest(opts, authorize, req, res))).catch(() => {
       if (!res.headersSent) sendGatewayError(res, 'unknown', gatewayErrors.handlerFailed);
       else res.destroy();
     });

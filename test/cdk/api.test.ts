@@ -36,8 +36,19 @@ describe('Construct: Api', () => {
     template.hasResourceProperties('AWS::ApiGateway::Authorizer', {
       Type: 'TOKEN',
       IdentitySource: 'method.request.header.Authorization',
-      AuthorizerResultTtlInSeconds: 0,
+      // API Gateway's default TTL, the one the local gateway keeps too (lambdas/catalog.ts).
+      AuthorizerResultTtlInSeconds: 300,
     });
+  });
+
+  it('answers an authorizer failure (the cloud\'s identity service down) with 503 and a message, not 500 {"message":null}', () => {
+    for (const type of ['AUTHORIZER_CONFIGURATION_ERROR', 'AUTHORIZER_FAILURE']) {
+      template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+        ResponseType: type,
+        StatusCode: '503',
+        ResponseTemplates: { 'application/json': Match.stringLikeRegexp("identity service is unreachable") },
+      });
+    }
   });
 
   it('validates every request, and the submission body against a model', () => {

@@ -105,6 +105,84 @@ describe('Function: startLocalApiGateway', () => {
     expect(handler).not.toHaveBeenCalled();
   });
 
+  it('keeps a policy per Authorization header for the TTL, for every route of the stage, as API Gateway\'s results cache', async () => {
+    let now = 1_000_000;
+    const authorizer = vi.fn(async (event: APIGatewayRequestAuthorizerEvent) => {
+      const who = event.headers?.Authorization;
+      if (who === 'Bearer deny') return policy('Deny', 'arn:aws:execute-api:us-east-1:000000000000:local/local/*');
+      if (who?.startsWith('Bearer ok')) return policy('Allow', 'arn:aws:execute-api:us-east-1:000000000000:local/local/*', { tenantId: who.slice(7) });
+      throw new Error('Unauthorized');
+    });
+    const tenantOf: LocalRoute['handler'] = async (event) => ({ statusCode: 200, body: JSON.stringify(event.requestContext.authorizer?.tenantId) });
+    gateway = await startLocalApiGateway({
+      routes: [
+        { method: 'GET', resource: '/deployments', handler: tenantOf },
+        { method: 'GET', resource: '/deployments/{id}', handler: tenantOf },
+      ],
+      authorizer,
+      authorizerCacheTtlMs: 300_000,
+      now: () => now,
+    });
+    const get = async (path: string, auth: string) => {
+      const res = await fetch(`${gateway!.url}${path}`, { headers: { Authorization: auth } });
+      return [res.status, await res.json()];
+    };
+
+    // Concurrent first calls share one decision; the cached Allow serves another route too.
+    expect(await Promise.all([get('/deployments', 'Bearer ok-a'), get('/deployments', 'Bearer ok-a')])).toEqual([[200, 'ok-a'], [200, 'ok-a']]);
+    expect(await get('/deployments/d1', 'Bearer ok-a')).toEqual([200, 'ok-a']);
+    // Another header is another identity: asked, with its own tenant.
+    expect(await get('/deployments', 'Bearer ok-b')).toEqual([200, 'ok-b']);
+    expect(authorizer).toHaveBeenCalledTimes(2);
+
+    // A cached Deny stays a 401; a thrown Unauthorized is not cached (asked each time).
+    expect(await get('/deployments', 'Bearer deny')).toEqual([401, { message: 'Unauthorized' }]);
+    expect(await get('/deployments/d1', 'Bearer deny')).toEqual([401, { message: 'Unauthorized' }]);
+    expect(await get('/deployments', 'Bearer bad')).toEqual([401, { message: 'Unauthorized' }]);
+    expect(await get('/deployments', 'Bearer bad')).toEqual([401, { message: 'Unauthorized' }]);
+    expect(authorizer).toHaveBeenCalledTimes(5);
+
+    // Past the TTL the authorizer is asked again.
+    now += 300_001;
+    expect(await get('/deployments', 'Bearer ok-a')).toEqual([200, 'ok-a']);
+    expect(authorizer).toHaveBeenCalledTimes(6);
+  });
+
+  it('answers an authorizer failure with the configured gateway response, logs it, and asks again next time', async () => {
+    const onError = vi.fn();
+    let cloudUp = false;
+    const authorizer = vi.fn(async (event: APIGatewayRequestAuthorizerEvent) => {
+      if (!cloudUp) throw new Error('keystone: connect ECONNREFUSED');
+      return policy('Allow', event.methodArn, { tenantId: 't' });
+    });
+    gateway = await startLocalApiGateway({
+      routes: [{ method: 'GET', resource: '/deployments', handler: echo }],
+      authorizer,
+      authorizerCacheTtlMs: 300_000,
+      authorizerFailure: { status: 503, message: 'identity service unreachable' },
+      onError,
+    });
+    const down = await fetch(`${gateway.url}/deployments`, { headers: { Authorization: 'Bearer x' } });
+    expect(down.status).toBe(503);
+    expect(await down.json()).toEqual({ message: 'identity service unreachable' });
+    expect(onError).toHaveBeenCalledWith(expect.objectContaining({ message: 'keystone: connect ECONNREFUSED' }), expect.anything());
+
+    cloudUp = true;
+    expect((await fetch(`${gateway.url}/deployments`, { headers: { Authorization: 'Bearer x' } })).status).toBe(200);
+  });
+
+  it('answers an authorizer failure with AWS\'s default 500 {"message":null} when no gateway response is configured', async () => {
+    gateway = await startLocalApiGateway({
+      routes: [{ method: 'GET', resource: '/deployments', handler: echo }],
+      authorizer: async () => Promise.reject(new Error('boom')),
+      onError: () => undefined,
+    });
+    const res = await fetch(`${gateway.url}/deployments`, { headers: { Authorization: 'Bearer x' } });
+    expect(res.status).toBe(500);
+    expect(res.headers.get('x-amzn-errortype')).toBe('AuthorizerConfigurationException');
+    expect(await res.json()).toEqual({ message: null });
+  });
+
   it('passes the authorizer context and principalId to the handler', async () => {
     let received: APIGatewayProxyEvent | undefined;
     const authorizer = vi.fn(async (event: APIGatewayRequestAuthorizerEvent) => {

@@ -44,4 +44,19 @@ describe('Handler: authorizer', () => {
     await expect(probing({ type: 'TOKEN', authorizationToken: header, methodArn }, context)).rejects.toThrow('Unauthorized');
     expect(asked).toEqual([]);
   });
+
+  it('lets a cloud failure through as a failure, not "Unauthorized": the gateway answers 503 and does not cache it', async () => {
+    // A valid token must not be refused (and that refusal cached) because Keystone was down for a second.
+    const failing = createHandler(() => ({
+      ...deps,
+      identity: {
+        identify: async () => {
+          throw new Error('keystone unreachable: connect ECONNREFUSED 127.0.0.1:5000');
+        },
+      },
+    }));
+    const refused = failing({ type: 'TOKEN', authorizationToken: 'Bearer tok-alice', methodArn }, context);
+    await expect(refused).rejects.toThrow('keystone unreachable');
+    await expect(refused).rejects.not.toThrow(/^Unauthorized$/);
+  });
 });

@@ -81,6 +81,14 @@ describe('Class: LocalStepFunctions', () => {
       expect(calls[0]?.taskToken).toBeUndefined();
     });
 
+    it('runs an execution whose TimeoutSeconds is past what a Node timer holds (the 81-day bound timed out at once)', async () => {
+      const { sfn } = await engine(async () => ({}));
+      // 3e8 s × timeScale 0.01 = 3e9 ms > 2^31 − 1: an unclamped timer fires after 1 ms.
+      const arn = sfn.createStateMachine('long-bound', JSON.stringify({ StartAt: 'W', TimeoutSeconds: 300_000_000, States: { W: { Type: 'Wait', Seconds: 5, End: true } } }));
+      const { executionArn } = await sfn.startExecution({ stateMachineArn: arn, input: '{}' });
+      expect((await sfn.waitForExecution(executionArn)).status).toBe('SUCCEEDED');
+    });
+
     it('fails a Lambda task with the error name and Lambda cause shape, visible to Catch', async () => {
       const { sfn } = await engine(async () => {
         throw Object.assign(new Error('backend down'), { name: 'Ctd.BackendUnreachable' });
