@@ -1,4 +1,5 @@
 import { openPrivateKey } from '../core/crypto/sealedKey.ts';
+import { DEFAULT_STEP_TIMEOUT_SECONDS } from '../core/deployment/schema.ts';
 import { ERROR_TABLE, ErrorName, HEARTBEAT_INTERVAL_SECONDS, StepError, TaskTokenGoneError, isStepError } from '../core/errors.ts';
 import { Metric, type MetricsPort } from '../core/metrics.ts';
 import type { DeploymentRecord, StepRecord } from '../core/model.ts';
@@ -66,6 +67,8 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
   const onStop = () => stop.abort();
   deps.signal.addEventListener('abort', onStop, { once: true });
   const heartbeat = startHeartbeat(deps, ids.taskToken, stop);
+  let overrun: ReturnType<typeof setTimeout> | undefined;
+  let overran: string | undefined;
   if (prestarted) {
     // Up ahead of the release: no secret is read and no user code runs until the step is `running`.
     const released = await awaitRelease(deps, ids, stop.signal);
@@ -75,6 +78,12 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
       return released;
     }
     began = deps.clock.now();
+    // Its state's TimeoutSeconds also covered the wait, so the step's own limit is kept here, from its release.
+    const limitSeconds = step.spec.timeoutSeconds ?? DEFAULT_STEP_TIMEOUT_SECONDS;
+    overrun = setTimeout(() => {
+      overran = `the step ran past its time limit of ${limitSeconds} s`;
+      stop.abort();
+    }, limitSeconds * 1000 * deps.timeScale);
   }
   const log = new StepLog(deps.store, ids.deploymentId, ids.stepId, attemptNo);
 
@@ -113,9 +122,11 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
     outcome = { ok: true, output: output ?? {} };
     log.line('engine', `${step.stepId} succeeded`);
   } catch (e) {
-    outcome = classify(e);
+    // The same error as a state's own timeout, so the step fails (and is retried) exactly as before.
+    outcome = overran ? failure('States.Timeout', overran) : classify(e);
     log.line('engine', `${step.stepId} failed: ${outcome.error}: ${outcome.cause}`);
   } finally {
+    clearTimeout(overrun);
     clearInterval(heartbeat);
     deps.signal.removeEventListener('abort', onStop);
     await log.close();

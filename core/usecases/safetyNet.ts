@@ -86,7 +86,8 @@ async function stopWhatRuns(deps: EngineDeps, deploymentId: string, reason: stri
   // and our conditional write (local handlers get no cancel signal): a second pass catches it.
   for (let pass = 0; pass < 3; pass++) {
     const now = iso(deps.clock);
-    const live = (await deps.store.getSteps(deploymentId)).filter((s) => s.status === 'waiting' || s.status === 'running');
+    // bastion-close is the cleanup execution's to run: skipping it here would refuse that run.
+    const live = (await deps.store.getSteps(deploymentId)).filter((s) => s.stepId !== BASTION_CLOSE && (s.status === 'waiting' || s.status === 'running'));
     if (live.length === 0) return;
     for (const step of live) {
       const waiting = step.status === 'waiting';
@@ -102,6 +103,8 @@ async function stopWhatRuns(deps: EngineDeps, deploymentId: string, reason: stri
     }
   }
 }
+
+const BASTION_CLOSE = 'bastion-close';
 
 /** The readable why, as a verb phrase: "was stopped …", "timed out after N s …", "failed …". */
 export function happened(event: ExecutionEnded): string {
