@@ -1,3 +1,4 @@
+import { MAX_CLEANUP_ATTEMPTS } from '../../core/config/limits.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -275,6 +276,12 @@ async function driveEveryPath(): Promise<void> {
   expect(await running.done).toMatchObject({ ok: false });
   await engine('safetyNet', { detail: { name: cancelled, status: 'ABORTED', executionArn: `${STATE_MACHINE}:${cancelled}` } });
   await engine('safetyNet', { detail: { name: cancelled, status: 'ABORTED', executionArn: `${STATE_MACHINE}:${cancelled}` } });
+  // Its last cleanup execution ended outside its end too: the net gives up, deletes the secrets and
+  // revokes the token's grant itself; a repeated event then finds the grant by name (already gone).
+  const lastCleanup = { deploymentId: cancelled, cleanup: { attempt: MAX_CLEANUP_ATTEMPTS, executionStatus: 'ABORTED' }, error: { Error: 'Ctd.ExecutionAborted', Cause: 'stopped' } };
+  const lastName = `${cancelled}-cleanup-${MAX_CLEANUP_ATTEMPTS}`;
+  await engine('safetyNet', { detail: { name: lastName, status: 'ABORTED', executionArn: `${STATE_MACHINE}:${lastName}`, input: JSON.stringify(lastCleanup) } });
+  await engine('safetyNet', { detail: { name: lastName, status: 'ABORTED', executionArn: `${STATE_MACHINE}:${lastName}`, input: JSON.stringify(lastCleanup) } });
 
   // A deployment whose execution was stopped from the console while a step ran: the safety net stops
   // the sandbox, fails its token and starts the cleanup-only execution.
