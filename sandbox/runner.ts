@@ -67,17 +67,20 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
   const onStop = () => stop.abort();
   deps.signal.addEventListener('abort', onStop, { once: true });
   const heartbeat = startHeartbeat(deps, ids.taskToken, stop);
+  let releasedAt = step.startedAt;
   let overrun: ReturnType<typeof setTimeout> | undefined;
   let overran: string | undefined;
   if (prestarted) {
     // Up ahead of the release: no secret is read and no user code runs until the step is `running`.
     const released = await awaitRelease(deps, ids, stop.signal);
-    if (released !== true) {
+    if ('ok' in released) {
       clearInterval(heartbeat);
       deps.signal.removeEventListener('abort', onStop);
       return released;
     }
     began = deps.clock.now();
+    // Its start latency is how late it saw its release: the cold start itself was hidden.
+    releasedAt = released.startedAt;
     // Its state's TimeoutSeconds also covered the wait, so the step's own limit is kept here, from its release.
     const limitSeconds = step.spec.timeoutSeconds ?? DEFAULT_STEP_TIMEOUT_SECONDS;
     overrun = setTimeout(() => {
@@ -132,7 +135,7 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
     await log.close();
   }
   if (step.system) await recordSystemStep(deps, ids, outcome);
-  measure(deps, step, attemptNo, began, outcome);
+  measure(deps, { ...step, ...(releasedAt ? { startedAt: releasedAt } : {}) }, attemptNo, began, outcome);
   return outcome;
 }
 
@@ -197,13 +200,13 @@ async function claimAttempt(
 const CLAIM_TRIES = 3;
 
 /** Polls the step until its release, with backoff; the answer when it was decided otherwise. */
-async function awaitRelease(deps: RunnerDeps, ids: TaskIds, signal: AbortSignal): Promise<true | RunOutcome> {
+async function awaitRelease(deps: RunnerDeps, ids: TaskIds, signal: AbortSignal): Promise<StepRecord | RunOutcome> {
   const { first, max } = deps.releasePollMs ?? { first: 200, max: 2000 };
   let delay = first;
   for (;;) {
     if (signal.aborted) return failure(ErrorName.StepFailed, 'the sandbox was stopped while waiting for its release');
     const step = await deps.store.getStep(ids.deploymentId, ids.stepId);
-    if (step?.status === 'running') return true;
+    if (step?.status === 'running') return step;
     if (step?.status !== 'waiting') return notStarting(step);
     await sleep(delay, signal);
     delay = Math.min(max, Math.round(delay * 1.5));
