@@ -1,3 +1,4 @@
+import { mulberry32 } from './random.ts';
 import { planWorkflow } from '../core/dag.ts';
 import type { StepView } from '../core/api.ts';
 import { cpuSeconds, loadAverage, round, runDeployment, summarize, type BenchEngine, type LoadStamp, type Summary } from './harness.ts';
@@ -54,17 +55,7 @@ export interface SchedulingResult {
   transitions: number;
 }
 
-/** mulberry32: a tiny seeded PRNG, so the DAG is the same on every machine. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 /** Each step sleeps 0.2–1.0 s and depends on 0–3 distinct earlier steps. */
 export function randomDag(seed: number, count: number): DagStepSpec[] {

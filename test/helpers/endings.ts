@@ -31,17 +31,8 @@ export interface EngineHandle {
 const FINAL = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
 const AWS = { region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } };
 
-/** A seeded PRNG (mulberry32): the matrix prints its seed so a failing run can be replayed. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG: the matrix prints its seed so a failing run can be replayed. */
+export { mulberry32 as seeded } from '../../bench/random.ts';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

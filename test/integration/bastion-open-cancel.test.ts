@@ -1,3 +1,4 @@
+import { mulberry32 } from '../../bench/random.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,18 +21,7 @@ import { runDeployment, startTestEngine, type TestEngine } from '../helpers/engi
  */
 const seed = Number(process.env.CTD_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 console.log(`bastion-open-cancel seed: ${seed} (replay with CTD_TEST_SEED=${seed})`);
-/** mulberry32: a small seeded PRNG, so a failing schedule can be replayed. */
-function prng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = prng(seed);
+const random = mulberry32(seed);
 const ENDED = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
 
 /** Bastion rules this engine made for a deployment (all of them when no id), as Neutron lists them. */
