@@ -1,6 +1,6 @@
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentView } from '../../core/api.ts';
 import { ErrorName } from '../../core/errors.ts';
@@ -188,7 +188,14 @@ describe('Engine through the bastion: the SSH key on disk', () => {
   it('never writes the deployment key outside the sandbox\'s private directory, and removes it and the secrets at the end', async () => {
     // A second early: the kernel stamps files from a coarse clock that can lag Date.now().
     const submittedAt = Date.now() - 1000;
-    const { deploymentId } = await t.client.submit(await helloWorld());
+    // The deployment holds before deprovision until the test has scanned at least once, so a
+    // slow scan on a loaded machine still looks while the key is in use.
+    const gate = join(await mkdtemp(join(tmpdir(), 'ctd-gate-')), 'open');
+    const body = await helloWorld();
+    const steps = (body.workflow as { steps: Record<string, unknown>[] }).steps;
+    steps.splice(steps.length - 1, 0, { id: 'hold', action: 'ssh', targets: ['web1'], files: [], dependsOn: ['check'], command: `while [ ! -e ${gate} ]; do sleep 0.2; done` });
+    steps[steps.length - 1]!.dependsOn = ['hold'];
+    const { deploymentId } = await t.client.submit(body);
     const key = await deploymentPrivateKey(t, deploymentId);
     expect(key).toContain(PRIVATE_KEY_MARKER);
     const needles = keyNeedles(key!);
@@ -213,6 +220,7 @@ describe('Engine through the bastion: the SSH key on disk', () => {
     do {
       await scan();
       scansWhileRunning += 1;
+      if (scansWhileRunning >= 1) await writeFile(gate, '');
       view = await t.client.get(deploymentId);
     } while (!ENDED.includes(view.status));
     await scan();
@@ -231,7 +239,7 @@ describe('Engine through the bastion: the SSH key on disk', () => {
       }, { timeout: 10_000 })
       .toEqual({ count: t.engine.sandboxes.warmCount, nonEmpty: 0 });
     expect(await secretItems(t, deploymentId)).toEqual([]);
-  });
+  }, 120_000);
 });
 
 describe('Engine through the bastion: the error table', () => {
