@@ -9,8 +9,10 @@ import { mulberry32, randomDag, type DagStepSpec } from './scheduling.ts';
  * pre-start off and then on, in one run. The physical limit is the critical path plus one start.
  */
 
+export const COLDSTART_WORKFLOWS = ['chain10', 'dag60', 'independent200'] as const;
+
 export interface ColdstartCase {
-  workflow: 'chain10' | 'dag60' | 'independent200';
+  workflow: (typeof COLDSTART_WORKFLOWS)[number];
   steps: number;
   /** Σ of the longest chain of sleeps, seconds. */
   criticalPathS: number;
@@ -71,14 +73,18 @@ export async function runColdstart(opts: {
   timeScale: number;
   maxWaiting: number;
   log: (line: string) => void;
+  /** Only these workflows (default all): a quicker look at one case while working on it. */
+  workflows?: readonly ColdstartCase['workflow'][];
+  /** Only these modes (default off, then on). */
+  modes?: readonly ('off' | 'on')[];
   /** Called after each case with the figures so far. */
   progress?: (partial: ColdstartResult) => Promise<void>;
 }): Promise<ColdstartResult> {
   const workflows: Workflow[] = [
-    { name: 'chain10', steps: chain(opts.seed, 10) },
-    { name: 'dag60', steps: randomDag(opts.seed, 60) },
-    { name: 'independent200', steps: independent(200) },
-  ];
+    { name: 'chain10' as const, steps: chain(opts.seed, 10) },
+    { name: 'dag60' as const, steps: randomDag(opts.seed, 60) },
+    { name: 'independent200' as const, steps: independent(200) },
+  ].filter((w) => opts.workflows === undefined || opts.workflows.includes(w.name));
   const result: ColdstartResult = {
     timeScale: opts.timeScale,
     startMedianS: MEDIAN_S,
@@ -92,7 +98,7 @@ export async function runColdstart(opts: {
   };
   // One engine at a time (the local engine points this process's SDK environment at its own services);
   // each workflow off then on, and `progress` after each, so a late failure keeps what came before.
-  const modes = ['off', 'on'] as const;
+  const modes = opts.modes ?? (['off', 'on'] as const);
   for (const w of workflows) {
     for (const mode of modes) {
       const bench = await startBenchEngine({

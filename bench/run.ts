@@ -2,12 +2,15 @@ import { parseArgs } from 'node:util';
 import { loadAverage, machine, startBenchEngine, waitForCalm } from './harness.ts';
 import { loadResults, saveResults, summaryTable, type BenchResults } from './report.ts';
 import { DEFAULT_PRESTART_MAX_WAITING } from '../adapters/aws/engineDeps.ts';
-import { runColdstart, type ColdstartResult } from './coldstart.ts';
+import { COLDSTART_WORKFLOWS, runColdstart, type ColdstartCase, type ColdstartResult } from './coldstart.ts';
 import { runSandboxStart } from './sandboxStart.ts';
 import { runScheduling } from './scheduling.ts';
 import { runTransitions } from './transitions.ts';
 
-/** `npm run bench [-- --only scheduling|sandbox|transitions|coldstart] [--seed N] [--runs N] [--time-scale X]` */
+/**
+ * `npm run bench [-- --only scheduling|sandbox|transitions|coldstart] [--seed N] [--runs N] [--time-scale X]`
+ * `[--workflows chain10,dag60,independent200] [--modes off,on]` (coldstart only: a quicker partial run; combine with --no-write)
+ */
 
 const BENCHMARKS = ['sandbox', 'scheduling', 'transitions', 'coldstart'] as const;
 type Benchmark = (typeof BENCHMARKS)[number];
@@ -28,6 +31,8 @@ async function main(): Promise<void> {
       // Fargate's 45 s start × this on the engine's clock (coldstart); 0.2 keeps a run to minutes and Lambda limits (60 s → 12 s) clear of a loaded machine.
       'time-scale': { type: 'string', default: '0.2' },
       'max-waiting': { type: 'string', default: String(DEFAULT_PRESTART_MAX_WAITING) },
+      workflows: { type: 'string' },
+      modes: { type: 'string' },
     },
     strict: true,
   });
@@ -60,7 +65,19 @@ async function main(): Promise<void> {
           results.coldstart = { ...stamp(), result: partial };
           if (!values['no-write']) await saveResults(results);
         };
-        await progress(await runColdstart({ seed, timeScale, maxWaiting: positive('max-waiting', values['max-waiting']), log, progress }));
+        const workflows = listOf('workflows', values.workflows, COLDSTART_WORKFLOWS);
+        const modes = listOf('modes', values.modes, ['off', 'on'] as const);
+        await progress(
+          await runColdstart({
+            seed,
+            timeScale,
+            maxWaiting: positive('max-waiting', values['max-waiting']),
+            log,
+            progress,
+            ...(workflows ? { workflows: workflows as ColdstartCase['workflow'][] } : {}),
+            ...(modes ? { modes } : {}),
+          }),
+        );
       }
       if (name === 'transitions') results.transitions = { ...stamp(), result: await runTransitions(bench, { steps: 10, log }) };
       log(`✔ ${name} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -73,6 +90,15 @@ async function main(): Promise<void> {
     const written = await saveResults(results);
     process.stdout.write(`wrote ${written.join(', ')}\n`);
   }
+}
+
+/** A comma-separated option whose every item must be one of `allowed`; undefined when not given. */
+function listOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[]): T[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value.split(',').map((v) => v.trim());
+  const bad = items.filter((v) => !(allowed as readonly string[]).includes(v));
+  if (bad.length > 0 || items.length === 0) throw new Error(`--${name} takes a comma-separated list of ${allowed.join(', ')}; got ${bad.join(', ') || 'nothing'}`);
+  return items as T[];
 }
 
 function positive(name: string, value: string | undefined): number {

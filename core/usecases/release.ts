@@ -125,10 +125,12 @@ export async function settle(
   verdict: Verdict,
   by: 'lambda' | 'cancel' = 'lambda',
   steps?: Map<string, StepRecord>,
+  /** When given, the answers to tokens go here instead of being awaited: the caller's next decision need not wait for them. */
+  answers?: Promise<void>[],
 ): Promise<Release | undefined> {
   if (verdict.kind === 'wait') return undefined;
   const now = iso(deps.clock);
-  if (verdict.kind === 'prestart') return prestart(deps, step, steps ?? new Map(), now);
+  if (verdict.kind === 'prestart') return prestart(deps, step, steps ?? new Map(), now, answers);
   const won =
     verdict.kind === 'run'
       ? await deps.store.applyStepTransition(step.deploymentId, step.stepId, { name: 'release', by, fields: { startedAt: now } })
@@ -141,24 +143,48 @@ export async function settle(
   if (!won.applied) return undefined;
   const release = releaseOf(step, verdict.kind === 'run');
   deps.log('step released', { deploymentId: step.deploymentId, stepId: step.stepId, run: release.run });
-  // A pre-started step's token was answered already (a stale read may still show it: answering it again is a no-op).
-  if (step.awaitToken && step.prestartedAt === undefined) {
-    await answer(deps, step.awaitToken, release);
-    await deps.store.clearStepFields(step.deploymentId, step.stepId, ['awaitToken']);
-  }
-  if (verdict.kind === 'skip' && step.prestartedAt !== undefined) await stopWaitingSandbox(deps, step, verdict);
+  const respond = async () => {
+    // A pre-started step's token was answered already (a stale read may still show it: answering it again is a no-op).
+    if (step.awaitToken && step.prestartedAt === undefined) {
+      await answer(deps, step.awaitToken, release);
+      await deps.store.clearStepFields(step.deploymentId, step.stepId, ['awaitToken']);
+    }
+    if (verdict.kind === 'skip' && step.prestartedAt !== undefined) await stopWaitingSandbox(deps, step, verdict);
+  };
+  await respondNowOrLater(respond, answers);
   return release;
 }
 
+/** The conditional write decided; what follows it (answers, stops) runs now, or alongside the caller's next decisions. */
+async function respondNowOrLater(respond: () => Promise<void>, answers: Promise<void>[] | undefined): Promise<void> {
+  if (answers) answers.push(respond());
+  else await respond();
+}
+
+/** Waits for every deferred answer, then fails with the first failure (none is left running unobserved). */
+async function allAnswered(answers: Promise<void>[]): Promise<void> {
+  const failed = (await Promise.allSettled(answers)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 /** AwaitDependencies lets the sandbox start now; the step stays `waiting` until its real release. */
-async function prestart(deps: EngineDeps, step: StepRecord, steps: Map<string, StepRecord>, now: string): Promise<Release | undefined> {
+async function prestart(
+  deps: EngineDeps,
+  step: StepRecord,
+  steps: Map<string, StepRecord>,
+  now: string,
+  answers: Promise<void>[] | undefined,
+): Promise<Release | undefined> {
   const won = await deps.store.updateStep(step.deploymentId, step.stepId, { prestartedAt: now }, { ifStatus: ['waiting'] });
   if (!won) return undefined;
   const release: Release = { run: true, prestart: true, timeoutSeconds: timeoutOf(step) + waitBudgetSeconds(step, steps) };
   deps.log('step sandbox pre-started', { deploymentId: step.deploymentId, stepId: step.stepId });
-  if (step.awaitToken) {
-    await answer(deps, step.awaitToken, release);
-    await deps.store.clearStepFields(step.deploymentId, step.stepId, ['awaitToken']);
+  const token = step.awaitToken;
+  if (token) {
+    await respondNowOrLater(async () => {
+      await answer(deps, token, release);
+      await deps.store.clearStepFields(step.deploymentId, step.stepId, ['awaitToken']);
+    }, answers);
   }
   return release;
 }
@@ -177,21 +203,32 @@ async function stopWaitingSandbox(deps: EngineDeps, step: StepRecord, verdict: E
   await deps.store.clearStepFields(step.deploymentId, step.stepId, ['taskToken', 'taskArn']);
 }
 
-/** Re-evaluates the waiting steps after something changed (a step ended, a failure, a cancel). */
-export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 'lambda' | 'cancel' = 'lambda'): Promise<void> {
+/**
+ * Re-evaluates the waiting steps after something changed (a step ended, a failure, a cancel).
+ * Returns the deployment as it read it, so the caller need not read it again.
+ */
+export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 'lambda' | 'cancel' = 'lambda'): Promise<DeploymentRecord | undefined> {
   const [deployment, all] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
-  if (!deployment) return;
+  if (!deployment) return undefined;
   const byId = new Map(all.map((s) => [s.stepId, s]));
-  // Topological order: a release earlier in the pass lets a later step pre-start in the same pass.
-  for (const stepId of deployment.stepIds) {
-    const step = byId.get(stepId);
-    if (!step || step.status !== 'waiting') continue;
-    // Only steps that registered their token (or whose sandbox waits) can be answered now; the others settle themselves on registration.
-    if (!step.awaitToken && step.prestartedAt === undefined) continue;
-    const verdict = verdictFor(step, deployment, byId, deps.prestart);
-    const release = await settle(deps, step, verdict, by, byId);
-    if (release) byId.set(stepId, decided(step, verdict, iso(deps.clock)));
+  // The decisions are conditional writes made one after another; the answers they lead to run alongside
+  // (a chain's whole pre-start pass would otherwise hold up the step whose release started it).
+  const answers: Promise<void>[] = [];
+  try {
+    // Topological order: a release earlier in the pass lets a later step pre-start in the same pass.
+    for (const stepId of deployment.stepIds) {
+      const step = byId.get(stepId);
+      if (!step || step.status !== 'waiting') continue;
+      // Only steps that registered their token (or whose sandbox waits) can be answered now; the others settle themselves on registration.
+      if (!step.awaitToken && step.prestartedAt === undefined) continue;
+      const verdict = verdictFor(step, deployment, byId, deps.prestart);
+      const release = await settle(deps, step, verdict, by, byId, answers);
+      if (release) byId.set(stepId, decided(step, verdict, iso(deps.clock)));
+    }
+  } finally {
+    await allAnswered(answers);
   }
+  return deployment;
 }
 
 /** The step as `settle` just wrote it, so the rest of the pass sees it. */

@@ -1,6 +1,6 @@
 import { ErrorName, NotFoundError } from '../errors.ts';
 import { isSandboxLaunchError, Metric } from '../metrics.ts';
-import type { StepRecord } from '../model.ts';
+import type { DeploymentRecord, StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
 import { answer, fail, settle, settleWaiting, verdictFor, type Release } from './release.ts';
 
@@ -50,15 +50,17 @@ export async function recordStepResult(
 ): Promise<void> {
   const output = isRecord(input.result) ? input.result : undefined;
   // Refused when the step was aborted or cancelled meanwhile: that record stands.
-  await deps.store.applyStepTransition(input.deploymentId, input.stepId, {
+  const succeeded = await deps.store.applyStepTransition(input.deploymentId, input.stepId, {
     name: 'succeed',
     by: 'lambda',
     fields: { endedAt: iso(deps.clock), ...(output ? { output } : {}) },
   });
-  await deps.store.clearStepFields(input.deploymentId, input.stepId, ['taskToken', 'taskArn']);
+  // `succeed` clears the sandbox fields in its own write: one round trip less before the dependents' release.
+  if (!succeeded.applied) await deps.store.clearStepFields(input.deploymentId, input.stepId, ['taskToken', 'taskArn']);
   // Only its dependents can have become ready; settleWaiting releases exactly those.
-  await settleWaiting(deps, input.deploymentId);
-  await endGraceIfIdle(deps, input.deploymentId);
+  const deployment = await settleWaiting(deps, input.deploymentId);
+  // That read came after this step's end: a grace period registered later checks the steps itself.
+  await endGraceIfIdle(deps, input.deploymentId, deployment ?? null);
 }
 
 /** The States error object a Catch puts at ResultPath. */
@@ -105,9 +107,12 @@ export async function gracePeriod(deps: EngineDeps, input: { deploymentId: strin
   await endGraceIfIdle(deps, input.deploymentId);
 }
 
-/** Ends the grace period early once no step is running any more. */
-export async function endGraceIfIdle(deps: EngineDeps, deploymentId: string): Promise<void> {
-  const deployment = await deps.store.getDeployment(deploymentId);
+/**
+ * Ends the grace period early once no step is running any more. `read` is a deployment read made
+ * after the caller's own change (null: the deployment is gone), which saves reading it again.
+ */
+export async function endGraceIfIdle(deps: EngineDeps, deploymentId: string, read?: DeploymentRecord | null): Promise<void> {
+  const deployment = read === undefined ? await deps.store.getDeployment(deploymentId) : read;
   const token = deployment?.graceToken;
   if (!token) return;
   const steps = await deps.store.getSteps(deploymentId);

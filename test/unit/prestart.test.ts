@@ -79,6 +79,56 @@ describe('Use-case: pre-start', () => {
     expect(deps.sandboxes.stopped).toContain('task/2');
   });
 
+  it("decides a chain's whole pre-start pass while the sandboxes' answers are still on their way", async () => {
+    deps.prestart = { maxWaiting: 4 };
+    for (let i = 2; i <= 5; i++) await awaitDependencies(deps, { deploymentId: id, stepId: `s${i}`, taskToken: `t${i}` });
+    // Step Functions is slow to take s2's answer; s3..s5 are decided (and answered) meanwhile, not after it.
+    let deliver!: () => void;
+    const held = new Promise<void>((resolve) => (deliver = resolve));
+    const send = deps.executions.sendTaskSuccess.bind(deps.executions);
+    deps.executions.sendTaskSuccess = async (token, output) => {
+      if (token === 't2') await held;
+      return send(token, output);
+    };
+    let returned = false;
+    const registering = awaitDependencies(deps, { deploymentId: id, stepId: 's1', taskToken: 't1' }).then(() => (returned = true));
+    await waitUntil(async () => answer('t5') !== undefined);
+    expect((await step('s5'))?.prestartedAt).toBeDefined();
+    expect(answer('t2')).toBeUndefined();
+    // The invocation itself still ends only once every answer is delivered: nothing is left to a frozen Lambda.
+    expect(returned).toBe(false);
+    deliver();
+    await registering;
+    expect(answer('t2')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
+    expect((await step('s2'))?.awaitToken).toBeUndefined();
+  });
+
+  it("releases a dependent right after the step's own success is written, which also drops its sandbox fields", async () => {
+    await registerAll(2);
+    await deps.store.applyStepTransition(id, 's1', { name: 'start-attempt', by: 'runner', fields: { attempt: 1, taskToken: 'box1', taskArn: 'task/1' } });
+    const calls: string[] = [];
+    const store = deps.store;
+    for (const name of ['applyStepTransition', 'clearStepFields', 'updateStep', 'getDeployment', 'getSteps', 'getStep'] as const) {
+      const original = store[name].bind(store) as (...args: unknown[]) => Promise<unknown>;
+      (store as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
+        const request = args[2] as { name?: string } | undefined;
+        calls.push(name === 'applyStepTransition' ? `${name} ${String(args[1])} ${request?.name ?? ''}` : name);
+        return original(...args);
+      };
+    }
+    await recordStepResult(deps, { deploymentId: id, stepId: 's1' });
+    expect(calls.slice(0, calls.indexOf('applyStepTransition s2 release') + 1)).toEqual([
+      'applyStepTransition s1 succeed',
+      'getDeployment',
+      'getSteps',
+      'applyStepTransition s2 release',
+    ]);
+    const s1 = await step('s1');
+    expect(s1?.status).toBe('succeeded');
+    expect(s1?.taskToken).toBeUndefined();
+    expect(s1?.taskArn).toBeUndefined();
+  });
+
   it('does not pre-start when switched off', async () => {
     deps.prestart = undefined;
     await registerAll(3);
@@ -86,6 +136,14 @@ describe('Use-case: pre-start', () => {
     expect(answer('t3')).toBeUndefined();
   });
 });
+
+async function waitUntil(done: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await done()) return;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  throw new Error('condition not reached');
+}
 
 describe('Config: CTD_PRESTART', () => {
   it('is on by default, off on request, and names a bad value', () => {

@@ -3,7 +3,7 @@ import { ErrorName, StepError, TaskTokenGoneError } from '../../core/errors.ts';
 import type { CloudDriver } from '../../core/ports.ts';
 import { cancelDeployment } from '../../core/usecases/cancel.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
-import { awaitDependencies, recordStepFailure } from '../../core/usecases/workflow.ts';
+import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
 import { runStep, type RunnerDeps } from '../../sandbox/runner.ts';
 import type { Action } from '../../sandbox/actions/types.ts';
 import { memoryDeps } from '../helpers/memoryEngine.ts';
@@ -142,6 +142,54 @@ describe('Function: runStep', () => {
     expect(outcome).toMatchObject({ ok: false, error: ErrorName.Cancelled });
     expect(runs).toBe(0);
     expect(await deps.store.getStep(deploymentId, 'a')).toMatchObject({ status: 'cancelled', attempt: 0 });
+  });
+
+  it('reads no secret and no file before a pre-started step is released, then both in one round trip', async () => {
+    const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
+    const chainBody = { ...body, workflow: { steps: [body.workflow.steps[0]!, { ...body.workflow.steps[1]!, dependsOn: ['a'] }] } };
+    const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1-secret-value', body: chainBody });
+    await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
+    await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
+    const reads: { name: string; status?: string; othersInFlight: number }[] = [];
+    let inFlight = 0;
+    const watched = <T>(name: string, read: () => Promise<T>) => async () => {
+      reads.push({ name, status: (await deps.store.getStep(deploymentId, 'b'))?.status, othersInFlight: inFlight });
+      inFlight++;
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return await read();
+      } finally {
+        inFlight--;
+      }
+    };
+    const store = Object.assign(Object.create(deps.store) as typeof deps.store, {
+      getSecrets: (id: string) => watched('secrets', () => deps.store.getSecrets(id))(),
+      getFiles: (id: string) => watched('files', () => deps.store.getFiles(id))(),
+    });
+    let token: string | undefined;
+    const runner: RunnerDeps = {
+      store,
+      vault: deps.vault,
+      executions: deps.executions,
+      cloud: {} as CloudDriver,
+      clock: deps.clock,
+      workDir: '/nonexistent',
+      timeScale: 1,
+      heartbeatMs: 5,
+      releasePollMs: { first: 2, max: 5 },
+      signal: new AbortController().signal,
+      actions: { run: async (ctx) => void (token = ctx.token) },
+    };
+    const running = runStep(runner, { deploymentId, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'task/b' });
+    for (let i = 0; i < 200 && !(await deps.store.getStep(deploymentId, 'b'))?.readyAt; i++) await new Promise((resolve) => setTimeout(resolve, 2));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(reads).toEqual([]);
+    await recordStepResult(deps, { deploymentId, stepId: 'a' });
+    expect(await running).toEqual({ ok: true, output: {} });
+    expect(token).toBe('tok-t1-secret-value');
+    expect(reads.map((r) => [r.name, r.status])).toEqual([['secrets', 'running'], ['files', 'running']]);
+    // The second read started while the first was still on its way.
+    expect(reads[1]?.othersInFlight).toBe(1);
   });
 
   it('gives two sandboxes started at the same moment an attempt each, so their log lines stay apart', async () => {
