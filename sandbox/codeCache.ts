@@ -43,16 +43,18 @@ export function runWithCodeCache(opts: CodeCacheOptions): CodeCacheUse {
     ...(cachedData ? { cachedData } : {}),
   });
   const use: CodeCacheUse = !cachedData ? 'absent' : script.cachedDataRejected ? 'rejected' : 'used';
+  const wrapper = script.runInThisContext() as (exports: object, require: NodeJS.Require, module: object, filename: string, dirname: string) => void;
+  const module = { exports: {} };
+  wrapper.call(module.exports, module.exports, createRequire(opts.file), module, opts.file, dirname(opts.file));
   if (opts.write) {
-    process.once('exit', () => {
+    process.once('exit', (code) => {
+      // Only from a clean run: a bundle that fails while loading must not look built.
+      if (code !== 0) return;
       // Written aside and renamed: engines building at once, or a runner reading now, never see half a file.
       const aside = `${opts.cacheFile}.${process.pid}.tmp`;
       writeFileSync(aside, script.createCachedData());
       renameSync(aside, opts.cacheFile);
     });
   }
-  const wrapper = script.runInThisContext() as (exports: object, require: NodeJS.Require, module: object, filename: string, dirname: string) => void;
-  const module = { exports: {} };
-  wrapper.call(module.exports, module.exports, createRequire(opts.file), module, opts.file, dirname(opts.file));
   return use;
 }
