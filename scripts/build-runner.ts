@@ -1,7 +1,6 @@
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { RUNNER_BUILD } from '../local/sandbox/runnerBundle.ts';
+import { RUNNER_BUILD, runnerEntryPoints } from '../local/sandbox/runnerBundle.ts';
 
 /**
  * `tsx scripts/build-runner.ts OUTDIR`: the sandbox image's runner (sandbox/Dockerfile), bundled as
@@ -13,7 +12,7 @@ const outdir = process.argv[2];
 if (!outdir) throw new Error('usage: tsx scripts/build-runner.ts OUTDIR');
 await build({
   ...RUNNER_BUILD,
-  entryPoints: Object.fromEntries(Object.entries(RUNNER_BUILD.entryPoints).map(([k, v]) => [k, join(ROOT, v)])),
+  entryPoints: runnerEntryPoints(ROOT),
   // The image's Node (sandbox/Dockerfile's FROM).
   target: 'node22',
   outdir,

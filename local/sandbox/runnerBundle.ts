@@ -3,6 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { access, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { BuildOptions } from 'esbuild';
 import { CODE_CACHE_ENV, codeCacheFile } from '../../sandbox/codeCache.ts';
 
 /**
@@ -20,8 +21,7 @@ export const RUNNER_BANNER = "var ctdImportMetaUrl = require('node:url').pathToF
  * bundle runs in a vm.Script (sandbox/codeCache.ts), which has no ESM loader; the actions' code
  * still runs only when a step needs it.
  */
-export const RUNNER_BUILD = {
-  entryPoints: { runner: 'sandbox/cachedMain.ts', 'runner-bundle': 'sandbox/main.ts' },
+export const RUNNER_BUILD: BuildOptions = {
   outExtension: { '.js': '.cjs' },
   bundle: true,
   platform: 'node',
@@ -33,7 +33,12 @@ export const RUNNER_BUILD = {
   define: { 'import.meta.url': 'ctdImportMetaUrl' },
   banner: { js: RUNNER_BANNER },
   minify: true,
-} as const;
+};
+
+/** The entry (sandbox/cachedMain.ts) and the runner it loads, relative to the repository's root. */
+export function runnerEntryPoints(root: string): Record<string, string> {
+  return { runner: join(root, 'sandbox', 'cachedMain.ts'), 'runner-bundle': join(root, 'sandbox', 'main.ts') };
+}
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -56,7 +61,7 @@ export async function bundleRunner(opts: BundleOptions = {}): Promise<string> {
   await rm(aside, { recursive: true, force: true });
   const result = await build({
     ...RUNNER_BUILD,
-    entryPoints: Object.fromEntries(Object.entries(RUNNER_BUILD.entryPoints).map(([k, v]) => [k, join(ROOT, v)])),
+    entryPoints: runnerEntryPoints(ROOT),
     outdir: aside,
     logLevel: 'error',
     metafile: true,
