@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { access, rename, rm } from 'node:fs/promises';
+import { access, readFile, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BuildOptions } from 'esbuild';
@@ -65,8 +65,13 @@ export async function bundleRunner(opts: BundleOptions = {}): Promise<string> {
     outdir: aside,
     logLevel: 'error',
     metafile: true,
+    // Output paths in the metafile are relative to this.
+    absWorkingDir: ROOT,
   });
-  const hash = createHash('sha256').update(JSON.stringify(Object.keys(result.metafile.outputs).map((o) => [basename(o), result.metafile.outputs[o]!.bytes]))).digest('hex').slice(0, 12);
+  // Named by the bytes themselves, not their sizes: a same-sized edit must not reuse an older runner (or its code cache).
+  const digest = createHash('sha256');
+  for (const output of Object.keys(result.metafile.outputs).sort()) digest.update(basename(output)).update(await readFile(join(ROOT, output)));
+  const hash = digest.digest('hex').slice(0, 12);
   const target = join(cache, `runner-cjs-${hash}`);
   try {
     await rename(aside, target);
