@@ -177,8 +177,10 @@ function sandboxSection(m: Measured<SandboxStartResult> | undefined): string {
     summaryRow(`engine: RunTask → first heartbeat, no bwrap${r.engineBwrap ? '' : ' (bwrap not usable here)'}`, r.engineNoBwrap, ms),
     summaryRow('`env -i node -e 0`, spawn → exit', r.nodeBare, ms),
     r.nodeBwrap ? summaryRow('`bwrap … node -e 0`, spawn → exit', r.nodeBwrap, ms) : undefined,
-    summaryRow('`env -i node runner.mjs` (module load only), spawn → exit', r.runnerLoad, ms),
+    summaryRow('`env -i node runner.cjs` (module load only, code cache), spawn → exit', r.runnerLoad, ms),
     summaryRow('… its CPU time (user + sys)', r.runnerLoadCpu, ms),
+    r.runnerLoadNoCache ? summaryRow('the same without its code cache, spawn → exit', r.runnerLoadNoCache, ms) : undefined,
+    r.runnerLoadNoCacheCpu ? summaryRow('… its CPU time (user + sys)', r.runnerLoadNoCacheCpu, ms) : undefined,
   ].filter((x): x is string => x !== undefined);
   const start = r.engineBwrap ?? r.engineNoBwrap;
   return `## 2. Sandbox start
@@ -190,8 +192,14 @@ ${rows.join('\n')}
 Load average at start → end: ${loadStamp(r.load)}.
 
 Starting Node itself takes ${ms(r.nodeBare.median)}; loading the bundled runner (AWS SDK v3 clients for
-DynamoDB, KMS and Step Functions; an action's own code, such as ssh2 or yaml, loads only when its step
-needs it) takes ${ms(r.runnerLoad.median)} (${ms(r.runnerLoadCpu.median)} of CPU). The engine keeps two runners started
+DynamoDB, KMS and Step Functions, zod, Powertools; one CommonJS file whose actions' code, such as ssh2 or
+yaml, runs only when its step needs it) takes ${ms(r.runnerLoad.median)} (${ms(r.runnerLoadCpu.median)} of CPU)${
+    r.runnerLoadNoCacheCpu
+      ? `, against ${ms(r.runnerLoadNoCacheCpu.median)} of CPU without V8's code cache: the cache, built once per
+Node binary and bundle when the engine starts (at image build for Fargate), spares each sandbox compiling
+the runner (sandbox/codeCache.ts). The rest is the SDK's and Node's own modules running their top level`
+      : ''
+  }. The engine keeps two runners started
 ahead of need, each waiting for exactly one task on stdin, so the median ${ms(start.median)} from RunTask to the
 first heartbeat is mostly the runner's first round trips (GetItem ×2 and UpdateItem on the local DynamoDB,
 KMS Decrypt, then SendTaskHeartbeat); when tasks arrive faster than runners start, the load time counts again.${

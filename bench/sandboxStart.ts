@@ -1,4 +1,7 @@
 import { spawn } from 'node:child_process';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { bundleRunner } from '../local/sandbox/runnerBundle.ts';
 import { BWRAP_BASE_ARGS } from '../local/sandbox/launcher.ts';
 import { loadAverage, now, runDeployment, summarize, type BenchEngine, type LoadStamp, type Summary } from './harness.ts';
@@ -25,6 +28,9 @@ export interface SandboxStartResult {
   runnerLoad: Summary;
   /** CPU (user + sys) of those runner loads: what each sandbox costs the machine before its step starts. */
   runnerLoadCpu: Summary;
+  /** The same runner without its V8 code cache (sandbox/codeCache.ts): what the cache saves. */
+  runnerLoadNoCache?: Summary;
+  runnerLoadNoCacheCpu?: Summary;
 }
 
 export async function runSandboxStart(bench: BenchEngine, opts: { runs: number; log: (line: string) => void }): Promise<SandboxStartResult> {
@@ -46,10 +52,15 @@ export async function runSandboxStart(bench: BenchEngine, opts: { runs: number; 
   const latency = (bwrap: boolean) => traces.filter((t) => t.bwrap === bwrap).map((t) => (t.firstHeartbeatAt ?? 0) - t.runTaskAt);
 
   const runner = await bundleRunner();
+  // The same bundle without its code cache, beside it in a scratch directory.
+  const uncached = await mkdtemp(join(tmpdir(), 'ctd-bench-runner-'));
+  for (const f of ['runner.cjs', 'runner-bundle.cjs']) await copyFile(join(dirname(runner), f), join(uncached, f));
   const bare: number[] = [];
   const boxed: number[] = [];
   const loads: number[] = [];
   const loadsCpu: number[] = [];
+  const coldLoads: number[] = [];
+  const coldLoadsCpu: number[] = [];
   for (let i = 0; i < opts.runs; i++) {
     bare.push((await timeSpawn([process.execPath, '-e', '0'])).wallMs);
     if (bench.bwrapPath) boxed.push((await timeSpawn([bench.bwrapPath, ...BWRAP_ARGS, process.execPath, '-e', '0'])).wallMs);
@@ -57,7 +68,11 @@ export async function runSandboxStart(bench: BenchEngine, opts: { runs: number; 
     const load = await timeSpawn(['/bin/sh', '-c', '"$0" "$1" 2>/dev/null; times', process.execPath, runner]);
     loads.push(load.wallMs);
     loadsCpu.push(childCpuMs(load.stdout));
+    const cold = await timeSpawn(['/bin/sh', '-c', '"$0" "$1" 2>/dev/null; times', process.execPath, join(uncached, 'runner.cjs')]);
+    coldLoads.push(cold.wallMs);
+    coldLoadsCpu.push(childCpuMs(cold.stdout));
   }
+  await rm(uncached, { recursive: true, force: true });
   opts.log(`sandbox start: ${traces.length} engine starts, ${opts.runs}× each bare spawn`);
   return {
     load: { start, end: loadAverage() },
@@ -68,6 +83,8 @@ export async function runSandboxStart(bench: BenchEngine, opts: { runs: number; 
     ...(boxed.length ? { nodeBwrap: roundSummary(summarize(boxed), 1) } : {}),
     runnerLoad: roundSummary(summarize(loads), 1),
     runnerLoadCpu: roundSummary(summarize(loadsCpu), 1),
+    runnerLoadNoCache: roundSummary(summarize(coldLoads), 1),
+    runnerLoadNoCacheCpu: roundSummary(summarize(coldLoadsCpu), 1),
   };
 }
 

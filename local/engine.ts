@@ -174,7 +174,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     const sandboxes = new LocalSandboxes({
       stateDir,
       baseEnv,
-      runnerCommand: [process.execPath, await bundleRunner()],
+      runnerCommand: [process.execPath, await bundleRunner({ log })],
       ...(hasPrefix(backend) ? { commandPrefix: () => backend.sandboxCommandPrefix() } : {}),
       log,
       ...(opts.sandboxStartLatencyMs ? { startLatencyMs: opts.sandboxStartLatencyMs } : {}),
