@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { CtdClient } from '../../cli/client.ts';
 import type { DeploymentView } from '../../core/api.ts';
 import { ErrorName } from '../../core/errors.ts';
@@ -33,8 +33,9 @@ import {
  * process left, the disk holds no key file, and the deployment shows a final status with a cause
  * a user can read. Cells whose cleanup itself fails must end FAILED naming what is still open.
  *
- * Three engines run side by side: A (in-process) for most cells, B (a child process) for SIGKILL
- * and restart, C (in-process, execution TimeoutSeconds cut to seconds) for the execution timeout.
+ * Four engines run side by side, so the matrix fits CI's budget (about 4 min): A (in-process) and
+ * D (a child process, the same options) share the cells that need no special engine, B (a child)
+ * is SIGKILLed and restarted, C (a child, execution TimeoutSeconds cut to seconds) times out.
  * Time is scaled by 0.2: the 180 s bootstrap bound is 36 s, the 120 s grace 24 s, a Lambda's 60 s
  * 12 s (at 0.1 a loaded machine's Lambda calls overran their 6 s).
  * Replay a failing run with CTD_MATRIX_SEED=<the seed printed below>.
@@ -113,17 +114,19 @@ class ChildEngine {
 
 let b: ChildEngine;
 let c: ChildEngine;
+let d: ChildEngine;
 
 beforeAll(async () => {
   b = new ChildEngine(await mkdtemp(join(tmpdir(), 'ctd-endings-b-')));
   // C's bound also applies to the cleanup-only executions it starts: long enough for bastion-close on a loaded machine.
   c = new ChildEngine(await mkdtemp(join(tmpdir(), 'ctd-endings-c-')), { executionTimeoutSeconds: 25 });
-  [a] = await Promise.all([startTestEngine({ timeScale: TIME_SCALE }), b.start(), c.start()]);
+  d = new ChildEngine(await mkdtemp(join(tmpdir(), 'ctd-endings-d-')));
+  [a] = await Promise.all([startTestEngine({ timeScale: TIME_SCALE }), b.start(), c.start(), d.start()]);
 }, 180_000);
 
 afterAll(async () => {
-  await Promise.all([a?.stop(), b?.kill('SIGTERM', 20_000), c?.kill('SIGTERM', 20_000)]);
-  await Promise.all([b, c].map((e) => (e ? rm(e.stateDir, { recursive: true, force: true }) : undefined)));
+  await Promise.all([a?.stop(), ...[b, c, d].map((e) => e?.kill('SIGTERM', 20_000))]);
+  await Promise.all([b, c, d].map((e) => (e ? rm(e.stateDir, { recursive: true, force: true }) : undefined)));
 });
 
 /** Cells on one engine run one after the other (the process check needs the engine idle); engines run side by side. */
@@ -139,16 +142,19 @@ const onB = track();
 const onC = track();
 
 /**
- * Engine A's cells run one after the other, each checked idle when it ends (each run has a tenant
- * of its own, so rules, secrets and status are checked per run). Side by side, 34 deployments
- * overloaded a two-core machine at load 25: tasks overran their scaled limits.
+ * The cells of one engine (A or D) run one after the other, each checked idle when it ends (each
+ * run has a tenant of its own, so rules, secrets and status are checked per run). All cells side
+ * by side on one engine, 34 deployments overloaded a two-core machine at load 25: tasks overran
+ * their scaled limits; two such engines halve the wall time and keep at most 8 deployments each.
  */
 const onA = track();
-function cellA(work: () => Promise<Run[]>): () => Promise<void> {
+const onD = track();
+function cellOn(engine: 'A' | 'D', work: (h: EngineHandle) => Promise<Run[]>): () => Promise<void> {
+  const [queue, handle] = engine === 'A' ? [onA, a0] : [onD, () => d.handle];
   return () =>
-    onA(async () => {
-      const runs = await work();
-      await checkEngineIdle(a0(), runs);
+    queue(async () => {
+      const runs = await work(handle());
+      await checkEngineIdle(handle(), runs);
     });
 }
 
@@ -225,20 +231,15 @@ async function checkEngineIdle(h: EngineHandle, runs: Run[]): Promise<void> {
 
 const FINAL_WAIT = 90_000;
 
-/**
- * Opt-in for now (CTD_MATRIX=1): on the last integrated run, 4 of 9 cells still failed (rules left
- * open after a stop, a timeout or a SIGKILL; a pre-started step overrunning its limit). The fixes
- * that followed are not yet proven here, and a red cell would block every other change in CI.
- */
-const MATRIX = process.env.CTD_MATRIX === '1';
-if (!MATRIX) console.log('endings matrix: skipped — opt-in until all its cells pass (run with CTD_MATRIX=1); see issue 10');
+// Every cell starts at once and waits on its engine's track: vitest's default of 5 concurrent tests would leave engines idle.
+vi.setConfig({ maxConcurrency: 16 });
 
-describe.skipIf(!MATRIX).concurrent('endings matrix', () => {
+describe.concurrent('endings matrix', () => {
   it('success: SUCCEEDED, and nothing left', { timeout: 600_000 },
-    cellA(async () => {
+    cellOn('A', async (h) => {
       const runs = await Promise.all([0, 1].map(async () => {
         await sleep(between(0, 400));
-        return submit(a0(), 'ok', vmDeployment(`echo hello from $(hostname); sleep ${between(0.1, 0.5).toFixed(2)}`));
+        return submit(h, 'ok', vmDeployment(`echo hello from $(hostname); sleep ${between(0.1, 0.5).toFixed(2)}`));
       }));
       for (const run of runs) {
         const final = await waitForFinal(run.client, run.id, FINAL_WAIT, run.label);
@@ -250,10 +251,10 @@ describe.skipIf(!MATRIX).concurrent('endings matrix', () => {
   );
 
   it('step failure: FAILED with the step named, and nothing left', { timeout: 600_000 },
-    cellA(async () => {
+    cellOn('A', async (h) => {
       const runs = await Promise.all([0, 1].map(async () => {
         await sleep(between(0, 400));
-        return submit(a0(), 'fail', runDeployment([{ id: 'work', command: `sleep ${between(0, 0.5).toFixed(2)}; echo broken >&2; exit 3` }]));
+        return submit(h, 'fail', runDeployment([{ id: 'work', command: `sleep ${between(0, 0.5).toFixed(2)}; echo broken >&2; exit 3` }]));
       }));
       for (const run of runs) {
         const final = await waitForFinal(run.client, run.id, FINAL_WAIT, run.label);
@@ -282,13 +283,13 @@ describe.skipIf(!MATRIX).concurrent('endings matrix', () => {
     }),
   );
 
-  it('engine SIGKILL at a random moment, then a restart: a final status, and nothing left (×12: 3 kills of 4 deployments each)', { timeout: 600_000 }, () =>
+  it('engine SIGKILL at a random moment, then a restart: a final status, and nothing left (×9: 3 kills of 3 deployments each)', { timeout: 600_000 }, () =>
     onB(async () => {
       for (let kill = 0; kill < 3; kill++) {
-        // Four deployments submitted at staggered moments: one kill finds each in another phase.
+        // Three deployments submitted at staggered moments: one kill finds each in another phase.
         const runs: Run[] = [];
-        for (let i = 0; i < 4; i++) {
-          const body = i === 3 ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
+        for (let i = 0; i < 3; i++) {
+          const body = i === 2 ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
           runs.push(await submit(b.handle, 'sigkill', body));
           await sleep(between(0, 1200));
         }
@@ -311,10 +312,10 @@ describe.skipIf(!MATRIX).concurrent('endings matrix', () => {
   );
 
   it('bootstrap timeout: FAILED Ctd.VmBootstrapTimeout, and nothing left', { timeout: 600_000 },
-    cellA(async () => {
+    cellOn('D', async (h) => {
       const runs = await Promise.all([0, 1].map(async () => {
         await sleep(between(0, 1000));
-        return submit(a0(), 'bootstrap', vmDeployment('true', { userData: { bootcmd: ['exit 1'] } }));
+        return submit(h, 'bootstrap', vmDeployment('true', { userData: { bootcmd: ['exit 1'] } }));
       }));
       for (const run of runs) {
         const final = await waitForFinal(run.client, run.id, FINAL_WAIT, run.label);
@@ -327,11 +328,11 @@ describe.skipIf(!MATRIX).concurrent('endings matrix', () => {
   );
 
   it('step timeout: FAILED naming the time limit, and nothing left', { timeout: 600_000 },
-    cellA(async () => {
+    cellOn('D', async (h) => {
       const runs = await Promise.all([0, 1].map(async (i) => {
         await sleep(between(0, 400));
         const body = i === 0 ? runDeployment([{ id: 'work', command: 'sleep 60', timeoutSeconds: 20 }]) : vmDeployment('sleep 60', { timeoutSeconds: 20 });
-        return submit(a0(), 'steptimeout', body);
+        return submit(h, 'steptimeout', body);
       }));
       for (const run of runs) {
         const final = await waitForFinal(run.client, run.id, FINAL_WAIT, run.label);
@@ -344,15 +345,15 @@ describe.skipIf(!MATRIX).concurrent('endings matrix', () => {
     }),
   );
 
-  it('cancel at a random moment (bastion-open, the step, bastion-close, any): a final status, and nothing left (×12)', { timeout: 600_000 },
-    cellA(async () => {
+  it('cancel at a random moment (bastion-open, the step, bastion-close, any): a final status, and nothing left (×8: each phase once with a VM, once without)', { timeout: 600_000 },
+    cellOn('A', async (h) => {
       const phases = ['bastion-open', 'work', 'bastion-close', 'any'] as const;
       const runs = await Promise.all(
-        Array.from({ length: 12 }, async (_, i) => {
+        Array.from({ length: 8 }, async (_, i) => {
           const phase = phases[i % phases.length]!;
           await sleep(between(0, 1500));
-          const body = i % 2 === 1 ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
-          const run = await submit(a0(), `cancel-${phase}`, body);
+          const body = i >= phases.length ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
+          const run = await submit(h, `cancel-${phase}`, body);
           if (phase === 'any') await sleep(between(0, 5000));
           else await waitUntil(run.client, run.id, (d) => stepStatus(d, phase) === 'running' || ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(d.status), 30_000);
           await sleep(between(0, 300));
@@ -378,19 +379,19 @@ describe.skipIf(!MATRIX).concurrent('endings matrix', () => {
     }),
   );
 
-  it('execution stopped (StopExecution) at a random moment, some cancelled right after: a final status saying so, and nothing left (×12)', { timeout: 600_000 },
-    cellA(async () => {
+  it('execution stopped (StopExecution) at a random moment, some cancelled right after: a final status saying so, and nothing left (×8: each phase once with a VM, once without)', { timeout: 600_000 },
+    cellOn('D', async (h) => {
       const phases = ['bastion-open', 'work', 'bastion-close', 'any'] as const;
       const runs = await Promise.all(
-        Array.from({ length: 12 }, async (_, i) => {
+        Array.from({ length: 8 }, async (_, i) => {
           const phase = phases[i % phases.length]!;
           await sleep(between(0, 1500));
-          const body = i % 2 === 1 ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
-          const run = await submit(a0(), `stop-${phase}`, body);
+          const body = i >= phases.length ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
+          const run = await submit(h, `stop-${phase}`, body);
           if (phase === 'any') await sleep(between(0, 5000));
           else await waitUntil(run.client, run.id, (d) => stepStatus(d, phase) === 'running' || ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(d.status), 30_000);
           await sleep(between(0, 300));
-          await stopExecution(a0(), run.id);
+          await stopExecution(h, run.id);
           const thenCancel = i % 3 === 0;
           if (thenCancel) {
             await sleep(between(0, 500));
@@ -415,14 +416,14 @@ describe.skipIf(!MATRIX).concurrent('endings matrix', () => {
 
   it('the cloud fails on close: FAILED Ctd.CleanupFailed naming the rule still open, never SUCCEEDED; secrets gone anyway (×2)', { timeout: 900_000 },
     // On A's track like the others: its fault hits every tenant of A, so nothing else runs on A meanwhile.
-    cellA(async () => {
+    cellOn('A', async (h) => {
       const runs: Run[] = [];
       for (let i = 0; i < 2; i++) {
-        const run = await submit(a0(), 'closefails', runDeployment([{ id: 'work', command: `sleep ${between(0, 0.5).toFixed(2)}; ${i === 0 ? 'true' : 'exit 1'}` }]));
+        const run = await submit(h, 'closefails', runDeployment([{ id: 'work', command: `sleep ${between(0, 0.5).toFixed(2)}; ${i === 0 ? 'true' : 'exit 1'}` }]));
         runs.push(run);
         await waitUntil(run.client, run.id, (d) => stepStatus(d, 'work') !== 'waiting', 30_000);
         // Every rule delete fails from now on: bastion-close cannot close, whatever its retries.
-        await armFault(a0(), { method: 'DELETE', pathPattern: '^/network/v2\\.0/security-group-rules/', status: 500, times: 1000, message: 'injected: Neutron is down' });
+        await armFault(h, { method: 'DELETE', pathPattern: '^/network/v2\\.0/security-group-rules/', status: 500, times: 1000, message: 'injected: Neutron is down' });
         try {
           const final = await waitForFinal(run.client, run.id, FINAL_WAIT, run.label);
           expect(final.status, run.label).toBe('FAILED');
@@ -432,7 +433,7 @@ describe.skipIf(!MATRIX).concurrent('endings matrix', () => {
           for (const rule of open) expect(final.cause, `${run.label}: the cause names rule ${rule.id}`).toContain(rule.id);
           await checkRun(run, final, { ruleMayStayOpen: true });
         } finally {
-          await clearFaults(a0());
+          await clearFaults(h);
         }
         // The user does what the cause says: delete it by hand (then nothing is left).
         await deleteRules(run);
