@@ -43,8 +43,13 @@ import {
 
 const TIME_SCALE = 0.2;
 const SEED = Number(process.env.CTD_MATRIX_SEED ?? Math.floor(Math.random() * 2 ** 31));
-const random = seeded(SEED);
-const between = (lo: number, hi: number) => lo + random() * (hi - lo);
+/** A generator per run of a cell: cells run side by side, so one shared generator would draw in whatever order they happen to ask. */
+function drawsFor(cell: string, run: number): (lo: number, hi: number) => number {
+  let h = SEED;
+  for (const ch of `${cell}#${run}`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  const random = seeded(h);
+  return (lo, hi) => lo + random() * (hi - lo);
+}
 // eslint-disable-next-line no-console -- the seed is what makes a failure replayable
 console.log(`endings matrix: seed ${SEED} (replay with CTD_MATRIX_SEED=${SEED})`);
 
@@ -237,7 +242,8 @@ vi.setConfig({ maxConcurrency: 16 });
 describe.concurrent('endings matrix', () => {
   it('success: SUCCEEDED, and nothing left', { timeout: 600_000 },
     cellOn('A', async (h) => {
-      const runs = await Promise.all([0, 1].map(async () => {
+      const runs = await Promise.all([0, 1].map(async (i) => {
+        const between = drawsFor('ok', i);
         await sleep(between(0, 400));
         return submit(h, 'ok', vmDeployment(`echo hello from $(hostname); sleep ${between(0.1, 0.5).toFixed(2)}`));
       }));
@@ -252,7 +258,8 @@ describe.concurrent('endings matrix', () => {
 
   it('step failure: FAILED with the step named, and nothing left', { timeout: 600_000 },
     cellOn('A', async (h) => {
-      const runs = await Promise.all([0, 1].map(async () => {
+      const runs = await Promise.all([0, 1].map(async (i) => {
+        const between = drawsFor('fail', i);
         await sleep(between(0, 400));
         return submit(h, 'fail', runDeployment([{ id: 'work', command: `sleep ${between(0, 0.5).toFixed(2)}; echo broken >&2; exit 3` }]));
       }));
@@ -268,7 +275,8 @@ describe.concurrent('endings matrix', () => {
 
   it('execution timeout: FAILED "timed out", cleanup run by a cleanup execution, nothing left', { timeout: 600_000 }, () =>
     onC(async () => {
-      const runs = await Promise.all([0, 1].map(async () => {
+      const runs = await Promise.all([0, 1].map(async (i) => {
+        const between = drawsFor('exectimeout', i);
         await sleep(between(0, 1500));
         return submit(c.handle, 'exectimeout', runDeployment([{ id: 'work', command: 'sleep 60' }]));
       }));
@@ -286,6 +294,7 @@ describe.concurrent('endings matrix', () => {
   it('engine SIGKILL at a random moment, then a restart: a final status, and nothing left (×9: 3 kills of 3 deployments each)', { timeout: 600_000 }, () =>
     onB(async () => {
       for (let kill = 0; kill < 3; kill++) {
+        const between = drawsFor('sigkill', kill);
         // Three deployments submitted at staggered moments: one kill finds each in another phase.
         const runs: Run[] = [];
         for (let i = 0; i < 3; i++) {
@@ -313,7 +322,8 @@ describe.concurrent('endings matrix', () => {
 
   it('bootstrap timeout: FAILED Ctd.VmBootstrapTimeout, and nothing left', { timeout: 600_000 },
     cellOn('D', async (h) => {
-      const runs = await Promise.all([0, 1].map(async () => {
+      const runs = await Promise.all([0, 1].map(async (i) => {
+        const between = drawsFor('bootstrap', i);
         await sleep(between(0, 1000));
         return submit(h, 'bootstrap', vmDeployment('true', { userData: { bootcmd: ['exit 1'] } }));
       }));
@@ -330,6 +340,7 @@ describe.concurrent('endings matrix', () => {
   it('step timeout: FAILED naming the time limit, and nothing left', { timeout: 600_000 },
     cellOn('D', async (h) => {
       const runs = await Promise.all([0, 1].map(async (i) => {
+        const between = drawsFor('steptimeout', i);
         await sleep(between(0, 400));
         const body = i === 0 ? runDeployment([{ id: 'work', command: 'sleep 60', timeoutSeconds: 20 }]) : vmDeployment('sleep 60', { timeoutSeconds: 20 });
         return submit(h, 'steptimeout', body);
@@ -350,6 +361,7 @@ describe.concurrent('endings matrix', () => {
       const phases = ['bastion-open', 'work', 'bastion-close', 'any'] as const;
       const runs = await Promise.all(
         Array.from({ length: 8 }, async (_, i) => {
+          const between = drawsFor('cancel', i);
           const phase = phases[i % phases.length]!;
           await sleep(between(0, 1500));
           const body = i >= phases.length ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
@@ -384,6 +396,7 @@ describe.concurrent('endings matrix', () => {
       const phases = ['bastion-open', 'work', 'bastion-close', 'any'] as const;
       const runs = await Promise.all(
         Array.from({ length: 8 }, async (_, i) => {
+          const between = drawsFor('stop', i);
           const phase = phases[i % phases.length]!;
           await sleep(between(0, 1500));
           const body = i >= phases.length ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
@@ -419,6 +432,7 @@ describe.concurrent('endings matrix', () => {
     cellOn('A', async (h) => {
       const runs: Run[] = [];
       for (let i = 0; i < 2; i++) {
+        const between = drawsFor('closefails', i);
         const run = await submit(h, 'closefails', runDeployment([{ id: 'work', command: `sleep ${between(0, 0.5).toFixed(2)}; ${i === 0 ? 'true' : 'exit 1'}` }]));
         runs.push(run);
         await waitUntil(run.client, run.id, (d) => stepStatus(d, 'work') !== 'waiting', 30_000);
