@@ -107,11 +107,12 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
 
 /**
  * Steps the workflow never reached (a cancel or failure during bastion-open skips RunWorkflow)
- * would stay `waiting` forever: the deployment's end decides them too.
+ * would stay `waiting` forever: the deployment's end decides them too. bastion-open included: a
+ * cancel before its sandbox claimed it leaves it `waiting` (its runner refuses without a record).
  */
 async function settleNeverStarted(deps: EngineDeps, deploymentId: string, cancelled: boolean, now: string): Promise<void> {
   for (const step of await deps.store.getSteps(deploymentId)) {
-    if (step.system || step.status !== 'waiting') continue;
+    if (step.status !== 'waiting') continue;
     await deps.store.applyStepTransition(deploymentId, step.stepId, {
       name: cancelled ? 'cancel-waiting' : 'skip',
       by: 'lambda',

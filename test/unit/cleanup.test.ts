@@ -66,7 +66,7 @@ describe('Use-case: a deployment turns final only once every step has', () => {
     const apply = deps.store.applyDeploymentTransition.bind(deps.store);
     deps.store.applyDeploymentTransition = async (id, request) => {
       if (['succeed', 'fail', 'end-cancelled', 'execution-ended'].includes(request.name)) {
-        seen.push((await deps.store.getSteps(deploymentId)).filter((s) => !s.system).map((s) => `${s.stepId} ${s.status}`));
+        seen.push((await deps.store.getSteps(deploymentId)).map((s) => `${s.stepId} ${s.status}`).sort());
       }
       return apply(id, request);
     };
@@ -78,10 +78,13 @@ describe('Use-case: a deployment turns final only once every step has', () => {
     const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: twoSteps });
     await deps.store.applyDeploymentTransition(deploymentId, { name: 'start', by: 'lambda' });
     await deps.store.applyDeploymentTransition(deploymentId, { name: 'cancel', by: 'cancel' });
+    // bastion-close ran; bastion-open's runner refused before it claimed the step (the cancel came first).
+    await deps.store.applyStepTransition(deploymentId, 'bastion-close', { name: 'start-system', by: 'runner' });
+    await deps.store.applyStepTransition(deploymentId, 'bastion-close', { name: 'system-succeed', by: 'runner' });
     const seen = watchFinal(deps, deploymentId);
     const outcome = await deleteSecrets(deps, deploymentId, { error: { Error: ErrorName.Cancelled, Cause: 'the deployment was cancelled' } });
     expect(outcome.status).toBe('CANCELLED');
-    expect(seen).toEqual([['a cancelled', 'b cancelled']]);
+    expect(seen).toEqual([['a cancelled', 'b cancelled', 'bastion-close succeeded', 'bastion-open cancelled']]);
   });
 
   it('ended outside Cleanup (the safety net gave up): running steps aborted and waiting ones skipped before the deployment is FAILED', async () => {
@@ -92,6 +95,6 @@ describe('Use-case: a deployment turns final only once every step has', () => {
     const seen = watchFinal(deps, deploymentId);
     await executionEndedOutsideCleanup(deps, { deploymentId, executionStatus: 'ABORTED', reason: 'the execution was stopped' });
     expect((await deps.store.getDeployment(deploymentId))?.status).toBe('FAILED');
-    expect(seen).toEqual([['a aborted', 'b skipped']]);
+    expect(seen).toEqual([['a aborted', 'b skipped', 'bastion-close skipped', 'bastion-open skipped']]);
   });
 });
