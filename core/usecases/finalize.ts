@@ -75,7 +75,10 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
   // A cancel landing between our read and our write changes the outcome (SUCCEEDED → CANCELLED):
   // the refused transition is read again and decided anew, until the deployment is final.
   for (let tries = 0; ; tries++) {
-    const [deployment, steps] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
+    const deployment = await deps.store.getDeployment(deploymentId);
+    // Before the final status: a user who sees it final must never see a step still waiting.
+    await settleNeverStarted(deps, deploymentId, deployment?.status === 'CANCELLING' || deployment?.status === 'CANCELLED', now);
+    const steps = await deps.store.getSteps(deploymentId);
     outcome = outcomeFor(deployment?.status, steps, state);
     if (state.closeError) outcome = closeFailed(outcome, state.closeError, openRules);
     // Refused once final: a repeated DeleteSecrets, or the safety net first, keeps the record written.
@@ -91,7 +94,6 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
     if (result.current === undefined || FINAL_DEPLOYMENT_STATUSES.includes(result.current) || tries >= 3) break;
   }
   await deps.store.clearDeploymentFields(deploymentId, ['graceToken']);
-  await settleNeverStarted(deps, deploymentId, outcome.status, now);
   deps.log('deployment ended', { deploymentId, status: outcome.status, ...(outcome.error ? { errorName: outcome.error } : {}) });
   // Counted once: a retried DeleteSecrets finds the deployment final already.
   if (ended) {
@@ -105,12 +107,12 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
 
 /**
  * Steps the workflow never reached (a cancel or failure during bastion-open skips RunWorkflow)
- * would stay `waiting` forever: the deployment's end decides them too.
+ * would stay `waiting` forever: the deployment's end decides them too. bastion-open included: a
+ * cancel before its sandbox claimed it leaves it `waiting` (its runner refuses without a record).
  */
-async function settleNeverStarted(deps: EngineDeps, deploymentId: string, status: Outcome['status'], now: string): Promise<void> {
-  const cancelled = status === 'CANCELLED';
+async function settleNeverStarted(deps: EngineDeps, deploymentId: string, cancelled: boolean, now: string): Promise<void> {
   for (const step of await deps.store.getSteps(deploymentId)) {
-    if (step.system || step.status !== 'waiting') continue;
+    if (step.status !== 'waiting') continue;
     await deps.store.applyStepTransition(deploymentId, step.stepId, {
       name: cancelled ? 'cancel-waiting' : 'skip',
       by: 'lambda',
@@ -173,13 +175,7 @@ export async function executionEndedOutsideCleanup(
   const now = iso(deps.clock);
   const ruleIds = await openRuleIds(deps, input.deploymentId);
   const rule = ruleIds.length > 0 ? ` The bastion rule ${ruleIds.join(', ')} may still be open.` : '';
-  const ended = (
-    await deps.store.applyDeploymentTransition(input.deploymentId, {
-      name: 'execution-ended',
-      by: 'safety-net',
-      fields: { error: `Ctd.Execution${capitalize(input.executionStatus)}`, cause: `${input.reason}.${rule}`, endedAt: now, updatedAt: now },
-    })
-  ).applied;
+  // Steps first: a user who sees the deployment final must never see a step still waiting or running.
   for (const step of await deps.store.getSteps(input.deploymentId)) {
     // A Lambda still in flight may release a step meanwhile: follow it until the step is final.
     let status: StepStatus | undefined = step.status;
@@ -192,6 +188,13 @@ export async function executionEndedOutsideCleanup(
       status = ended.applied ? undefined : ended.current;
     }
   }
+  const ended = (
+    await deps.store.applyDeploymentTransition(input.deploymentId, {
+      name: 'execution-ended',
+      by: 'safety-net',
+      fields: { error: `Ctd.Execution${capitalize(input.executionStatus)}`, cause: `${input.reason}.${rule}`, endedAt: now, updatedAt: now },
+    })
+  ).applied;
   deps.log('deployment ended outside cleanup', { deploymentId: input.deploymentId, executionStatus: input.executionStatus });
   if (ended) {
     deps.metrics.emit(Metric.DeploymentsFailed, 1);

@@ -57,7 +57,7 @@ export async function waitForFinal(client: CtdClient, id: string, timeoutMs: num
     if (Date.now() > deadline) {
       throw new Error(`${what} deployment ${id} did not reach a final status in ${timeoutMs} ms; last: ${last?.status} ${JSON.stringify(last?.steps.map((s) => [s.stepId, s.status]))}`);
     }
-    await sleep(150);
+    await sleep(300);
   }
 }
 
