@@ -151,7 +151,7 @@ const onC = track();
  * The cells of one engine (A or D) run one after the other, each checked idle when it ends (each
  * run has a tenant of its own, so rules, secrets and status are checked per run). All cells side
  * by side on one engine, 34 deployments overloaded a two-core machine at load 25: tasks overran
- * their scaled limits; two such engines halve the wall time and keep at most 8 deployments each.
+ * their scaled limits; two such engines halve the wall time and keep at most 12 deployments each.
  */
 const onA = track();
 const onD = track();
@@ -305,14 +305,14 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('engine SIGKILL at a random moment, then a restart: a final status, and nothing left (×9: 3 kills of 3 deployments each)', { timeout: 600_000 }, () =>
+  it('engine SIGKILL at a random moment, then a restart: a final status, and nothing left (×12: 3 kills of 4 deployments each)', { timeout: 600_000 }, () =>
     onB(async () => {
       for (let kill = 0; kill < 3; kill++) {
         const between = drawsFor('sigkill', kill);
-        // Three deployments submitted at staggered moments: one kill finds each in another phase.
+        // Four deployments submitted at staggered moments: one kill finds each in another phase.
         const runs: Run[] = [];
-        for (let i = 0; i < 3; i++) {
-          const body = i === 2 ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
+        for (let i = 0; i < 4; i++) {
+          const body = i % 2 === 1 ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
           runs.push(await submit(b.handle, 'sigkill', body));
           await sleep(between(0, 1200));
         }
@@ -370,15 +370,15 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('cancel at a random moment (bastion-open, the step, bastion-close, any): a final status, and nothing left (×8: each phase once with a VM, once without)', { timeout: 600_000 },
+  it('cancel at a random moment (bastion-open, the step, bastion-close, any): a final status, and nothing left (×12: each phase twice without a VM, once with one)', { timeout: 600_000 },
     cellOn('A', async (h) => {
       const phases = ['bastion-open', 'work', 'bastion-close', 'any'] as const;
       const runs = await Promise.all(
-        Array.from({ length: 8 }, async (_, i) => {
+        Array.from({ length: 12 }, async (_, i) => {
           const between = drawsFor('cancel', i);
           const phase = phases[i % phases.length]!;
           await sleep(between(0, 1500));
-          const body = i >= phases.length ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
+          const body = Math.floor(i / phases.length) === 1 ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
           const run = await submit(h, `cancel-${phase}`, body);
           if (phase === 'any') await sleep(between(0, 5000));
           else await waitUntil(run.client, run.id, (d) => stepStatus(d, phase) === 'running' || ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(d.status), 30_000);
@@ -405,15 +405,15 @@ describe.concurrent('endings matrix', () => {
     }),
   );
 
-  it('execution stopped (StopExecution) at a random moment, some cancelled right after: a final status saying so, and nothing left (×8: each phase once with a VM, once without)', { timeout: 600_000 },
+  it('execution stopped (StopExecution) at a random moment, some cancelled right after: a final status saying so, and nothing left (×12: each phase twice without a VM, once with one)', { timeout: 600_000 },
     cellOn('D', async (h) => {
       const phases = ['bastion-open', 'work', 'bastion-close', 'any'] as const;
       const runs = await Promise.all(
-        Array.from({ length: 8 }, async (_, i) => {
+        Array.from({ length: 12 }, async (_, i) => {
           const between = drawsFor('stop', i);
           const phase = phases[i % phases.length]!;
           await sleep(between(0, 1500));
-          const body = i >= phases.length ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
+          const body = Math.floor(i / phases.length) === 1 ? vmDeployment(`sleep ${between(1, 3).toFixed(1)}`) : runDeployment([{ id: 'work', command: `sleep ${between(0.5, 2).toFixed(1)}` }]);
           const run = await submit(h, `stop-${phase}`, body);
           if (phase === 'any') await sleep(between(0, 5000));
           else await waitUntil(run.client, run.id, (d) => stepStatus(d, phase) === 'running' || ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(d.status), 30_000);
