@@ -77,8 +77,7 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
   for (let tries = 0; ; tries++) {
     const deployment = await deps.store.getDeployment(deploymentId);
     // Before the final status: a user who sees it final must never see a step still waiting.
-    await settleNeverStarted(deps, deploymentId, deployment?.status === 'CANCELLING' || deployment?.status === 'CANCELLED', now);
-    const steps = await deps.store.getSteps(deploymentId);
+    const steps = await settleNeverStarted(deps, deploymentId, deployment?.status === 'CANCELLING' || deployment?.status === 'CANCELLED', now);
     outcome = outcomeFor(deployment?.status, steps, state);
     if (state.closeError) outcome = closeFailed(outcome, state.closeError, openRules);
     // Refused once final: a repeated DeleteSecrets, or the safety net first, keeps the record written.
@@ -109,16 +108,20 @@ export async function deleteSecrets(deps: EngineDeps, deploymentId: string, stat
  * Steps the workflow never reached (a cancel or failure during bastion-open skips RunWorkflow)
  * would stay `waiting` forever: the deployment's end decides them too. bastion-open included: a
  * cancel before its sandbox claimed it leaves it `waiting` (its runner refuses without a record).
+ * Returns the deployment's steps after that.
  */
-async function settleNeverStarted(deps: EngineDeps, deploymentId: string, cancelled: boolean, now: string): Promise<void> {
-  for (const step of await deps.store.getSteps(deploymentId)) {
-    if (step.status !== 'waiting') continue;
+async function settleNeverStarted(deps: EngineDeps, deploymentId: string, cancelled: boolean, now: string): Promise<StepRecord[]> {
+  const steps = await deps.store.getSteps(deploymentId);
+  const waiting = steps.filter((step) => step.status === 'waiting');
+  for (const step of waiting) {
     await deps.store.applyStepTransition(deploymentId, step.stepId, {
       name: cancelled ? 'cancel-waiting' : 'skip',
       by: 'lambda',
       fields: { cause: cancelled ? 'the deployment was cancelled before it started' : 'the deployment ended before it started', endedAt: now },
     });
   }
+  // The steps as they now stand: read again only when something was decided (a race may have decided it otherwise).
+  return waiting.length === 0 ? steps : deps.store.getSteps(deploymentId);
 }
 
 function outcomeFor(status: DeploymentStatus | undefined, steps: StepRecord[], state: CleanupState): Outcome {

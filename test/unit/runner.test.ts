@@ -16,11 +16,9 @@ const body = {
   workflow: { steps: [{ id: 'a', action: 'run', command: 'true' }, { id: 'b', action: 'run', command: 'true' }] },
 };
 
-async function setup(action: Action) {
-  const deps = memoryDeps();
-  const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1-secret-value', body });
-  await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
-  const runner: RunnerDeps = {
+/** A runner on the engine's memory deps, with fast heartbeats; `extra` overrides any of it. */
+function runnerDepsOf(deps: ReturnType<typeof memoryDeps>, extra: Partial<RunnerDeps>): RunnerDeps {
+  return {
     store: deps.store,
     vault: deps.vault,
     executions: deps.executions,
@@ -30,8 +28,15 @@ async function setup(action: Action) {
     timeScale: 1,
     heartbeatMs: 5,
     signal: new AbortController().signal,
-    actions: { run: action, 'bastion-open': action },
+    ...extra,
   };
+}
+
+async function setup(action: Action) {
+  const deps = memoryDeps();
+  const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1-secret-value', body });
+  await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
+  const runner = runnerDepsOf(deps, { actions: { run: action, 'bastion-open': action } });
   return { deps, deploymentId, runner };
 }
 
@@ -167,19 +172,11 @@ describe('Function: runStep', () => {
       getFiles: (id: string) => watched('files', () => deps.store.getFiles(id))(),
     });
     let token: string | undefined;
-    const runner: RunnerDeps = {
+    const runner = runnerDepsOf(deps, {
       store,
-      vault: deps.vault,
-      executions: deps.executions,
-      cloud: {} as CloudDriver,
-      clock: deps.clock,
-      workDir: '/nonexistent',
-      timeScale: 1,
-      heartbeatMs: 5,
       releasePollMs: { first: 2, max: 5 },
-      signal: new AbortController().signal,
       actions: { run: async (ctx) => void (token = ctx.token) },
-    };
+    });
     const running = runStep(runner, { deploymentId, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'task/b' });
     for (let i = 0; i < 200 && !(await deps.store.getStep(deploymentId, 'b'))?.readyAt; i++) await new Promise((resolve) => setTimeout(resolve, 2));
     await new Promise((resolve) => setTimeout(resolve, 20));
