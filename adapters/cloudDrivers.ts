@@ -1,4 +1,4 @@
-import { CLOUD_KINDS } from '../core/config/names.ts';
+import { splitList } from '../core/config/schema.ts';
 import type { CloudDriver } from '../core/ports.ts';
 import { OpenStackDriver } from './openstack/driver.ts';
 
@@ -17,33 +17,26 @@ export interface CloudConfig {
 }
 
 /**
- * The cloud settings from the environment, in one place (the engine's zod configuration schema
- * folds these in): CTD_CLOUD, CTD_KEYSTONE_URL, CTD_EGRESS_ADDRESSES, CTD_OS_INTERFACE, CTD_OS_REGION.
+ * The cloud settings of an environment: CTD_CLOUD, CTD_KEYSTONE_URL, CTD_EGRESS_ADDRESSES,
+ * CTD_OS_INTERFACE, CTD_OS_REGION. They are validated once, at start-up, by the `cloud` section of
+ * the configuration schema (core/config/schema.ts); this only reads them.
  */
-export function cloudConfigFromEnv(env: NodeJS.ProcessEnv): CloudConfig {
-  const list = (value: string | undefined) => (value ?? '').split(',').map((a) => a.trim()).filter(Boolean);
+export function cloudConfigFromEnv(env: Record<string, string | undefined>): CloudConfig {
   return {
     kind: env.CTD_CLOUD || 'openstack',
     keystoneUrl: env.CTD_KEYSTONE_URL ?? '',
-    egressAddresses: list(env.CTD_EGRESS_ADDRESSES),
+    egressAddresses: splitList(env.CTD_EGRESS_ADDRESSES),
     ...(env.CTD_OS_INTERFACE ? { interface: env.CTD_OS_INTERFACE } : {}),
     ...(env.CTD_OS_REGION ? { region: env.CTD_OS_REGION } : {}),
   };
 }
 
-/** The driver for a cloud config; an unknown kind or a missing Keystone URL is a clear error. */
+/**
+ * The driver for a cloud config that passed the schema. A process whose catalog entry has no
+ * `cloud` section has no Keystone URL, and building its driver is a programming error said plainly.
+ */
 export function cloudDriverFor(config: CloudConfig): CloudDriver {
-  if (config.kind !== 'openstack') {
-    throw new Error(`CTD_CLOUD "${config.kind}" is not a cloud kind this engine knows (known: ${CLOUD_KINDS.join(', ')})`);
-  }
-  if (!config.keystoneUrl) throw new Error('the openstack cloud needs CTD_KEYSTONE_URL (the Keystone v3 URL, e.g. https://iam.example.com/v3)');
-  try {
-    new URL(config.keystoneUrl);
-  } catch {
-    throw new Error(`CTD_KEYSTONE_URL "${config.keystoneUrl}" is not a URL`);
-  }
-  const bad = config.egressAddresses.find((a) => !/^([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)(\/[0-9]{1,3})?$/.test(a));
-  if (bad !== undefined) throw new Error(`CTD_EGRESS_ADDRESSES: "${bad}" is not an IP address or CIDR`);
+  if (!config.keystoneUrl) throw new Error('this process has no cloud configuration (CTD_KEYSTONE_URL): its catalog entry lacks the cloud section');
   return new OpenStackDriver({
     keystoneUrl: config.keystoneUrl,
     egressCidrs: config.egressAddresses,

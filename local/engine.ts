@@ -6,6 +6,7 @@ import { buildEngineDeps, type EngineConfig } from '../adapters/aws/engineDeps.t
 import { metricsPort } from '../adapters/aws/telemetry.ts';
 import { cloudConfigFromEnv } from '../adapters/cloudDrivers.ts';
 import { executionEndedOutsideCleanup } from '../core/usecases/finalize.ts';
+import { parseConfig } from '../core/config/schema.ts';
 import { routeTelemetry } from '../lambdas/observability.ts';
 import type { Hypervisor } from './cloud-backend.ts';
 import { pickLoopbackBlock, splitBlock, type LoopbackBlock } from './cloud/loopbackBlock.ts';
@@ -156,7 +157,8 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       tokenGrants: { decrypter: `arn:aws:iam::${ACCOUNT}:role/ctd-local-sandbox`, retirer: `arn:aws:iam::${ACCOUNT}:role/ctd-local-delete-secrets` },
       stateMachineArn,
       clusterArn: `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/ctd-local`,
-      cloud: cloudConfigFromEnv(cloudEnv),
+      // Through the same schema as a Lambda's or the sandbox's environment.
+      cloud: cloudConfigFromEnv(parseConfig('the local engine', ['cloud'], cloudEnv)),
       consoleBaseUrl: consoleUrl,
     };
     const baseEnv: Record<string, string> = {

@@ -55,7 +55,7 @@ export interface StepPorts {
   store: DeploymentStore;
   vault: SecretVault;
   executions: ExecutionService;
-  /** Built on first call: a bad cloud setting fails the call that needs the cloud, not every port. */
+  /** Built on first call: a process that never acts on the cloud builds no driver (its settings were checked at start-up). */
   cloud: () => CloudDriver;
   clock: Clock;
 }

@@ -10,6 +10,17 @@ import { CLOUD_KINDS, ENV } from './names.ts';
 const nonEmpty = z.string().trim().min(1, 'must not be empty');
 const arn = (service: string) => nonEmpty.regex(new RegExp(`^arn:[\\w-]+:${service}:`), `must be an ${service} ARN`);
 const url = nonEmpty.refine((v) => URL.canParse(v), 'must be a URL');
+const address = z.union([z.ipv4(), z.cidrv4(), z.ipv6(), z.cidrv6()]);
+/** A comma list of IP addresses or CIDRs (blanks around commas allowed); the first bad entry is named. */
+const addressList = z.string().superRefine((value, ctx) => {
+  const bad = splitList(value).find((a) => !address.safeParse(a).success);
+  if (bad !== undefined) ctx.addIssue({ code: 'custom', message: `"${bad}" is not an IP address or CIDR` });
+});
+
+/** The entries of a comma list variable, trimmed, empty ones dropped. */
+export function splitList(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((a) => a.trim()).filter(Boolean);
+}
 
 
 export const CONFIG_SECTIONS = {
@@ -27,7 +38,7 @@ export const CONFIG_SECTIONS = {
   cloud: z.object({
     [ENV.cloud]: z.enum(CLOUD_KINDS, { error: (i) => (i.input === undefined ? 'required' : `unknown cloud kind (known: ${CLOUD_KINDS.join(', ')})`) }),
     [ENV.keystoneUrl]: url,
-    [ENV.egressAddresses]: z.string().optional(),
+    [ENV.egressAddresses]: addressList.optional(),
     [ENV.osInterface]: z.enum(['public', 'internal', 'admin']).optional(),
     [ENV.osRegion]: nonEmpty.optional(),
   }),
