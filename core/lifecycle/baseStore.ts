@@ -55,9 +55,9 @@ export abstract class BaseDeploymentStore implements Pick<
     if (fields.length > 0) await this.writeDeployment(deploymentId, { set: {}, remove: fields, condition: {} });
   }
 
-  async updateStep(deploymentId: string, stepId: string, patch: StepFields, opts: { ifStatus?: StepStatus[] } = {}): Promise<boolean> {
+  async updateStep(deploymentId: string, stepId: string, patch: StepFields, opts: { ifStatus?: StepStatus[]; ifAbsent?: keyof StepRecord } = {}): Promise<boolean> {
     assertNoStatus(patch);
-    const condition = opts.ifStatus ? { statusIn: opts.ifStatus } : {};
+    const condition = { ...(opts.ifStatus ? { statusIn: opts.ifStatus } : {}), ...(opts.ifAbsent ? { absent: opts.ifAbsent } : {}) };
     const write = { set: patch, remove: [], condition };
     if (isEmpty(write)) return holdsNow(await this.getStep(deploymentId, stepId), condition);
     return this.writeStep(deploymentId, stepId, write);

@@ -23,12 +23,20 @@ export async function restrictTree(dir: string): Promise<void> {
  * The directory itself is 0700, so no other user can open a file in the moment before.
  */
 export async function keepOwnerOnly(dir: string): Promise<{ close(): Promise<void> }> {
-  await restrictTree(dir);
-  const watcher: FSWatcher = watch(dir, (_event, name) => {
+  // Watching before the sweep: a file created during it is caught by one or the other.
+  const watcher: FSWatcher = watch(dir, (event, name) => {
+    // Only a new name ('rename': created or moved in) can carry a loose mode. A 'change' is a write
+    // or an attribute change, our own chmod's included: answering those fed the watcher forever.
     // A file renamed or deleted in between is gone: nothing to protect.
-    if (name) chmod(join(dir, name), 0o600).catch(() => undefined);
+    if (event === 'rename' && name) chmod(join(dir, name), 0o600).catch(() => undefined);
   });
   watcher.on('error', () => undefined);
+  try {
+    await restrictTree(dir);
+  } catch (e) {
+    watcher.close();
+    throw e;
+  }
   return {
     async close() {
       watcher.close();

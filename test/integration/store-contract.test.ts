@@ -262,6 +262,14 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
       expect(await store.getStep('d-1', 'deploy')).not.toHaveProperty('awaitToken');
     });
 
+    it('sets a field once with ifAbsent, combined with a status condition', async () => {
+      expect(await store.updateStep('d-1', 'build', { prestartedAt: 't1' }, { ifStatus: ['waiting'], ifAbsent: 'prestartedAt' })).toBe(true);
+      expect(await store.updateStep('d-1', 'build', { prestartedAt: 't2' }, { ifStatus: ['waiting'], ifAbsent: 'prestartedAt' })).toBe(false);
+      expect((await store.getStep('d-1', 'build'))?.prestartedAt).toBe('t1');
+      expect(await store.updateStep('d-1', 'deploy', { prestartedAt: 't3' }, { ifStatus: ['running'], ifAbsent: 'prestartedAt' })).toBe(false);
+      expect(await store.getStep('d-1', 'deploy')).not.toHaveProperty('prestartedAt');
+    });
+
     it('stores nested output', async () => {
       const output = { vms: [{ name: 'vm1', address: '10.0.0.5' }], ok: true };
       expect(await store.updateStep('d-1', 'build', { output })).toBe(true);

@@ -4,6 +4,7 @@ import { ErrorName } from '../../core/errors.ts';
 import { cancelDeployment } from '../../core/usecases/cancel.ts';
 import { summarize } from '../../core/usecases/finalize.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
+import { settle, verdictFor } from '../../core/usecases/release.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
 import { sampleLatency, scaleLatency } from '../../local/sandbox/launcher.ts';
 import { mulberry32 } from '../../bench/scheduling.ts';
@@ -127,6 +128,29 @@ describe('Use-case: pre-start', () => {
     expect(s1?.status).toBe('succeeded');
     expect(s1?.taskToken).toBeUndefined();
     expect(s1?.taskArn).toBeUndefined();
+  });
+
+  it('pre-starts a step once when passes side by side decide it from the same read', async () => {
+    deps.prestart = { maxWaiting: 4 };
+    for (let i = 2; i <= 3; i++) await awaitDependencies(deps, { deploymentId: id, stepId: `s${i}`, taskToken: `t${i}` });
+    const deployment = (await deps.store.getDeployment(id))!;
+    // The read both passes made: s1 already released (running), s2 registered and not yet pre-started.
+    await deps.store.applyStepTransition(id, 's1', { name: 'release', by: 'lambda', fields: { startedAt: new Date(deps.clock.now()).toISOString() } });
+    const read = new Map((await deps.store.getSteps(id)).map((s) => [s.stepId, s]));
+    const s2 = read.get('s2')!;
+    expect(verdictFor(s2, deployment, read, deps.prestart)).toEqual({ kind: 'prestart' });
+    let answered = 0;
+    const send = deps.executions.sendTaskSuccess.bind(deps.executions);
+    deps.executions.sendTaskSuccess = async (token, output) => {
+      if (token === 't2') answered++;
+      return send(token, output);
+    };
+    const [first, second] = await Promise.all([settle(deps, s2, { kind: 'prestart' }, 'lambda', read), settle(deps, s2, { kind: 'prestart' }, 'lambda', read)]);
+    // One caller wins the pre-start; the other writes nothing and answers nothing.
+    expect([first, second].filter((r) => r !== undefined)).toHaveLength(1);
+    expect(answered).toBe(1);
+    expect(answer('t2')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
+    expect((await step('s2'))?.awaitToken).toBeUndefined();
   });
 
   it('does not pre-start when switched off', async () => {
