@@ -134,7 +134,8 @@ export function waitBudgetSeconds(step: StepRecord, steps: Map<string, StepRecor
     const known = memo.get(s.stepId);
     if (known !== undefined) return known;
     const value = Math.max(0, ...dependenciesOf(s, steps).map((d) => {
-      if (d === BASTION_OPEN) return BASTION_OPEN_WORST_CASE_SECONDS;
+      // Its worst case while it may still run; nothing once it succeeded (the roots are released then).
+      if (d === BASTION_OPEN) return steps.get(d)?.status === 'succeeded' ? 0 : BASTION_OPEN_WORST_CASE_SECONDS;
       const dep = steps.get(d);
       return dep ? budget(dep) + timeoutOf(dep) : 0;
     }));
