@@ -266,6 +266,8 @@ export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 
       // Only steps that registered their token (or whose sandbox waits) can be answered now; the others settle themselves on registration.
       if (!step.awaitToken && step.prestartedAt === undefined) continue;
       const verdict = verdictFor(step, deployment, byId, deps.prestart);
+      // A cancel decides cancellations only: a deployment it read already ended otherwise (the safety net) is not its to settle.
+      if (by === 'cancel' && !(verdict.kind === 'skip' && verdict.status === 'cancelled')) continue;
       const release = await settle(deps, step, verdict, by, byId, answers);
       if (release) byId.set(stepId, decided(step, verdict, iso(deps.clock)));
     }
