@@ -43,6 +43,7 @@ function iterationStates(): Set<string> {
     Type?: string;
     ItemProcessor?: { States: Record<string, StateNode> };
     Iterator?: { States: Record<string, StateNode> };
+    Branches?: { States: Record<string, StateNode> }[];
   }
   const definition = JSON.parse(readFileSync(ASL, 'utf8')) as { States: Record<string, StateNode> };
   const names = new Set<string>();
@@ -51,6 +52,8 @@ function iterationStates(): Set<string> {
       if (inside) names.add(name);
       const inner = state.ItemProcessor ?? state.Iterator;
       if (inner) collect(inner.States, true);
+      // A Parallel's branches (OpenBastionAccess beside RunWorkflow) are as inside as the Parallel itself.
+      for (const branch of state.Branches ?? []) collect(branch.States, inside);
     }
   };
   collect(definition.States, false);

@@ -35,8 +35,8 @@ export interface StepTimeline {
 const SYSTEM_STATES: Record<string, string> = { OpenBastionAccess: 'bastion-open', CloseBastionAccess: 'bastion-close' };
 /** States whose Task is one sandbox attempt of the step. */
 const SANDBOX_STATES = new Set(['RunStepInSandbox', 'OpenBastionAccess', 'CloseBastionAccess']);
-/** Events that belong to the execution or to the Map as a whole, whatever they chain to. */
-const ENGINE_EVENT = /^(Execution|MapState|MapRun)/;
+/** Events that belong to the execution, to the Map or to the Parallel (OpenAndRun) as a whole, whatever they chain to. */
+const ENGINE_EVENT = /^(Execution|MapState|MapRun|ParallelState)/;
 
 function details(event: HistoryEvent): Record<string, unknown> | undefined {
   for (const [key, value] of Object.entries(event)) {

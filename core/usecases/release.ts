@@ -53,8 +53,49 @@ const started = (s: StepRecord | undefined): boolean =>
 const waitingSandboxes = (steps: Map<string, StepRecord>): number =>
   [...steps.values()].filter((s) => s.status === 'waiting' && s.prestartedAt !== undefined).length;
 
+/** The system step every root waits on: the roots' sandboxes reach the VMs only through the open bastion. */
+export const BASTION_OPEN = 'bastion-open';
+
+/**
+ * bastion-open's worst case in the ASL (OpenBastionAccess): 300 s per attempt, and 1 + 5 + 1 + 1 + 1 + 6 = 15
+ * attempts if every Retry entry ran out, with their waits (5×10 + 5 + 5 + 10 + 6×60 capped = 430 s).
+ * test/unit/prestart-roots.test.ts recomputes it from statemachine/deployment.asl.json.
+ */
+export const BASTION_OPEN_WORST_CASE_SECONDS = 15 * 300 + 430;
+
+/**
+ * A step's dependencies as the engine waits on them: a root (no dependency of its own) waits on
+ * bastion-open, which runs beside the workflow's Map (the Parallel `OpenAndRun`). Deployments
+ * stored without a bastion-open record keep their own list.
+ */
+export function dependenciesOf(step: StepRecord, steps: Map<string, StepRecord>): string[] {
+  if (step.system || step.dependsOn.length > 0 || !steps.has(BASTION_OPEN)) return step.dependsOn;
+  return [BASTION_OPEN];
+}
+
+/**
+ * bastion-open as a dependency. Its `failed` is not final (the state machine retries it): only its
+ * failure handler in the ASL (RecordStepFailure, which opens the grace period) ends the roots. It
+ * counts as started from the start: the Map's iterations only run while OpenBastionAccess has
+ * launched its sandbox, and waiting for that sandbox to claim its step would cost the roots one start.
+ */
+function bastionOpenVerdict(bastion: StepRecord, deployment: DeploymentRecord): Verdict | 'started' | 'succeeded' {
+  if (bastion.status === 'succeeded') return 'succeeded';
+  if (deployment.graceStartedAt && bastion.status === 'failed') {
+    return { kind: 'skip', status: 'skipped', cause: `not started: bastion access could not be opened (step "${BASTION_OPEN}" failed: ${bastion.cause ?? bastion.error ?? 'no cause given'})` };
+  }
+  if (bastion.status === 'waiting' || bastion.status === 'running' || bastion.status === 'failed') return 'started';
+  return { kind: 'skip', status: 'skipped', cause: `dependency "${BASTION_OPEN}" ${bastion.status}` };
+}
+
 export function verdictFor(step: StepRecord, deployment: DeploymentRecord, steps: Map<string, StepRecord>, prestart?: PrestartPolicy): Verdict {
+  const dependsOn = dependenciesOf(step, steps);
+  const bastion = dependsOn.includes(BASTION_OPEN) ? steps.get(BASTION_OPEN) : undefined;
+  const bastionVerdict = bastion ? bastionOpenVerdict(bastion, deployment) : 'succeeded';
   const down = windingDown(deployment);
+  // A cancel stays a cancel; a failing deployment names bastion-open when that is why a root never ran.
+  if (down?.status === 'cancelled') return { kind: 'skip', ...down };
+  if (typeof bastionVerdict === 'object') return bastionVerdict;
   if (down) return { kind: 'skip', ...down };
   for (const dep of step.dependsOn) {
     const status = steps.get(dep)?.status;
@@ -62,7 +103,7 @@ export function verdictFor(step: StepRecord, deployment: DeploymentRecord, steps
       return { kind: 'skip', status: 'skipped', cause: `dependency "${dep}" ${status ?? 'is missing'}` };
     }
   }
-  if (step.dependsOn.every((dep) => steps.get(dep)?.status === 'succeeded')) return { kind: 'run' };
+  if (bastionVerdict === 'succeeded' && step.dependsOn.every((dep) => steps.get(dep)?.status === 'succeeded')) return { kind: 'run' };
   // Only a step whose AwaitDependencies still waits can start its sandbox early, and only within the cap.
   if (
     prestart &&
@@ -84,14 +125,17 @@ function releaseOf(step: StepRecord, run: boolean): Release {
 
 /**
  * The longest a pre-started sandbox can wait: the heaviest chain of its ancestors' time limits
- * (a dependency that overruns is timed out, failed, and this step skipped). Retries are not counted.
+ * (a dependency that overruns is timed out, failed, and this step skipped), where a root's chain
+ * starts with bastion-open's worst case including its retries. Retries of workflow steps are not counted.
  */
 export function waitBudgetSeconds(step: StepRecord, steps: Map<string, StepRecord>): number {
   const memo = new Map<string, number>();
   const budget = (s: StepRecord): number => {
     const known = memo.get(s.stepId);
     if (known !== undefined) return known;
-    const value = Math.max(0, ...s.dependsOn.map((d) => {
+    const value = Math.max(0, ...dependenciesOf(s, steps).map((d) => {
+      // Its worst case while it may still run; nothing once it succeeded (the roots are released then).
+      if (d === BASTION_OPEN) return steps.get(d)?.status === 'succeeded' ? 0 : BASTION_OPEN_WORST_CASE_SECONDS;
       const dep = steps.get(d);
       return dep ? budget(dep) + timeoutOf(dep) : 0;
     }));
@@ -224,6 +268,8 @@ export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 
       // Only steps that registered their token (or whose sandbox waits) can be answered now; the others settle themselves on registration.
       if (!step.awaitToken && step.prestartedAt === undefined) continue;
       const verdict = verdictFor(step, deployment, byId, deps.prestart);
+      // A cancel decides cancellations only: a deployment it read already ended otherwise (the safety net) is not its to settle.
+      if (by === 'cancel' && !(verdict.kind === 'skip' && verdict.status === 'cancelled')) continue;
       const release = await settle(deps, step, verdict, by, byId, answers);
       if (release) byId.set(stepId, decided(step, verdict, iso(deps.clock)));
     }

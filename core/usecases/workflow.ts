@@ -2,7 +2,7 @@ import { ErrorName, NotFoundError } from '../errors.ts';
 import { isSandboxLaunchError, Metric } from '../metrics.ts';
 import type { DeploymentRecord, StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
-import { answer, fail, settle, settleWaiting, verdictFor, type Release } from './release.ts';
+import { answer, BASTION_OPEN, fail, settle, settleWaiting, verdictFor, type Release } from './release.ts';
 
 /**
  * The step-side use-cases the state machine calls, one per Task state of RunWorkflow
@@ -76,7 +76,8 @@ const TRANSITION_OF_ERROR: Partial<Record<string, 'fail-aborted' | 'fail-cancell
 
 /**
  * RecordStepFailure: mark the step, and if it is the deployment's first failure, skip every
- * step not yet started and answer startGrace so this iteration runs the grace period.
+ * step not yet started and answer startGrace so this iteration runs the grace period. Also
+ * called for bastion-open (RecordBastionFailure): its failure skips the roots waiting on it.
  */
 export async function recordStepFailure(
   deps: EngineDeps,
@@ -90,7 +91,8 @@ export async function recordStepFailure(
   await deps.store.applyStepTransition(input.deploymentId, input.stepId, { name: transition, by: 'lambda', fields: { error, cause, endedAt: now } });
   await deps.store.clearStepFields(input.deploymentId, input.stepId, ['taskToken', 'taskArn', 'awaitToken']);
   deps.log('step failed', { deploymentId: input.deploymentId, stepId: input.stepId, error });
-  if (isSandboxLaunchError(error)) deps.metrics.emit(Metric.SandboxLaunchFailures, 1);
+  // bastion-open's launch failure is counted once, by DeleteSecrets, which sees it as the deployment's error.
+  if (isSandboxLaunchError(error) && input.stepId !== BASTION_OPEN) deps.metrics.emit(Metric.SandboxLaunchFailures, 1);
 
   let startGrace = false;
   if (transition === 'fail') {

@@ -40,6 +40,8 @@ export interface ParsedDefinition {
   engine: AslMachine;
   tasks: Map<string, TaskStateInfo>;
   maps: Map<string, MapStateInfo>;
+  /** History lane of each state directly inside a Parallel branch: a branch's events chain among themselves, as on AWS. */
+  branchLanes: Map<string, string>;
 }
 
 /**
@@ -99,13 +101,21 @@ export function parseDefinition(text: string, timeScale: number, validate = true
     }
   });
 
+  const branchLanes = new Map<string, string>();
+  walkStates(source, (name, state) => {
+    if (state.Type !== 'Parallel' || !Array.isArray(state.Branches)) return;
+    state.Branches.forEach((branch, i) => {
+      if (isMachine(branch)) for (const inner of Object.keys(branch.States)) branchLanes.set(inner, `branch:${name}:${i}`);
+    });
+  });
+
   const engine = structuredClone(source);
   rewriteForEngine(engine, timeScale);
   if (executionTimeoutSeconds !== undefined) engine.TimeoutSeconds = executionTimeoutSeconds;
   // The library arms one setTimeout for the whole execution: past ~24.8 days Node fires it after
   // 1 ms, so every execution would time out at once. A bound that long is never reached locally.
   if (typeof engine.TimeoutSeconds === 'number' && engine.TimeoutSeconds > MAX_TIMER_SECONDS) delete engine.TimeoutSeconds;
-  return { source, engine, tasks, maps };
+  return { source, engine, tasks, maps, branchLanes };
 }
 
 /**

@@ -59,9 +59,15 @@ const STATE_PREFIX: Record<string, string> = {
   Parallel: 'Parallel',
 };
 
-/** The lane a library event belongs to: Map iterations are numbered by the library. */
-export function laneOf(event: LibraryEvent): string {
-  return 'index' in event && typeof event.index === 'number' ? `iteration:${event.index}` : ROOT_LANE;
+/**
+ * The lane a library event belongs to: Map iterations are numbered by the library; a state directly
+ * inside a Parallel branch has its branch's lane (OpenBastionAccess beside RunWorkflow), so its task
+ * events never chain to the other branch's.
+ */
+export function laneOf(event: LibraryEvent, branchLanes?: ReadonlyMap<string, string>): string {
+  if ('index' in event && typeof event.index === 'number') return `iteration:${event.index}`;
+  const name = 'state' in event ? event.state.name : undefined;
+  return (name !== undefined ? branchLanes?.get(name) : undefined) ?? ROOT_LANE;
 }
 
 export function toJsonText(value: unknown): string {
@@ -77,8 +83,13 @@ export function causeText(cause: unknown): string {
  * TaskSucceeded) come from the task runner, and execution-level events from the runtime, so those
  * library events are ignored here. Returns the id of the last event written, if any.
  */
-export function recordStateEvent(history: ExecutionHistory, event: LibraryEvent, maps: Map<string, MapStateInfo>): number | undefined {
-  const lane = laneOf(event);
+export function recordStateEvent(
+  history: ExecutionHistory,
+  event: LibraryEvent,
+  maps: Map<string, MapStateInfo>,
+  branchLanes?: ReadonlyMap<string, string>,
+): number | undefined {
+  const lane = laneOf(event, branchLanes);
   switch (event.type) {
     case 'StateEntered': {
       const prefix = STATE_PREFIX[event.state.type] ?? 'Pass';
@@ -115,7 +126,7 @@ export function recordStateEvent(history: ExecutionHistory, event: LibraryEvent,
       return history.add(
         { type: 'MapIterationStarted', mapIterationStartedEventDetails: { name: event.parentState.name, index: event.index } },
         lane,
-        history.lastOf(ROOT_LANE),
+        history.lastOf(branchLanes?.get(event.parentState.name) ?? ROOT_LANE),
       );
     case 'MapIterationSucceeded':
       return history.add(

@@ -73,3 +73,13 @@ export function memoryDeps(): EngineDeps & { store: MemoryDeploymentStore; execu
     metrics: noMetrics,
   };
 }
+
+/**
+ * bastion-open as its runner records it (start, then success): the workflow's roots wait on it,
+ * so a use-case test of the steps after it starts here. Returns nothing; the record is in the store.
+ */
+export async function bastionOpened(deps: EngineDeps, deploymentId: string): Promise<void> {
+  const at = new Date(deps.clock.now()).toISOString();
+  await deps.store.applyStepTransition(deploymentId, 'bastion-open', { name: 'start-system', by: 'runner', ifAttempt: 0, fields: { attempt: 1, startedAt: at } });
+  await deps.store.applyStepTransition(deploymentId, 'bastion-open', { name: 'system-succeed', by: 'runner', fields: { endedAt: at } });
+}

@@ -212,6 +212,12 @@ afterAll(async () => {
   rmSync(kmsDir, { recursive: true, force: true });
 });
 
+/** OpenAndRun's first branch: bastion-open's sandbox, then ReleaseRoots (RecordStepResult for it); the roots wait on it. */
+async function bastionOpen(deploymentId: string): Promise<void> {
+  expect(await sandbox(deploymentId, 'bastion-open').done).toMatchObject({ ok: true });
+  await engine('recordStepResult', { deploymentId, stepId: 'bastion-open' });
+}
+
 /** Every handler and the step runner, through the paths a deployment can take. */
 async function driveEveryPath(): Promise<void> {
   // A deployment with a dependent released, a failure, a dependent skipped, a grace period and a straggler.
@@ -231,7 +237,7 @@ async function driveEveryPath(): Promise<void> {
   expect((await api('history', { id })).statusCode).toBe(200);
 
   await engine('prepare', { deploymentId: id });
-  expect(await sandbox(id, 'bastion-open').done).toMatchObject({ ok: true });
+  await bastionOpen(id);
   for (const step of steps) await engine('awaitDependencies', { deploymentId: id, stepId: step.id, taskToken: `await-${step.id}` });
   for (const stepId of ['a', 'after-a']) {
     const outcome = await sandbox(id, stepId).done;
@@ -267,6 +273,7 @@ async function driveEveryPath(): Promise<void> {
   ]);
   const cancelled = String(second.body.deploymentId);
   await engine('prepare', { deploymentId: cancelled });
+  await bastionOpen(cancelled);
   await engine('awaitDependencies', { deploymentId: cancelled, stepId: 'x', taskToken: 'await-x' });
   await engine('awaitDependencies', { deploymentId: cancelled, stepId: 'y', taskToken: 'await-y' });
   const running = sandbox(cancelled, 'x');
@@ -287,6 +294,7 @@ async function driveEveryPath(): Promise<void> {
   // the sandbox, fails its token and starts the cleanup-only execution.
   const stoppedId = String((await submit([{ id: 'x', action: 'run', command: 'sleep 30' }])).body.deploymentId);
   await engine('prepare', { deploymentId: stoppedId });
+  await bastionOpen(stoppedId);
   await engine('awaitDependencies', { deploymentId: stoppedId, stepId: 'x', taskToken: 'await-stopped' });
   const orphaned = sandbox(stoppedId, 'x');
   await started(stoppedId, 'x');
@@ -297,6 +305,7 @@ async function driveEveryPath(): Promise<void> {
   // A lone step failing: its grace period ends at once, nothing else runs.
   const lone = String((await submit([{ id: 'c', action: 'run', command: 'false' }])).body.deploymentId);
   await engine('prepare', { deploymentId: lone });
+  await bastionOpen(lone);
   await engine('awaitDependencies', { deploymentId: lone, stepId: 'c', taskToken: 'await-lone' });
   expect(await sandbox(lone, 'c').done).toMatchObject({ ok: false });
   await engine('recordStepFailure', { deploymentId: lone, stepId: 'c', error: { Error: ErrorName.StepFailed, Cause: 'exit code 1' } });
@@ -305,6 +314,7 @@ async function driveEveryPath(): Promise<void> {
   // A sandbox ECS stopped before it answered (it never started): its step fails from the STOPPED event.
   const lost = String((await submit([{ id: 'l', action: 'run', command: 'true' }])).body.deploymentId);
   await engine('prepare', { deploymentId: lost });
+  await bastionOpen(lost);
   await engine('awaitDependencies', { deploymentId: lost, stepId: 'l', taskToken: 'await-lost' });
   const env = { CTD_DEPLOYMENT_ID: lost, CTD_STEP_ID: 'l', CTD_TASK_TOKEN: 'sandbox-lost' };
   expect(

@@ -107,6 +107,8 @@ type Answer = { ok: true; output: unknown } | { ok: false; error: CaughtError };
 
 /** Thrown inside the modelled state machine once its execution was stopped: no state runs after it. */
 class ExecutionStopped extends Error {}
+/** Thrown inside a Map iteration once the Parallel's other branch failed: the Map is stopped with it. */
+class MapStopped extends Error {}
 
 async function runScenario(store: DeploymentStore, s: fc.Scheduler, scenario: Scenario): Promise<void> {
   const turn = () => s.schedule(Promise.resolve(), 'turn');
@@ -230,9 +232,26 @@ async function runScenario(store: DeploymentStore, s: fc.Scheduler, scenario: Sc
     }
   };
 
+  // A failed branch of the Parallel OpenAndRun stops the other: the Map's tokens die, no state of it runs again.
+  let mapStopped = false;
+  const mapTokens = new Set<string>();
+  const aliveInMap = () => {
+    alive();
+    if (mapStopped) throw new MapStopped();
+  };
+
   /** One RunWorkflow iteration: AwaitDependencies → RunStepInSandbox → Record*, GracePeriod, AbortStragglers. */
   const iteration = async (stepId: string): Promise<void> => {
+    try {
+      await iterationStates(stepId);
+    } catch (e) {
+      if (!(e instanceof MapStopped)) throw e;
+    }
+  };
+  const iterationStates = async (stepId: string): Promise<void> => {
+    aliveInMap();
     const awaitToken = executions.token(`await-${stepId}`);
+    mapTokens.add(awaitToken);
     let release: Release;
     try {
       const now = await awaitDependencies(deps, { deploymentId, stepId, taskToken: awaitToken });
@@ -240,26 +259,27 @@ async function runScenario(store: DeploymentStore, s: fc.Scheduler, scenario: Sc
         ? ({ ok: true, output: now } as Answer)
         : await Promise.race([executions.answer(awaitToken), turns(3 * scenario.taskTimeout).then((): Answer => ({ ok: false, error: { Error: 'States.Timeout' } }))]);
       executions.expire(awaitToken);
-      alive();
+      aliveInMap();
       if (!answer.ok) throw new Error(answer.error.Error);
       release = answer.output as Release;
     } catch (e) {
-      if (e instanceof ExecutionStopped) throw e;
+      if (e instanceof ExecutionStopped || e instanceof MapStopped) throw e;
       await recordStepFailure(deps, { deploymentId, stepId, error: { Error: 'States.TaskFailed', Cause: String(e) } });
       return;
     }
     if (!release.run) return;
     const result = await sandbox(stepId, true);
-    alive();
+    aliveInMap();
     if (result.ok) return recordStepResult(deps, { deploymentId, stepId, result: result.output });
     const { startGrace } = await recordStepFailure(deps, { deploymentId, stepId, error: result.error });
-    alive();
+    aliveInMap();
     if (!startGrace) return;
     const graceToken = executions.token('grace');
+    mapTokens.add(graceToken);
     await gracePeriod(deps, { deploymentId, taskToken: graceToken });
     await Promise.race([executions.answer(graceToken), turns(scenario.taskTimeout)]);
     executions.expire(graceToken);
-    alive();
+    aliveInMap();
     await abortStragglers(deps, deploymentId);
   };
 
@@ -269,9 +289,18 @@ async function runScenario(store: DeploymentStore, s: fc.Scheduler, scenario: Sc
     try {
       await prepare(deps, deploymentId);
       alive();
-      const open = await sandbox('bastion-open', false);
-      if (!open.ok) throw Object.assign(new Error('bastion-open'), { caught: open.error });
-      await Promise.all(STEPS.map((id) => iteration(id)));
+      // OpenAndRun: bastion-open's branch beside the Map; the roots wait on bastion-open.
+      const openBranch = async () => {
+        const open = await sandbox('bastion-open', false);
+        alive();
+        if (open.ok) return recordStepResult(deps, { deploymentId, stepId: 'bastion-open' }); // ReleaseRoots
+        await recordStepFailure(deps, { deploymentId, stepId: 'bastion-open', error: open.error }); // RecordBastionFailure
+        alive();
+        mapStopped = true;
+        for (const token of mapTokens) executions.expire(token);
+        throw Object.assign(new Error('bastion-open'), { caught: open.error }); // BastionOpenFailed
+      };
+      await Promise.all([openBranch(), ...STEPS.map((id) => iteration(id))]);
       alive();
       state.summary = await summarize(deps, deploymentId);
     } catch (e) {

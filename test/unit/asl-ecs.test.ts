@@ -25,11 +25,13 @@ interface State {
 }
 
 const asl = JSON.parse(readFileSync(new URL('../../statemachine/deployment.asl.json', import.meta.url), 'utf8')) as {
-  States: Record<string, State & { ItemProcessor?: { States: Record<string, State> } }>;
+  States: Record<string, State & { ItemProcessor?: { States: Record<string, State> }; Branches?: { States: Record<string, State & { ItemProcessor?: { States: Record<string, State> } }> }[] }>;
 };
+/** Top-level states with those of the Parallel's branches (OpenBastionAccess beside RunWorkflow). */
+const top = { ...asl.States, ...Object.fromEntries(Object.values(asl.States).flatMap((s) => (s.Branches ?? []).flatMap((b) => Object.entries(b.States)))) };
 const states: [string, State][] = [
-  ...Object.entries(asl.States),
-  ...Object.entries(asl.States.RunWorkflow?.ItemProcessor?.States ?? {}),
+  ...Object.entries(top),
+  ...Object.entries(top.RunWorkflow?.ItemProcessor?.States ?? {}),
 ];
 const sandboxStates = states.filter(([, s]) => s.Resource?.startsWith('arn:aws:states:::ecs:runTask'));
 

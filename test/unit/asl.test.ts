@@ -18,6 +18,7 @@ interface State {
   Retry?: { ErrorEquals: string[]; MaxAttempts?: number; IntervalSeconds?: number; BackoffRate?: number; MaxDelaySeconds?: number; JitterStrategy?: string }[];
   Catch?: { ErrorEquals: string[]; Next: string }[];
   ItemProcessor?: { States: Record<string, State> };
+  Branches?: { StartAt: string; States: Record<string, State> }[];
   MaxConcurrency?: number;
   Default?: string;
   Choices?: { Variable: string; IsPresent?: boolean; Next: string }[];
@@ -25,8 +26,13 @@ interface State {
 
 const text = readFileSync(new URL('../../statemachine/deployment.asl.json', import.meta.url), 'utf8');
 const asl = JSON.parse(text) as { StartAt: string; TimeoutSeconds?: number; States: Record<string, State> };
-const inner = asl.States.RunWorkflow?.ItemProcessor?.States ?? {};
-const allStates = (): [string, State][] => [...Object.entries(asl.States), ...Object.entries(inner)];
+/** The top-level states with those of the Parallel's branches (OpenBastionAccess runs beside RunWorkflow). */
+const top: Record<string, State> = {
+  ...asl.States,
+  ...Object.fromEntries(Object.values(asl.States).flatMap((s) => (s.Branches ?? []).flatMap((b) => Object.entries(b.States)))),
+};
+const inner = top.RunWorkflow?.ItemProcessor?.States ?? {};
+const allStates = (): [string, State][] => [...Object.entries(top), ...Object.entries(inner)];
 
 describe('State machine: deployment.asl.json', () => {
   it('is valid according to asl-validator', () => {
@@ -38,12 +44,21 @@ describe('State machine: deployment.asl.json', () => {
     expect(result.isValid).toBe(true);
   });
 
-  it('has the shape of DESIGN.md: Prepare → OpenBastionAccess → RunWorkflow → Summarize → Cleanup', () => {
+  it('has the shape of DESIGN.md: Prepare → (OpenBastionAccess → ReleaseRoots ‖ RunWorkflow) → Summarize → Cleanup', () => {
     expect(asl.StartAt).toBe('Start');
     expect(asl.States.Start?.Default).toBe('Prepare');
-    expect(asl.States.Prepare?.Next).toBe('OpenBastionAccess');
-    expect(asl.States.OpenBastionAccess?.Next).toBe('RunWorkflow');
-    expect(asl.States.RunWorkflow?.Next).toBe('Summarize');
+    expect(asl.States.Prepare?.Next).toBe('OpenAndRun');
+    const parallel = asl.States.OpenAndRun!;
+    expect(parallel.Type).toBe('Parallel');
+    expect(parallel.Branches?.map((b) => b.StartAt)).toEqual(['OpenBastionAccess', 'RunWorkflow']);
+    expect(parallel.Next).toBe('Summarize');
+    expect(parallel.Catch?.[0]?.Next).toBe('CloseBastionAccess');
+    expect(top.OpenBastionAccess?.Next).toBe('ReleaseRoots');
+    // bastion-open's failure is recorded (the roots skipped at once), then ends the Parallel with its own error.
+    expect(top.OpenBastionAccess?.Catch?.[0]?.Next).toBe('RecordBastionFailure');
+    expect(top.RecordBastionFailure?.Next).toBe('BastionOpenFailed');
+    expect(top.BastionOpenFailed?.Type).toBe('Fail');
+    expect(top.RunWorkflow?.End).toBe(true);
     expect(asl.States.Summarize?.Next).toBe('CloseBastionAccess');
     expect(asl.States.CloseBastionAccess?.Next).toBe('DeleteSecrets');
     expect(asl.States.CloseBastionAccess?.Catch?.[0]?.Next).toBe('DeleteSecrets');
@@ -166,7 +181,7 @@ describe('State machine: deployment.asl.json', () => {
 
     it('TimeoutSeconds is EXECUTION_TIMEOUT_SECONDS, at least the longest legal run derived from the states, under the one-year cap', () => {
       expect(asl.TimeoutSeconds).toBe(EXECUTION_TIMEOUT_SECONDS);
-      const s = asl.States;
+      const s = top;
       const rounds = Math.ceil(MAX_STEPS / (s.RunWorkflow!.MaxConcurrency ?? 40));
       // A step's sandbox attempts are retried only on Ctd.* errors; ECS's RunTask errors fail before the step runs.
       const run = inner.RunStepInSandbox!;
@@ -177,7 +192,7 @@ describe('State machine: deployment.asl.json', () => {
         worst(inner.RecordStepFailure!) +
         (inner.GracePeriod!.TimeoutSeconds ?? 0) +
         worst(inner.AbortStragglers!);
-      const around = ['Prepare', 'OpenBastionAccess', 'Summarize', 'CloseBastionAccess', 'DeleteSecrets'].reduce((sum, name) => sum + worst(s[name]!), 0);
+      const around = ['Prepare', 'OpenBastionAccess', 'ReleaseRoots', 'RecordBastionFailure', 'Summarize', 'CloseBastionAccess', 'DeleteSecrets'].reduce((sum, name) => sum + worst(s[name]!), 0);
       const bound = rounds * iteration + around;
       expect(inner.AwaitDependencies!.TimeoutSeconds).toBe(MAX_DEPENDENCY_WAIT_SECONDS);
       expect(EXECUTION_TIMEOUT_SECONDS).toBeGreaterThanOrEqual(bound);

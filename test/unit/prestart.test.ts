@@ -8,7 +8,7 @@ import { settle, verdictFor } from '../../core/usecases/release.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
 import { sampleLatency, scaleLatency } from '../../local/sandbox/launcher.ts';
 import { mulberry32 } from '../../bench/scheduling.ts';
-import { memoryDeps } from '../helpers/memoryEngine.ts';
+import { bastionOpened, memoryDeps } from '../helpers/memoryEngine.ts';
 
 /** Scheduling with sandboxes started ahead of their release (issue 12), on in-memory ports. */
 
@@ -38,6 +38,7 @@ describe('Use-case: pre-start', () => {
   beforeEach(async () => {
     deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
     id = (await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: chain(5) })).deploymentId;
+    await bastionOpened(deps, id);
   });
 
   it('lets a chain start its sandboxes ahead, as far as the cap, with a time limit that covers the wait', async () => {

@@ -6,7 +6,7 @@ import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
 import { runStep, type RunnerDeps } from '../../sandbox/runner.ts';
 import type { Action } from '../../sandbox/actions/types.ts';
-import { memoryDeps } from '../helpers/memoryEngine.ts';
+import { bastionOpened, memoryDeps } from '../helpers/memoryEngine.ts';
 
 /** The step runner on in-memory ports, with stand-in actions: what it answers and records. */
 
@@ -35,8 +35,9 @@ function runnerDepsOf(deps: ReturnType<typeof memoryDeps>, extra: Partial<Runner
 async function setup(action: Action) {
   const deps = memoryDeps();
   const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1-secret-value', body });
+  await bastionOpened(deps, deploymentId);
   await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
-  const runner = runnerDepsOf(deps, { actions: { run: action, 'bastion-open': action } });
+  const runner = runnerDepsOf(deps, { actions: { run: action, 'bastion-open': action, 'bastion-close': action } });
   return { deps, deploymentId, runner };
 }
 
@@ -100,9 +101,10 @@ describe('Function: runStep', () => {
   });
 
   it('records system steps itself', async () => {
+    // bastion-open ran in setup (the roots wait on it): bastion-close is the system step left to run.
     const { deps, deploymentId, runner } = await setup(async () => ({ ruleId: 'r1' }));
-    await runStep(runner, { deploymentId, stepId: 'bastion-open', taskToken: 'open', taskArn: 'x' });
-    expect(await deps.store.getStep(deploymentId, 'bastion-open')).toMatchObject({ status: 'succeeded', output: { ruleId: 'r1' }, attempt: 1 });
+    await runStep(runner, { deploymentId, stepId: 'bastion-close', taskToken: 'close', taskArn: 'x' });
+    expect(await deps.store.getStep(deploymentId, 'bastion-close')).toMatchObject({ status: 'succeeded', output: { ruleId: 'r1' }, attempt: 1 });
   });
 
   it("stores what the driver records the moment it records it, even when the step then fails", async () => {
@@ -153,6 +155,7 @@ describe('Function: runStep', () => {
     const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
     const chainBody = { ...body, workflow: { steps: [body.workflow.steps[0]!, { ...body.workflow.steps[1]!, dependsOn: ['a'] }] } };
     const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1-secret-value', body: chainBody });
+    await bastionOpened(deps, deploymentId);
     await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
     await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
     const reads: { name: string; status?: string; othersInFlight: number }[] = [];

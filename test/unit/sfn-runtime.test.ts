@@ -270,6 +270,65 @@ describe('Class: LocalStepFunctions', () => {
     });
   });
 
+  describe('Parallel states', () => {
+    it('chains each branch in its own lane: a task beside a Map never chains to the Map\'s events (OpenBastionAccess beside RunWorkflow)', async () => {
+      const { router, nextCall } = recordingRouter();
+      const { sfn } = await engine(router);
+      const arn = sfn.createStateMachine(
+        'parallel',
+        machine({
+          Both: {
+            Type: 'Parallel',
+            Branches: [
+              { StartAt: 'Open', States: { Open: { ...tokenTask(), End: true } } },
+              {
+                StartAt: 'Each',
+                States: {
+                  Each: {
+                    Type: 'Map',
+                    ItemsPath: '$.items',
+                    ItemSelector: { 'who.$': '$$.Map.Item.Value' },
+                    ItemProcessor: { ProcessorConfig: { Mode: 'INLINE' }, StartAt: 'Wait', States: { Wait: { ...tokenTask(), End: true } } },
+                    End: true,
+                  },
+                },
+              },
+            ],
+            ResultPath: null,
+            End: true,
+          },
+        }),
+      );
+      const { executionArn } = await sfn.startExecution({ stateMachineArn: arn, input: '{"who":"open","items":["a","b"]}' });
+      const calls = [await nextCall(1), await nextCall(2), await nextCall(3)];
+      const byWho = new Map(calls.map((c) => [(c.parameters as { Payload: { who: string } }).Payload.who, c]));
+      // The Map's iterations end first, so the Map's own events land between Open's task events.
+      for (const who of ['a', 'b', 'open']) {
+        sfn.sendTaskSuccess(byWho.get(who)?.taskToken ?? '', JSON.stringify(who));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const done = await sfn.waitForExecution(executionArn);
+      expect(done.status).toBe('SUCCEEDED');
+
+      const history = sfn.getExecutionHistory(executionArn);
+      const byId = new Map(history.map((e) => [e.id, e]));
+      const openEntered = history.find((e) => e.type === 'TaskStateEntered' && e.stateEnteredEventDetails?.name === 'Open')!;
+      // Open's attempt: every task event chains back to Open's TaskStateEntered through task events only.
+      const scheduled = history.filter((e) => e.type === 'TaskScheduled' && byId.get(e.previousEventId)?.id === openEntered.id);
+      expect(scheduled).toHaveLength(1);
+      const succeeded = history.filter((e) => e.type === 'TaskSucceeded' && e.taskSucceededEventDetails?.output === '"open"');
+      expect(succeeded).toHaveLength(1);
+      let event = succeeded[0];
+      const chain: string[] = [];
+      while (event && event.id !== openEntered.id) {
+        chain.push(event.type ?? '');
+        event = byId.get(event.previousEventId);
+      }
+      expect(event?.id).toBe(openEntered.id);
+      expect(chain.every((type) => type.startsWith('Task'))).toBe(true);
+    });
+  });
+
   describe('Persistence', () => {
     it('lists finished executions after a restart and fails the ones that were running', async () => {
       const { router, nextCall } = recordingRouter();

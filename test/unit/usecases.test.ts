@@ -5,7 +5,7 @@ import { deleteSecrets, summarize } from '../../core/usecases/finalize.ts';
 import { getDeployment, getLogs, listDeployments } from '../../core/usecases/queries.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { abortStragglers, awaitDependencies, gracePeriod, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
-import { memoryDeps } from '../helpers/memoryEngine.ts';
+import { bastionOpened, memoryDeps } from '../helpers/memoryEngine.ts';
 
 const deployment = (steps: { id: string; dependsOn?: string[] }[]) => ({
   name: 'demo',
@@ -94,6 +94,7 @@ describe('Use-case: scheduling (awaitDependencies, recordStepResult, recordStepF
   beforeEach(async () => {
     deps = memoryDeps();
     id = (await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: diamond })).deploymentId;
+    await bastionOpened(deps, id);
   });
 
   it('releases a step only when all its dependencies succeeded, whichever comes first', async () => {
@@ -156,6 +157,7 @@ describe('Use-case: cancelDeployment and deleteSecrets', () => {
   it('cancels waiting and running steps, stops sandboxes, and cleanup deletes the secrets', async () => {
     const deps = memoryDeps();
     const id = (await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: diamond })).deploymentId;
+    await bastionOpened(deps, id);
     await awaitDependencies(deps, { deploymentId: id, stepId: 'a', taskToken: 'ta' });
     await deps.store.updateStep(id, 'a', { taskToken: 'sandbox-a', taskArn: 'task/a' });
     await awaitDependencies(deps, { deploymentId: id, stepId: 'b', taskToken: 'tb' });
