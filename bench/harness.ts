@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { CtdClient } from '../cli/client.ts';
 import type { DeploymentView, HistoryResponse } from '../core/api.ts';
 import { startLocalEngine, type LocalEngine, type LocalEngineOptions } from '../local/engine.ts';
+import { RUNNER_READY } from '../core/config/names.ts';
 import { containerEnvironment } from '../local/sandbox/launcher.ts';
 import { LocalStepFunctions } from '../local/sfn/index.ts';
 
@@ -71,8 +72,21 @@ export interface TaskTrace {
   stepId: string;
   bwrap: boolean;
   runTaskAt: number;
+  /** The runner process this task got: when the launcher was asked for it, spawned it (after its boot slot) and heard it ready (modules loaded). */
+  runner?: RunnerTrace;
   firstHeartbeatAt?: number;
   successAt?: number;
+}
+
+export interface RunnerTrace {
+  askedAt: number;
+  spawnedAt: number;
+  readyAt?: number;
+}
+
+/** The launcher's private spawn (one runner, warm or on demand) and what it returns, as far as the probe reads it. */
+interface SpawnField {
+  spawn(): Promise<{ id: string; child: { stdout: NodeJS.ReadableStream | null } }>;
 }
 
 /** Sandbox isolation the launcher will use for the next RunTask (a private field of LocalSandboxes). */
@@ -129,6 +143,21 @@ export async function startBenchEngine(options: BenchEngineOptions = {}): Promis
   const bwrapPath = isolation.bwrap;
   let choose: ((stepId: string) => boolean) | undefined;
 
+  // Every runner's spawn and readiness, by sandbox id (the task ARN's last segment).
+  const runners = new Map<string, RunnerTrace>();
+  const launcher = engine.sandboxes as unknown as SpawnField;
+  const spawnRunner = launcher.spawn.bind(engine.sandboxes);
+  launcher.spawn = async () => {
+    const askedAt = now();
+    const sandbox = await spawnRunner();
+    const runner: RunnerTrace = { askedAt, spawnedAt: now() };
+    runners.set(sandbox.id, runner);
+    sandbox.child.stdout?.on('data', (c: Buffer) => {
+      if (runner.readyAt === undefined && c.toString().includes(RUNNER_READY)) runner.readyAt = now();
+    });
+    return sandbox;
+  };
+
   const runTask = engine.sandboxes.runTask.bind(engine.sandboxes);
   engine.sandboxes.runTask = async (parameters, signal) => {
     const env = containerEnvironment(parameters);
@@ -141,7 +170,10 @@ export async function startBenchEngine(options: BenchEngineOptions = {}): Promis
     // RunTask runs at a time (the sandbox benchmark's chain); without a choice every task gets the default.
     isolation.bwrap = bwrap ? bwrapPath : undefined;
     try {
-      return await runTask(parameters, signal);
+      const started = await runTask(parameters, signal);
+      const runner = runners.get(started.tasks[0]?.taskArn.split('/').pop() ?? '');
+      if (runner) trace.runner = runner;
+      return started;
     } finally {
       isolation.bwrap = bwrapPath;
     }
