@@ -11,8 +11,8 @@ import { roundSummary } from './scheduling.ts';
  * Sandbox start: RunTask (the launcher's `runTask` call) → the runner's first SendTaskHeartbeat,
  * one sandbox at a time, on an engine of its own with pre-start off. With pre-start on (the default)
  * a chain's steps are all started ahead, up to 20 at once on this machine's 2 cores, and their boots
- * queue for the launcher's boot slots: the figure was contention, not one start (2.2 s against about
- * 0.2 s alone). Two chains of `true` steps: first as the engine runs (runners started ahead of need,
+ * queue for the launcher's boot slots: the figure was their contention, not one start (a 16-step
+ * chain at load 8: median 4.7 s with pre-start, 1.4 s without, runners then all ready in time). Two chains of `true` steps: first as the engine runs (runners started ahead of need,
  * so RunTask finds one waiting), then with no runner kept warm, so each RunTask spawns its own (the
  * whole start: spawn, bwrap, module load, task, first heartbeat). Runners alternate bwrap on/off, so
  * both modes see the same machine load. Bare process starts, timed the same way in a loop, say how
