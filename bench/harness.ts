@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { CtdClient } from '../cli/client.ts';
 import type { DeploymentView, HistoryResponse } from '../core/api.ts';
 import { startLocalEngine, type LocalEngine, type LocalEngineOptions } from '../local/engine.ts';
+import { RUNNER_READY } from '../core/config/names.ts';
 import { containerEnvironment } from '../local/sandbox/launcher.ts';
 import { LocalStepFunctions } from '../local/sfn/index.ts';
 
@@ -71,13 +72,26 @@ export interface TaskTrace {
   stepId: string;
   bwrap: boolean;
   runTaskAt: number;
+  /** The runner process this task got: when the launcher was asked for it, spawned it (after its boot slot) and heard it ready (modules loaded). */
+  runner?: RunnerTrace;
   firstHeartbeatAt?: number;
   successAt?: number;
 }
 
-/** Sandbox isolation the launcher will use for the next RunTask (a private field of LocalSandboxes). */
-interface IsolationField {
+export interface RunnerTrace {
+  askedAt: number;
+  spawnedAt: number;
+  /** It said RUNNER_READY: modules loaded and ports built, waiting for its task. */
+  readyAt?: number;
+  /** Whether it runs inside bwrap (read from the spawned command, not from the choice). */
+  bwrap: boolean;
+}
+
+/** The launcher's private parts the probes use: its spawn (one runner, warm or on demand), isolation and options. */
+interface LauncherInternals {
+  spawn(): Promise<{ id: string; child: { stdout: NodeJS.ReadableStream | null; spawnfile: string } }>;
   bwrap: string | undefined;
+  opts: { warm?: number };
 }
 
 export interface BenchEngine {
@@ -88,8 +102,10 @@ export interface BenchEngine {
   bwrapPath: string | undefined;
   /** Every sandbox attempt of this engine, in RunTask order. */
   traces: TaskTrace[];
-  /** Decides, per RunTask, whether the sandbox starts inside bwrap (default: the engine's choice). */
-  setIsolation(choose: ((stepId: string) => boolean) | undefined): void;
+  /** Decides, per runner spawned from now on (numbered from 1), whether it starts inside bwrap (default: the engine's choice). */
+  setIsolation(choose: ((runnerNo: number) => boolean) | undefined): void;
+  /** How many runners the launcher keeps started ahead of need (its default is 2; 0 spawns each at its RunTask). */
+  setWarmRunners(count: number | undefined): void;
   waitForEnd(deploymentId: string, timeoutMs: number): Promise<DeploymentView>;
   history(deploymentId: string): Promise<HistoryResponse>;
   /** The engine's last log lines, for a failure message. */
@@ -125,26 +141,46 @@ export async function startBenchEngine(options: BenchEngineOptions = {}): Promis
 
   const traces: TaskTrace[] = [];
   const byToken = new Map<string, TaskTrace>();
-  const isolation = engine.sandboxes as unknown as IsolationField;
-  const bwrapPath = isolation.bwrap;
-  let choose: ((stepId: string) => boolean) | undefined;
+  const launcher = engine.sandboxes as unknown as LauncherInternals;
+  const bwrapPath = launcher.bwrap;
+  const defaultWarm = launcher.opts.warm;
+  let choose: ((runnerNo: number) => boolean) | undefined;
+  let spawned = 0;
+
+  // Every runner's spawn and readiness, by sandbox id (the task ARN's last segment). The launcher reads
+  // its isolation after its first await: a per-runner choice holds while runners spawn one at a time
+  // (the sandbox benchmark's chain); each trace still reads the runner's real isolation.
+  const runners = new Map<string, RunnerTrace>();
+  const spawnRunner = launcher.spawn.bind(engine.sandboxes);
+  launcher.spawn = async () => {
+    const askedAt = now();
+    const no = ++spawned;
+    if (bwrapPath !== undefined && choose) launcher.bwrap = choose(no) ? bwrapPath : undefined;
+    let sandbox: Awaited<ReturnType<LauncherInternals['spawn']>>;
+    try {
+      sandbox = await spawnRunner();
+    } finally {
+      launcher.bwrap = bwrapPath;
+    }
+    const runner: RunnerTrace = { askedAt, spawnedAt: now(), bwrap: bwrapPath !== undefined && sandbox.child.spawnfile === bwrapPath };
+    runners.set(sandbox.id, runner);
+    sandbox.child.stdout?.on('data', (c: Buffer) => {
+      if (runner.readyAt === undefined && c.toString().includes(RUNNER_READY)) runner.readyAt = now();
+    });
+    return sandbox;
+  };
 
   const runTask = engine.sandboxes.runTask.bind(engine.sandboxes);
   engine.sandboxes.runTask = async (parameters, signal) => {
     const env = containerEnvironment(parameters);
-    const stepId = env.CTD_STEP_ID ?? '?';
-    const bwrap = bwrapPath !== undefined && (choose?.(stepId) ?? true);
-    const trace: TaskTrace = { deploymentId: env.CTD_DEPLOYMENT_ID ?? '?', stepId, bwrap, runTaskAt: now() };
+    // Runners spawned before the probe (the launcher's first warm ones) have the engine's default isolation.
+    const trace: TaskTrace = { deploymentId: env.CTD_DEPLOYMENT_ID ?? '?', stepId: env.CTD_STEP_ID ?? '?', bwrap: bwrapPath !== undefined, runTaskAt: now() };
     traces.push(trace);
     if (env.CTD_TASK_TOKEN) byToken.set(env.CTD_TASK_TOKEN, trace);
-    // The launcher reads the field after its first await: a per-step choice holds only while one
-    // RunTask runs at a time (the sandbox benchmark's chain); without a choice every task gets the default.
-    isolation.bwrap = bwrap ? bwrapPath : undefined;
-    try {
-      return await runTask(parameters, signal);
-    } finally {
-      isolation.bwrap = bwrapPath;
-    }
+    const started = await runTask(parameters, signal);
+    const runner = runners.get(started.tasks[0]?.taskArn.split('/').pop() ?? '');
+    if (runner) Object.assign(trace, { runner, bwrap: runner.bwrap });
+    return started;
   };
   const detach = probeTaskCallbacks(byToken);
 
@@ -156,6 +192,10 @@ export async function startBenchEngine(options: BenchEngineOptions = {}): Promis
     traces,
     setIsolation: (fn) => {
       choose = fn;
+      spawned = 0;
+    },
+    setWarmRunners: (count) => {
+      launcher.opts.warm = count ?? defaultWarm;
     },
     waitForEnd: async (id, timeoutMs) => {
       const deadline = Date.now() + timeoutMs;

@@ -61,6 +61,8 @@ export function summaryTable(results: BenchResults): string {
   if (sandbox) {
     if (sandbox.engineBwrap) rows.push(['sandbox start, bwrap (median / p90)', `${ms(sandbox.engineBwrap.median)} / ${ms(sandbox.engineBwrap.p90)}`, load(sandbox.load.start)]);
     rows.push(['sandbox start, no bwrap (median / p90)', `${ms(sandbox.engineNoBwrap.median)} / ${ms(sandbox.engineNoBwrap.p90)}`, sandbox.engineBwrap ? '' : load(sandbox.load.start)]);
+    const cold = sandbox.coldBwrap ?? sandbox.coldNoBwrap;
+    if (cold) rows.push([`sandbox start, no warm runner${sandbox.coldBwrap ? ', bwrap' : ''} (median / p90)`, `${ms(cold.median)} / ${ms(cold.p90)}`, '']);
     rows.push(['env -i node -e 0 (median / p90)', `${ms(sandbox.nodeBare.median)} / ${ms(sandbox.nodeBare.p90)}`, '']);
     rows.push(['runner module load: wall / CPU (median)', `${ms(sandbox.runnerLoad.median)} / ${ms(sandbox.runnerLoadCpu.median)}`, '']);
   }
@@ -175,6 +177,9 @@ function sandboxSection(m: Measured<SandboxStartResult> | undefined): string {
   const rows = [
     r.engineBwrap ? summaryRow('engine: RunTask → first heartbeat, bwrap', r.engineBwrap, ms) : undefined,
     summaryRow(`engine: RunTask → first heartbeat, no bwrap${r.engineBwrap ? '' : ' (bwrap not usable here)'}`, r.engineNoBwrap, ms),
+    r.coldBwrap ? summaryRow('engine, no runner warm: RunTask → first heartbeat, bwrap', r.coldBwrap, ms) : undefined,
+    r.coldNoBwrap ? summaryRow('engine, no runner warm: RunTask → first heartbeat, no bwrap', r.coldNoBwrap, ms) : undefined,
+    r.runnerBoot ? summaryRow('engine: a runner\'s boot, spawned → ready for its task', r.runnerBoot, ms) : undefined,
     summaryRow('`env -i node -e 0`, spawn → exit', r.nodeBare, ms),
     r.nodeBwrap ? summaryRow('`bwrap … node -e 0`, spawn → exit', r.nodeBwrap, ms) : undefined,
     summaryRow('`env -i node runner.cjs` (module load only, code cache), spawn → exit', r.runnerLoad, ms),
@@ -200,9 +205,11 @@ Node binary and bundle when the engine starts (at image build for Fargate), spar
 the runner (sandbox/codeCache.ts). The rest is the SDK's and Node's own modules running their top level`
       : ''
   }. The engine keeps two runners started
-ahead of need, each waiting for exactly one task on stdin, so the median ${ms(start.median)} from RunTask to the
-first heartbeat is mostly the runner's first round trips (GetItem ×2 and UpdateItem on the local DynamoDB,
-KMS Decrypt, then SendTaskHeartbeat); when tasks arrive faster than runners start, the load time counts again.${
+ahead of need, each with its modules loaded and its clients built, waiting for exactly one task on stdin;
+its first heartbeat needs only the task token, so the median ${ms(start.median)} from RunTask to the first
+heartbeat is the hand-over and one SendTaskHeartbeat round trip (the claim's reads and write run beside it).
+When tasks arrive faster than runners start, the boot counts again: the rows without a warm runner are that
+whole start, spawn to first heartbeat.${
     r.engineBwrap && r.nodeBwrap
       ? ` bwrap costs ${ms(r.nodeBwrap.median - r.nodeBare.median)} on a bare start and ${ms(r.engineBwrap.median - r.engineNoBwrap.median)} at the median inside the engine.`
       : ''
@@ -323,10 +330,15 @@ ${coldstartSection(results.coldstart)}
   sleep. Makespan and step durations are the \`startedAt\`/\`endedAt\` of the workflow steps in
   \`GET /deployments/{id}\` (bastion-open/close excluded).
 - **Probes** (bench only, production code unchanged): \`engine.sandboxes.runTask\` is wrapped to
-  time RunTask, and \`LocalStepFunctions.prototype.sendTaskHeartbeat\`/\`sendTaskSuccess\` to time
-  when the runner's first heartbeat and its success reach the state machine. For bwrap on/off the
-  wrapper sets the launcher's isolation per task; chain steps alternate, so both modes share the
-  machine's load. Bare spawns are timed spawn → exit with an empty environment (\`env -i\`).
+  time RunTask, the launcher's runner spawn to time each runner's boot (spawned → its ready line),
+  and \`LocalStepFunctions.prototype.sendTaskHeartbeat\`/\`sendTaskSuccess\` to time when the
+  runner's first heartbeat and its success reach the state machine.
+- **Sandbox start.** An engine of its own with pre-start off, so one sandbox starts at a time: with
+  pre-start on, a chain's steps all start ahead (up to 20 at once) and the figure would be their
+  contention for 2 cores. Two chains of \`true\` steps: with the launcher's two warm runners (as the
+  engine runs), then with none, so each RunTask spawns its runner. Runners alternate bwrap on/off
+  (each trace reads the runner's real isolation), so both modes share the machine's load. Bare
+  spawns are timed spawn → exit with an empty environment (\`env -i\`).
 - **Transitions.** \`*StateEntered\` events of the execution history, split into top-level and
   Map-iteration states by reading \`statemachine/deployment.asl.json\`.
 - **Cold starts.** Two engines in turn (pre-start off, then on), each with

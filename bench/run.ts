@@ -56,7 +56,15 @@ async function main(): Promise<void> {
       await waitForCalm(host.cores, calmWaitMs, log);
       const t0 = Date.now();
       log(`▶ ${name}`);
-      if (name === 'sandbox') results.sandbox = { ...stamp(), result: await runSandboxStart(bench, { runs, log }) };
+      if (name === 'sandbox') {
+        // One start at a time: pre-started sandboxes would boot together and measure their contention (bench/sandboxStart.ts).
+        const alone = await startBenchEngine({ prestart: false });
+        try {
+          results.sandbox = { ...stamp(), result: await runSandboxStart(alone, { runs, log }) };
+        } finally {
+          await alone.stop();
+        }
+      }
       if (name === 'scheduling') results.scheduling = { ...stamp(), result: await runScheduling(bench, { seed, steps, log }) };
       if (name === 'coldstart') {
         const timeScale = Number(values['time-scale']);

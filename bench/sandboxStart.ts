@@ -4,22 +4,32 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { bundleRunner } from '../local/sandbox/runnerBundle.ts';
 import { BWRAP_BASE_ARGS } from '../local/sandbox/launcher.ts';
-import { loadAverage, now, runDeployment, summarize, type BenchEngine, type LoadStamp, type Summary } from './harness.ts';
+import { loadAverage, now, runDeployment, summarize, type BenchEngine, type LoadStamp, type Summary, type TaskTrace } from './harness.ts';
 import { roundSummary } from './scheduling.ts';
 
 /**
  * Sandbox start: RunTask (the launcher's `runTask` call) → the runner's first SendTaskHeartbeat,
- * measured on a chain of `true` steps so only one sandbox starts at a time. Chain steps alternate
- * bwrap on/off, so both modes see the same machine load. Bare process starts, timed the same way
- * in a loop, say how much of it is Node itself and how much the runner's own start.
+ * one sandbox at a time, on an engine of its own with pre-start off. With pre-start on (the default)
+ * a chain's steps are all started ahead, up to 20 at once on this machine's 2 cores, and their boots
+ * queue for the launcher's boot slots: the figure was their contention, not one start (a 16-step
+ * chain at load 8: median 4.7 s with pre-start, 1.4 s without, runners then all ready in time). Two chains of `true` steps: first as the engine runs (runners started ahead of need,
+ * so RunTask finds one waiting), then with no runner kept warm, so each RunTask spawns its own (the
+ * whole start: spawn, bwrap, module load, task, first heartbeat). Runners alternate bwrap on/off, so
+ * both modes see the same machine load. Bare process starts, timed the same way in a loop, say how
+ * much of it is Node itself and how much the runner's own start.
  */
 
 export interface SandboxStartResult {
   load: LoadStamp;
   runs: number;
-  /** milliseconds; undefined when bwrap is not usable on this machine. */
+  /** milliseconds; undefined when bwrap is not usable on this machine. RunTask finds a runner started ahead (the engine's default). */
   engineBwrap?: Summary;
   engineNoBwrap: Summary;
+  /** RunTask → first heartbeat when RunTask spawns the runner itself (no runner kept warm). */
+  coldBwrap?: Summary;
+  coldNoBwrap?: Summary;
+  /** A runner's boot inside the engine: spawned → ready for its task (modules loaded, clients built), bwrap when usable. */
+  runnerBoot?: Summary;
   /** `node -e 0` with an empty environment (as `env -i`), spawn → exit. */
   nodeBare: Summary;
   /** The same inside bwrap with the launcher's namespaces. */
@@ -37,19 +47,22 @@ export async function runSandboxStart(bench: BenchEngine, opts: { runs: number; 
   const start = loadAverage();
   const withBwrap = bench.bwrapPath !== undefined;
   const count = withBwrap ? 2 * opts.runs : opts.runs;
-  const chain = Array.from({ length: count }, (_, i) => ({ id: `c${String(i + 1).padStart(2, '0')}`, command: 'true', ...(i > 0 ? { dependsOn: [`c${String(i).padStart(2, '0')}`] } : {}) }));
-  const bwrapFor = (stepId: string) => withBwrap && Number(stepId.slice(1)) % 2 === 1;
-  bench.setIsolation(bwrapFor);
-  let deploymentId: string;
+  bench.setIsolation((runnerNo) => withBwrap && runnerNo % 2 === 1);
+  let warm: TaskTrace[];
+  let cold: TaskTrace[];
   try {
-    deploymentId = (await bench.client.submit(runDeployment('bench-sandbox-start', chain))).deploymentId;
-    const view = await bench.waitForEnd(deploymentId, 240_000);
-    if (view.status !== 'SUCCEEDED') throw new Error(`sandbox-start deployment ${view.status}: ${view.error ?? ''} ${view.cause ?? ''}\n${bench.tail()}`);
+    warm = await chain(bench, 'w', count);
+    bench.setWarmRunners(0);
+    // The two runners still warm go to the first two tasks; every later RunTask spawns its own.
+    cold = (await chain(bench, 'k', count + 2)).filter((t) => t.runner !== undefined && t.runner.askedAt >= t.runTaskAt);
   } finally {
     bench.setIsolation(undefined);
+    bench.setWarmRunners(undefined);
   }
-  const traces = bench.traces.filter((t) => t.deploymentId === deploymentId && t.stepId.startsWith('c') && t.firstHeartbeatAt !== undefined);
-  const latency = (bwrap: boolean) => traces.filter((t) => t.bwrap === bwrap).map((t) => (t.firstHeartbeatAt ?? 0) - t.runTaskAt);
+  // A task whose runner was not ready yet at its RunTask waited for a boot: not the warm path.
+  warm = warm.filter((t) => t.runner?.readyAt === undefined || t.runner.readyAt <= t.runTaskAt);
+  const latency = (traces: TaskTrace[], bwrap: boolean) => traces.filter((t) => t.bwrap === bwrap).map((t) => (t.firstHeartbeatAt ?? 0) - t.runTaskAt);
+  const boots = warm.flatMap((t) => (t.runner?.readyAt !== undefined && t.bwrap === withBwrap ? [t.runner.readyAt - t.runner.spawnedAt] : []));
 
   const runner = await bundleRunner();
   // The same bundle without its code cache, beside it in a scratch directory.
@@ -73,12 +86,15 @@ export async function runSandboxStart(bench: BenchEngine, opts: { runs: number; 
     coldLoadsCpu.push(childCpuMs(cold.stdout));
   }
   await rm(uncached, { recursive: true, force: true });
-  opts.log(`sandbox start: ${traces.length} engine starts, ${opts.runs}× each bare spawn`);
+  opts.log(`sandbox start: ${warm.length} starts with a warm runner, ${cold.length} without, ${opts.runs}× each bare spawn`);
+  const summary = (values: number[]) => roundSummary(summarize(values), 1);
   return {
     load: { start, end: loadAverage() },
     runs: opts.runs,
-    ...(withBwrap ? { engineBwrap: roundSummary(summarize(latency(true)), 1) } : {}),
-    engineNoBwrap: roundSummary(summarize(latency(false)), 1),
+    ...(withBwrap ? { engineBwrap: summary(latency(warm, true)), coldBwrap: summary(latency(cold, true)) } : {}),
+    engineNoBwrap: summary(latency(warm, false)),
+    coldNoBwrap: summary(latency(cold, false)),
+    ...(boots.length ? { runnerBoot: summary(boots) } : {}),
     nodeBare: roundSummary(summarize(bare), 1),
     ...(boxed.length ? { nodeBwrap: roundSummary(summarize(boxed), 1) } : {}),
     runnerLoad: roundSummary(summarize(loads), 1),
@@ -86,6 +102,16 @@ export async function runSandboxStart(bench: BenchEngine, opts: { runs: number; 
     runnerLoadNoCache: roundSummary(summarize(coldLoads), 1),
     runnerLoadNoCacheCpu: roundSummary(summarize(coldLoadsCpu), 1),
   };
+}
+
+/** A chain of `count` `true` steps (`<prefix>01` …), run to its end; its tasks' traces. */
+async function chain(bench: BenchEngine, prefix: string, count: number): Promise<TaskTrace[]> {
+  const id = (i: number) => `${prefix}${String(i).padStart(2, '0')}`;
+  const steps = Array.from({ length: count }, (_, i) => ({ id: id(i + 1), command: 'true', ...(i > 0 ? { dependsOn: [id(i)] } : {}) }));
+  const { deploymentId } = await bench.client.submit(runDeployment(`bench-sandbox-start-${prefix}`, steps));
+  const view = await bench.waitForEnd(deploymentId, 240_000);
+  if (view.status !== 'SUCCEEDED') throw new Error(`sandbox-start deployment ${view.status}: ${view.error ?? ''} ${view.cause ?? ''}\n${bench.tail()}`);
+  return bench.traces.filter((t) => t.deploymentId === deploymentId && t.stepId.startsWith(prefix) && t.firstHeartbeatAt !== undefined);
 }
 
 /** The launcher's namespaces, minus its per-task binds. */

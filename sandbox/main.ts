@@ -1,12 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildStepPorts, engineConfigFromEnv } from '../adapters/aws/stepPorts.ts';
+import { buildStepPorts, engineConfigFromEnv, type StepPorts } from '../adapters/aws/stepPorts.ts';
 import { RUNNER_READY } from '../core/config/names.ts';
 import { createTelemetry, logPort, metricsPort } from '../adapters/aws/telemetry.ts';
 import { SANDBOX_CONFIG } from '../core/config/schema.ts';
+import type { CloudDriver } from '../core/ports.ts';
 import { runStep } from './runner.ts';
-import { stepUserFromEnv } from './stepUser.ts';
+import { stepUserFromEnv, type StepUser } from './stepUser.ts';
 
 /** One Powertools Logger and Metrics for the process; their JSON and EMF lines go to stdout (CloudWatch Logs in AWS, the engine's log locally). */
 const telemetry = createTelemetry('sandbox');
@@ -16,6 +17,9 @@ const telemetry = createTelemetry('sandbox');
  * Its environment carries only ids, the task token and where the services are.
  */
 async function main(): Promise<number> {
+  // Built from the environment the runner starts with, so a warm local runner has it ready before its
+  // task arrives; a bad setting still fails the task, once it has one (a runner dying while warm would orphan it).
+  const prepared = settle(() => prepare(process.env));
   if (process.env.CTD_TASK_FROM_STDIN === '1') Object.assign(process.env, await taskFromStdin());
   const env = process.env;
   const ids = {
@@ -24,13 +28,12 @@ async function main(): Promise<number> {
     taskToken: required('CTD_TASK_TOKEN'),
     taskArn: env.CTD_TASK_ARN ?? (await ecsTaskArn()),
   };
-  const config = engineConfigFromEnv(env, 'the sandbox', SANDBOX_CONFIG);
-  const stepUser = stepUserFromEnv(env);
+  if (prepared instanceof Error) throw prepared;
+  const { ports, stepUser } = prepared;
   // The deployment id is the correlation id of the API, the engine Lambdas and this sandbox alike; never the token.
   telemetry.logger.setCorrelationId(ids.deploymentId);
   telemetry.logger.appendPersistentKeys({ deploymentId: ids.deploymentId, stepId: ids.stepId, taskArn: ids.taskArn });
   const log = logPort(telemetry.logger);
-  const { cloud, ...ports } = buildStepPorts(config);
   const stop = new AbortController();
   process.once('SIGTERM', () => stop.abort());
   process.once('SIGINT', () => stop.abort());
@@ -46,8 +49,6 @@ async function main(): Promise<number> {
     const outcome = await runStep(
       {
         ...ports,
-        // The sandbox always needs its cloud: a wrong setting fails the start, naming the variable.
-        cloud: cloud(),
         workDir,
         ...(stepUser ? { stepUser } : {}),
         timeScale,
@@ -68,6 +69,23 @@ async function main(): Promise<number> {
       );
     }
     telemetry.metrics.publishStoredMetrics();
+  }
+}
+
+/** The runner's ports and step user: everything the task's ids and token are not needed for. Reads and decrypts nothing. */
+function prepare(env: NodeJS.ProcessEnv): { ports: Omit<StepPorts, 'cloud'> & { cloud: CloudDriver }; stepUser: StepUser | undefined } {
+  const config = engineConfigFromEnv(env, 'the sandbox', SANDBOX_CONFIG);
+  const stepUser = stepUserFromEnv(env);
+  const { cloud, ...ports } = buildStepPorts(config);
+  // The sandbox always needs its cloud: a wrong setting fails the start, naming the variable.
+  return { ports: { ...ports, cloud: cloud() }, stepUser };
+}
+
+function settle<T>(build: () => T): T | Error {
+  try {
+    return build();
+  } catch (e) {
+    return e instanceof Error ? e : new Error(String(e));
   }
 }
 

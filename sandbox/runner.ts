@@ -58,15 +58,21 @@ export async function runStep(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcom
 }
 
 async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
-  const claim = await claimAttempt(deps, ids);
-  if ('ok' in claim) return claim;
-  const { deployment, step, attemptNo, prestarted } = claim;
-  // The attempt's own start: step duration and start latency are measured from here (after the release when pre-started).
-  let began = deps.clock.now();
   const stop = new AbortController();
   const onStop = () => stop.abort();
   deps.signal.addEventListener('abort', onStop, { once: true });
+  // The heartbeat needs only the task token: sent beside the claim, it tells the state machine the
+  // sandbox is up without waiting for the claim's round trips (it reads and decrypts nothing).
   const heartbeat = startHeartbeat(deps, ids.taskToken, stop);
+  const claim = await claimAttempt(deps, ids);
+  if ('ok' in claim) {
+    clearInterval(heartbeat);
+    deps.signal.removeEventListener('abort', onStop);
+    return claim;
+  }
+  const { deployment, step, attemptNo, prestarted } = claim;
+  // The attempt's own start: step duration and start latency are measured from here (after the release when pre-started).
+  let began = deps.clock.now();
   let releasedAt = step.startedAt;
   let overrun: ReturnType<typeof setTimeout> | undefined;
   let overran: string | undefined;

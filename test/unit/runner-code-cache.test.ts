@@ -91,4 +91,19 @@ describe('runner code cache', () => {
     expect(await buildCodeCache(entry)).toBe(true);
     expect(cacheAccepted()).toBe(true);
   });
+
+  it('a warm runner with a bad setting waits for its task, then fails it naming the variable', () => {
+    // It builds its clients before its task arrives; dying then would leave that task without a STOPPED event.
+    const task = JSON.stringify({ CTD_DEPLOYMENT_ID: 'd-1', CTD_STEP_ID: 'a', CTD_TASK_TOKEN: 'tt', CTD_TASK_ARN: 'task/1' });
+    const run = spawnSync(process.execPath, [entry], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CTD_TASK_FROM_STDIN: '1', AWS_REGION: 'eu-west-1', CTD_KMS_KEY_ID: 'k', CTD_CLOUD: 'openstack', CTD_KEYSTONE_URL: 'http://127.0.0.1:9/v3' },
+      input: `${task}\n`,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(run.stdout).toContain(RUNNER_READY);
+    expect(run.stderr).toMatch(/runner failed.*the sandbox is invalid: CTD_TABLE_NAME: required/);
+    expect(run.stderr).not.toContain('"tt"');
+    expect(run.status).toBe(2);
+  });
 });

@@ -192,6 +192,48 @@ describe('Function: runStep', () => {
     expect(reads[1]?.othersInFlight).toBe(1);
   });
 
+  it('sends its first heartbeat before its reads and claim answer, having read no secret', async () => {
+    let ran = false;
+    const { deps, deploymentId, runner } = await setup(async () => {
+      ran = true;
+    });
+    // The store answers only when let go: the heartbeat must not wait for it.
+    let letGo!: () => void;
+    const held = new Promise<void>((resolve) => (letGo = resolve));
+    const secretReads: string[] = [];
+    const store = Object.assign(Object.create(deps.store) as typeof deps.store, {
+      getStep: async (id: string, stepId: string) => (await held, deps.store.getStep(id, stepId)),
+      getSecrets: (id: string) => (secretReads.push(id), deps.store.getSecrets(id)),
+    });
+    const beats: string[] = [];
+    const executions = Object.assign(Object.create(deps.executions) as typeof deps.executions, {
+      sendTaskHeartbeat: async (token: string) => void beats.push(token),
+    });
+    const running = runStep({ ...runner, store, executions, heartbeatMs: 60_000 }, { deploymentId, stepId: 'a', taskToken: 'sandbox-a', taskArn: 'task/a' });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(beats).toEqual(['sandbox-a']);
+    expect(secretReads).toEqual([]);
+    expect(ran).toBe(false);
+    letGo();
+    expect(await running).toEqual({ ok: true, output: {} });
+    expect(ran).toBe(true);
+  });
+
+  it('stops heartbeating a step it refuses to start', async () => {
+    const { deps, deploymentId, runner } = await setup(async () => undefined);
+    await recordStepFailure(deps, { deploymentId, stepId: 'a', error: { Error: ErrorName.StepFailed } });
+    await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
+    let beats = 0;
+    const executions = Object.assign(Object.create(deps.executions) as typeof deps.executions, {
+      sendTaskHeartbeat: async () => void beats++,
+    });
+    const outcome = await runStep({ ...runner, executions, heartbeatMs: 2 }, { deploymentId, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'x' });
+    expect(outcome).toMatchObject({ ok: true, output: { skipped: expect.any(String) } });
+    const after = beats;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(beats).toBe(after);
+  });
+
   it('gives two sandboxes started at the same moment an attempt each, so their log lines stay apart', async () => {
     const { deploymentId, runner } = await setup(async () => undefined);
     await Promise.all([
