@@ -232,7 +232,7 @@ states inside RunWorkflow's iterations included.
 | figure | value |
 |---|---|
 | transitions per ${r.steps}-step deployment | **${r.perDeployment}** |
-| fixed part (Prepare, bastion, RunWorkflow, Summarize, Cleanup, outcome) | ${r.fixed} |
+| fixed part (Prepare, OpenAndRun: bastion-open, ReleaseRoots and the Map itself, Summarize, Cleanup, outcome) | ${r.fixed} |
 | per workflow step (one Map iteration) | ${s(r.perStep, 1)} |
 | check: a 1-step deployment | ${r.oneStep} (fixed + per-step = ${s(r.fixed + r.perStep, 1)}) |
 | **Step Functions price per ${r.steps}-step deployment** at $0.025 per 1,000 transitions | **$${r.priceUsdPerDeployment.toFixed(5)}** |

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { ECS_TASK_STATE_CHANGE, type EcsTaskStateChangeEvent } from '../../adapters/aws/ecsTaskEvents.ts';
 import { RUNNER_CONTAINER_NAME, RUNNER_READY, TASK_ENV } from '../../core/config/names.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
+import { SYSTEM_STEP_IDS } from '../../core/deployment/schema.ts';
 
 /**
  * Local stand-in for ECS Fargate: each RunTask starts the step runner as a child process with
@@ -107,7 +108,10 @@ export class LocalSandboxes implements SandboxLauncher {
       setTimeout(() => this.emitStopped({ taskArn, clusterArn, env, stopCode: 'TaskFailedToStart', stoppedReason: startFailure }), latency);
       return { tasks: [{ taskArn, lastStatus: 'PROVISIONING' }], failures: [] };
     }
-    const sandbox = await (this.warm.shift() ?? this.spawn());
+    // bastion-open/close boot ahead of queued workflow sandboxes: the roots now pre-start beside bastion-open, and
+    // every step of the deployment (and the system states' fixed 300 s limit) waits on it.
+    const system = (SYSTEM_STEP_IDS as readonly string[]).includes(env[TASK_ENV.stepId] ?? '');
+    const sandbox = await (this.warm.shift() ?? this.spawn(system));
     this.refill();
     const taskArn = taskArnOf(sandbox.id);
     sandbox.task = { ...env, [TASK_ENV.taskArn]: taskArn };
@@ -179,9 +183,9 @@ export class LocalSandboxes implements SandboxLauncher {
   private booting = 0;
   private readonly bootQueue: (() => void)[] = [];
 
-  private async bootSlot(): Promise<() => void> {
+  private async bootSlot(first = false): Promise<() => void> {
     const max = this.opts.maxBooting ?? availableParallelism();
-    if (this.booting >= max) await new Promise<void>((resolve) => this.bootQueue.push(resolve));
+    if (this.booting >= max) await new Promise<void>((resolve) => (first ? this.bootQueue.unshift(resolve) : this.bootQueue.push(resolve)));
     this.booting++;
     let released = false;
     return () => {
@@ -192,8 +196,8 @@ export class LocalSandboxes implements SandboxLauncher {
     };
   }
 
-  private async spawn(): Promise<Sandbox> {
-    const booted = await this.bootSlot();
+  private async spawn(first = false): Promise<Sandbox> {
+    const booted = await this.bootSlot(first);
     // A runner that never says it is ready (another runner command) holds its place only a while.
     setTimeout(booted, BOOT_SLOT_MAX_MS).unref();
     const id = randomUUID().replaceAll('-', '');
