@@ -68,8 +68,23 @@ export const API_LAMBDAS = {
 export const ENGINE_LAMBDAS = {
   prepare: { kind: 'engine', config: ENGINE, access: ['read', 'write'], substitution: 'PrepareFunctionArn' },
   awaitDependencies: { kind: 'engine', config: ENGINE, access: ['read', 'write'], answersTasks: true, substitution: 'AwaitDependenciesFunctionArn' },
-  recordStepResult: { kind: 'engine', config: ENGINE, access: ['read', 'write'], answersTasks: true, substitution: 'RecordStepResultFunctionArn' },
-  recordStepFailure: { kind: 'engine', config: ENGINE, access: ['read', 'write'], answersTasks: true, substitution: 'RecordStepFailureFunctionArn' },
+  // Both settle waiting steps: a pre-started sandbox whose step they skip is stopped at once (StopTask).
+  recordStepResult: {
+    kind: 'engine',
+    config: [...ENGINE, 'sandboxes'],
+    access: ['read', 'write'],
+    answersTasks: true,
+    stopsTasks: true,
+    substitution: 'RecordStepResultFunctionArn',
+  },
+  recordStepFailure: {
+    kind: 'engine',
+    config: [...ENGINE, 'sandboxes'],
+    access: ['read', 'write'],
+    answersTasks: true,
+    stopsTasks: true,
+    substitution: 'RecordStepFailureFunctionArn',
+  },
   gracePeriod: { kind: 'engine', config: ENGINE, access: ['read', 'write'], answersTasks: true, substitution: 'GracePeriodFunctionArn' },
   abortStragglers: {
     kind: 'engine',

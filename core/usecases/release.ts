@@ -245,7 +245,13 @@ async function stopWaitingSandbox(deps: EngineDeps, step: StepRecord, verdict: E
   if (!current?.taskToken) return;
   if (verdict.status === 'cancelled') await fail(deps, current.taskToken, ErrorName.Cancelled, verdict.cause);
   else await answer(deps, current.taskToken, { skipped: verdict.cause } satisfies SkippedAnswer);
-  if (current.taskArn) await deps.sandboxes.stopTask(current.taskArn, `${verdict.status} while waiting: ${verdict.cause}`.slice(0, 255));
+  if (current.taskArn) {
+    // Best effort: the runner also sees the decision at its next poll of the step and exits. AwaitDependencies
+    // has no StopTask grant (its pass skips a pre-started step only in a race with a failure or a cancel).
+    await deps.sandboxes
+      .stopTask(current.taskArn, `${verdict.status} while waiting: ${verdict.cause}`.slice(0, 255))
+      .catch((error: unknown) => deps.log('could not stop a waiting sandbox; it stops at its next poll', { deploymentId: step.deploymentId, stepId: step.stepId, error }));
+  }
   await deps.store.clearStepFields(step.deploymentId, step.stepId, ['taskToken', 'taskArn']);
 }
 

@@ -138,11 +138,12 @@ describe('Construct: Engine', () => {
     }
   });
 
-  it('lets only abortStragglers and the safety net stop sandboxes among engine functions (a stopped execution leaves its ECS tasks running)', () => {
+  it('lets only the functions that stop sandboxes do so: abortStragglers, the safety net (a stopped execution leaves its ECS tasks running), and RecordStepResult/RecordStepFailure (a pre-started sandbox whose step they skip)', () => {
+    const stoppers = ['abortStragglers', 'safetyNet', 'recordStepResult', 'recordStepFailure'];
     for (const name of Object.keys(ENGINE_FUNCTIONS)) {
       const fn = stack.engine.functions[name as keyof typeof ENGINE_FUNCTIONS];
       const stops = roleStatements(template, logicalId(fn.role!)).some((s) => actionsOf(s).includes('ecs:StopTask'));
-      expect({ name, stops }).toEqual({ name, stops: name === 'abortStragglers' || name === 'safetyNet' });
+      expect({ name, stops }).toEqual({ name, stops: stoppers.includes(name) });
     }
   });
 

@@ -110,10 +110,14 @@ function portsFor(role: Role) {
   };
 }
 
+/** Pre-start on for the handlers (as CTD_PRESTART=on) while a scenario needs it. */
+let prestart: EngineDeps['prestart'];
+
 function engineDeps(role: Role): EngineDeps {
   const ecs = recordCalls(new ECSClient({ region: REGION, credentials: CREDENTIALS }), role, 'ecs', () => ({}));
   return {
     ...portsFor(role),
+    ...(prestart ? { prestart } : {}),
     sandboxes: new EcsSandboxLauncher({ client: ecs, cluster: 'arn:aws:ecs:us-east-1:000000000000:cluster/ctd' }),
     identity: {} as CloudDriver,
     log: () => {},
@@ -216,6 +220,41 @@ afterAll(async () => {
 async function bastionOpen(deploymentId: string): Promise<void> {
   expect(await sandbox(deploymentId, 'bastion-open').done).toMatchObject({ ok: true });
   await engine('recordStepResult', { deploymentId, stepId: 'bastion-open' });
+}
+
+/** Until a pre-started sandbox has registered on its waiting step (its token and ARN are then stoppable). */
+async function ready(deploymentId: string, stepId: string): Promise<void> {
+  await vi.waitFor(async () => {
+    expect((await api('get', { id: deploymentId })).body.steps).toContainEqual(expect.objectContaining({ stepId, status: 'waiting', readyAt: expect.any(String) }));
+  });
+}
+
+/**
+ * Step `dep` runs while `after` (depending on it) is pre-started and its sandbox waits. RecordStepFailure:
+ * `dep` fails, which skips `after`. RecordStepResult: `dep` succeeds after another step's failure
+ * landed (its grace write; its own pass not yet run), so the winding-down deployment skips `after`.
+ */
+async function skipWaitingSandbox(by: 'recordStepFailure' | 'recordStepResult'): Promise<void> {
+  const dep = by === 'recordStepFailure' ? 'c' : 'a';
+  const id = String((await submit([{ id: dep, action: 'run', command: 'true' }, { id: 'after', action: 'run', command: 'true', dependsOn: [dep] }])).body.deploymentId);
+  await engine('prepare', { deploymentId: id });
+  await bastionOpen(id);
+  await engine('awaitDependencies', { deploymentId: id, stepId: 'after', taskToken: `await-after-${by}` });
+  await engine('awaitDependencies', { deploymentId: id, stepId: dep, taskToken: `await-${dep}-${by}` });
+  const waiting = sandbox(id, 'after');
+  await ready(id, 'after');
+  const outcome = await sandbox(id, dep).done;
+  if (by === 'recordStepFailure') {
+    await engine('recordStepFailure', { deploymentId: id, stepId: dep, error: { Error: ErrorName.StepFailed, Cause: 'exit code 1' } });
+  } else {
+    // Written outside every role: it stands for the other Lambda's write, not a call of these roles.
+    const outside = DynamoDBDocumentClient.from(new DynamoDBClient({ endpoint: dynamo.endpoint, region: REGION, credentials: CREDENTIALS }));
+    await new DynamoDeploymentStore({ client: outside, tableName: dynamo.tableName }).updateDeployment(id, { graceStartedAt: new Date().toISOString() });
+    await engine('recordStepResult', { deploymentId: id, stepId: dep, result: outcome.ok ? outcome.output : undefined });
+  }
+  // ECS is answered inside the client here: the waiting runner sees its step skipped at its next poll and exits.
+  expect(await waiting.done).toMatchObject({ ok: true, output: { skipped: expect.any(String) } });
+  expect((await api('get', { id })).body.steps).toContainEqual(expect.objectContaining({ stepId: 'after', status: 'skipped' }));
 }
 
 /** Every handler and the step runner, through the paths a deployment can take. */
@@ -331,6 +370,15 @@ async function driveEveryPath(): Promise<void> {
       },
     }),
   ).toEqual({ failed: true });
+
+  // Pre-started sandboxes whose steps are skipped while they wait are stopped by whoever skips them.
+  prestart = { maxWaiting: 20 };
+  try {
+    await skipWaitingSandbox('recordStepFailure');
+    await skipWaitingSandbox('recordStepResult');
+  } finally {
+    prestart = undefined;
+  }
 
   // A submit whose execution cannot start: its key is released, its secrets deleted.
   failNextStart = true;
