@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { loadAverage, machine, startBenchEngine, waitForCalm } from './harness.ts';
+import { loadAverage, machine, startBenchEngine, waitForCalm, type BenchEngine } from './harness.ts';
 import { loadResults, saveResults, summaryTable, type BenchResults } from './report.ts';
 import { DEFAULT_PRESTART_MAX_WAITING } from '../adapters/aws/engineDeps.ts';
 import { COLDSTART_WORKFLOWS, runColdstart, type ColdstartCase, type ColdstartResult } from './coldstart.ts';
@@ -50,13 +50,21 @@ async function main(): Promise<void> {
 
   const results: BenchResults = loadResults();
   const stamp = () => ({ date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: host });
-  const bench = await startBenchEngine();
+  // One local engine at a time: each points this process's SDK environment (endpoints) at its own services,
+  // so an engine started beside another would leave the first one's clients calling services that are gone.
+  let shared: BenchEngine | undefined;
+  const sharedEngine = async () => (shared ??= await startBenchEngine());
+  const stopShared = async () => {
+    await shared?.stop();
+    shared = undefined;
+  };
   try {
     for (const name of selected) {
       await waitForCalm(host.cores, calmWaitMs, log);
       const t0 = Date.now();
       log(`▶ ${name}`);
       if (name === 'sandbox') {
+        await stopShared();
         // One start at a time: pre-started sandboxes would boot together and measure their contention (bench/sandboxStart.ts).
         const alone = await startBenchEngine({ prestart: false });
         try {
@@ -65,8 +73,9 @@ async function main(): Promise<void> {
           await alone.stop();
         }
       }
-      if (name === 'scheduling') results.scheduling = { ...stamp(), result: await runScheduling(bench, { seed, steps, log }) };
+      if (name === 'scheduling') results.scheduling = { ...stamp(), result: await runScheduling(await sharedEngine(), { seed, steps, log }) };
       if (name === 'coldstart') {
+        await stopShared();
         const timeScale = Number(values['time-scale']);
         if (!(timeScale > 0 && timeScale <= 1)) throw new Error('--time-scale must be a number in (0, 1]');
         const progress = async (partial: ColdstartResult) => {
@@ -87,11 +96,15 @@ async function main(): Promise<void> {
           }),
         );
       }
-      if (name === 'transitions') results.transitions = { ...stamp(), result: await runTransitions(bench, { steps: 10, log }) };
+      if (name === 'transitions') results.transitions = { ...stamp(), result: await runTransitions(await sharedEngine(), { steps: 10, log }) };
       log(`✔ ${name} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     }
+  } catch (e) {
+    // A failed request says only "internal error" to its client; the engine's log says why.
+    if (shared) log(`engine log, last 60 lines:\n${shared.tail(60)}`);
+    throw e;
   } finally {
-    await bench.stop();
+    await stopShared();
   }
   process.stdout.write(`\n${summaryTable(results)}\n\n`);
   if (!values['no-write']) {
