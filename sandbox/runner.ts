@@ -64,10 +64,16 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
   // The heartbeat needs only the task token: sent beside the claim, it tells the state machine the
   // sandbox is up without waiting for the claim's round trips (it reads and decrypts nothing).
   const heartbeat = startHeartbeat(deps, ids.taskToken, stop);
-  const claim = await claimAttempt(deps, ids);
-  if ('ok' in claim) {
+  const endBeforeStart = () => {
     clearInterval(heartbeat);
     deps.signal.removeEventListener('abort', onStop);
+  };
+  const claim = await claimAttempt(deps, ids).catch((e: unknown) => {
+    endBeforeStart();
+    throw e;
+  });
+  if ('ok' in claim) {
+    endBeforeStart();
     return claim;
   }
   const { deployment, step, attemptNo, prestarted } = claim;
