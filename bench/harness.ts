@@ -89,7 +89,8 @@ export interface RunnerTrace {
 
 /** The launcher's private parts the probes use: its spawn (one runner, warm or on demand), isolation and options. */
 interface LauncherInternals {
-  spawn(): Promise<{ id: string; child: { stdout: NodeJS.ReadableStream | null; spawnfile: string } }>;
+  /** `first`: a system step's runner, queued ahead of the others for a boot slot. */
+  spawn(first?: boolean): Promise<{ id: string; child: { stdout: NodeJS.ReadableStream | null; spawnfile: string } }>;
   bwrap: string | undefined;
   opts: { warm?: number };
 }
@@ -152,13 +153,13 @@ export async function startBenchEngine(options: BenchEngineOptions = {}): Promis
   // (the sandbox benchmark's chain); each trace still reads the runner's real isolation.
   const runners = new Map<string, RunnerTrace>();
   const spawnRunner = launcher.spawn.bind(engine.sandboxes);
-  launcher.spawn = async () => {
+  launcher.spawn = async (first) => {
     const askedAt = now();
     const no = ++spawned;
     if (bwrapPath !== undefined && choose) launcher.bwrap = choose(no) ? bwrapPath : undefined;
     let sandbox: Awaited<ReturnType<LauncherInternals['spawn']>>;
     try {
-      sandbox = await spawnRunner();
+      sandbox = await spawnRunner(first);
     } finally {
       launcher.bwrap = bwrapPath;
     }
