@@ -34,6 +34,15 @@ export interface LambdaSpec {
 
 const ENGINE = ['store', 'executions'] as const;
 
+/** RecordStepResult and RecordStepFailure settle waiting steps: a pre-started sandbox whose step they skip is stopped at once (StopTask). */
+const SETTLES_WAITING_STEPS = {
+  kind: 'engine',
+  config: [...ENGINE, 'sandboxes'],
+  access: ['read', 'write'],
+  answersTasks: true,
+  stopsTasks: true,
+} as const satisfies Omit<LambdaSpec, 'substitution'>;
+
 export const API_LAMBDAS = {
   submit: {
     kind: 'api',
@@ -68,23 +77,8 @@ export const API_LAMBDAS = {
 export const ENGINE_LAMBDAS = {
   prepare: { kind: 'engine', config: ENGINE, access: ['read', 'write'], substitution: 'PrepareFunctionArn' },
   awaitDependencies: { kind: 'engine', config: ENGINE, access: ['read', 'write'], answersTasks: true, substitution: 'AwaitDependenciesFunctionArn' },
-  // Both settle waiting steps: a pre-started sandbox whose step they skip is stopped at once (StopTask).
-  recordStepResult: {
-    kind: 'engine',
-    config: [...ENGINE, 'sandboxes'],
-    access: ['read', 'write'],
-    answersTasks: true,
-    stopsTasks: true,
-    substitution: 'RecordStepResultFunctionArn',
-  },
-  recordStepFailure: {
-    kind: 'engine',
-    config: [...ENGINE, 'sandboxes'],
-    access: ['read', 'write'],
-    answersTasks: true,
-    stopsTasks: true,
-    substitution: 'RecordStepFailureFunctionArn',
-  },
+  recordStepResult: { ...SETTLES_WAITING_STEPS, substitution: 'RecordStepResultFunctionArn' },
+  recordStepFailure: { ...SETTLES_WAITING_STEPS, substitution: 'RecordStepFailureFunctionArn' },
   gracePeriod: { kind: 'engine', config: ENGINE, access: ['read', 'write'], answersTasks: true, substitution: 'GracePeriodFunctionArn' },
   abortStragglers: {
     kind: 'engine',

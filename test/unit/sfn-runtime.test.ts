@@ -33,6 +33,17 @@ function tokenTask(extra: Record<string, unknown> = {}) {
   };
 }
 
+/** A Map over `$.items` whose every iteration is one token task for its item (`who`). */
+function mapOfTokenTasks() {
+  return {
+    Type: 'Map',
+    ItemsPath: '$.items',
+    ItemSelector: { 'who.$': '$$.Map.Item.Value' },
+    ItemProcessor: { ProcessorConfig: { Mode: 'INLINE' }, StartAt: 'Wait', States: { Wait: { ...tokenTask(), End: true } } },
+    End: true,
+  };
+}
+
 /** Resolves with each invocation as the router receives it. */
 function recordingRouter(onCall: (inv: TaskInvocation) => unknown = () => ({})) {
   const calls: TaskInvocation[] = [];
@@ -235,13 +246,7 @@ describe('Class: LocalStepFunctions', () => {
       const arn = sfn.createStateMachine(
         'map',
         machine({
-          Each: {
-            Type: 'Map',
-            ItemsPath: '$.items',
-            ItemSelector: { 'who.$': '$$.Map.Item.Value' },
-            ItemProcessor: { ProcessorConfig: { Mode: 'INLINE' }, StartAt: 'Wait', States: { Wait: { ...tokenTask(), End: true } } },
-            End: true,
-          },
+          Each: mapOfTokenTasks(),
         }),
       );
       const { executionArn } = await sfn.startExecution({ stateMachineArn: arn, input: '{"items":["a","b","c"]}' });
@@ -284,13 +289,7 @@ describe('Class: LocalStepFunctions', () => {
               {
                 StartAt: 'Each',
                 States: {
-                  Each: {
-                    Type: 'Map',
-                    ItemsPath: '$.items',
-                    ItemSelector: { 'who.$': '$$.Map.Item.Value' },
-                    ItemProcessor: { ProcessorConfig: { Mode: 'INLINE' }, StartAt: 'Wait', States: { Wait: { ...tokenTask(), End: true } } },
-                    End: true,
-                  },
+                  Each: mapOfTokenTasks(),
                 },
               },
             ],
