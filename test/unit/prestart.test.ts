@@ -72,6 +72,21 @@ describe('Use-case: pre-start', () => {
     expect((await deps.store.getDeployment(id))?.idleSandboxSeconds).toBe(summary.idleSandboxSeconds);
   });
 
+  it('still skips the step and answers its sandbox when StopTask is refused (the runner stops itself at its next poll)', async () => {
+    const logged: string[] = [];
+    deps = {
+      ...deps,
+      log: (message) => void logged.push(message),
+      sandboxes: { ...deps.sandboxes, stopTask: () => Promise.reject(new Error('AccessDeniedException: not authorized to perform ecs:StopTask')) },
+    };
+    await registerAll(2);
+    await deps.store.updateStep(id, 's2', { taskToken: 'box2', taskArn: 'task/2', readyAt: new Date(deps.clock.now()).toISOString() }, { ifStatus: ['waiting'] });
+    await recordStepFailure(deps, { deploymentId: id, stepId: 's1', error: { Error: ErrorName.StepFailed, Cause: 'exit 1' } });
+    expect((await step('s2'))?.status).toBe('skipped');
+    expect(answer('box2')).toMatchObject({ ok: true, output: { skipped: expect.any(String) } });
+    expect(logged).toContain('could not stop a waiting sandbox; it stops at its next poll');
+  });
+
   it('fails a waiting sandbox with Ctd.Cancelled when the deployment is cancelled', async () => {
     await registerAll(2);
     await deps.store.updateStep(id, 's2', { taskToken: 'box2', taskArn: 'task/2' }, { ifStatus: ['waiting'] });
