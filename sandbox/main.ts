@@ -6,7 +6,7 @@ import { RUNNER_READY } from '../core/config/names.ts';
 import { createTelemetry, logPort, metricsPort } from '../adapters/aws/telemetry.ts';
 import { SANDBOX_CONFIG } from '../core/config/schema.ts';
 import type { CloudDriver } from '../core/ports.ts';
-import { runStep } from './runner.ts';
+import { RELEASE_POLL_MS, runStep } from './runner.ts';
 import { stepUserFromEnv, type StepUser } from './stepUser.ts';
 
 /** One Powertools Logger and Metrics for the process; their JSON and EMF lines go to stdout (CloudWatch Logs in AWS, the engine's log locally). */
@@ -52,8 +52,7 @@ async function main(): Promise<number> {
         workDir,
         ...(stepUser ? { stepUser } : {}),
         timeScale,
-        // A release is seen at most 2 s (time-scaled) late; short waits cost few reads (docs/ARCHITECTURE.md).
-        releasePollMs: { first: Math.max(20, 200 * timeScale), max: Math.max(50, 2000 * timeScale) },
+        releasePollMs: { first: Math.max(20, RELEASE_POLL_MS.first * timeScale), max: Math.max(50, RELEASE_POLL_MS.max * timeScale) },
         signal: stop.signal,
         metrics: metricsPort(telemetry.metrics),
       },

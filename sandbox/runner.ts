@@ -22,7 +22,7 @@ export interface RunnerDeps {
   timeScale: number;
   /** Overridable for tests; production heartbeats every 20 s. */
   heartbeatMs?: number;
-  /** A pre-started sandbox polls its step for the release: first delay, growing ×1.5 up to max. */
+  /** A pre-started sandbox polls its step for the release: first delay, growing ×1.5 up to max (default RELEASE_POLL_MS). */
   releasePollMs?: { first: number; max: number };
   actions?: Partial<Record<string, Action>>;
   /** Aborted by SIGTERM (StopTask): the action stops, connections close, the runner reports and exits. */
@@ -217,9 +217,16 @@ async function claimAttempt(
 
 const CLAIM_TRIES = 3;
 
+/**
+ * How a waiting sandbox polls for its release (ms, before the time scale): a release is seen at most
+ * 0.5 s late, once per level of the DAG on the critical path; a read costs far less than the Fargate
+ * second it saves (docs/ARCHITECTURE.md, "Why polling").
+ */
+export const RELEASE_POLL_MS = { first: 100, max: 500 } as const;
+
 /** Polls the step until its release, with backoff; the answer when it was decided otherwise. */
 async function awaitRelease(deps: RunnerDeps, ids: TaskIds, signal: AbortSignal): Promise<StepRecord | RunOutcome> {
-  const { first, max } = deps.releasePollMs ?? { first: 200, max: 2000 };
+  const { first, max } = deps.releasePollMs ?? RELEASE_POLL_MS;
   let delay = first;
   for (;;) {
     if (signal.aborted) return failure(ErrorName.StepFailed, 'the sandbox was stopped while waiting for its release');
