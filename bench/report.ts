@@ -112,14 +112,15 @@ function schedulingSection(m: Measured<SchedulingResult> | undefined, sandbox: S
   if (!m) return '## 1. Scheduling overhead\n\nNot measured yet: `npm run bench -- --only scheduling`.\n';
   const r = m.result;
   const p = r.phasesS;
-  const runnerWork = p.work - r.meanSleepS;
   const parts: [string, number][] = [
-    ['released → RunTask (AwaitDependencies answered, Choice, Task dispatch)', p.dispatch],
-    ['RunTask → first heartbeat (sandbox start)', p.sandboxStart],
-    ['first heartbeat → SendTaskSuccess, minus the sleep (decrypt, bundle, `sh -c`, log flush)', runnerWork],
+    ['RunTask ahead of the release (pre-start; negative: after it)', p.lead],
+    ['RunTask → its runner ready (boot queue, then the boot)', p.boot],
+    ['sandbox up (first heartbeat) ahead of the release', p.upAhead],
+    ['release → the runner starts the action (the poll that sees it, secrets, decrypt; a sandbox not yet up: its start too)', p.seen],
+    ['… the same, for the sandboxes up before their release', p.seenWhenUp],
+    ['the action minus the sleep (`sh -c`, log flush, SendTaskSuccess)', p.action],
     ['SendTaskSuccess → recorded (RecordStepResult)', p.record],
   ];
-  const dominant = [...parts].sort((a, b) => b[1] - a[1])[0]!;
   const cores = m.machine.cores;
   const runnerCpu = sandbox ? sandbox.runnerLoadCpu.median / 1000 : undefined;
   const sandboxCpu = runnerCpu !== undefined ? r.steps * runnerCpu : undefined;
@@ -144,30 +145,30 @@ function schedulingSection(m: Measured<SchedulingResult> | undefined, sandbox: S
 | state transitions of this execution | ${r.transitions} |
 | load average at start → end | ${loadStamp(r.load)} |
 
-Where a step's time goes (means over the ${r.steps} steps; mean sleep ${s(r.meanSleepS)} s):
+Where a step's time goes (means over the ${r.steps} steps; mean sleep ${s(r.meanSleepS)} s). The sandboxes
+are pre-started, so most of a start should come before the release; ${r.upAfterRelease} of ${r.steps} sandboxes were up
+only after their release, and their start was on the step's path:
 
 | phase | mean |
 |---|---|
 ${parts.map(([name, v]) => `| ${name} | ${s(v)} s |`).join('\n')}
 
-**What dominates.** The makespan is the product of two factors: the measured step durations
-give a critical path of ${s(r.criticalPathMeasuredS)} s (${s(r.criticalPathMeasuredS / r.criticalPathS)}× the sleeps), and the scheduler adds
-${s(r.makespanS / r.criticalPathMeasuredS)}× on top (release delays and Map slots). The largest phase of a step is
-*${dominant[0]}* at ${s(dominant[1])} s. Each step is a fresh Node process that loads the bundled runner
-(AWS SDK v3 clients for DynamoDB, KMS and Step Functions) before it can read its step and send its first
-heartbeat${
-    runnerCpu !== undefined ? ` — ${s(runnerCpu)} s of CPU per start (section 2)` : ''
-  }. Two runners are started ahead of need, so that load is off a step's path only while the cores are free. The engine process itself spent ${s(r.engineCpuS, 1)} s of CPU on the run${
+**What dominates.** The measured step durations (release → recorded) give a critical path of
+${s(r.criticalPathMeasuredS)} s (${s(r.criticalPathMeasuredS / r.criticalPathS)}× the sleeps), and the scheduler adds
+${s(r.makespanS / r.criticalPathMeasuredS)}× on top (release delays). A step's own overhead is the time from its
+release to its action (${s(p.seen)} s on average; ${s(p.seenWhenUp)} s when its sandbox was already up, which is the poll
+that sees the release plus the secrets' read and the decrypt) and its answer and record. Each sandbox is a fresh Node
+process that loads the bundled runner${
+    runnerCpu !== undefined ? ` (${s(runnerCpu)} s of CPU per start, section 2)` : ''
+  }; at most as many load at once as there are cores, so a burst of pre-starts queues (RunTask → ready ${s(p.boot)} s on
+average), and a sandbox still queued at its release puts its whole start on the critical path. The engine process spent
+${s(r.engineCpuS, 1)} s of CPU on the run${
     sandboxCpu !== undefined
       ? `; with at least ${s(sandboxCpu, 1)} s in sandbox start-ups that is ≥ ${s((r.engineCpuS + sandboxCpu) / cores, 1)} s on ${cores} idle cores
 against a ${s(r.criticalPathS)} s critical path (ratio ≥ ${s((r.engineCpuS + sandboxCpu) / cores / r.criticalPathS)} before any other load)`
       : ''
-  }: on this machine the makespan is bounded by CPU, not by the DAG. With other work on the cores
-(load ${load(r.load.start)} at the start) the sandboxes of a wide level start one after the other rather than together.
-At most ${r.maxRunning} steps ran at once, so the Map's MaxConcurrency of 40 was not what limited
-parallelism; but an iteration waiting for its dependencies holds its Map slot, so iterations 41–${r.steps}
-start only as earlier iterations end, and their AwaitDependencies comes late even when their dependencies
-are done — hence their larger release delays above.
+  }: on this machine the makespan is bounded by CPU as much as by the DAG (load ${load(r.load.start)} at the start).
+At most ${r.maxRunning} steps ran at once.
 `;
 }
 

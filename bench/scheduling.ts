@@ -33,8 +33,16 @@ export interface SchedulingResult {
   /** Step duration (startedAt → endedAt) minus its sleep, in seconds. */
   overheadS: Summary;
   meanSleepS: number;
-  /** Mean seconds per phase of a step: released → RunTask → first heartbeat → SendTaskSuccess (work includes the sleep) → recorded. */
-  phasesS: { dispatch: number; sandboxStart: number; work: number; record: number };
+  /**
+   * Mean seconds per phase of a step, around its release (sandboxes are pre-started, so most of
+   * their start comes before it): how far ahead of the release its RunTask came, RunTask → its
+   * runner ready (the boot queue and the boot), how far ahead of the release the sandbox was up
+   * (first heartbeat), release → the runner starts the action (the poll that sees the release,
+   * the secrets, the decrypt), the action minus the sleep, and SendTaskSuccess → recorded.
+   */
+  phasesS: { lead: number; boot: number; upAhead: number; seen: number; seenWhenUp: number; action: number; record: number };
+  /** Steps whose sandbox was up (first heartbeat) only after their release: their start was not hidden. */
+  upAfterRelease: number;
   /** Longest chain of the measured step durations: the makespan of a perfect scheduler given these sandboxes. */
   criticalPathMeasuredS: number;
   /** Σ over levels of the longest measured duration: a wave scheduler given these sandboxes. */
@@ -104,13 +112,25 @@ export async function runScheduling(bench: BenchEngine, opts: { seed: number; st
   const durationS = new Map(workflow.map((s) => [s.stepId, (ended(s) - started(s)) / 1000]));
 
   const traces = new Map(bench.traces.filter((t) => t.deploymentId === deploymentId).map((t) => [t.stepId, t]));
-  const phases = { dispatch: [] as number[], sandboxStart: [] as number[], work: [] as number[], record: [] as number[] };
+  // The runner's own line once it has its secrets and starts the action: when it saw its release, plus two reads and a decrypt.
+  const began = new Map<string, number>();
+  for (const line of (await bench.client.logs(deploymentId)).lines) {
+    if (line.stream === 'engine' && / attempt 1 started$/.test(line.text) && !began.has(line.stepId)) began.set(line.stepId, Date.parse(line.at));
+  }
+  const phases = { lead: [] as number[], boot: [] as number[], upAhead: [] as number[], seen: [] as number[], seenWhenUp: [] as number[], action: [] as number[], record: [] as number[] };
+  let upAfterRelease = 0;
   for (const s of workflow) {
     const t = traces.get(s.stepId);
-    if (!t?.firstHeartbeatAt || !t.successAt) continue;
-    phases.dispatch.push(t.runTaskAt - started(s));
-    phases.sandboxStart.push(t.firstHeartbeatAt - t.runTaskAt);
-    phases.work.push(t.successAt - t.firstHeartbeatAt);
+    const action = began.get(s.stepId);
+    if (!t?.firstHeartbeatAt || !t.successAt || action === undefined) continue;
+    const release = started(s);
+    phases.lead.push(release - t.runTaskAt);
+    if (t.runner?.readyAt !== undefined) phases.boot.push(Math.max(0, t.runner.readyAt - t.runTaskAt));
+    phases.upAhead.push(release - t.firstHeartbeatAt);
+    phases.seen.push(action - release);
+    if (t.firstHeartbeatAt <= release) phases.seenWhenUp.push(action - release);
+    else upAfterRelease++;
+    phases.action.push(t.successAt - action - (sleepOf.get(s.stepId) ?? 0) * 1000);
     phases.record.push(ended(s) - t.successAt);
   }
   const meanS = (values: number[]) => round(summarize(values).mean / 1000);
@@ -142,7 +162,16 @@ export async function runScheduling(bench: BenchEngine, opts: { seed: number; st
     waveRatio: round(waveS / plan.criticalPath.weight, 2),
     meanSleepS: round(summarize(dag.map((s) => s.sleepSeconds)).mean),
     overheadS: roundSummary(summarize(workflow.map((s) => (durationS.get(s.stepId) ?? 0) - (sleepOf.get(s.stepId) ?? 0)))),
-    phasesS: { dispatch: meanS(phases.dispatch), sandboxStart: meanS(phases.sandboxStart), work: meanS(phases.work), record: meanS(phases.record) },
+    phasesS: {
+      lead: meanS(phases.lead),
+      boot: meanS(phases.boot),
+      upAhead: meanS(phases.upAhead),
+      seen: meanS(phases.seen),
+      seenWhenUp: meanS(phases.seenWhenUp),
+      action: meanS(phases.action),
+      record: meanS(phases.record),
+    },
+    upAfterRelease,
     criticalPathMeasuredS: round(measured.criticalPath.weight, 2),
     waveMeasuredS: round(waveMeasuredS, 2),
     releaseDelayS: roundSummary(summarize(releaseDelays)),
