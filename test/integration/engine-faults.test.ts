@@ -16,8 +16,12 @@ afterAll(async () => {
   await t?.stop();
 });
 
+/** The process group of the step's sandbox once the step runs (a pre-started sandbox registers attempt 1 while it still waits). */
 async function runningGroup(deploymentId: string, stepId: string): Promise<number> {
-  await t.waitFor(deploymentId, (d) => d.steps.find((s) => s.stepId === stepId)?.attempt === 1);
+  await t.waitFor(deploymentId, (d) => {
+    const step = d.steps.find((s) => s.stepId === stepId);
+    return step?.status === 'running' && step.attempt === 1;
+  });
   for (let i = 0; i < 100; i++) {
     const pgid = t.engine.sandboxes.processGroups().get(stepId);
     if (pgid) return pgid;
