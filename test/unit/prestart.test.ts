@@ -112,6 +112,9 @@ describe('Use-case: pre-start', () => {
     await waitUntil(async () => answer('t5') !== undefined);
     expect((await step('s5'))?.prestartedAt).toBeDefined();
     expect(answer('t2')).toBeUndefined();
+    // The pre-start's one write already dropped the token that is being answered (no second write after the answer).
+    expect(await step('s2')).toMatchObject({ prestartedAt: expect.any(String) });
+    expect((await step('s2'))?.awaitToken).toBeUndefined();
     // The invocation itself still ends only once every answer is delivered: nothing is left to a frozen Lambda.
     expect(returned).toBe(false);
     deliver();
