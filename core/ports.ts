@@ -67,8 +67,16 @@ export interface DeploymentStore {
 
   getStep(deploymentId: string, stepId: string): Promise<StepRecord | undefined>;
   getSteps(deploymentId: string): Promise<StepRecord[]>;
-  /** As updateDeployment: fields other than the status, optionally only from some statuses. */
-  updateStep(deploymentId: string, stepId: string, patch: StepFields, opts?: { ifStatus?: StepStatus[]; ifAbsent?: keyof StepRecord }): Promise<boolean>;
+  /**
+   * As updateDeployment: fields other than the status, optionally only from some statuses; `clear`
+   * removes optional fields in the same conditional write (one round trip instead of two).
+   */
+  updateStep(
+    deploymentId: string,
+    stepId: string,
+    patch: StepFields,
+    opts?: { ifStatus?: StepStatus[]; ifAbsent?: keyof StepRecord; clear?: (keyof StepRecord)[] },
+  ): Promise<boolean>;
   clearStepFields(deploymentId: string, stepId: string, fields: (keyof StepRecord)[]): Promise<void>;
 
   /**

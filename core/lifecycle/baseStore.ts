@@ -55,10 +55,16 @@ export abstract class BaseDeploymentStore implements Pick<
     if (fields.length > 0) await this.writeDeployment(deploymentId, { set: {}, remove: fields, condition: {} });
   }
 
-  async updateStep(deploymentId: string, stepId: string, patch: StepFields, opts: { ifStatus?: StepStatus[]; ifAbsent?: keyof StepRecord } = {}): Promise<boolean> {
+  async updateStep(
+    deploymentId: string,
+    stepId: string,
+    patch: StepFields,
+    opts: { ifStatus?: StepStatus[]; ifAbsent?: keyof StepRecord; clear?: (keyof StepRecord)[] } = {},
+  ): Promise<boolean> {
     assertNoStatus(patch);
+    assertOptional(opts.clear ?? [], REQUIRED_STEP_FIELDS);
     const condition = { ...(opts.ifStatus ? { statusIn: opts.ifStatus } : {}), ...(opts.ifAbsent ? { absent: opts.ifAbsent } : {}) };
-    const write = { set: patch, remove: [], condition };
+    const write = { set: patch, remove: opts.clear ?? [], condition };
     if (isEmpty(write)) return holdsNow(await this.getStep(deploymentId, stepId), condition);
     return this.writeStep(deploymentId, stepId, write);
   }

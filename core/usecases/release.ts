@@ -221,17 +221,13 @@ async function prestart(
 ): Promise<Release | undefined> {
   // Once per step: settleWaiting passes running side by side read the same state, and each used to
   // pre-start the step again (a write, a token answer and a clear each, ~3 per step in the 60-step bench).
-  const won = await deps.store.updateStep(step.deploymentId, step.stepId, { prestartedAt: now }, { ifStatus: ['waiting'], ifAbsent: 'prestartedAt' });
+  // The same write drops the token it is about to answer: no pass answers a pre-started step's token again.
+  const won = await deps.store.updateStep(step.deploymentId, step.stepId, { prestartedAt: now }, { ifStatus: ['waiting'], ifAbsent: 'prestartedAt', clear: ['awaitToken'] });
   if (!won) return undefined;
   const release: Release = { run: true, prestart: true, timeoutSeconds: timeoutOf(step) + waitBudgetSeconds(step, steps) };
   deps.log('step sandbox pre-started', { deploymentId: step.deploymentId, stepId: step.stepId });
   const token = step.awaitToken;
-  if (token) {
-    await respondNowOrLater(async () => {
-      await answer(deps, token, release);
-      await deps.store.clearStepFields(step.deploymentId, step.stepId, ['awaitToken']);
-    }, answers);
-  }
+  if (token) await respondNowOrLater(() => answer(deps, token, release), answers);
   return release;
 }
 

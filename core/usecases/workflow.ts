@@ -2,7 +2,7 @@ import { ErrorName, NotFoundError } from '../errors.ts';
 import { isSandboxLaunchError, Metric } from '../metrics.ts';
 import type { DeploymentRecord, StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
-import { answer, BASTION_OPEN, fail, settle, settleWaiting, verdictFor, type Release } from './release.ts';
+import { answer, BASTION_OPEN, dependenciesOf, fail, settle, settleWaiting, verdictFor, type Release } from './release.ts';
 
 /**
  * The step-side use-cases the state machine calls, one per Task state of RunWorkflow
@@ -38,9 +38,22 @@ export async function awaitDependencies(
   }
   const verdict = verdictFor(step, deployment, byId, deps.prestart);
   const release = await settle(deps, step, verdict, 'lambda', byId);
-  // This step's sandbox may now boot: steps waiting on it may pre-start theirs too.
-  if (deps.prestart && release?.run) await settleWaiting(deps, input.deploymentId);
+  // This step's sandbox may now boot: steps waiting on it may pre-start theirs too (a fresh read: one
+  // registering meanwhile may have read this step before it started). Nothing else can gain from it.
+  if (deps.prestart && release?.run && hasUndecidedDependent(step.stepId, byId)) await settleWaiting(deps, input.deploymentId);
   return release;
+}
+
+/**
+ * Whether a step waiting on `stepId` could still be pre-started. Only its dependents gain from its start, and
+ * a dependent decided or pre-started in a read stays so (no status returns to `waiting`, `prestartedAt` is never
+ * removed): without one left, the pass after its release would read the whole deployment for nothing.
+ */
+function hasUndecidedDependent(stepId: string, steps: Map<string, StepRecord>): boolean {
+  for (const s of steps.values()) {
+    if (s.status === 'waiting' && s.prestartedAt === undefined && dependenciesOf(s, steps).includes(stepId)) return true;
+  }
+  return false;
 }
 
 /** RecordStepResult: the step succeeded; its dependents may now run. */

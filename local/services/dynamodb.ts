@@ -1,6 +1,5 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import dynalite from 'dynalite';
 import {
   CreateTableCommand,
   DeleteItemCommand,
@@ -11,6 +10,7 @@ import {
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
 import { TABLE, createTableInput } from '../../adapters/aws/table.ts';
+import { dynaliteWithTableCache, type TableCacheStats } from './dynaliteTableCache.ts';
 import { closeServer, listen } from './httpUtil.ts';
 import { keepOwnerOnly } from './ownerOnly.ts';
 
@@ -21,6 +21,8 @@ export interface LocalDynamoDb {
    * returns how many were deleted. Runs on a timer too; exposed so tests need not wait.
    */
   sweepExpired(): Promise<number>;
+  /** How often dynalite's table description came from memory rather than LevelDB (local/services/dynaliteTableCache.ts). */
+  tableCache: TableCacheStats;
   close(): Promise<void>;
 }
 
@@ -104,7 +106,7 @@ export async function startLocalDynamoDb(opts: LocalDynamoDbOptions): Promise<Lo
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   // LevelDB keeps deleted items in its log: its files must not be readable by other users.
   const modes = await keepOwnerOnly(dataDir);
-  const server = dynalite({ path: dataDir, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  const { server, stats: tableCache } = dynaliteWithTableCache({ path: dataDir, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   const url = await listen(server, opts.port ?? 0, opts.host ?? '127.0.0.1');
   const client = localDynamoDbClient(url);
   try {
@@ -143,5 +145,5 @@ export async function startLocalDynamoDb(opts: LocalDynamoDbOptions): Promise<Lo
     await closeServer(server);
     await modes.close();
   };
-  return { url, sweepExpired, close: () => (closing ??= close()) };
+  return { url, sweepExpired, tableCache, close: () => (closing ??= close()) };
 }

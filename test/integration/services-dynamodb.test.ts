@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DeleteTableCommand, DescribeTableCommand, ResourceNotFoundException, UpdateTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { TABLE, createTableInput } from '../../adapters/aws/table.ts';
 import { localDynamoDbClient, startLocalDynamoDb, type LocalDynamoDb } from '../../local/services/dynamodb.ts';
@@ -102,6 +102,35 @@ describe('Function: startLocalDynamoDb', () => {
 
     nowMs += 7200 * 1000;
     expect(await db.sweepExpired()).toBe(1);
+  });
+
+  it('reads the table description from memory, and sees every change of it (delete, re-create, update)', async () => {
+    const other = 'ctd-test-other';
+    const key = { pk: 'DEP#c', sk: 'META' };
+    // Without the engine's index, so UpdateTable can switch its billing mode alone.
+    const { GlobalSecondaryIndexes: _indexes, ...engineTable } = createTableInput(other);
+    const createOther = { ...engineTable, AttributeDefinitions: engineTable.AttributeDefinitions!.filter((a) => a.AttributeName === TABLE.partitionKey || a.AttributeName === TABLE.sortKey) };
+    await raw.send(new CreateTableCommand(createOther));
+    await expect.poll(async () => (await raw.send(new DescribeTableCommand({ TableName: other }))).Table?.TableStatus).toBe('ACTIVE');
+    await doc.send(new PutCommand({ TableName: other, Item: { ...key, note: 'first' } }));
+    const before = { ...db.tableCache };
+    for (let i = 0; i < 3; i++) expect((await doc.send(new GetCommand({ TableName: other, Key: key }))).Item?.note).toBe('first');
+    // The repeated reads found the description in memory, not in LevelDB.
+    expect(db.tableCache.hits - before.hits).toBeGreaterThanOrEqual(3);
+
+    // A deleted table is gone for the next request, as in DynamoDB: no stale description answers it.
+    await raw.send(new DeleteTableCommand({ TableName: other }));
+    await expect.poll(() => doc.send(new GetCommand({ TableName: other, Key: key })).then(() => 'found', (e: unknown) => e instanceof ResourceNotFoundException)).toBe(true);
+    await expect(doc.send(new PutCommand({ TableName: other, Item: key }))).rejects.toBeInstanceOf(ResourceNotFoundException);
+
+    // Re-created empty; then an update (on-demand → provisioned) shows in the next description.
+    await raw.send(new CreateTableCommand(createOther));
+    await expect.poll(async () => (await raw.send(new DescribeTableCommand({ TableName: other }))).Table?.TableStatus).toBe('ACTIVE');
+    expect((await doc.send(new GetCommand({ TableName: other, Key: key }))).Item).toBeUndefined();
+    await raw.send(new UpdateTableCommand({ TableName: other, BillingMode: 'PROVISIONED', ProvisionedThroughput: { ReadCapacityUnits: 7, WriteCapacityUnits: 3 } }));
+    await expect.poll(async () => (await raw.send(new DescribeTableCommand({ TableName: other }))).Table?.ProvisionedThroughput?.ReadCapacityUnits).toBe(7);
+    // The engine's own table was never touched by any of it.
+    expect((await raw.send(new DescribeTableCommand({ TableName: tableName }))).Table?.TableStatus).toBe('ACTIVE');
   });
 
   it('runs the sweeper on its timer', async () => {

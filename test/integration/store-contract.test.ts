@@ -270,6 +270,17 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
       expect(await store.getStep('d-1', 'deploy')).not.toHaveProperty('prestartedAt');
     });
 
+    it('clears fields in the same conditional write, and only when it applies', async () => {
+      await store.updateStep('d-1', 'build', { awaitToken: 'await' });
+      expect(await store.updateStep('d-1', 'build', { prestartedAt: 't1' }, { ifStatus: ['running'], clear: ['awaitToken'] })).toBe(false);
+      expect((await store.getStep('d-1', 'build'))?.awaitToken).toBe('await');
+      expect(await store.updateStep('d-1', 'build', { prestartedAt: 't1' }, { ifStatus: ['waiting'], ifAbsent: 'prestartedAt', clear: ['awaitToken'] })).toBe(true);
+      const s = await store.getStep('d-1', 'build');
+      expect(s?.prestartedAt).toBe('t1');
+      expect(s).not.toHaveProperty('awaitToken');
+      await expect(store.updateStep('d-1', 'build', { cause: 'x' }, { clear: ['status'] })).rejects.toThrow(/required/);
+    });
+
     it('stores nested output', async () => {
       const output = { vms: [{ name: 'vm1', address: '10.0.0.5' }], ok: true };
       expect(await store.updateStep('d-1', 'build', { output })).toBe(true);

@@ -1,4 +1,4 @@
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { prestartFromEnv } from '../../adapters/aws/engineDeps.ts';
 import { ErrorName } from '../../core/errors.ts';
 import { cancelDeployment } from '../../core/usecases/cancel.ts';
@@ -112,6 +112,9 @@ describe('Use-case: pre-start', () => {
     await waitUntil(async () => answer('t5') !== undefined);
     expect((await step('s5'))?.prestartedAt).toBeDefined();
     expect(answer('t2')).toBeUndefined();
+    // The pre-start's one write already dropped the token that is being answered (no second write after the answer).
+    expect(await step('s2')).toMatchObject({ prestartedAt: expect.any(String) });
+    expect((await step('s2'))?.awaitToken).toBeUndefined();
     // The invocation itself still ends only once every answer is delivered: nothing is left to a frozen Lambda.
     expect(returned).toBe(false);
     deliver();
@@ -167,6 +170,29 @@ describe('Use-case: pre-start', () => {
     expect(answered).toBe(1);
     expect(answer('t2')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
     expect((await step('s2'))?.awaitToken).toBeUndefined();
+  });
+
+  it("pre-starts a dependent that registered first from its dependency's AwaitDependencies, and reads the steps once for a step nothing waits on", async () => {
+    deps.prestart = { maxWaiting: 4 };
+    const reads = vi.spyOn(deps.store, 'getSteps');
+    // s2 registers while s1 has not started: it waits; s1's AwaitDependencies releases s1 and then pre-starts s2.
+    await awaitDependencies(deps, { deploymentId: id, stepId: 's2', taskToken: 't2' });
+    expect(answer('t2')).toBeUndefined();
+    await awaitDependencies(deps, { deploymentId: id, stepId: 's1', taskToken: 't1' });
+    expect(answer('t1')).toEqual({ ok: true, output: { run: true, timeoutSeconds: 100 } });
+    expect(answer('t2')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
+    // s3 then pre-starts from its own read; s4 and s5 are still undecided, so s3's pass still runs.
+    await awaitDependencies(deps, { deploymentId: id, stepId: 's3', taskToken: 't3' });
+    expect(answer('t3')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
+    reads.mockClear();
+    // s4's start may let s5 (undecided) pre-start: its pass reads again. s5, the last, has no dependent: one read.
+    await awaitDependencies(deps, { deploymentId: id, stepId: 's4', taskToken: 't4' });
+    expect(answer('t4')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
+    expect(reads).toHaveBeenCalledTimes(2);
+    reads.mockClear();
+    await awaitDependencies(deps, { deploymentId: id, stepId: 's5', taskToken: 't5' });
+    expect(answer('t5')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
+    expect(reads).toHaveBeenCalledTimes(1);
   });
 
   it('does not pre-start when switched off', async () => {
