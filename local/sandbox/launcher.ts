@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { ECS_TASK_STATE_CHANGE, type EcsTaskStateChangeEvent } from '../../adapters/aws/ecsTaskEvents.ts';
 import { RUNNER_CONTAINER_NAME, RUNNER_READY, TASK_ENV } from '../../core/config/names.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
-import { SYSTEM_STEP_IDS } from '../../core/deployment/schema.ts';
+import { SYSTEM_STEP_IDS } from '../../core/deployment/constants.ts';
 
 /**
  * Local stand-in for ECS Fargate: each RunTask starts the step runner as a child process with
