@@ -46,9 +46,14 @@ const SHARED = "globalThis[Symbol.for('ctd.runner.shared')]";
  * and one runner-NAME.cjs per module the runner imports on demand (`import()` of a project file: each
  * action, the cloud driver), loaded only by the step that needs it. An on-demand file takes the project
  * modules the bundle has from the bundle itself, never a copy of its own: one StepError class, one of
- * each module's state. Returns the files written.
+ * each module's state. Returns the files written and, per file name, the source files it holds (relative to root).
  */
-export async function buildRunner(opts: { root: string; outdir: string; target?: string; logLevel?: 'error' | 'warning' }): Promise<string[]> {
+export async function buildRunner(opts: {
+  root: string;
+  outdir: string;
+  target?: string;
+  logLevel?: 'error' | 'warning';
+}): Promise<{ files: string[]; inputs: Record<string, string[]> }> {
   const { build } = await import('esbuild');
   const { root, outdir } = opts;
   const common: BuildOptions = { ...RUNNER_BUILD, ...(opts.target ? { target: opts.target } : {}), absWorkingDir: root, logLevel: opts.logLevel ?? 'error' };
@@ -73,6 +78,13 @@ export async function buildRunner(opts: { root: string; outdir: string; target?:
   const inBundle = new Set(Object.keys(probe.metafile.inputs).filter((f) => !f.includes('node_modules/')).map((f) => resolve(root, f)));
   const shared = new Set<string>();
   const written: string[] = [];
+  const inputs: Record<string, string[]> = {};
+  const record = (outputs: Record<string, { inputs: Record<string, unknown> }>) => {
+    for (const [file, out] of Object.entries(outputs)) {
+      written.push(resolve(root, file));
+      inputs[basename(file)] = Object.keys(out.inputs);
+    }
+  };
   // Then the on-demand files (and what they import on demand in turn), each project module of the bundle taken from it.
   for (let done = 0; onDemand.size > done; ) {
     const batch = [...onDemand].slice(done);
@@ -98,7 +110,7 @@ export async function buildRunner(opts: { root: string; outdir: string; target?:
         },
       ],
     });
-    written.push(...Object.keys(result.metafile.outputs));
+    record(result.metafile.outputs);
   }
   // Last the entry and the bundle, which publishes the shared modules before anything can load an on-demand file.
   const registry = [...shared].sort();
@@ -126,8 +138,8 @@ export async function buildRunner(opts: { root: string; outdir: string; target?:
       },
     ],
   });
-  written.push(...Object.keys(result.metafile.outputs));
-  return written.map((f) => resolve(root, f));
+  record(result.metafile.outputs);
+  return { files: written, inputs };
 }
 
 /** The entry (sandbox/cachedMain.ts) and the runner it loads, relative to the repository's root. */
@@ -153,7 +165,7 @@ export async function bundleRunner(opts: BundleOptions = {}): Promise<string> {
   // Unique per build: two engines started in one process in the same millisecond must not share it.
   const aside = join(cache, `building-${process.pid}-${randomUUID()}`);
   await rm(aside, { recursive: true, force: true });
-  const outputs = await buildRunner({ root: ROOT, outdir: aside });
+  const { files: outputs } = await buildRunner({ root: ROOT, outdir: aside });
   // Named by the bytes themselves, not their sizes: a same-sized edit must not reuse an older runner (or its code cache).
   const digest = createHash('sha256');
   for (const output of outputs.sort()) digest.update(basename(output)).update(await readFile(output));
