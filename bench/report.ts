@@ -198,8 +198,9 @@ ${rows.join('\n')}
 Load average at start → end: ${loadStamp(r.load)}.
 
 Starting Node itself takes ${ms(r.nodeBare.median)}; loading the bundled runner (AWS SDK v3 clients for
-DynamoDB, KMS and Step Functions, zod, Powertools; one CommonJS file whose actions' code, such as ssh2 or
-yaml, runs only when its step needs it) takes ${ms(r.runnerLoad.median)} (${ms(r.runnerLoadCpu.median)} of CPU)${
+DynamoDB, KMS and Step Functions built from the packages' ES modules, so only the commands it sends are
+in it, zod/mini for its settings, Powertools; about 0.5 MB of CommonJS, while each action and the cloud
+driver, with ssh2, yaml and zod's full API, are files of their own loaded only by the step that needs them) takes ${ms(r.runnerLoad.median)} (${ms(r.runnerLoadCpu.median)} of CPU)${
     r.runnerLoadNoCacheCpu
       ? `, against ${ms(r.runnerLoadNoCacheCpu.median)} of CPU without V8's code cache: the cache, built once per
 Node binary and bundle when the engine starts (at image build for Fargate), spares each sandbox compiling
@@ -210,7 +211,8 @@ ahead of need, each with its modules loaded and its clients built, waiting for e
 its first heartbeat needs only the task token, so the median ${ms(start.median)} from RunTask to the first
 heartbeat is the hand-over and one SendTaskHeartbeat round trip (the claim's reads and write run beside it).
 When tasks arrive faster than runners start, the boot counts again: the rows without a warm runner are that
-whole start, spawn to first heartbeat.${
+whole start, spawn to first heartbeat. Runners then go to tasks as they become ready, steps already released
+before sandboxes pre-started for later steps.${
     r.engineBwrap && r.nodeBwrap
       ? ` bwrap costs ${ms(r.nodeBwrap.median - r.nodeBare.median)} on a bare start and ${ms(r.engineBwrap.median - r.engineNoBwrap.median)} at the median inside the engine.`
       : ''

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { bundleRunner } from '../local/sandbox/runnerBundle.ts';
@@ -67,7 +67,7 @@ export async function runSandboxStart(bench: BenchEngine, opts: { runs: number; 
   const runner = await bundleRunner();
   // The same bundle without its code cache, beside it in a scratch directory.
   const uncached = await mkdtemp(join(tmpdir(), 'ctd-bench-runner-'));
-  for (const f of ['runner.cjs', 'runner-bundle.cjs']) await copyFile(join(dirname(runner), f), join(uncached, f));
+  for (const f of (await readdir(dirname(runner))).filter((n) => n.endsWith('.cjs'))) await copyFile(join(dirname(runner), f), join(uncached, f));
   const bare: number[] = [];
   const boxed: number[] = [];
   const loads: number[] = [];

@@ -1,5 +1,5 @@
 import { openPrivateKey } from '../core/crypto/sealedKey.ts';
-import { DEFAULT_STEP_TIMEOUT_SECONDS } from '../core/deployment/schema.ts';
+import { DEFAULT_STEP_TIMEOUT_SECONDS } from '../core/deployment/constants.ts';
 import { ERROR_TABLE, ErrorName, HEARTBEAT_INTERVAL_SECONDS, StepError, TaskTokenGoneError, isStepError } from '../core/errors.ts';
 import { Metric, type MetricsPort } from '../core/metrics.ts';
 import type { DeploymentRecord, StepRecord } from '../core/model.ts';

@@ -2,7 +2,8 @@ import { systemClock } from '../../core/ports.ts';
 import type { Clock, CloudDriver, DeploymentStore, ExecutionService, SecretVault } from '../../core/ports.ts';
 import { ENV } from '../../core/config/names.ts';
 import { parseConfig, type ConfigSection } from '../../core/config/schema.ts';
-import { cloudConfigFromEnv, cloudDriverFor, type CloudConfig } from '../cloudDrivers.ts';
+import { cloudConfigFromEnv, type CloudConfig } from '../cloudConfig.ts';
+import { deferredCloudDriver } from '../deferredCloudDriver.ts';
 import { createDocumentClient, createKmsClient, createSfnClient } from './clients.ts';
 import { DynamoDeploymentStore } from './dynamoStore.ts';
 import { KmsSecretVault } from './kmsVault.ts';
@@ -55,7 +56,7 @@ export interface StepPorts {
   store: DeploymentStore;
   vault: SecretVault;
   executions: ExecutionService;
-  /** Built on first call: a process that never acts on the cloud builds no driver (its settings were checked at start-up). */
+  /** Built on first call, its module loaded on its first method call: a process that never acts on the cloud loads no driver (its settings were checked at start-up). */
   cloud: () => CloudDriver;
   clock: Clock;
 }
@@ -71,7 +72,7 @@ export function buildStepPorts(config: EngineConfig): StepPorts {
       region: config.region,
       ...(config.consoleBaseUrl ? { consoleBaseUrl: config.consoleBaseUrl } : {}),
     }),
-    cloud: lazy(() => cloudDriverFor(config.cloud)),
+    cloud: lazy(() => deferredCloudDriver(async () => (await import('../cloudDrivers.ts')).cloudDriverFor(config.cloud))),
     clock: systemClock,
   };
 }

@@ -43,6 +43,8 @@ export const TASK_ENV = {
   taskToken: 'CTD_TASK_TOKEN',
   /** Local mode only: ECS's task ARN comes from the task metadata endpoint in AWS. */
   taskArn: 'CTD_TASK_ARN',
+  /** The step's release as JSON (AwaitDependencies' answer); local ECS boots released steps' sandboxes before pre-started ones. */
+  release: 'CTD_RELEASE',
 } as const;
 
 /** The ASL overrides the sandbox's container by this name (`Overrides.ContainerOverrides[].Name`). */

@@ -1,4 +1,6 @@
-import { z } from 'zod';
+// zod/mini: the same checks as zod's full API, tree-shaken to what this file uses. The step runner parses
+// its configuration at every start and would otherwise load all of zod for it (docs/BENCHMARKS.md §2).
+import * as z from 'zod/mini';
 import { CLOUD_KINDS, ENV } from './names.ts';
 
 /**
@@ -7,15 +9,19 @@ import { CLOUD_KINDS, ENV } from './names.ts';
  * sets exactly those variables, so what cdk gives and what the code reads cannot drift.
  */
 
-const nonEmpty = z.string().trim().min(1, 'must not be empty');
-const arn = (service: string) => nonEmpty.regex(new RegExp(`^arn:[\\w-]+:${service}:`), `must be an ${service} ARN`);
-const url = nonEmpty.refine((v) => URL.canParse(v), 'must be a URL');
+const nonEmpty = z.string().check(z.trim(), z.minLength(1, 'must not be empty'));
+const arn = (service: string) => nonEmpty.check(z.regex(new RegExp(`^arn:[\\w-]+:${service}:`), `must be an ${service} ARN`));
+const url = nonEmpty.check(z.refine((v) => URL.canParse(v), 'must be a URL'));
 const address = z.union([z.ipv4(), z.cidrv4(), z.ipv6(), z.cidrv6()]);
 /** A comma list of IP addresses or CIDRs (blanks around commas allowed); the first bad entry is named. */
-const addressList = z.string().superRefine((value, ctx) => {
-  const bad = splitList(value).find((a) => !address.safeParse(a).success);
-  if (bad !== undefined) ctx.addIssue({ code: 'custom', message: `"${bad}" is not an IP address or CIDR` });
-});
+const addressList = z.string().check(
+  z.superRefine((value, ctx) => {
+    const bad = splitList(value).find((a) => !address.safeParse(a).success);
+    if (bad !== undefined) ctx.addIssue({ code: 'custom', message: `"${bad}" is not an IP address or CIDR` });
+  }),
+);
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T, what: string) =>
+  z.enum(values, { error: (i) => (i.input === undefined ? 'required' : `unknown ${what} (known: ${values.join(', ')})`) });
 
 /** The entries of a comma list variable, trimmed, empty ones dropped. */
 export function splitList(value: string | undefined): string[] {
@@ -31,16 +37,16 @@ export const CONFIG_SECTIONS = {
   /** Submit only: whom each deployment's KMS grant names (docs/ARCHITECTURE.md, "Secrets"). */
   tokenGrants: z.object({ [ENV.tokenDecrypter]: arn('iam'), [ENV.tokenRetirer]: arn('iam') }),
   /** Starts executions, reads their history, or answers task tokens. */
-  executions: z.object({ [ENV.stateMachineArn]: arn('states'), [ENV.consoleUrl]: url.optional() }),
+  executions: z.object({ [ENV.stateMachineArn]: arn('states'), [ENV.consoleUrl]: z.optional(url) }),
   /** Stops sandbox tasks (cancel, abortStragglers). */
   sandboxes: z.object({ [ENV.clusterArn]: arn('ecs') }),
   /** Talks to the target cloud (docs/OPENSTACK.md, "Configuration"). */
   cloud: z.object({
-    [ENV.cloud]: z.enum(CLOUD_KINDS, { error: (i) => (i.input === undefined ? 'required' : `unknown cloud kind (known: ${CLOUD_KINDS.join(', ')})`) }),
+    [ENV.cloud]: oneOf(CLOUD_KINDS, 'cloud kind'),
     [ENV.keystoneUrl]: url,
-    [ENV.egressAddresses]: addressList.optional(),
-    [ENV.osInterface]: z.enum(['public', 'internal', 'admin']).optional(),
-    [ENV.osRegion]: nonEmpty.optional(),
+    [ENV.egressAddresses]: z.optional(addressList),
+    [ENV.osInterface]: z.optional(oneOf(['public', 'internal', 'admin'], 'catalog interface')),
+    [ENV.osRegion]: z.optional(nonEmpty),
   }),
 } as const;
 
@@ -57,8 +63,8 @@ export function sectionVariables(section: ConfigSection): string[] {
   return Object.keys(CONFIG_SECTIONS[section].shape);
 }
 
-export function schemaOf(sections: readonly ConfigSection[]): z.ZodObject {
-  return sections.reduce<z.ZodObject>((schema, s) => schema.extend(CONFIG_SECTIONS[s].shape), z.object({}));
+export function schemaOf(sections: readonly ConfigSection[]): z.ZodMiniObject {
+  return sections.reduce<z.ZodMiniObject>((schema, s) => z.extend(schema, CONFIG_SECTIONS[s].shape), z.object({}));
 }
 
 /** Parses a process's environment; a missing or wrong variable is an error naming it and saying why. */

@@ -11,9 +11,7 @@ export const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const name = (what: string) =>
   z.string().regex(NAME_PATTERN, `${what} must be lowercase letters, digits and dashes (1–63 characters)`);
 
-/** Ids the engine uses for its own system steps; a workflow cannot declare them. */
-export const SYSTEM_STEP_IDS = ['bastion-open', 'bastion-close'] as const;
-export type SystemStepId = (typeof SYSTEM_STEP_IDS)[number];
+export { DEFAULT_STEP_TIMEOUT_SECONDS, SYSTEM_STEP_IDS, type SystemStepId } from './constants.ts';
 
 export const MAX_BUNDLE_BYTES = 256 * 1024;
 
@@ -41,7 +39,6 @@ const BundleFileSchema = z.union([
   }),
 ], { error: bundleFileError });
 export const MAX_STEPS = 200;
-export const DEFAULT_STEP_TIMEOUT_SECONDS = 3600;
 
 const port = z.number().int().min(1).max(65535);
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { ECS_TASK_STATE_CHANGE, type EcsTaskStateChangeEvent } from '../../adapters/aws/ecsTaskEvents.ts';
 import { RUNNER_CONTAINER_NAME, RUNNER_READY, TASK_ENV } from '../../core/config/names.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
-import { SYSTEM_STEP_IDS } from '../../core/deployment/schema.ts';
+import { SYSTEM_STEP_IDS } from '../../core/deployment/constants.ts';
 
 /**
  * Local stand-in for ECS Fargate: each RunTask starts the step runner as a child process with
@@ -37,8 +37,22 @@ export interface LocalSandboxOptions {
   runnerCommand?: string[];
   /** How many runners to keep started ahead of need (default 2; 0 starts each on demand). */
   warm?: number;
-  /** How many runners may load their modules at once (default: the core count); the rest queue in RunTask order. */
+  /** How many runners may load their modules at once (default: the core count); the rest queue. */
   maxBooting?: number;
+}
+
+/**
+ * Who gets the next runner that is ready: bastion-open/close (every step waits on them), then steps
+ * already released, then pre-started ones (their sandboxes only wait for a release); RunTask order within each.
+ */
+export const BOOT_RANK = { system: 0, released: 1, prestarted: 2 } as const;
+type BootRank = (typeof BOOT_RANK)[keyof typeof BOOT_RANK];
+
+/** A RunTask waiting for a runner to be ready. */
+interface Waiter {
+  rank: BootRank;
+  resolve: (sandbox: Sandbox) => void;
+  reject: (e: Error) => void;
 }
 
 /** One runner process: spawned warm (modules loaded, waiting for its task on stdin), then given exactly one task. */
@@ -54,6 +68,8 @@ interface Sandbox {
   stopReason?: string;
   /** Pending hand-over of the task while the "task" is still provisioning. */
   starting?: NodeJS.Timeout;
+  /** Modules loaded, clients built: it said RUNNER_READY (or its boot slot timed out). */
+  ready: boolean;
 }
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -76,8 +92,15 @@ export async function removeLeftoverSandboxes(stateDir: string): Promise<string[
 export class LocalSandboxes implements SandboxLauncher {
   /** Assigned sandboxes by task ARN. */
   private readonly tasks = new Map<string, Sandbox>();
-  /** Started ahead of need, each for one future task: module loading leaves the step's critical path. */
-  private readonly warm: Promise<Sandbox>[] = [];
+  /**
+   * Runners spawned and not yet given a task, booting or ready, in spawn order. Each goes to a task only once
+   * ready, to the first waiter by rank: a task is not bound to a runner still booting that a later, more urgent task needs.
+   */
+  private readonly idle: Sandbox[] = [];
+  /** Spawns still waiting for their boot slot (or work dir). */
+  private readonly spawning = new Set<Promise<Sandbox | undefined>>();
+  /** RunTasks waiting for a ready runner, ordered by rank, then arrival. */
+  private readonly waiting: Waiter[] = [];
   private readonly bwrap: string | undefined;
   private stopping = false;
   /** Steps whose tasks fail to start (fault injection: a CannotPullContainerError, say), with ECS's reason. */
@@ -108,11 +131,9 @@ export class LocalSandboxes implements SandboxLauncher {
       setTimeout(() => this.emitStopped({ taskArn, clusterArn, env, stopCode: 'TaskFailedToStart', stoppedReason: startFailure }), latency);
       return { tasks: [{ taskArn, lastStatus: 'PROVISIONING' }], failures: [] };
     }
-    // bastion-open/close boot ahead of queued workflow sandboxes: the roots now pre-start beside bastion-open, and
-    // every step of the deployment (and the system states' fixed 300 s limit) waits on it.
-    const system = (SYSTEM_STEP_IDS as readonly string[]).includes(env[TASK_ENV.stepId] ?? '');
-    const sandbox = await (this.warm.shift() ?? this.spawn(system));
-    this.refill();
+    // Fargate's start runs from RunTask; the local runner's own boot counts towards it.
+    const due = Date.now() + latency;
+    const sandbox = await this.acquire(bootRankOf(env), signal);
     const taskArn = taskArnOf(sandbox.id);
     sandbox.task = { ...env, [TASK_ENV.taskArn]: taskArn };
     sandbox.clusterArn = clusterArn;
@@ -121,7 +142,8 @@ export class LocalSandboxes implements SandboxLauncher {
       sandbox.starting = undefined;
       sandbox.child.stdin?.end(`${JSON.stringify(sandbox.task)}\n`);
     };
-    if (latency > 0) sandbox.starting = setTimeout(handOver, latency);
+    const wait = due - Date.now();
+    if (wait > 0) sandbox.starting = setTimeout(handOver, wait);
     else handOver();
     signal.addEventListener('abort', () => void this.stopTask(taskArn, 'execution stopped'), { once: true });
     return { tasks: [{ taskArn, lastStatus: 'PROVISIONING' }], failures: [] };
@@ -149,9 +171,10 @@ export class LocalSandboxes implements SandboxLauncher {
 
   async stopAll(): Promise<void> {
     this.stopping = true;
-    const warm = await Promise.allSettled(this.warm.splice(0));
-    const idle = warm.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-    await Promise.all([...idle.map((s) => this.kill(s)), ...[...this.tasks.keys()].map((arn) => this.stopTask(arn, 'engine stopping'))]);
+    for (const w of this.waiting.splice(0)) w.reject(new Error('the engine is stopping'));
+    await Promise.all([...this.idle.splice(0).map((s) => this.kill(s)), ...[...this.tasks.keys()].map((arn) => this.stopTask(arn, 'engine stopping'))]);
+    // Spawns that got their boot slot meanwhile: killed as they come (see refill).
+    await Promise.allSettled([...this.spawning]);
   }
 
   /** Process group ids of the running sandboxes, by step id — for tests and `ctd local up` diagnostics. */
@@ -168,12 +191,87 @@ export class LocalSandboxes implements SandboxLauncher {
 
   /** Runners started ahead and not yet given a task (each has an empty work dir). */
   get warmCount(): number {
-    return this.warm.length;
+    return this.idle.length;
   }
 
-  private refill(): void {
-    const size = this.opts.warm ?? 2;
-    while (!this.stopping && this.warm.length < size) this.warm.push(this.spawn());
+  /** A ready runner for this task, at once if one is idle, else the first to be ready once every waiter of a better rank has one. */
+  private acquire(rank: BootRank, signal: AbortSignal): Promise<Sandbox> {
+    const ready = this.idle.findIndex((s) => s.ready);
+    if (ready >= 0 && this.waiting.length === 0) {
+      const [sandbox] = this.idle.splice(ready, 1);
+      this.refill();
+      return Promise.resolve(sandbox!);
+    }
+    return new Promise<Sandbox>((resolve, reject) => {
+      const waiter: Waiter = {
+        rank,
+        resolve: (s) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(s);
+        },
+        reject,
+      };
+      const onAbort = () => {
+        const at = this.waiting.indexOf(waiter);
+        if (at >= 0) this.waiting.splice(at, 1);
+        reject(new Error('execution stopped before its sandbox started'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      const after = this.waiting.findIndex((w) => w.rank > rank);
+      this.waiting.splice(after < 0 ? this.waiting.length : after, 0, waiter);
+      this.refill(rank === BOOT_RANK.system);
+    });
+  }
+
+  /** Gives ready runners to the waiting tasks, best rank first. */
+  private dispatch(): void {
+    while (this.waiting.length > 0) {
+      const ready = this.idle.findIndex((s) => s.ready);
+      if (ready < 0) break;
+      const [sandbox] = this.idle.splice(ready, 1);
+      this.waiting.shift()!.resolve(sandbox!);
+    }
+    this.refill();
+  }
+
+  /** One runner booting or ready per waiting task, plus `warm` started ahead of need. */
+  private refill(first = false): void {
+    const target = this.waiting.length + (this.opts.warm ?? 2);
+    while (!this.stopping && this.idle.length + this.spawning.size < target) {
+      const spawning: Promise<Sandbox | undefined> = this.spawn(first).then(
+        (sandbox) => {
+          this.spawning.delete(spawning);
+          if (this.stopping) void this.kill(sandbox);
+          else {
+            this.idle.push(sandbox);
+            this.dispatch();
+          }
+          return sandbox;
+        },
+        (e: unknown) => {
+          this.spawning.delete(spawning);
+          // No runner (its work dir could not be made): the task first in line fails, as a RunTask failure would.
+          this.waiting.shift()?.reject(e instanceof Error ? e : new Error(String(e)));
+          return undefined;
+        },
+      );
+      this.spawning.add(spawning);
+    }
+  }
+
+  /** Ready for a task: the best-ranked waiter gets it. */
+  private markReady(sandbox: Sandbox): void {
+    if (sandbox.ready) return;
+    sandbox.ready = true;
+    this.dispatch();
+  }
+
+  /** A runner that ended before it had a task: never handed out; another one takes its place. */
+  private dropIdle(sandbox: Sandbox): void {
+    const at = this.idle.indexOf(sandbox);
+    if (at < 0) return;
+    this.idle.splice(at, 1);
+    this.refill();
   }
 
   /**
@@ -198,8 +296,6 @@ export class LocalSandboxes implements SandboxLauncher {
 
   private async spawn(first = false): Promise<Sandbox> {
     const booted = await this.bootSlot(first);
-    // A runner that never says it is ready (another runner command) holds its place only a while.
-    setTimeout(booted, BOOT_SLOT_MAX_MS).unref();
     const id = randomUUID().replaceAll('-', '');
     const workDir = join(this.opts.stateDir, 'sandboxes', id);
     await mkdir(workDir, { recursive: true, mode: 0o700 }).catch((e: unknown) => {
@@ -219,11 +315,19 @@ export class LocalSandboxes implements SandboxLauncher {
       detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    const sandbox: Sandbox = { id, child, workDir, exited: Promise.resolve() };
+    const sandbox: Sandbox = { id, child, workDir, exited: Promise.resolve(), ready: false };
+    // A runner that never says it is ready (another runner command) holds its place only a while, then takes a task.
+    setTimeout(() => {
+      booted();
+      this.markReady(sandbox);
+    }, BOOT_SLOT_MAX_MS).unref();
     const label = () => sandbox.task?.CTD_STEP_ID ?? 'warm';
     child.stdout?.on('data', (c: Buffer) => {
       const text = c.toString();
-      if (text.includes(RUNNER_READY)) booted();
+      if (text.includes(RUNNER_READY)) {
+        booted();
+        this.markReady(sandbox);
+      }
       const rest = text.replace(`${RUNNER_READY}\n`, '').trimEnd();
       if (rest) this.opts.log(`[${label()}] ${rest}`);
     });
@@ -233,6 +337,7 @@ export class LocalSandboxes implements SandboxLauncher {
     sandbox.exited = new Promise<void>((resolve) => {
       child.once('close', (code, sig) => {
         booted();
+        this.dropIdle(sandbox);
         this.tasks.delete(taskArnOf(id));
         if (sandbox.starting) clearTimeout(sandbox.starting);
         void rm(workDir, { recursive: true, force: true }).finally(resolve);
@@ -387,6 +492,21 @@ export function sampleLatency(latency: StartLatency): number {
   const sigma = Math.log(latency.p90 / latency.median) / Z90;
   const z = Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
   return Math.round(latency.median * Math.exp(sigma * z));
+}
+
+/**
+ * A task's place in the boot queue. The ASL passes the step's release (TASK_ENV.release, JSON) so a
+ * sandbox pre-started ahead of its release yields to one whose step already waits for it.
+ */
+export function bootRankOf(env: Record<string, string>): BootRank {
+  if ((SYSTEM_STEP_IDS as readonly string[]).includes(env[TASK_ENV.stepId] ?? '')) return BOOT_RANK.system;
+  const release = env[TASK_ENV.release];
+  if (release === undefined) return BOOT_RANK.released;
+  try {
+    return (JSON.parse(release) as { prestart?: unknown }).prestart === true ? BOOT_RANK.prestarted : BOOT_RANK.released;
+  } catch {
+    return BOOT_RANK.released;
+  }
 }
 
 /** Overrides.ContainerOverrides[].Environment of RunTask → a plain map. */

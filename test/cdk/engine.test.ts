@@ -131,7 +131,7 @@ describe('Construct: Engine', () => {
       const vars = Object.keys(template.toJSON().Resources[logicalId(fn)].Properties.Environment.Variables as object).filter((k) => k.startsWith('CTD_'));
       const schema = schemaOf(spec.config);
       const required = Object.entries(schema.shape)
-        .filter(([k, v]) => !(v as { isOptional(): boolean }).isOptional() && !RUNTIME_PROVIDED.includes(k))
+        .filter(([k, v]) => v._zod.optin !== 'optional' && !RUNTIME_PROVIDED.includes(k))
         .map(([k]) => k);
       expect({ name, missing: required.filter((k) => !vars.includes(k)) }).toEqual({ name, missing: [] });
       expect({ name, unread: vars.filter((k) => !(k in schema.shape)) }).toEqual({ name, unread: [] });
