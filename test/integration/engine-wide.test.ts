@@ -52,6 +52,10 @@ describe('a workflow wider than 40 steps', () => {
       expect(types.filter((type) => type === 'TaskStateEntered'), id).toHaveLength(3); // AwaitDependencies, RunStepInSandbox, RecordStepResult
       expect(types.filter((type) => type === 'TaskSucceeded'), id).toHaveLength(3);
     }
+    // History size (AWS's 25,000-event limit, docs/DEPLOY-AWS.md): at most 22 events per succeeded step,
+    // and the engine's own events stay under 60 with the batches' 6 each.
+    for (const id of ids) expect((byStep.get(id) ?? []).length, id).toBeLessThanOrEqual(22);
+    expect(history.events.filter((e) => !e.stepId).length).toBeLessThanOrEqual(60 + 6 * 2);
     // The batches' own iterations (two: 40 + 5) belong to no step.
     const batchIterations = history.events.filter((e) => e.type === 'MapIterationStarted' && !e.stepId);
     expect(batchIterations).toHaveLength(2);
