@@ -68,7 +68,8 @@ export function summaryTable(results: BenchResults): string {
   }
   const tr = results.transitions?.result;
   if (tr) {
-    rows.push([`transitions per ${tr.steps}-step deployment`, `${tr.perDeployment} = ${tr.fixed} fixed + ${s(tr.perStep, 1)} × ${tr.steps}`, load(tr.load.start)]);
+    const batches = tr.batches !== undefined ? ` + ${tr.batches} (1 per batch of 40)` : '';
+    rows.push([`transitions per ${tr.steps}-step deployment`, `${tr.perDeployment} = ${tr.fixed} fixed${batches} + ${s(tr.perStep, 1)} × ${tr.steps}`, load(tr.load.start)]);
     rows.push(['Step Functions price', `$${tr.priceUsdPerDeployment.toFixed(5)} per deployment, $${s(tr.priceUsdPer1000Deployments)} per 1,000`, '']);
   }
   const cold = results.coldstart?.result;
@@ -137,9 +138,9 @@ function schedulingSection(m: Measured<SchedulingResult> | undefined, sandbox: S
 | critical path of the *measured* step durations | ${s(r.criticalPathMeasuredS)} s (makespan ÷ this = ${s(r.makespanS / r.criticalPathMeasuredS)}) |
 | wave-by-wave with the measured durations | ${s(r.waveMeasuredS)} s |
 | release delay (all dependencies ended → step released): mean / median / p90 / max | ${s(r.releaseDelayS.mean)} / ${s(r.releaseDelayS.median)} / ${s(r.releaseDelayS.p90)} / ${s(r.releaseDelayS.max)} s |
-| release delay, Map iterations 1–40 / 41–${r.steps} (mean) | ${s(r.releaseDelayByIterationS.first40)} / ${s(r.releaseDelayByIterationS.rest)} s |
+| release delay, steps 1–40 / 41–${r.steps} in topological order (mean; the first batch / the later ones, a single Map of 40 slots before batches) | ${s(r.releaseDelayByIterationS.first40)} / ${s(r.releaseDelayByIterationS.rest)} s |
 | longest release delays | ${r.worstReleases.map((w) => `${w.stepId} (iteration ${w.iteration + 1}) ${s(w.delayS)} s`).join(', ')} |
-| most steps running at once | ${r.maxRunning} (Map MaxConcurrency 40) |
+| most steps running at once | ${r.maxRunning} (each batch's Map: MaxConcurrency 40) |
 | CPU used by the engine process during the run | ${s(r.engineCpuS, 1)} s (${s(r.engineCpuS / r.steps)} s per step) |
 | CPU of the sandboxes' start-ups, at least (steps × runner module load CPU, section 2) | ${sandboxCpu !== undefined ? `${s(sandboxCpu, 1)} s` : 'run section 2'} |
 | state transitions of this execution | ${r.transitions} |
@@ -236,8 +237,9 @@ states inside RunWorkflow's iterations included.
 |---|---|
 | transitions per ${r.steps}-step deployment | **${r.perDeployment}** |
 | fixed part (Prepare, OpenAndRun: bastion-open, ReleaseRoots and the Map itself, Summarize, Cleanup, outcome) | ${r.fixed} |
-| per workflow step (one Map iteration) | ${s(r.perStep, 1)} |
-| check: a 1-step deployment | ${r.oneStep} (fixed + per-step = ${s(r.fixed + r.perStep, 1)}) |
+${r.batches !== undefined ? `| per batch of up to 40 steps (its Map RunBatch; ${r.steps} steps are ${r.batches} batch${r.batches === 1 ? '' : 'es'}) | 1 |
+` : ''}| per workflow step (one Map iteration) | ${s(r.perStep, 1)} |
+| check: a 1-step deployment | ${r.oneStep} (fixed${r.batches !== undefined ? ' + 1 batch' : ''} + per-step = ${s(r.fixed + (r.batches !== undefined ? 1 : 0) + r.perStep, 1)}) |
 | **Step Functions price per ${r.steps}-step deployment** at $0.025 per 1,000 transitions | **$${r.priceUsdPerDeployment.toFixed(5)}** |
 | per 1,000 such deployments | **$${s(r.priceUsdPer1000Deployments)}** |
 
@@ -247,7 +249,7 @@ Transitions by state:
 |---|---|
 ${states}
 
-So a deployment of *n* succeeded steps costs ${r.fixed} + ${s(r.perStep, 1)}·*n* transitions. A failing step takes
+So a deployment of *n* succeeded steps costs ${r.fixed}${r.batches !== undefined ? ' + ⌈*n*/40⌉' : ''} + ${s(r.perStep, 1)}·*n* transitions${r.batches !== undefined ? ' (the ⌈*n*/40⌉: each batch of 40 steps is an inline Map of its own, so every step has its iteration at once)' : ''}. A failing step takes
 RecordStepFailure, NeedsGrace and possibly GracePeriod/AbortStragglers instead of RecordStepResult,
 and every Retry attempt is one more transition. Not included: the free tier (4,000 transitions a
 month), Lambda, DynamoDB, KMS and Fargate. For scale, a 0.25 vCPU / 0.5 GB Fargate task costs about

@@ -6,7 +6,8 @@ import { loadAverage, round, runDeployment, type BenchEngine, type LoadStamp } f
 /**
  * State transitions as Step Functions Standard bills them: every `*StateEntered` event of the
  * execution history is one transition, Map iterations included. The fixed part comes from the
- * top-level states, the per-step part from the states of RunWorkflow's item processor.
+ * top-level states, one more per batch of 40 steps (the Map RunBatch inside RunWorkflow), and the
+ * per-step part from the states of RunBatch's item processor.
  */
 
 /** USD per state transition (Standard workflows, us-east-1, after the free tier). */
@@ -16,6 +17,8 @@ export interface TransitionCount {
   total: number;
   /** Transitions outside RunWorkflow's iterations. */
   fixed: number;
+  /** The batches' own Map states (RunBatch): one per batch of at most 40 steps. */
+  batches: number;
   /** Transitions inside RunWorkflow's iterations. */
   iterations: number;
   byState: Record<string, number>;
@@ -27,6 +30,8 @@ export interface TransitionsResult {
   steps: number;
   perDeployment: number;
   fixed: number;
+  /** Transitions of the batches' Map states (one per batch of 40 steps); absent in results from before batches. */
+  batches?: number;
   perStep: number;
   /** A 1-step deployment, to check fixed + per-step × 1. */
   oneStep: number;
@@ -37,8 +42,11 @@ export interface TransitionsResult {
 
 const ASL = fileURLToPath(new URL('../statemachine/deployment.asl.json', import.meta.url));
 
-/** Names of the states inside Map states (the per-step part), read from the production ASL. */
-function iterationStates(): Set<string> {
+/**
+ * Names of the states inside Map states, read from the production ASL: the per-step part, and the
+ * Maps nested in a Map (RunBatch, one per batch).
+ */
+function iterationStates(): { steps: Set<string>; batches: Set<string> } {
   interface StateNode {
     Type?: string;
     ItemProcessor?: { States: Record<string, StateNode> };
@@ -47,9 +55,10 @@ function iterationStates(): Set<string> {
   }
   const definition = JSON.parse(readFileSync(ASL, 'utf8')) as { States: Record<string, StateNode> };
   const names = new Set<string>();
+  const batches = new Set<string>();
   const collect = (states: Record<string, StateNode>, inside: boolean) => {
     for (const [name, state] of Object.entries(states)) {
-      if (inside) names.add(name);
+      if (inside) (state.Type === 'Map' ? batches : names).add(name);
       const inner = state.ItemProcessor ?? state.Iterator;
       if (inner) collect(inner.States, true);
       // A Parallel's branches (OpenBastionAccess beside RunWorkflow) are as inside as the Parallel itself.
@@ -57,22 +66,24 @@ function iterationStates(): Set<string> {
     }
   };
   collect(definition.States, false);
-  return names;
+  return { steps: names, batches };
 }
 
 export function countTransitions(events: readonly HistoryEvent[]): TransitionCount {
   const inner = iterationStates();
   const byState: Record<string, number> = {};
   let fixed = 0;
+  let batches = 0;
   let iterations = 0;
   for (const event of events) {
     if (!event.type.endsWith('StateEntered')) continue;
     const name = (event.stateEnteredEventDetails as { name?: string } | undefined)?.name ?? '?';
     byState[name] = (byState[name] ?? 0) + 1;
-    if (inner.has(name)) iterations++;
+    if (inner.steps.has(name)) iterations++;
+    else if (inner.batches.has(name)) batches++;
     else fixed++;
   }
-  return { total: fixed + iterations, fixed, iterations, byState };
+  return { total: fixed + batches + iterations, fixed, batches, iterations, byState };
 }
 
 export async function runTransitions(bench: BenchEngine, opts: { steps: number; log: (line: string) => void }): Promise<TransitionsResult> {
@@ -95,6 +106,7 @@ export async function runTransitions(bench: BenchEngine, opts: { steps: number; 
     steps: opts.steps,
     perDeployment: count.total,
     fixed: count.fixed,
+    batches: count.batches,
     perStep: round(count.iterations / opts.steps, 2),
     oneStep: oneCount.total,
     byState: count.byState,

@@ -58,19 +58,22 @@ function stepIdOfJson(text: unknown): string | undefined {
 
 /**
  * Names the step of every event. A state's events name it through their input (the Map item
- * carries `stepId`) or their state name (the bastion states); Map iterations through their index
- * into the workflow's topological order; every other event (TaskScheduled, TaskFailed …)
- * inherits from the event it chains to with `previousEventId`.
+ * carries `stepId`) or their state name (the bastion states); every other event (TaskScheduled,
+ * TaskFailed, MapIterationSucceeded …) inherits from the event it chains to with `previousEventId`.
+ * A MapIterationStarted takes the step of the first state its iteration entered (which chains to
+ * it): RunWorkflow nests a Map per batch, so an iteration's index is only its place in its batch.
+ * The batches' own iterations carry no step. A history of the flat Map (before batches) has one Map
+ * name; its iterations with no chained state fall back to their index into `stepIds`.
  */
 export function attributeEvents(events: readonly HistoryEvent[], stepIds: readonly string[]): AttributedEvent[] {
   const stepOf = new Map<number, string | undefined>();
-  return events.map((event) => {
+  const iterationStarts = new Map<number, AttributedEvent>();
+  const mapNames = new Set<string>();
+  const attributed = events.map((event): AttributedEvent => {
     const d = details(event);
     let stepId: string | undefined;
-    if (ENGINE_EVENT.test(event.type)) {
+    if (ENGINE_EVENT.test(event.type) || event.type === 'MapIterationStarted') {
       stepId = undefined;
-    } else if (event.type.startsWith('MapIteration')) {
-      stepId = typeof d?.index === 'number' ? stepIds[d.index] : undefined;
     } else if (event.type.endsWith('StateEntered') || event.type.endsWith('StateExited')) {
       const name = typeof d?.name === 'string' ? d.name : '';
       stepId = SYSTEM_STATES[name] ?? stepIdOfJson(d?.input ?? d?.output);
@@ -78,8 +81,24 @@ export function attributeEvents(events: readonly HistoryEvent[], stepIds: readon
       stepId = stepOf.get(event.previousEventId);
     }
     stepOf.set(event.id, stepId);
-    return stepId === undefined ? { ...event } : { ...event, stepId };
+    const copy: AttributedEvent = stepId === undefined ? { ...event } : { ...event, stepId };
+    if (event.type === 'MapIterationStarted') {
+      iterationStarts.set(event.id, copy);
+      if (typeof d?.name === 'string') mapNames.add(d.name);
+    }
+    return copy;
   });
+  for (const event of attributed) {
+    const start = event.previousEventId !== undefined ? iterationStarts.get(event.previousEventId) : undefined;
+    if (start && start.stepId === undefined && event.stepId !== undefined && event.type.endsWith('StateEntered')) start.stepId = event.stepId;
+  }
+  if (mapNames.size === 1) {
+    for (const start of iterationStarts.values()) {
+      const index = details(start)?.index;
+      if (start.stepId === undefined && typeof index === 'number' && stepIds[index] !== undefined) start.stepId = stepIds[index];
+    }
+  }
+  return attributed;
 }
 
 const ATTEMPT_END: Record<string, AttemptTimeline['outcome']> = {

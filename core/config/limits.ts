@@ -11,13 +11,13 @@ export const MAX_DEPENDENCY_WAIT_SECONDS = 7 * 24 * 3600;
 
 /**
  * The execution's own TimeoutSeconds (statemachine/deployment.asl.json): no legal run outlives it.
- * RunWorkflow's Map runs at most 40 iterations at once, so 200 steps take 5 rounds; each round is
- * one dependency wait plus a step's 9 attempts (1 + its Ctd.* retries) at the largest timeout plus
- * the grace period and bookkeeping; then bastion open/close, Summarize and DeleteSecrets with
- * their retries. That is about 80.2 days; rounded up to whole days. test/unit/asl.test.ts
- * recomputes it from the ASL and the schema's limits, so a larger limit there fails it.
+ * Every step of RunWorkflow has its iteration from the start (batches of 40, each its own inline
+ * Map), so one round bounds them all: one dependency wait plus a step's 9 attempts (1 + its Ctd.*
+ * retries) at the largest timeout plus the grace period and bookkeeping; then bastion open/close,
+ * Summarize and DeleteSecrets with their retries. That is about 16.1 days; rounded up to whole days.
+ * test/unit/asl.test.ts recomputes it from the ASL and the schema's limits, so a larger limit there fails it.
  */
-export const EXECUTION_TIMEOUT_SECONDS = 81 * 24 * 3600;
+export const EXECUTION_TIMEOUT_SECONDS = 17 * 24 * 3600;
 
 /** After the execution's bound, time for Cleanup's retries and the safety net to delete the secrets first. */
 export const SECRET_TTL_MARGIN_SECONDS = 24 * 3600;

@@ -9,13 +9,29 @@ import { answer, BASTION_OPEN, dependenciesOf, fail, settle, settleWaiting, verd
  * (see statemachine/deployment.asl.json). Each is safe to run twice: the state machine retries them.
  */
 
-/** Prepare: the deployment starts running; the Map gets the workflow in topological order. */
-export async function prepare(deps: EngineDeps, deploymentId: string): Promise<{ stepIds: string[] }> {
+/**
+ * Steps per batch of RunWorkflow: each batch is an inline Map of its own, and an inline Map runs at
+ * most 40 iterations at once (a waiting step holds its slot), so batches of 40 give every step its iteration.
+ */
+export const MAP_BATCH_STEPS = 40;
+
+/** The topological order cut into consecutive batches of at most MAP_BATCH_STEPS, order kept. */
+export function stepBatches(stepIds: readonly string[]): string[][] {
+  const batches: string[][] = [];
+  for (let i = 0; i < stepIds.length; i += MAP_BATCH_STEPS) batches.push(stepIds.slice(i, i + MAP_BATCH_STEPS));
+  return batches;
+}
+
+/**
+ * Prepare: the deployment starts running; the Map gets the workflow in topological order, in batches.
+ * `stepIds` stays for executions started on a definition that maps over it.
+ */
+export async function prepare(deps: EngineDeps, deploymentId: string): Promise<{ stepIds: string[]; batches: string[][] }> {
   const deployment = await deps.store.getDeployment(deploymentId);
   if (!deployment) throw new NotFoundError(`deployment ${deploymentId} does not exist`);
   // Refused when cancelled before it started, or on a retried invocation: both are fine.
   await deps.store.applyDeploymentTransition(deploymentId, { name: 'start', by: 'lambda', fields: { updatedAt: iso(deps.clock) } });
-  return { stepIds: deployment.stepIds };
+  return { stepIds: deployment.stepIds, batches: stepBatches(deployment.stepIds) };
 }
 
 /**

@@ -31,6 +31,10 @@ export interface TaskStateInfo {
 export interface MapStateInfo {
   name: string;
   itemsPath?: string;
+  /** The ItemSelector field that holds `$$.Map.Item.Value`: an iteration's history lane is keyed by it. */
+  itemField?: string;
+  /** The Map whose ItemProcessor holds this one, if any. */
+  parentMap?: string;
 }
 
 export interface ParsedDefinition {
@@ -42,6 +46,8 @@ export interface ParsedDefinition {
   maps: Map<string, MapStateInfo>;
   /** History lane of each state directly inside a Parallel branch: a branch's events chain among themselves, as on AWS. */
   branchLanes: Map<string, string>;
+  /** The Map whose ItemProcessor holds each state (at any depth of Parallels inside it); absent at the top level. */
+  enclosingMap: Map<string, string>;
 }
 
 /**
@@ -66,6 +72,18 @@ export function walkStates(machine: AslMachine, visit: (name: string, state: Asl
   }
 }
 
+/** Visits every state with the name of the innermost Map whose ItemProcessor holds it. */
+function walkEnclosed(machine: AslMachine, enclosing: string | undefined, visit: (name: string, enclosing: string | undefined) => void): void {
+  for (const [name, state] of Object.entries(machine.States)) {
+    visit(name, enclosing);
+    const nested = state.ItemProcessor ?? state.Iterator;
+    if (isMachine(nested)) walkEnclosed(nested, name, visit);
+    if (Array.isArray(state.Branches)) {
+      for (const branch of state.Branches) if (isMachine(branch)) walkEnclosed(branch, enclosing, visit);
+    }
+  }
+}
+
 /**
  * Parses, validates (asl-validator, unless `validate` is false for definitions already validated
  * when they were created) and prepares a definition; throws `InvalidDefinition`.
@@ -86,6 +104,10 @@ export function parseDefinition(text: string, timeScale: number, validate = true
 
   const tasks = new Map<string, TaskStateInfo>();
   const maps = new Map<string, MapStateInfo>();
+  const enclosingMap = new Map<string, string>();
+  walkEnclosed(source, undefined, (name, enclosing) => {
+    if (enclosing !== undefined) enclosingMap.set(name, enclosing);
+  });
   walkStates(source, (name, state) => {
     if (state.Type === 'Task') {
       tasks.set(name, {
@@ -97,7 +119,12 @@ export function parseDefinition(text: string, timeScale: number, validate = true
         hasInputPath: 'InputPath' in state,
       });
     } else if (state.Type === 'Map') {
-      maps.set(name, { name, itemsPath: stringOrUndefined(state.ItemsPath) });
+      const selector = state.ItemSelector ?? state.Parameters;
+      const itemField = isObject(selector)
+        ? Object.entries(selector).find(([key, value]) => key.endsWith('.$') && value === '$$.Map.Item.Value')?.[0].slice(0, -2)
+        : undefined;
+      const parentMap = enclosingMap.get(name);
+      maps.set(name, { name, itemsPath: stringOrUndefined(state.ItemsPath), ...(itemField ? { itemField } : {}), ...(parentMap ? { parentMap } : {}) });
     }
   });
 
@@ -115,7 +142,7 @@ export function parseDefinition(text: string, timeScale: number, validate = true
   // The library arms one setTimeout for the whole execution: past ~24.8 days Node fires it after
   // 1 ms, so every execution would time out at once. A bound that long is never reached locally.
   if (typeof engine.TimeoutSeconds === 'number' && engine.TimeoutSeconds > MAX_TIMER_SECONDS) delete engine.TimeoutSeconds;
-  return { source, engine, tasks, maps, branchLanes };
+  return { source, engine, tasks, maps, branchLanes, enclosingMap };
 }
 
 /**

@@ -59,15 +59,57 @@ const STATE_PREFIX: Record<string, string> = {
   Parallel: 'Parallel',
 };
 
+/** What the lanes are read from (the parsed definition's fields of the same names). */
+export interface LaneInfo {
+  branchLanes?: ReadonlyMap<string, string>;
+  maps?: ReadonlyMap<string, MapStateInfo>;
+  enclosingMap?: ReadonlyMap<string, string>;
+}
+
 /**
- * The lane a library event belongs to: Map iterations are numbered by the library; a state directly
- * inside a Parallel branch has its branch's lane (OpenBastionAccess beside RunWorkflow), so its task
- * events never chain to the other branch's.
+ * The lane of one iteration of Map `map`: keyed by its item value when the ItemSelector carries it,
+ * else by its index. The library numbers a nested Map's state events with the *outer* index, so a
+ * batch's iterations (RunWorkflow → RunBatch) are only told apart by their items (step ids).
  */
-export function laneOf(event: LibraryEvent, branchLanes?: ReadonlyMap<string, string>): string {
-  if ('index' in event && typeof event.index === 'number') return `iteration:${event.index}`;
-  const name = 'state' in event ? event.state.name : undefined;
-  return (name !== undefined ? branchLanes?.get(name) : undefined) ?? ROOT_LANE;
+function iterationLane(map: string, info: LaneInfo, item: Json | undefined, index: number | undefined): string {
+  return info.maps?.get(map)?.itemField !== undefined && item !== undefined ? `iteration:${map}:${JSON.stringify(item)}` : `iteration:${map}#${index ?? '?'}`;
+}
+
+/** The lane a state runs in, from its name and input: its Parallel branch's, its Map iteration's, or the root. */
+function stateLane(name: string, input: unknown, index: number | undefined, info: LaneInfo): string {
+  const map = info.enclosingMap?.get(name);
+  if (map === undefined) return info.branchLanes?.get(name) ?? ROOT_LANE;
+  const field = info.maps?.get(map)?.itemField;
+  const item = field !== undefined && isRecord(input) ? (input[field] as Json | undefined) : undefined;
+  return iterationLane(map, info, item, index);
+}
+
+/** The item of a Map iteration event, read from the Map's raw input and ItemsPath. */
+function itemOf(parent: { name: string; input: unknown }, index: number, info: LaneInfo): Json | undefined {
+  const items = readSimplePath(parent.input as Json, info.maps?.get(parent.name)?.itemsPath);
+  return Array.isArray(items) ? items[index] : undefined;
+}
+
+/**
+ * The lane a library event belongs to: every Map iteration has its own (nested ones included); a
+ * state directly inside a Parallel branch has its branch's lane (OpenBastionAccess beside
+ * RunWorkflow), so its task events never chain to the other branch's.
+ */
+export function laneOf(event: LibraryEvent, info: LaneInfo = {}): string {
+  if (event.type === 'MapIterationStarted' || event.type === 'MapIterationSucceeded' || event.type === 'MapIterationFailed') {
+    return iterationLane(event.parentState.name, info, itemOf(event.parentState, event.index, info), event.index);
+  }
+  if ('state' in event) return stateLane(event.state.name, event.state.input, event.index, info);
+  return ROOT_LANE;
+}
+
+/** The lane of the Map state that runs a Map iteration event: its MapIterationStarted chains to that lane's last event. */
+function mapLaneOf(parent: { name: string; input: unknown }, info: LaneInfo): string {
+  return stateLane(parent.name, parent.input, undefined, info);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 export function toJsonText(value: unknown): string {
@@ -83,13 +125,8 @@ export function causeText(cause: unknown): string {
  * TaskSucceeded) come from the task runner, and execution-level events from the runtime, so those
  * library events are ignored here. Returns the id of the last event written, if any.
  */
-export function recordStateEvent(
-  history: ExecutionHistory,
-  event: LibraryEvent,
-  maps: Map<string, MapStateInfo>,
-  branchLanes?: ReadonlyMap<string, string>,
-): number | undefined {
-  const lane = laneOf(event, branchLanes);
+export function recordStateEvent(history: ExecutionHistory, event: LibraryEvent, info: LaneInfo): number | undefined {
+  const lane = laneOf(event, info);
   switch (event.type) {
     case 'StateEntered': {
       const prefix = STATE_PREFIX[event.state.type] ?? 'Pass';
@@ -101,7 +138,7 @@ export function recordStateEvent(
         lane,
       );
       if (event.state.type !== 'Map') return id;
-      const items = readSimplePath(event.state.input as Json, maps.get(event.state.name)?.itemsPath);
+      const items = readSimplePath(event.state.input as Json, info.maps?.get(event.state.name)?.itemsPath);
       return history.add(
         { type: 'MapStateStarted', mapStateStartedEventDetails: Array.isArray(items) ? { length: items.length } : {} },
         lane,
@@ -126,7 +163,7 @@ export function recordStateEvent(
       return history.add(
         { type: 'MapIterationStarted', mapIterationStartedEventDetails: { name: event.parentState.name, index: event.index } },
         lane,
-        history.lastOf(branchLanes?.get(event.parentState.name) ?? ROOT_LANE),
+        history.lastOf(mapLaneOf(event.parentState, info)),
       );
     case 'MapIterationSucceeded':
       return history.add(

@@ -325,13 +325,13 @@ export class LocalStepFunctions {
   private onLibraryEvent(execution: Execution, machine: LoadedMachine, entries: AttemptEntries, event: LibraryEvent): void {
     const isTaskAttempt = (event.type === 'StateEntered' || event.type === 'StateRetried') && event.state.type === 'Task';
     if (!isTaskAttempt) {
-      recordStateEvent(execution.history, event, machine.parsed.maps, machine.parsed.branchLanes);
+      recordStateEvent(execution.history, event, machine.parsed);
       return;
     }
-    const lane = laneOf(event, machine.parsed.branchLanes);
+    const lane = laneOf(event, machine.parsed);
     const previousEventId =
       event.type === 'StateEntered'
-        ? (recordStateEvent(execution.history, event, machine.parsed.maps, machine.parsed.branchLanes) ?? execution.history.lastOf(lane))
+        ? (recordStateEvent(execution.history, event, machine.parsed) ?? execution.history.lastOf(lane))
         : execution.history.lastOf(lane);
     const info = machine.parsed.tasks.get(event.state.name);
     entries.arrive(event.state.name, attemptKey(event.state.input, info?.hasInputPath ?? false), { lane, previousEventId });

@@ -238,7 +238,7 @@ describe('statemachine/deployment.asl.json on the local runtime', () => {
       invoked.push(`lambda:${name}${payload.stepId ? `:${String(payload.stepId)}` : ''}`);
       switch (name) {
         case 'prepare':
-          return { stepIds };
+          return { stepIds, batches: [stepIds] };
         case 'await-dependencies':
           setTimeout(() => sfn().sendTaskSuccess(String(payload.taskToken), JSON.stringify({ run: true, timeoutSeconds: 600 })), 5);
           return null;

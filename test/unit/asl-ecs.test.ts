@@ -25,13 +25,17 @@ interface State {
 }
 
 const asl = JSON.parse(readFileSync(new URL('../../statemachine/deployment.asl.json', import.meta.url), 'utf8')) as {
-  States: Record<string, State & { ItemProcessor?: { States: Record<string, State> }; Branches?: { States: Record<string, State & { ItemProcessor?: { States: Record<string, State> } }> }[] }>;
+  States: Record<string, State & Nested & { Branches?: { States: Record<string, State & Nested> }[] }>;
 };
+/** A Map state: RunWorkflow's batch iterations hold RunBatch, whose iterations are the steps. */
+interface Nested {
+  ItemProcessor?: { States: Record<string, State & Nested> };
+}
 /** Top-level states with those of the Parallel's branches (OpenBastionAccess beside RunWorkflow). */
 const top = { ...asl.States, ...Object.fromEntries(Object.values(asl.States).flatMap((s) => (s.Branches ?? []).flatMap((b) => Object.entries(b.States)))) };
 const states: [string, State][] = [
   ...Object.entries(top),
-  ...Object.entries(top.RunWorkflow?.ItemProcessor?.States ?? {}),
+  ...Object.entries(top.RunWorkflow?.ItemProcessor?.States.RunBatch?.ItemProcessor?.States ?? {}),
 ];
 const sandboxStates = states.filter(([, s]) => s.Resource?.startsWith('arn:aws:states:::ecs:runTask'));
 

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ERROR_TABLE, ErrorName, GRACE_PERIOD_SECONDS, HEARTBEAT_TIMEOUT_SECONDS } from '../../core/errors.ts';
 import { EXECUTION_TIMEOUT_SECONDS, MAX_DEPENDENCY_WAIT_SECONDS, MAX_STEP_TIMEOUT_SECONDS } from '../../core/config/limits.ts';
 import { MAX_STEPS } from '../../core/deployment/schema.ts';
+import { MAP_BATCH_STEPS, stepBatches } from '../../core/usecases/workflow.ts';
 
 /** Reads statemachine/deployment.asl.json as a file and proves it mirrors the error table. */
 
@@ -17,7 +18,9 @@ interface State {
   HeartbeatSeconds?: number;
   Retry?: { ErrorEquals: string[]; MaxAttempts?: number; IntervalSeconds?: number; BackoffRate?: number; MaxDelaySeconds?: number; JitterStrategy?: string }[];
   Catch?: { ErrorEquals: string[]; Next: string }[];
-  ItemProcessor?: { States: Record<string, State> };
+  ItemProcessor?: { StartAt?: string; ProcessorConfig?: { Mode?: string }; States: Record<string, State> };
+  ItemsPath?: string;
+  ItemSelector?: Record<string, string>;
   Branches?: { StartAt: string; States: Record<string, State> }[];
   MaxConcurrency?: number;
   Default?: string;
@@ -31,7 +34,9 @@ const top: Record<string, State> = {
   ...asl.States,
   ...Object.fromEntries(Object.values(asl.States).flatMap((s) => (s.Branches ?? []).flatMap((b) => Object.entries(b.States)))),
 };
-const inner = top.RunWorkflow?.ItemProcessor?.States ?? {};
+/** RunWorkflow maps over batches; each batch is the Map RunBatch, whose iterations are the steps. */
+const batch = top.RunWorkflow?.ItemProcessor?.States.RunBatch;
+const inner = batch?.ItemProcessor?.States ?? {};
 const allStates = (): [string, State][] => [...Object.entries(top), ...Object.entries(inner)];
 
 describe('State machine: deployment.asl.json', () => {
@@ -59,10 +64,36 @@ describe('State machine: deployment.asl.json', () => {
     expect(top.RecordBastionFailure?.Next).toBe('BastionOpenFailed');
     expect(top.BastionOpenFailed?.Type).toBe('Fail');
     expect(top.RunWorkflow?.End).toBe(true);
+    expect(batch?.End).toBe(true);
     expect(asl.States.Summarize?.Next).toBe('CloseBastionAccess');
     expect(asl.States.CloseBastionAccess?.Next).toBe('DeleteSecrets');
     expect(asl.States.CloseBastionAccess?.Catch?.[0]?.Next).toBe('DeleteSecrets');
     expect(Object.keys(inner)).toEqual(expect.arrayContaining(['AwaitDependencies', 'RunStepInSandbox', 'RecordStepResult', 'RecordStepFailure', 'GracePeriod', 'AbortStragglers']));
+  });
+
+  // Issue 12: an inline Map runs at most 40 iterations at once and a waiting step holds its slot, so
+  // the 41st step waited for an earlier one to end. Each batch is a Map of its own, with its own 40.
+  it('gives every step of the largest workflow its iteration at once: batches of at most 40, each its own inline Map', () => {
+    const run = top.RunWorkflow!;
+    expect(run.Type).toBe('Map');
+    expect(run.ItemsPath).toBe('$.prepared.batches');
+    expect(asl.States.Prepare).toMatchObject({ ResultSelector: { 'batches.$': '$.Payload.batches' } });
+    expect(run.ItemProcessor?.StartAt).toBe('RunBatch');
+    expect(batch?.Type).toBe('Map');
+    expect(batch?.ItemsPath).toBe('$.stepIds');
+    expect(run.ItemSelector).toEqual({ 'deploymentId.$': '$.deploymentId', 'stepIds.$': '$$.Map.Item.Value' });
+    expect(batch?.ItemSelector).toEqual({ 'deploymentId.$': '$.deploymentId', 'stepId.$': '$$.Map.Item.Value' });
+    for (const map of [run, batch!]) {
+      expect(map.ItemProcessor?.ProcessorConfig?.Mode).toBe('INLINE');
+      expect(map.MaxConcurrency).toBeGreaterThan(0);
+      expect(map.MaxConcurrency).toBeLessThanOrEqual(40);
+    }
+    // Every batch fits its Map's slots, and every batch of the largest workflow runs at once.
+    expect(MAP_BATCH_STEPS).toBeLessThanOrEqual(batch!.MaxConcurrency!);
+    const largest = stepBatches(Array.from({ length: MAX_STEPS }, (_, i) => `s${i}`));
+    expect(largest.length).toBeLessThanOrEqual(run.MaxConcurrency!);
+    expect(largest.flat()).toEqual(Array.from({ length: MAX_STEPS }, (_, i) => `s${i}`));
+    expect(Object.keys(inner)[0]).toBe('AwaitDependencies');
   });
 
   // The runner answers a sandbox's task token with an error table name, whatever the step's action.
@@ -182,7 +213,9 @@ describe('State machine: deployment.asl.json', () => {
     it('TimeoutSeconds is EXECUTION_TIMEOUT_SECONDS, at least the longest legal run derived from the states, under the one-year cap', () => {
       expect(asl.TimeoutSeconds).toBe(EXECUTION_TIMEOUT_SECONDS);
       const s = top;
-      const rounds = Math.ceil(MAX_STEPS / (s.RunWorkflow!.MaxConcurrency ?? 40));
+      // Every iteration starts at once (the test above), so one dependency wait bounds them all.
+      const rounds = Math.ceil(Math.ceil(MAX_STEPS / MAP_BATCH_STEPS) / (s.RunWorkflow!.MaxConcurrency ?? 40)) * Math.ceil(MAP_BATCH_STEPS / (batch!.MaxConcurrency ?? 40));
+      expect(rounds).toBe(1);
       // A step's sandbox attempts are retried only on Ctd.* errors; ECS's RunTask errors fail before the step runs.
       const run = inner.RunStepInSandbox!;
       const stepRuns = { ...run, Retry: run.Retry?.filter((r) => r.ErrorEquals.every((e) => e.startsWith('Ctd.'))) };

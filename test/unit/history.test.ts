@@ -63,6 +63,65 @@ describe('Function: attributeEvents', () => {
   });
 });
 
+/**
+ * The nested shape (issue 12): RunWorkflow maps over batches, each batch is the Map RunBatch over its
+ * steps. An inner iteration's index is its place in its batch, so index 0 is a step in every batch.
+ */
+function nestedHistory(batches: string[][]): HistoryEvent[] {
+  const events: HistoryEvent[] = [];
+  const add = (type: string, previousEventId: number | undefined, detailsKey?: string, details?: Record<string, unknown>): number => {
+    const id = events.length + 1;
+    events.push({ id, previousEventId, timestamp: new Date(Date.parse('2026-01-01T00:00:00Z') + id * 1000).toISOString(), type, ...(detailsKey ? { [detailsKey]: details } : {}) });
+    return id;
+  };
+  const entered = (type: string, prev: number, name: string, input: unknown) => add(type, prev, 'stateEnteredEventDetails', { name, input: JSON.stringify(input) });
+  const exited = (type: string, prev: number, name: string, output: unknown) => add(type, prev, 'stateExitedEventDetails', { name, output: JSON.stringify(output) });
+  const root = { deploymentId: 'd-1', prepared: { batches } };
+  let p = add('ExecutionStarted', 0, 'executionStartedEventDetails', { input: JSON.stringify(root) });
+  p = entered('MapStateEntered', p, 'RunWorkflow', root);
+  const outer = add('MapStateStarted', p, 'mapStateStartedEventDetails', { length: batches.length });
+  // Every batch and every step starts before any ends, interleaved.
+  const lanes = batches.map((batch, b) => {
+    const it = add('MapIterationStarted', outer, 'mapIterationStartedEventDetails', { name: 'RunWorkflow', index: b });
+    const input = { deploymentId: 'd-1', stepIds: batch };
+    const started = add('MapStateStarted', entered('MapStateEntered', it, 'RunBatch', input), 'mapStateStartedEventDetails', { length: batch.length });
+    return { b, input, started, last: started };
+  });
+  const steps = lanes.flatMap((lane) =>
+    batches[lane.b]!.map((stepId, index) => {
+      const it = add('MapIterationStarted', lane.started, 'mapIterationStartedEventDetails', { name: 'RunBatch', index });
+      const input = { deploymentId: 'd-1', stepId };
+      return { lane, index, input, last: add('TaskScheduled', entered('TaskStateEntered', it, 'AwaitDependencies', input)) };
+    }),
+  );
+  for (const step of [...steps].reverse()) {
+    step.last = exited('TaskStateExited', add('TaskSucceeded', step.last), 'AwaitDependencies', step.input);
+    step.lane.last = add('MapIterationSucceeded', step.last, 'mapIterationSucceededEventDetails', { name: 'RunBatch', index: step.index });
+  }
+  for (const lane of lanes) {
+    const done = exited('MapStateExited', add('MapStateSucceeded', lane.last), 'RunBatch', lane.input);
+    add('MapIterationSucceeded', done, 'mapIterationSucceededEventDetails', { name: 'RunWorkflow', index: lane.b });
+  }
+  add('MapStateSucceeded', events.length);
+  return events;
+}
+
+describe('Function: attributeEvents, with RunWorkflow nested over batches', () => {
+  it('names each step by the state its iteration entered, not by its index in its batch; the batches belong to no step', () => {
+    const batches = [['a', 'b'], ['c', 'd', 'e']];
+    const events = attributeEvents(nestedHistory(batches), batches.flat());
+    const of = (type: string, map: string) =>
+      events.filter((e) => e.type === type && (e[`${type.charAt(0).toLowerCase()}${type.slice(1)}EventDetails`] as { name?: string }).name === map).map((e) => e.stepId);
+    expect(of('MapIterationStarted', 'RunBatch')).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(of('MapIterationSucceeded', 'RunBatch')).toEqual(['e', 'd', 'c', 'b', 'a']);
+    expect(of('MapIterationStarted', 'RunWorkflow')).toEqual([undefined, undefined]);
+    expect(of('MapIterationSucceeded', 'RunWorkflow')).toEqual([undefined, undefined]);
+    expect(events.filter((e) => e.type === 'TaskSucceeded').map((e) => e.stepId)).toEqual(['e', 'd', 'c', 'b', 'a']);
+    expect(events.filter((e) => e.type.startsWith('MapState')).every((e) => e.stepId === undefined)).toBe(true);
+    expect(stepTimelines(events).map((t) => [t.stepId, t.waiting?.until !== undefined])).toEqual(batches.flat().map((id) => [id, true]));
+  });
+});
+
 describe('Function: stepTimelines', () => {
   it('gives each retry its own attempt, with the error and the wait before the next', () => {
     const steps = stepTimelines(attributeEvents(history(), ['flaky', 'other']));

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { attributeEvents } from '../../core/history.ts';
 import { LocalStepFunctions, SfnError, type TaskInvocation, type TaskRouter } from '../../local/sfn/index.ts';
 
 const dirs: string[] = [];
@@ -272,6 +273,110 @@ describe('Class: LocalStepFunctions', () => {
         expect(JSON.parse(entered?.stateEnteredEventDetails?.input ?? '')).toEqual({ who });
         expect(byId.get(entered?.previousEventId)?.type).toBe('MapIterationStarted');
       }
+    });
+  });
+
+  describe('nested Map states (RunWorkflow over batches, RunBatch over steps)', () => {
+    /** Batches of steps; each step waits on a token task, then a Lambda task records it. */
+    function batchedMachine(innerConcurrency: number) {
+      return machine({
+        Batches: {
+          Type: 'Map',
+          ItemsPath: '$.batches',
+          ItemSelector: { 'stepIds.$': '$$.Map.Item.Value' },
+          MaxConcurrency: 40,
+          ResultPath: null,
+          ItemProcessor: {
+            ProcessorConfig: { Mode: 'INLINE' },
+            StartAt: 'Batch',
+            States: {
+              Batch: {
+                Type: 'Map',
+                ItemsPath: '$.stepIds',
+                ItemSelector: { 'stepId.$': '$$.Map.Item.Value' },
+                MaxConcurrency: innerConcurrency,
+                ResultPath: null,
+                ItemProcessor: {
+                  ProcessorConfig: { Mode: 'INLINE' },
+                  StartAt: 'Await',
+                  States: {
+                    Await: {
+                      ...tokenTask(),
+                      Parameters: { FunctionName: 'wait', Payload: { 'token.$': '$$.Task.Token', 'who.$': '$.stepId' } },
+                      ResultPath: '$.release',
+                      Next: 'Record',
+                    },
+                    Record: { Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke', Parameters: { FunctionName: 'record', 'Payload.$': '$' }, ResultPath: null, TimeoutSeconds: 60, End: true },
+                  },
+                },
+                End: true,
+              },
+            },
+          },
+          End: true,
+        },
+      });
+    }
+
+    it('runs every batch with its own concurrency, chains each step in its own lane and names its step in the history', async () => {
+      const batches = [['a', 'b', 'c'], ['d', 'e', 'f']];
+      const { router, calls, nextCall } = recordingRouter();
+      const { sfn } = await engine(router);
+      const arn = sfn.createStateMachine('batched', batchedMachine(3));
+      const { executionArn } = await sfn.startExecution({ stateMachineArn: arn, input: JSON.stringify({ batches }) });
+      // Six token tasks waiting at once: each batch has its own 3 slots (one Map of 3 would hold 3).
+      await nextCall(6);
+      const waits = calls.filter((c) => c.stateName === 'Await');
+      expect(waits.map((c) => (c.parameters as { Payload: { who: string } }).Payload.who).sort()).toEqual(batches.flat());
+      // Answered out of order, across batches.
+      for (const who of ['e', 'a', 'f', 'c', 'b', 'd']) {
+        const call = waits.find((c) => (c.parameters as { Payload: { who: string } }).Payload.who === who);
+        sfn.sendTaskSuccess(call?.taskToken ?? '', '{}');
+      }
+      expect((await sfn.waitForExecution(executionArn)).status).toBe('SUCCEEDED');
+
+      const history = sfn.getExecutionHistory(executionArn);
+      const byId = new Map(history.map((e) => [e.id, e]));
+      const stepOf = (e: (typeof history)[number]) => {
+        const text = e.stateEnteredEventDetails?.input ?? e.stateExitedEventDetails?.output;
+        return text ? (JSON.parse(text) as { stepId?: string }).stepId : undefined;
+      };
+      for (const [b, batch] of batches.entries()) {
+        for (const [index, who] of batch.entries()) {
+          // Back from the step's MapIterationSucceeded to its MapIterationStarted: only its own events on the way.
+          const done = history.find((e) => e.type === 'MapIterationSucceeded' && e.mapIterationSucceededEventDetails?.name === 'Batch' && stepOf(byId.get(e.previousEventId)!) === who);
+          expect(done, who).toBeDefined();
+          let event = byId.get(done?.previousEventId);
+          const seen: string[] = [];
+          while (event && event.type !== 'MapIterationStarted') {
+            const type = event.type ?? '';
+            if (type.endsWith('StateEntered') || type.endsWith('StateExited')) expect(stepOf(event), `${who}: ${type}`).toBe(who);
+            seen.push(type);
+            event = byId.get(event.previousEventId);
+          }
+          expect(seen.filter((t) => t === 'TaskScheduled'), who).toHaveLength(2);
+          expect(event?.mapIterationStartedEventDetails, who).toEqual({ name: 'Batch', index });
+          // The step's iteration starts from its own batch's Map state, in its batch's lane.
+          let parent = byId.get(event?.previousEventId);
+          while (parent && parent.type !== 'MapStateEntered') parent = byId.get(parent.previousEventId);
+          expect(JSON.parse(parent?.stateEnteredEventDetails?.input ?? '{}'), who).toEqual({ stepIds: batches[b] });
+        }
+      }
+      // core/history.ts names each step's events from this history alone, and none for the batches.
+      // As the AWS adapter hands them to core (adapters/aws/sfnExecutions.ts): ISO timestamps.
+      const modelEvents = history.map(({ id, previousEventId, timestamp, type, ...rest }) => ({ ...rest, id: id ?? 0, previousEventId, timestamp: timestamp?.toISOString() ?? '', type: type ?? '' }));
+      const attributed = attributeEvents(modelEvents, batches.flat());
+      for (const who of batches.flat()) {
+        const types = attributed.filter((e) => e.stepId === who).map((e) => e.type);
+        expect(types.filter((t) => t === 'MapIterationStarted'), who).toHaveLength(1);
+        expect(types.filter((t) => t === 'MapIterationSucceeded'), who).toHaveLength(1);
+        expect(types.filter((t) => t === 'TaskScheduled'), who).toHaveLength(2);
+        expect(types.filter((t) => t === 'TaskSucceeded'), who).toHaveLength(2);
+      }
+      const mapOf = (e: (typeof attributed)[number]) => (e.mapIterationStartedEventDetails ?? e.mapIterationSucceededEventDetails) as { name?: string } | undefined;
+      const batchIterations = attributed.filter((e) => e.type.startsWith('MapIteration') && mapOf(e)?.name === 'Batches');
+      expect(batchIterations).toHaveLength(4);
+      expect(batchIterations.every((e) => e.stepId === undefined)).toBe(true);
     });
   });
 
