@@ -263,23 +263,31 @@ export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 
   // (a chain's whole pre-start pass would otherwise hold up the step whose release started it).
   const answers: Promise<void>[] = [];
   try {
-    // Topological order: a release earlier in the pass lets a later step pre-start in the same pass.
-    for (const stepId of deployment.stepIds) {
-      const step = byId.get(stepId);
-      if (!step || step.status !== 'waiting') continue;
-      // Only steps that registered their token (or whose sandbox waits) can be answered now; the others settle themselves on registration.
-      if (!step.awaitToken && step.prestartedAt === undefined) continue;
-      const verdict = verdictFor(step, deployment, byId, deps.prestart);
-      // A cancel decides cancellations only: a deployment it read already ended otherwise (the safety net) is not its to settle.
-      if (by === 'cancel' && !(verdict.kind === 'skip' && verdict.status === 'cancelled')) continue;
-      const release = await settle(deps, step, verdict, by, byId, answers);
-      if (release) byId.set(stepId, decided(step, verdict, iso(deps.clock)));
+    // Releases and skips first, so a release never waits behind the pass's pre-start writes; the pre-starts
+    // then see them (a released dependency counts as started). Each walk is topological: a skip earlier in
+    // it skips its dependents later in it, and a pre-start lets a later step pre-start too.
+    for (const wanted of PASS_ORDER) {
+      for (const stepId of deployment.stepIds) {
+        const step = byId.get(stepId);
+        if (!step || step.status !== 'waiting') continue;
+        // Only steps that registered their token (or whose sandbox waits) can be answered now; the others settle themselves on registration.
+        if (!step.awaitToken && step.prestartedAt === undefined) continue;
+        const verdict = verdictFor(step, deployment, byId, deps.prestart);
+        if (!wanted.includes(verdict.kind)) continue;
+        // A cancel decides cancellations only: a deployment it read already ended otherwise (the safety net) is not its to settle.
+        if (by === 'cancel' && !(verdict.kind === 'skip' && verdict.status === 'cancelled')) continue;
+        const release = await settle(deps, step, verdict, by, byId, answers);
+        if (release) byId.set(stepId, decided(step, verdict, iso(deps.clock)));
+      }
     }
   } finally {
     await allAnswered(answers);
   }
   return deployment;
 }
+
+/** A settle pass walks the steps twice: the decisions a step is waiting on, then the sandboxes started ahead. */
+const PASS_ORDER: readonly (readonly Verdict['kind'][])[] = [['run', 'skip'], ['prestart']];
 
 /** The step as `settle` just wrote it, so the rest of the pass sees it. */
 function decided(step: StepRecord, verdict: Verdict, now: string): StepRecord {

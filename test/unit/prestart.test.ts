@@ -195,6 +195,34 @@ describe('Use-case: pre-start', () => {
     expect(reads).toHaveBeenCalledTimes(1);
   });
 
+  it('pre-starts, in the same pass, a step that only the release of a step after it in topological order made room for', async () => {
+    const body = {
+      ...chain(1),
+      workflow: {
+        steps: [
+          { id: 'b1', action: 'run', command: 'true' },
+          { id: 'c1', action: 'run', command: 'true' },
+          { id: 'c2', action: 'run', command: 'true', dependsOn: ['c1'] },
+          { id: 'b2', action: 'run', command: 'true', dependsOn: ['b1'] },
+        ],
+      },
+    };
+    deps.prestart = { maxWaiting: 1 };
+    const two = (await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body })).deploymentId;
+    await bastionOpened(deps, two);
+    const { stepIds } = (await deps.store.getDeployment(two))!;
+    // What makes the case: c2 comes before b2 in the walk.
+    expect(stepIds.indexOf('c2')).toBeLessThan(stepIds.indexOf('b2'));
+    for (const stepId of ['b1', 'c1', 'b2', 'c2']) await awaitDependencies(deps, { deploymentId: two, stepId, taskToken: `t-${stepId}` });
+    // b2 holds the one place for a waiting sandbox; c2 waits for it.
+    expect(answer('t-b2')).toMatchObject({ ok: true, output: { prestart: true } });
+    expect(answer('t-c2')).toBeUndefined();
+    // b1 succeeds: its pass releases b2, which frees the place, and pre-starts c2 (a walk in topological order alone had passed c2 already).
+    await recordStepResult(deps, { deploymentId: two, stepId: 'b1' });
+    expect((await deps.store.getStep(two, 'b2'))?.status).toBe('running');
+    expect(answer('t-c2')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
+  });
+
   it('does not pre-start when switched off', async () => {
     deps.prestart = undefined;
     await registerAll(3);
