@@ -259,35 +259,47 @@ export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 
   const [deployment, all] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
   if (!deployment) return undefined;
   const byId = new Map(all.map((s) => [s.stepId, s]));
-  // The decisions are conditional writes made one after another; the answers they lead to run alongside
-  // (a chain's whole pre-start pass would otherwise hold up the step whose release started it).
+  // The decisions are conditional writes; the answers they lead to run alongside (a chain's whole
+  // pre-start pass would otherwise hold up the step whose release started it).
   const answers: Promise<void>[] = [];
-  try {
-    // Releases and skips first, so a release never waits behind the pass's pre-start writes; the pre-starts
-    // then see them (a released dependency counts as started). Each walk is topological: a skip earlier in
-    // it skips its dependents later in it, and a pre-start lets a later step pre-start too.
-    for (const wanted of PASS_ORDER) {
-      for (const stepId of deployment.stepIds) {
-        const step = byId.get(stepId);
-        if (!step || step.status !== 'waiting') continue;
-        // Only steps that registered their token (or whose sandbox waits) can be answered now; the others settle themselves on registration.
-        if (!step.awaitToken && step.prestartedAt === undefined) continue;
-        const verdict = verdictFor(step, deployment, byId, deps.prestart);
-        if (!wanted.includes(verdict.kind)) continue;
-        // A cancel decides cancellations only: a deployment it read already ended otherwise (the safety net) is not its to settle.
-        if (by === 'cancel' && !(verdict.kind === 'skip' && verdict.status === 'cancelled')) continue;
-        const release = await settle(deps, step, verdict, by, byId, answers);
-        if (release) byId.set(stepId, decided(step, verdict, iso(deps.clock)));
-      }
+  // One walk in topological order per kind of decision, each seeing the ones before it.
+  const walk = async (kind: Verdict['kind'], atOnce: number): Promise<void> => {
+    const deciding: Promise<void>[] = [];
+    for (const stepId of deployment.stepIds) {
+      const step = byId.get(stepId);
+      if (!step || step.status !== 'waiting') continue;
+      // Only steps that registered their token (or whose sandbox waits) can be answered now; the others settle themselves on registration.
+      if (!step.awaitToken && step.prestartedAt === undefined) continue;
+      const verdict = verdictFor(step, deployment, byId, deps.prestart);
+      if (verdict.kind !== kind) continue;
+      // A cancel decides cancellations only: a deployment it read already ended otherwise (the safety net) is not its to settle.
+      if (by === 'cancel' && !(verdict.kind === 'skip' && verdict.status === 'cancelled')) continue;
+      deciding.push(
+        settle(deps, step, verdict, by, byId, answers).then((release) => {
+          if (release) byId.set(stepId, decided(step, verdict, iso(deps.clock)));
+        }),
+      );
+      if (deciding.length >= atOnce) await allAnswered(deciding.splice(0));
     }
+    await allAnswered(deciding);
+  };
+  try {
+    // Skips one after another: a skip earlier in the walk skips its dependents later in it.
+    await walk('skip', 1);
+    // Releases side by side (each needs only its own dependencies to have succeeded, which no decision here
+    // changes), before any pre-start write: 200 roots released when bastion-open succeeds take a few round trips.
+    await walk('run', RELEASES_AT_ONCE);
+    // Pre-starts last, one after another: a release or a pre-start earlier in the walk lets a later step
+    // pre-start, within the cap, even one that comes before the released step in topological order.
+    await walk('prestart', 1);
   } finally {
     await allAnswered(answers);
   }
   return deployment;
 }
 
-/** A settle pass walks the steps twice: the decisions a step is waiting on, then the sandboxes started ahead. */
-const PASS_ORDER: readonly (readonly Verdict['kind'][])[] = [['run', 'skip'], ['prestart']];
+/** Releases a pass writes at once: well under the SDK's 50 sockets a Lambda's client keeps. */
+const RELEASES_AT_ONCE = 16;
 
 /** The step as `settle` just wrote it, so the rest of the pass sees it. */
 function decided(step: StepRecord, verdict: Verdict, now: string): StepRecord {
