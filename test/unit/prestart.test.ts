@@ -223,6 +223,33 @@ describe('Use-case: pre-start', () => {
     expect(answer('t-c2')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
   });
 
+  it('releases many roots side by side when bastion-open succeeds, a bounded number at a time', async () => {
+    deps.prestart = undefined;
+    const body = { ...chain(1), workflow: { steps: Array.from({ length: 40 }, (_, i) => ({ id: `r${i}`, action: 'run', command: 'true' })) } };
+    const wide = (await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body })).deploymentId;
+    for (let i = 0; i < 40; i++) await awaitDependencies(deps, { deploymentId: wide, stepId: `r${i}`, taskToken: `t-r${i}` });
+    await bastionOpened(deps, wide);
+    let inFlight = 0;
+    let most = 0;
+    const apply = deps.store.applyStepTransition.bind(deps.store);
+    deps.store.applyStepTransition = async (...args) => {
+      if (args[2].name !== 'release') return apply(...args);
+      most = Math.max(most, ++inFlight);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        return await apply(...args);
+      } finally {
+        inFlight--;
+      }
+    };
+    // ReleaseRoots: the RecordStepResult Lambda called for bastion-open.
+    await recordStepResult(deps, { deploymentId: wide, stepId: 'bastion-open' });
+    const steps = await deps.store.getSteps(wide);
+    expect(steps.filter((s) => !s.system).every((s) => s.status === 'running')).toBe(true);
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(16);
+  });
+
   it('does not pre-start when switched off', async () => {
     deps.prestart = undefined;
     await registerAll(3);
