@@ -4,6 +4,7 @@ import { Match } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../cdk/functions.ts';
 import { RUNNER_CAPABILITIES } from '../../cdk/sandbox.ts';
+import { CODE_CACHE_SETTINGS } from '../../local/sandbox/runnerBundle.ts';
 import { actionsOf, logicalId, roleStatements, synthCtdStack } from './helpers.ts';
 
 const { stack, template } = synthCtdStack({ 'ctd:cloud': 'openstack', 'ctd:keystoneUrl': 'https://keystone.example/v3' });
@@ -37,6 +38,13 @@ describe('Construct: Sandbox', () => {
 
   const dockerfile = readFileSync(path.join(REPO_ROOT, 'sandbox/Dockerfile'), 'utf8');
   const runner = () => Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0]!.Properties.ContainerDefinitions[0];
+
+  it("builds the image's code cache with local mode's placeholder settings, so both cache the clients' construction", () => {
+    // The RUN instruction with its continuation lines joined.
+    const run = dockerfile.replace(/\\\n\s*/g, ' ').match(/^RUN (CTD_TASK_FROM_STDIN=1 CTD_RUNNER_CODE_CACHE=write .*)$/m)?.[1] ?? '';
+    expect(run).toContain('node /app/runner.cjs');
+    for (const [name, value] of Object.entries(CODE_CACHE_SETTINGS)) expect(run).toContain(`${name}=${value}`);
+  });
 
   it('gives the runner writable scratch mounts: each is a VOLUME of the image', () => {
     // Fargate seeds a bind mount from the image only at a VOLUME path; elsewhere it is root's, 0755.
