@@ -4,7 +4,7 @@ import type { IConstruct } from 'constructs';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { afterAll } from 'vitest';
+import { afterAll, onTestFinished } from 'vitest';
 import { REPO_ROOT } from '../../cdk/functions.ts';
 import { CtdStack } from '../../cdk/stack.ts';
 
@@ -15,12 +15,19 @@ function cdkJsonContext(): Record<string, unknown> {
 
 /**
  * An App with `cdk synth`'s context and Lambda bundling skipped (bundling is covered once, in
- * bundling.test.ts). Call it while a test file is collected: it synthesizes into its own temporary
- * directory and removes it after the file's tests, where a bare App would leave a cdk.out* in tmpdir.
+ * bundling.test.ts). It synthesizes into its own temporary directory and removes it after the
+ * test that made it, or after the file's tests when made while the file is collected (a bare App
+ * would leave a cdk.out* in tmpdir, and an afterAll registered inside a test never runs).
  */
 export function testApp(context: Record<string, unknown> = {}): App {
   const outdir = mkdtempSync(path.join(tmpdir(), 'ctd-cdk-'));
-  afterAll(() => rmSync(outdir, { recursive: true, force: true }));
+  const remove = () => rmSync(outdir, { recursive: true, force: true });
+  try {
+    onTestFinished(remove);
+  } catch {
+    // Not inside a test: the file is being collected.
+    afterAll(remove);
+  }
   return new App({ outdir, context: { ...cdkJsonContext(), 'aws:cdk:bundling-stacks': [], ...context } });
 }
 
