@@ -25,7 +25,7 @@ export function testApp(context: Record<string, unknown> = {}): App {
   try {
     onTestFinished(remove);
   } catch {
-    // Not inside a test: the file is being collected.
+    // Not inside a test: the file is being collected (not a hook either: an afterAll added by a hook never runs).
     afterAll(remove);
   }
   return new App({ outdir, context: { ...cdkJsonContext(), 'aws:cdk:bundling-stacks': [], ...context } });

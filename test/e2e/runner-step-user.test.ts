@@ -85,11 +85,13 @@ describe.skipIf(!runSuite)("Sandbox runner as the task definition starts it: the
   let container: ContainerDefinition;
   let deploymentId: string;
 
+  // The stack wants an https Keystone; the runner gets the local cloud's in its place, as it gets the local AWS endpoints.
+  const keystone = 'https://keystone.example/v3';
+  // Synthesized while the file is collected, so its synth dir is removed after the file (not from inside a hook).
+  const { template } = synthCtdStack({ [CONTEXT.cloud]: 'openstack', [CONTEXT.keystoneUrl]: keystone });
+
   beforeAll(async () => {
     t = await startTestEngine();
-    // The stack wants an https Keystone; the runner gets the local cloud's in its place, as it gets the local AWS endpoints.
-    const keystone = 'https://keystone.example/v3';
-    const { template } = synthCtdStack({ [CONTEXT.cloud]: 'openstack', [CONTEXT.keystoneUrl]: keystone });
     const taskDefinition = Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0]!;
     container = (taskDefinition.Properties.ContainerDefinitions as ContainerDefinition[]).find((c) => c.Name === RUNNER_CONTAINER_NAME)!;
     imageEnv = imageEnvironment(readFileSync(join(REPO_ROOT, 'sandbox/Dockerfile'), 'utf8'));
