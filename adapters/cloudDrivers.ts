@@ -2,8 +2,6 @@ import type { CloudConfig } from './cloudConfig.ts';
 import type { CloudDriver } from '../core/ports.ts';
 import { OpenStackDriver } from './openstack/driver.ts';
 
-export { cloudConfigFromEnv, type CloudConfig } from './cloudConfig.ts';
-
 /**
  * The driver for a cloud config that passed the schema. A process whose catalog entry has no
  * `cloud` section has no Keystone URL, and building its driver is a programming error said plainly.

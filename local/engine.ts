@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildEngineDeps, type EngineConfig } from '../adapters/aws/engineDeps.ts';
 import { metricsPort } from '../adapters/aws/telemetry.ts';
-import { cloudConfigFromEnv } from '../adapters/cloudDrivers.ts';
+import { cloudConfigFromEnv } from '../adapters/cloudConfig.ts';
 import { executionEndedOutsideCleanup } from '../core/usecases/finalize.ts';
 import { parseConfig } from '../core/config/schema.ts';
 import { routeTelemetry } from '../lambdas/observability.ts';

@@ -33,8 +33,6 @@ export interface MapStateInfo {
   itemsPath?: string;
   /** The ItemSelector field that holds `$$.Map.Item.Value`: an iteration's history lane is keyed by it. */
   itemField?: string;
-  /** The Map whose ItemProcessor holds this one, if any. */
-  parentMap?: string;
 }
 
 export interface ParsedDefinition {
@@ -61,25 +59,18 @@ export const PARAMS = 'ctd:parameters';
 const MAX_TIMER_SECONDS = Math.floor(0x7fffffff / 1000);
 
 /** Visits every state, descending into Map ItemProcessor/Iterator and Parallel Branches. */
-export function walkStates(machine: AslMachine, visit: (name: string, state: AslState) => void): void {
+export function walkStates(
+  machine: AslMachine,
+  visit: (name: string, state: AslState, enclosingMap: string | undefined) => void,
+  enclosingMap?: string,
+): void {
   for (const [name, state] of Object.entries(machine.States)) {
-    visit(name, state);
+    visit(name, state, enclosingMap);
     const nested = state.ItemProcessor ?? state.Iterator;
-    if (isMachine(nested)) walkStates(nested, visit);
+    // A Map's states are enclosed by it; a Parallel's branches by whatever encloses the Parallel.
+    if (isMachine(nested)) walkStates(nested, visit, name);
     if (Array.isArray(state.Branches)) {
-      for (const branch of state.Branches) if (isMachine(branch)) walkStates(branch, visit);
-    }
-  }
-}
-
-/** Visits every state with the name of the innermost Map whose ItemProcessor holds it. */
-function walkEnclosed(machine: AslMachine, enclosing: string | undefined, visit: (name: string, enclosing: string | undefined) => void): void {
-  for (const [name, state] of Object.entries(machine.States)) {
-    visit(name, enclosing);
-    const nested = state.ItemProcessor ?? state.Iterator;
-    if (isMachine(nested)) walkEnclosed(nested, name, visit);
-    if (Array.isArray(state.Branches)) {
-      for (const branch of state.Branches) if (isMachine(branch)) walkEnclosed(branch, enclosing, visit);
+      for (const branch of state.Branches) if (isMachine(branch)) walkStates(branch, visit, enclosingMap);
     }
   }
 }
@@ -105,10 +96,8 @@ export function parseDefinition(text: string, timeScale: number, validate = true
   const tasks = new Map<string, TaskStateInfo>();
   const maps = new Map<string, MapStateInfo>();
   const enclosingMap = new Map<string, string>();
-  walkEnclosed(source, undefined, (name, enclosing) => {
+  walkStates(source, (name, state, enclosing) => {
     if (enclosing !== undefined) enclosingMap.set(name, enclosing);
-  });
-  walkStates(source, (name, state) => {
     if (state.Type === 'Task') {
       tasks.set(name, {
         name,
@@ -123,8 +112,7 @@ export function parseDefinition(text: string, timeScale: number, validate = true
       const itemField = isObject(selector)
         ? Object.entries(selector).find(([key, value]) => key.endsWith('.$') && value === '$$.Map.Item.Value')?.[0].slice(0, -2)
         : undefined;
-      const parentMap = enclosingMap.get(name);
-      maps.set(name, { name, itemsPath: stringOrUndefined(state.ItemsPath), ...(itemField ? { itemField } : {}), ...(parentMap ? { parentMap } : {}) });
+      maps.set(name, { name, itemsPath: stringOrUndefined(state.ItemsPath), ...(itemField ? { itemField } : {}) });
     }
   });
 

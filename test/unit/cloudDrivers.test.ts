@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { cloudConfigFromEnv, cloudDriverFor } from '../../adapters/cloudDrivers.ts';
+import { cloudConfigFromEnv } from '../../adapters/cloudConfig.ts';
+import { cloudDriverFor } from '../../adapters/cloudDrivers.ts';
 import { OpenStackDriver } from '../../adapters/openstack/driver.ts';
 import { parseConfig } from '../../core/config/schema.ts';
 
