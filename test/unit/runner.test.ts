@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ErrorName, StepError, TaskTokenGoneError } from '../../core/errors.ts';
 import type { CloudDriver } from '../../core/ports.ts';
 import { cancelDeployment } from '../../core/usecases/cancel.ts';
@@ -190,6 +190,37 @@ describe('Function: runStep', () => {
     expect(reads.map((r) => [r.name, r.status])).toEqual([['secrets', 'running'], ['files', 'running']]);
     // The second read started while the first was still on its way.
     expect(reads[1]?.othersInFlight).toBe(1);
+  });
+
+  it('sees its release at most 0.5 s late, however long it has waited (docs/ARCHITECTURE.md, "Why polling")', async () => {
+    vi.useFakeTimers();
+    try {
+      const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
+      const chainBody = { ...body, workflow: { steps: [body.workflow.steps[0]!, { ...body.workflow.steps[1]!, dependsOn: ['a'] }] } };
+      const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1-secret-value', body: chainBody });
+      await bastionOpened(deps, deploymentId);
+      await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
+      await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
+      const reads: number[] = [];
+      const store = Object.assign(Object.create(deps.store) as typeof deps.store, {
+        getStep: (id: string, stepId: string) => {
+          if (stepId === 'b') reads.push(Date.now());
+          return deps.store.getStep(id, stepId);
+        },
+      });
+      // The runner's own poll (no releasePollMs given), heartbeats left at their real 20 s.
+      const running = runStep({ ...runnerDepsOf(deps, { store, actions: { run: async () => undefined } }), heartbeatMs: 20_000 }, { deploymentId, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'task/b' });
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect((await deps.store.getStep(deploymentId, 'b'))?.status).toBe('waiting');
+      const gaps = reads.slice(1).map((at, i) => at - reads[i]!);
+      expect(gaps.length).toBeGreaterThan(100);
+      expect(Math.max(...gaps)).toBeLessThanOrEqual(500);
+      await recordStepResult(deps, { deploymentId, stepId: 'a' });
+      await vi.advanceTimersByTimeAsync(500);
+      expect(await running).toEqual({ ok: true, output: {} });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('sends its first heartbeat before its reads and claim answer, having read no secret', async () => {
