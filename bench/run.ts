@@ -2,14 +2,14 @@ import { parseArgs } from 'node:util';
 import { loadAverage, machine, startBenchEngine, waitForCalm, type BenchEngine } from './harness.ts';
 import { loadResults, saveResults, summaryTable, type BenchResults } from './report.ts';
 import { DEFAULT_PRESTART_MAX_WAITING } from '../adapters/aws/engineDeps.ts';
-import { COLDSTART_WORKFLOWS, runColdstart, type ColdstartCase, type ColdstartResult } from './coldstart.ts';
+import { COLDSTART_MODES, COLDSTART_WORKFLOWS, runColdstart, type ColdstartCase, type ColdstartResult } from './coldstart.ts';
 import { runSandboxStart } from './sandboxStart.ts';
 import { runScheduling } from './scheduling.ts';
 import { runTransitions } from './transitions.ts';
 
 /**
  * `npm run bench [-- --only scheduling|sandbox|transitions|coldstart] [--seed N] [--runs N] [--time-scale X]`
- * `[--workflows chain10,dag60,independent200] [--modes off,on]` (coldstart only: a quicker partial run; combine with --no-write)
+ * `[--workflows chain10,dag60,independent200] [--modes off,on,uncapped]` (coldstart only: a quicker partial run; combine with --no-write)
  */
 
 const BENCHMARKS = ['sandbox', 'scheduling', 'transitions', 'coldstart'] as const;
@@ -83,7 +83,7 @@ async function main(): Promise<void> {
           if (!values['no-write']) await saveResults(results);
         };
         const workflows = listOf('workflows', values.workflows, COLDSTART_WORKFLOWS);
-        const modes = listOf('modes', values.modes, ['off', 'on'] as const);
+        const modes = listOf('modes', values.modes, COLDSTART_MODES);
         await progress(
           await runColdstart({
             seed,
