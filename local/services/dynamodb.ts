@@ -10,9 +10,10 @@ import {
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
 import { TABLE, createTableInput } from '../../adapters/aws/table.ts';
-import { dynaliteWithTableCache, type TableCacheStats } from './dynaliteTableCache.ts';
-import { closeServer, listen } from './httpUtil.ts';
+import type { TableCacheStats } from './dynaliteTableCache.ts';
+import type { DynaliteWorkerData, DynaliteWorkerMessage, DynaliteWorkerRequest } from './dynaliteWorker.ts';
 import { keepOwnerOnly } from './ownerOnly.ts';
+import { startTsWorker } from './tsWorker.ts';
 
 export interface LocalDynamoDb {
   url: string;
@@ -22,7 +23,7 @@ export interface LocalDynamoDb {
    */
   sweepExpired(): Promise<number>;
   /** How often dynalite's table description came from memory rather than LevelDB (local/services/dynaliteTableCache.ts). */
-  tableCache: TableCacheStats;
+  tableCacheStats(): Promise<TableCacheStats>;
   close(): Promise<void>;
 }
 
@@ -106,14 +107,17 @@ export async function startLocalDynamoDb(opts: LocalDynamoDbOptions): Promise<Lo
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   // LevelDB keeps deleted items in its log: its files must not be readable by other users.
   const modes = await keepOwnerOnly(dataDir);
-  const { server, stats: tableCache } = dynaliteWithTableCache({ path: dataDir, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-  const url = await listen(server, opts.port ?? 0, opts.host ?? '127.0.0.1');
+  const dynalite = await startDynaliteWorker({ path: dataDir, host: opts.host ?? '127.0.0.1', port: opts.port ?? 0 }).catch(async (err: unknown) => {
+    await modes.close();
+    throw err;
+  });
+  const url = dynalite.url;
   const client = localDynamoDbClient(url);
   try {
     await ensureTable(client, opts.tableName);
   } catch (err) {
     client.destroy();
-    await closeServer(server);
+    await dynalite.close();
     await modes.close();
     throw err;
   }
@@ -142,8 +146,56 @@ export async function startLocalDynamoDb(opts: LocalDynamoDbOptions): Promise<Lo
     if (timer) clearInterval(timer);
     await running?.catch(() => undefined);
     client.destroy();
-    await closeServer(server);
+    await dynalite.close();
     await modes.close();
   };
-  return { url, sweepExpired, tableCache, close: () => (closing ??= close()) };
+  return { url, sweepExpired, tableCacheStats: dynalite.stats, close: () => (closing ??= close()) };
+}
+
+/** dynalite on a thread of its own (local/services/dynaliteWorker.ts), listening once this resolves. */
+async function startDynaliteWorker(data: DynaliteWorkerData): Promise<{ url: string; stats(): Promise<TableCacheStats>; close(): Promise<void> }> {
+  const worker = startTsWorker(new URL('./dynaliteWorker.ts', import.meta.url), data);
+  const next = <T extends DynaliteWorkerMessage['type']>(type: T): Promise<Extract<DynaliteWorkerMessage, { type: T }>> =>
+    new Promise((resolve, reject) => {
+      const onMessage = (m: DynaliteWorkerMessage) => {
+        if (m.type !== type) return;
+        off();
+        resolve(m as Extract<DynaliteWorkerMessage, { type: T }>);
+      };
+      const onError = (err: Error) => {
+        off();
+        reject(new Error(`local DynamoDB (dynalite) failed: ${err.message}`, { cause: err }));
+      };
+      const onExit = (code: number) => onError(new Error(`its thread exited (code ${code})`));
+      const off = () => {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+      };
+      worker.on('message', onMessage);
+      worker.once('error', onError);
+      worker.once('exit', onExit);
+    });
+  const ask = (m: DynaliteWorkerRequest) => worker.postMessage(m);
+  const { url } = await next('listening').catch(async (err: unknown) => {
+    await worker.terminate();
+    throw err;
+  });
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    stats: async () => {
+      const answer = next('stats');
+      ask({ type: 'stats' });
+      const { hits, misses } = await answer;
+      return { hits, misses };
+    },
+    close: () =>
+      (closing ??= (async () => {
+        const closed = next('closed');
+        ask({ type: 'close' });
+        await closed.catch(() => undefined);
+        await worker.terminate();
+      })()),
+  };
 }

@@ -113,10 +113,10 @@ describe('Function: startLocalDynamoDb', () => {
     await raw.send(new CreateTableCommand(createOther));
     await expect.poll(async () => (await raw.send(new DescribeTableCommand({ TableName: other }))).Table?.TableStatus).toBe('ACTIVE');
     await doc.send(new PutCommand({ TableName: other, Item: { ...key, note: 'first' } }));
-    const before = { ...db.tableCache };
+    const before = await db.tableCacheStats();
     for (let i = 0; i < 3; i++) expect((await doc.send(new GetCommand({ TableName: other, Key: key }))).Item?.note).toBe('first');
     // The repeated reads found the description in memory, not in LevelDB.
-    expect(db.tableCache.hits - before.hits).toBeGreaterThanOrEqual(3);
+    expect((await db.tableCacheStats()).hits - before.hits).toBeGreaterThanOrEqual(3);
 
     // A deleted table is gone for the next request, as in DynamoDB: no stale description answers it.
     await raw.send(new DeleteTableCommand({ TableName: other }));
