@@ -227,7 +227,8 @@ export async function prepareRunner(opts: BundleOptions = {}): Promise<PreparedR
   return { entry, built: true };
 }
 
-const MTIME_SLACK_MS = 1_000;
+// The kernel stamps mtimes from a coarse clock (a tick behind Date.now() at most); an edit during the build still lands after this.
+const MTIME_SLACK_MS = 100;
 
 function sha256(data: string | Buffer): string {
   return createHash('sha256').update(data).digest('hex');
