@@ -42,22 +42,49 @@ export async function awaitDependencies(
   deps: EngineDeps,
   input: { deploymentId: string; stepId: string; taskToken: string },
 ): Promise<Release | undefined> {
-  const registered = await deps.store.updateStep(input.deploymentId, input.stepId, { awaitToken: input.taskToken }, { ifStatus: ['waiting'] });
-  const [deployment, steps] = await Promise.all([deps.store.getDeployment(input.deploymentId), deps.store.getSteps(input.deploymentId)]);
-  const byId = new Map(steps.map((s) => [s.stepId, s]));
-  const step = byId.get(input.stepId);
-  if (!deployment || !step) throw new NotFoundError(`step ${input.stepId} of deployment ${input.deploymentId} does not exist`);
+  const { deploymentId, stepId } = input;
+  const registered = await deps.store.updateStep(deploymentId, stepId, { awaitToken: input.taskToken }, { ifStatus: ['waiting'] });
+  const [deployment, own] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getStep(deploymentId, stepId)]);
+  if (!deployment || !own) throw new NotFoundError(`step ${stepId} of deployment ${deploymentId} does not exist`);
   if (!registered) {
     // Already decided (a retried invocation, or skipped before it registered): answer from the record.
     await answer(deps, input.taskToken, { run: false, timeoutSeconds: 1 } satisfies Release);
     return undefined;
   }
-  const verdict = verdictFor(step, deployment, byId, deps.prestart);
-  const release = await settle(deps, step, verdict, 'lambda', byId);
+  // Its own dependencies decide a run, a skip or a wait (see dependencyReads); only a pre-start needs the whole deployment.
+  let byId = await dependencyReads(deps, own);
+  let step = own;
+  let verdict = byId ? verdictFor(step, deployment, byId, deps.prestart) : undefined;
+  const partial = byId !== undefined && verdict?.kind !== 'prestart';
+  if (!partial) {
+    byId = new Map((await deps.store.getSteps(deploymentId)).map((s) => [s.stepId, s]));
+    step = byId.get(stepId) ?? own;
+    verdict = verdictFor(step, deployment, byId, deps.prestart);
+  }
+  const release = await settle(deps, step, verdict!, 'lambda', byId);
   // This step's sandbox may now boot: steps waiting on it may pre-start theirs too (a fresh read: one
   // registering meanwhile may have read this step before it started). Nothing else can gain from it.
-  if (deps.prestart && release?.run && hasUndecidedDependent(step.stepId, byId)) await settleWaiting(deps, input.deploymentId);
+  // From a read of its dependencies only, whether a dependent is left undecided is unknown: the pass finds out.
+  if (deps.prestart && release?.run && (partial || hasUndecidedDependent(stepId, byId!))) await settleWaiting(deps, deploymentId);
   return release;
+}
+
+/** Beyond this many dependencies one Query of the deployment's steps is cheaper than a GetItem each. */
+const DEPENDENCY_READS_MAX = 8;
+
+/**
+ * The records `verdictFor` reads for this step, each a consistent GetItem: its dependencies (a root's:
+ * bastion-open). On them alone it answers run, skip or wait exactly as on every step of the deployment;
+ * only `prestart` also counts the deployment's waiting sandboxes (the cap): that verdict is taken again
+ * on a full read. Undefined when a full read is cheaper.
+ */
+async function dependencyReads(deps: EngineDeps, step: StepRecord): Promise<Map<string, StepRecord> | undefined> {
+  const ids = step.system ? step.dependsOn : step.dependsOn.length > 0 ? step.dependsOn : [BASTION_OPEN];
+  if (ids.length > DEPENDENCY_READS_MAX) return undefined;
+  const read = await Promise.all(ids.map((id) => deps.store.getStep(step.deploymentId, id)));
+  const byId = new Map<string, StepRecord>([[step.stepId, step]]);
+  for (const s of read) if (s) byId.set(s.stepId, s);
+  return byId;
 }
 
 /**

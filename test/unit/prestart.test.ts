@@ -250,6 +250,47 @@ describe('Use-case: pre-start', () => {
     expect(most).toBeLessThanOrEqual(16);
   });
 
+  it("decides a step whose dependency has not started from its dependencies' records, without reading every step", async () => {
+    await awaitDependencies(deps, { deploymentId: id, stepId: 's1', taskToken: 't1' });
+    const reads = vi.spyOn(deps.store, 'getSteps');
+    // s3's dependency s2 has not even registered: s3 waits, decided from s2's record alone.
+    await awaitDependencies(deps, { deploymentId: id, stepId: 's3', taskToken: 't3' });
+    expect(answer('t3')).toBeUndefined();
+    expect(await step('s3')).toMatchObject({ status: 'waiting', awaitToken: 't3' });
+    expect((await step('s3'))?.prestartedAt).toBeUndefined();
+    expect(reads).not.toHaveBeenCalled();
+    // Its dependency's pre-start then lets it pre-start (a pass over the whole deployment, as before).
+    await awaitDependencies(deps, { deploymentId: id, stepId: 's2', taskToken: 't2' });
+    expect(answer('t3')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
+  });
+
+  it('counts, for the pre-start cap, the waiting sandboxes of steps that are not among its dependencies', async () => {
+    deps.prestart = { maxWaiting: 1 };
+    const body = {
+      ...chain(1),
+      workflow: {
+        steps: [
+          { id: 'a1', action: 'run', command: 'true' },
+          { id: 'a2', action: 'run', command: 'true', dependsOn: ['a1'] },
+          { id: 'b1', action: 'run', command: 'true' },
+          { id: 'b2', action: 'run', command: 'true', dependsOn: ['b1'] },
+        ],
+      },
+    };
+    id = (await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body })).deploymentId;
+    await bastionOpened(deps, id);
+    for (const s of ['a1', 'a2', 'b1']) await awaitDependencies(deps, { deploymentId: id, stepId: s, taskToken: `t-${s}` });
+    expect(answer('t-a2')).toMatchObject({ ok: true, output: { prestart: true } });
+    expect(answer('t-b1')).toMatchObject({ ok: true, output: { run: true } });
+    // b2's own dependency (b1) runs and holds no waiting sandbox, but a2's fills the cap of 1: b2 waits.
+    await awaitDependencies(deps, { deploymentId: id, stepId: 'b2', taskToken: 't-b2' });
+    expect(answer('t-b2')).toBeUndefined();
+    expect((await step('b2'))?.prestartedAt).toBeUndefined();
+    // a2's release frees the place: b2 pre-starts in a1's pass.
+    await recordStepResult(deps, { deploymentId: id, stepId: 'a1' });
+    expect(answer('t-b2')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
+  });
+
   it('does not pre-start when switched off', async () => {
     deps.prestart = undefined;
     await registerAll(3);
