@@ -84,7 +84,7 @@ describe('Local sandboxes: wake', () => {
     launcher.wake(taskArn);
     await ended;
     expect(() => launcher!.wake(taskArn)).not.toThrow();
-    expect(stopped.map((e) => e.detail.containers[0]?.exitCode)).toEqual([0]);
+    expect(stopped.map((e) => e.detail.containers?.[0]?.exitCode)).toEqual([0]);
     expect(lines.filter((l) => l.includes('line '))).toEqual(['[s1] line 1: task', '[s1] line 2: wake', '[s1] line 3: wake']);
     expect(lines.join('\n')).not.toContain('secret');
   });
