@@ -134,9 +134,15 @@ export interface ExecutionService {
   sendTaskHeartbeat(taskToken: string): Promise<void>;
 }
 
-/** The sandbox side of ECS: the state machine starts tasks; the engine only ever stops them. */
+/** The sandbox side of ECS: the state machine starts tasks; the engine stops them and, where it can reach them, wakes them. */
 export interface SandboxLauncher {
   stopTask(taskArn: string, reason: string): Promise<void>;
+  /**
+   * A released pre-started step: its sandbox reads its step now instead of at its next poll. Fire-and-forget,
+   * never throws, carries nothing (the runner re-reads its step, so a wake releases nothing by itself); an ended
+   * or unknown task is ignored. Absent where tasks cannot be reached (Fargate): the runner's poll sees the release.
+   */
+  wake?(taskArn: string): void;
 }
 
 /** Who a cloud token belongs to; the authorizer and the submit use-case ask the cloud. */

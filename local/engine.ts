@@ -7,6 +7,7 @@ import { metricsPort } from '../adapters/aws/telemetry.ts';
 import { cloudConfigFromEnv } from '../adapters/cloudConfig.ts';
 import { executionEndedOutsideCleanup } from '../core/usecases/finalize.ts';
 import { parseConfig } from '../core/config/schema.ts';
+import { RELEASE_POLL_ENV } from '../core/config/names.ts';
 import { routeTelemetry } from '../lambdas/observability.ts';
 import type { Hypervisor } from './cloud-backend.ts';
 import { pickLoopbackBlock, splitBlock, type LoopbackBlock } from './cloud/loopbackBlock.ts';
@@ -61,6 +62,11 @@ export interface LocalEngineOptions {
   sandboxStartLatency?: StartLatency;
   /** Start sandboxes ahead of their release (default: CTD_PRESTART, which defaults to on); false = off. */
   prestart?: PrestartPolicy | false;
+  /**
+   * The runners' release poll, ms before the time scale (default: $CTD_RELEASE_POLL_MS as `first,max`, else
+   * 100 ms growing to 2 s). Local runners are woken at their release, so tests may set it to hours.
+   */
+  releasePollMs?: { first: number; max: number };
 }
 
 export interface LocalEngine {
@@ -168,6 +174,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       CTD_KMS_KEY_ID: kms.keyId,
       ...cloudEnv,
       CTD_TIME_SCALE: String(timeScale),
+      ...releasePollEnv(opts.releasePollMs),
       CTD_ANSIBLE_PLUGINS_DIR: fileURLToPath(new URL('../sandbox/ansible/callback_plugins', import.meta.url)),
     };
 
@@ -388,4 +395,17 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Local runners are woken at their release (LocalSandboxes.wake): their poll only covers a release decided from a read
+ * that predates the sandbox's registration, so it may back off to 2 s (RELEASE_POLL_MS caps it at 0.5 s). In the
+ * 60-step bench DAG under a simulated Fargate start this cut the GetItems of a run by a quarter (docs/ARCHITECTURE.md).
+ */
+const LOCAL_RELEASE_POLL_MS = { first: 100, max: 2000 } as const;
+
+/** The runners' CTD_RELEASE_POLL_MS: the option, else the engine's own environment's, else LOCAL_RELEASE_POLL_MS; the runner checks it. */
+function releasePollEnv(poll: { first: number; max: number } | undefined): Record<string, string> {
+  const { first, max } = LOCAL_RELEASE_POLL_MS;
+  return { [RELEASE_POLL_ENV]: poll ? `${poll.first},${poll.max}` : (process.env[RELEASE_POLL_ENV] ?? `${first},${max}`) };
 }

@@ -2,12 +2,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildStepPorts, engineConfigFromEnv, type StepPorts } from '../adapters/aws/stepPorts.ts';
-import { RUNNER_READY } from '../core/config/names.ts';
+import { RELEASE_POLL_ENV, RUNNER_READY } from '../core/config/names.ts';
 import { createTelemetry, logPort, metricsPort } from '../adapters/aws/telemetry.ts';
 import { SANDBOX_CONFIG } from '../core/config/schema.ts';
 import type { CloudDriver } from '../core/ports.ts';
 import { RELEASE_POLL_MS, runStep } from './runner.ts';
 import { stepUserFromEnv, type StepUser } from './stepUser.ts';
+import { readTask } from './stdinTask.ts';
+import { Wakes } from './wakes.ts';
 
 /** One Powertools Logger and Metrics for the process; their JSON and EMF lines go to stdout (CloudWatch Logs in AWS, the engine's log locally). */
 const telemetry = createTelemetry('sandbox');
@@ -20,7 +22,9 @@ async function main(): Promise<number> {
   // Built from the environment the runner starts with, so a warm local runner has it ready before its
   // task arrives; a bad setting still fails the task, once it has one (a runner dying while warm would orphan it).
   const prepared = settle(() => prepare(process.env));
-  if (process.env.CTD_TASK_FROM_STDIN === '1') Object.assign(process.env, await taskFromStdin());
+  // Only a runner handed its task on stdin can be woken (the launcher writes to it); a Fargate task only polls.
+  const wakes = process.env.CTD_TASK_FROM_STDIN === '1' ? new Wakes() : undefined;
+  if (wakes) Object.assign(process.env, await taskFromStdin(wakes));
   const env = process.env;
   const ids = {
     deploymentId: required('CTD_DEPLOYMENT_ID'),
@@ -52,7 +56,8 @@ async function main(): Promise<number> {
         workDir,
         ...(stepUser ? { stepUser } : {}),
         timeScale,
-        releasePollMs: { first: Math.max(20, RELEASE_POLL_MS.first * timeScale), max: Math.max(50, RELEASE_POLL_MS.max * timeScale) },
+        releasePollMs: releasePoll(env, timeScale),
+        ...(wakes ? { wakes } : {}),
         signal: stop.signal,
         metrics: metricsPort(telemetry.metrics),
       },
@@ -88,19 +93,26 @@ function settle<T>(build: () => T): T | Error {
   }
 }
 
+/** The release poll, time-scaled: RELEASE_POLL_MS unless the launcher set CTD_RELEASE_POLL_MS (`first,max`). */
+function releasePoll(env: NodeJS.ProcessEnv, timeScale: number): { first: number; max: number } {
+  const raw = env[RELEASE_POLL_ENV];
+  const [first, max] = raw === undefined ? [RELEASE_POLL_MS.first, RELEASE_POLL_MS.max] : raw.split(',').map(Number);
+  if (!(first! > 0 && max! >= first!)) throw new Error(`${RELEASE_POLL_ENV} must be "first,max" in ms with 0 < first <= max, got "${raw}"`);
+  // Floors: a tiny time scale must not turn the poll into a busy loop of reads.
+  return { first: Math.max(20, first! * timeScale), max: Math.max(50, max! * timeScale) };
+}
+
 /**
  * A local sandbox is started ahead of its task, with its modules already loaded; the task's ids and
- * token then arrive as one JSON line on stdin. EOF without a task (the engine went away) ends it.
+ * token then arrive as one JSON line on stdin, and every further line is a wake. EOF without a task
+ * (the engine went away) ends it.
  */
-async function taskFromStdin(): Promise<Record<string, string>> {
+async function taskFromStdin(wakes: Wakes): Promise<Record<string, string>> {
   // Modules are loaded: the launcher may let the next runner boot (it caps boots at the core count).
   process.stdout.write(`${RUNNER_READY}\n`);
-  let text = '';
-  for await (const chunk of process.stdin) text += String(chunk);
-  if (!text.trim()) process.exit(0);
-  const task: unknown = JSON.parse(text);
-  if (typeof task !== 'object' || task === null) throw new Error('the task on stdin is not an object');
-  return Object.fromEntries(Object.entries(task).map(([k, v]) => [k, String(v)]));
+  const task = await readTask(process.stdin, wakes);
+  if (!task) process.exit(0);
+  return task;
 }
 
 function required(name: string): string {

@@ -8,6 +8,7 @@ import { ACTIONS } from './actions/index.ts';
 import type { Action } from './actions/types.ts';
 import { StepLog } from './stepLog.ts';
 import type { StepUser } from './stepUser.ts';
+import type { Wakes } from './wakes.ts';
 
 /** What one sandbox run needs; main.ts builds it from the task's environment. */
 export interface RunnerDeps {
@@ -24,6 +25,8 @@ export interface RunnerDeps {
   heartbeatMs?: number;
   /** A pre-started sandbox polls its step for the release: first delay, growing ×1.5 up to max (default RELEASE_POLL_MS). */
   releasePollMs?: { first: number; max: number };
+  /** Ends a release poll's sleep at once (local mode: the launcher wakes a runner at its step's release). */
+  wakes?: Wakes;
   actions?: Partial<Record<string, Action>>;
   /** Aborted by SIGTERM (StopTask): the action stops, connections close, the runner reports and exits. */
   signal: AbortSignal;
@@ -224,16 +227,18 @@ const CLAIM_TRIES = 3;
  */
 export const RELEASE_POLL_MS = { first: 100, max: 500 } as const;
 
-/** Polls the step until its release, with backoff; the answer when it was decided otherwise. */
+/** Polls the step until its release, with backoff, a wake cutting a sleep short; the answer when it was decided otherwise. */
 async function awaitRelease(deps: RunnerDeps, ids: TaskIds, signal: AbortSignal): Promise<StepRecord | RunOutcome> {
   const { first, max } = deps.releasePollMs ?? RELEASE_POLL_MS;
   let delay = first;
   for (;;) {
     if (signal.aborted) return failure(ErrorName.StepFailed, 'the sandbox was stopped while waiting for its release');
+    // Before the read: a wake arriving while it is on its way may announce a release it missed.
+    deps.wakes?.clear();
     const step = await deps.store.getStep(ids.deploymentId, ids.stepId);
     if (step?.status === 'running') return step;
     if (step?.status !== 'waiting') return notStarting(step);
-    await sleep(delay, signal);
+    await sleep(delay, signal, deps.wakes);
     delay = Math.min(max, Math.round(delay * 1.5));
   }
 }
@@ -252,15 +257,18 @@ function notStarting(step: StepRecord | undefined): RunOutcome {
   return failure(step?.status === 'cancelled' ? ErrorName.Cancelled : ErrorName.StepAborted, `step ${step?.stepId ?? '?'} is ${step?.status ?? 'gone'}; not starting it`);
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(ms: number, signal: AbortSignal, wakes?: Wakes): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
+    let unwake: (() => void) | undefined;
     function done() {
       clearTimeout(timer);
       signal.removeEventListener('abort', done);
+      unwake?.();
       resolve();
     }
     signal.addEventListener('abort', done, { once: true });
+    unwake = wakes?.onWake(done);
   });
 }
 

@@ -53,6 +53,15 @@ export const RUNNER_CONTAINER_NAME = 'runner';
 /** The line a local runner started ahead (task on stdin) prints once its modules are loaded. */
 export const RUNNER_READY = 'ctd-runner-ready';
 
+/** Every line on a local runner's stdin after its task is a wake: its content is ignored (it carries nothing). */
+export const RUNNER_WAKE = 'wake';
+
+/**
+ * A runner's release poll, `first,max` in ms before the time scale (default RELEASE_POLL_MS, sandbox/runner.ts):
+ * local runners are woken at their release and may poll less often.
+ */
+export const RELEASE_POLL_ENV = 'CTD_RELEASE_POLL_MS';
+
 /** The cloud kinds the engine can act on: one production driver (docs/OPENSTACK.md). */
 export const CLOUD_KINDS = ['openstack'] as const;
 export type CloudKind = (typeof CLOUD_KINDS)[number];

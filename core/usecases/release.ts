@@ -187,6 +187,9 @@ export async function settle(
   if (!won.applied) return undefined;
   const release = releaseOf(step, verdict.kind === 'run');
   deps.log('step released', { deploymentId: step.deploymentId, stepId: step.stepId, run: release.run });
+  // Its waiting sandbox sees the release now rather than at its next poll. A record read before the sandbox
+  // registered has no taskArn: that sandbox's poll sees the release (no extra read here for it).
+  if (verdict.kind === 'run' && step.prestartedAt !== undefined && step.taskArn) deps.sandboxes.wake?.(step.taskArn);
   const respond = async () => {
     // A pre-started step's token was answered already (a stale read may still show it: answering it again is a no-op).
     if (step.awaitToken && step.prestartedAt === undefined) {

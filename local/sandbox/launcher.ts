@@ -5,7 +5,7 @@ import { availableParallelism, constants } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ECS_TASK_STATE_CHANGE, type EcsTaskStateChangeEvent } from '../../adapters/aws/ecsTaskEvents.ts';
-import { RUNNER_CONTAINER_NAME, RUNNER_READY, TASK_ENV } from '../../core/config/names.ts';
+import { RUNNER_CONTAINER_NAME, RUNNER_READY, RUNNER_WAKE, TASK_ENV } from '../../core/config/names.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
 import { SYSTEM_STEP_IDS } from '../../core/deployment/constants.ts';
 
@@ -140,7 +140,8 @@ export class LocalSandboxes implements SandboxLauncher {
     this.tasks.set(taskArn, sandbox);
     const handOver = () => {
       sandbox.starting = undefined;
-      sandbox.child.stdin?.end(`${JSON.stringify(sandbox.task)}\n`);
+      // Stdin stays open after the task: every further line is a wake (see wake).
+      this.writeLine(sandbox, JSON.stringify(sandbox.task));
     };
     const wait = due - Date.now();
     if (wait > 0) sandbox.starting = setTimeout(handOver, wait);
@@ -158,6 +159,21 @@ export class LocalSandboxes implements SandboxLauncher {
   /** Task ARNs of the running sandboxes, by step id. */
   taskArns(): Map<string, string> {
     return new Map([...this.tasks].map(([arn, s]) => [s.task?.[TASK_ENV.stepId] ?? '?', arn]));
+  }
+
+  /**
+   * A released step's sandbox reads its step now instead of at its next poll: one line on its stdin,
+   * carrying nothing. An ended or unknown task, or one not handed its task yet, is left alone.
+   */
+  wake(taskArn: string): void {
+    const sandbox = this.tasks.get(taskArn);
+    if (sandbox && !sandbox.starting) this.writeLine(sandbox, RUNNER_WAKE);
+  }
+
+  /** One line to the runner's stdin; a runner gone meanwhile is ignored (its pipe's errors are swallowed in spawn). */
+  private writeLine(sandbox: Sandbox, line: string): void {
+    const stdin = sandbox.child.stdin;
+    if (stdin && !stdin.destroyed && !stdin.writableEnded) stdin.write(`${line}\n`);
   }
 
   /** Kills the task's process group: SIGTERM lets the runner close its connections, SIGKILL follows. */

@@ -54,8 +54,15 @@ export class ContextBoundVault implements SecretVault {
 
 export class RecordingSandboxes implements SandboxLauncher {
   readonly stopped: string[] = [];
+  readonly woken: string[] = [];
+  /** Called on each wake, after it is recorded (a test hands it to a runner's Wakes). */
+  onWake: (taskArn: string) => void = () => undefined;
   async stopTask(taskArn: string) {
     this.stopped.push(taskArn);
+  }
+  wake(taskArn: string) {
+    this.woken.push(taskArn);
+    this.onWake(taskArn);
   }
 }
 

@@ -10,7 +10,7 @@ import { BOOT_RANK, bootRankOf, LocalSandboxes } from '../../local/sandbox/launc
  * none kept warm), so which task gets the first ready runner is the order steps start in.
  */
 
-// A runner that is ready at once and ends when its task arrives (stdin closes): no step runs.
+// A runner that is ready at once and never runs a step: it waits on its stdin (kept open after the task, for wakes) until stopped.
 const RUNNER = `process.stdout.write(${JSON.stringify(`${RUNNER_READY}\n`)}); process.stdin.resume(); process.stdin.on('end', () => process.exit(0));`;
 
 const runTaskParameters = (stepId: string, release?: Record<string, unknown>) => ({

@@ -1,0 +1,129 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, it, vi } from 'vitest';
+import type { CloudDriver } from '../../core/ports.ts';
+import { submitDeployment } from '../../core/usecases/submit.ts';
+import { awaitDependencies, recordStepResult } from '../../core/usecases/workflow.ts';
+import { runStep } from '../../sandbox/runner.ts';
+import { readTask } from '../../sandbox/stdinTask.ts';
+import { Wakes } from '../../sandbox/wakes.ts';
+import { bastionOpened, memoryDeps } from '../helpers/memoryEngine.ts';
+
+/**
+ * A pre-started runner woken at its release (issue 12): the engine's release wakes the sandbox, the wake
+ * ends the runner's poll sleep, and it reads its step. The poll here is an hour: without the wake the
+ * release is never seen and the test times out.
+ */
+
+const HOUR = 3_600_000;
+const chain = {
+  name: 'demo',
+  bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
+  workflow: { steps: [{ id: 'a', action: 'run', command: 'true' }, { id: 'b', action: 'run', command: 'true', dependsOn: ['a'] }] },
+};
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 10));
+
+async function waitingRunner() {
+  const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
+  const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1-secret-value', body: chain });
+  await bastionOpened(deps, deploymentId);
+  await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
+  await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
+  const reads: string[] = [];
+  const store = Object.assign(Object.create(deps.store) as typeof deps.store, {
+    getStep: async (id: string, stepId: string) => {
+      const step = await deps.store.getStep(id, stepId);
+      if (stepId === 'b') reads.push(step?.status ?? 'gone');
+      return step;
+    },
+  });
+  const wakes = new Wakes();
+  let ran = 0;
+  const running = runStep(
+    {
+      store,
+      vault: deps.vault,
+      executions: deps.executions,
+      cloud: {} as CloudDriver,
+      clock: deps.clock,
+      workDir: '/nonexistent',
+      timeScale: 1,
+      heartbeatMs: HOUR,
+      releasePollMs: { first: HOUR, max: HOUR },
+      wakes,
+      actions: { run: async () => void ran++ },
+      signal: new AbortController().signal,
+    },
+    { deploymentId, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'task/b' },
+  );
+  // Registered, and its first poll read seen the step waiting: it now sleeps for an hour.
+  while (!reads.includes('waiting')) await tick();
+  return { deps, deploymentId, reads, wakes, running, ran: () => ran };
+}
+
+describe('a pre-started runner woken at its release', () => {
+  it("is woken by the engine's release and runs at once, though its poll sleeps for an hour", async () => {
+    const { deps, deploymentId, wakes, running, ran } = await waitingRunner();
+    deps.sandboxes.onWake = (taskArn) => taskArn === 'task/b' && wakes.wake();
+    await recordStepResult(deps, { deploymentId, stepId: 'a' });
+    expect(deps.sandboxes.woken).toEqual(['task/b']);
+    expect(await running).toEqual({ ok: true, output: {} });
+    expect(ran()).toBe(1);
+  });
+
+  it('reads its step once on a stray wake before the release, and keeps waiting', async () => {
+    const { deps, deploymentId, reads, wakes, running, ran } = await waitingRunner();
+    const before = reads.length;
+    wakes.wake();
+    while (reads.length === before) await tick();
+    // A few more turns of the event loop: nothing else follows the one read.
+    for (let i = 0; i < 5; i++) await tick();
+    expect(reads.slice(before)).toEqual(['waiting']);
+    expect(ran()).toBe(0);
+    expect(deps.executions.answers.has('sandbox-b')).toBe(false);
+    // The release still gets through (woken again, as the engine would).
+    deps.sandboxes.onWake = () => wakes.wake();
+    await recordStepResult(deps, { deploymentId, stepId: 'a' });
+    expect(await running).toEqual({ ok: true, output: {} });
+    expect(reads.at(-1)).toBe('running');
+  });
+
+  it('does not wake a sandbox that has not registered: its poll sees the release', async () => {
+    const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
+    const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1-secret-value', body: chain });
+    await bastionOpened(deps, deploymentId);
+    await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
+    await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
+    expect((await deps.store.getStep(deploymentId, 'b'))?.prestartedAt).toBeDefined();
+    await recordStepResult(deps, { deploymentId, stepId: 'a' });
+    expect((await deps.store.getStep(deploymentId, 'b'))?.status).toBe('running');
+    expect(deps.sandboxes.woken).toEqual([]);
+  });
+});
+
+describe("a local runner's stdin", () => {
+  it('hands over the task on its first line; every further line is a wake, and its end changes nothing', async () => {
+    const input = new PassThrough();
+    const wakes = new Wakes();
+    const woken = vi.spyOn(wakes, 'wake');
+    const task = readTask(input, wakes);
+    input.write('{"CTD_STEP_ID":"b","CTD_ATTEMPT":2}\nwa');
+    expect(await task).toEqual({ CTD_STEP_ID: 'b', CTD_ATTEMPT: '2' });
+    expect(woken).not.toHaveBeenCalled();
+    input.write('ke\nwake\n');
+    input.end('wake\n');
+    await new Promise((resolve) => input.once('end', resolve));
+    expect(woken).toHaveBeenCalledTimes(3);
+  });
+
+  it('ends without a task when stdin closes first, and names a task that is not an object', async () => {
+    const empty = new PassThrough();
+    const none = readTask(empty, new Wakes());
+    empty.end();
+    expect(await none).toBeUndefined();
+    const bad = new PassThrough();
+    const refused = readTask(bad, new Wakes());
+    bad.write('["not", "a", "task"]\n');
+    await expect(refused).rejects.toThrow('the task on stdin is not an object');
+  });
+});
