@@ -67,7 +67,7 @@ export class SandboxSpawner {
       serialization: 'json',
     });
     this.process.on('message', (m: Message) => this.receive(m));
-    this.process.on('error', (e) => (this.exitReason ??= `could not start: ${e.message}`));
+    this.process.on('error', (e) => (this.exitReason ??= `the local sandbox spawner could not start: ${e.message}`));
     // Gone once it exited and its channel closed: every message it sent before has been received.
     // ('close' would say the same, but never comes after this side disconnected.)
     const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
