@@ -71,8 +71,6 @@ interface Sandbox {
   /** The RunTask parameters' cluster and the StopTask reason, for the STOPPED event. */
   clusterArn?: string;
   stopReason?: string;
-  /** The spawner died under it: why, for the STOPPED event (a lost sandbox, not one the engine stopped). */
-  lostReason?: string;
   /** Pending hand-over of the task while the "task" is still provisioning. */
   starting?: NodeJS.Timeout;
   /** Modules loaded, clients built: it said RUNNER_READY (or its boot slot timed out). */
