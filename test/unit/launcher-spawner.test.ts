@@ -115,6 +115,8 @@ describe.each(bwrapUsable ? [false, true] : [false])('Local sandboxes: the spawn
   afterEach(async () => {
     await launcher?.stopAll();
     launcher = undefined;
+    // A failing run may leave runners behind (what these tests look for): they go with the test.
+    if (marker) for (const p of await liveRunners(marker)) process.kill(p.pid, 'SIGKILL');
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
