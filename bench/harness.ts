@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { CtdClient } from '../cli/client.ts';
 import type { DeploymentView, HistoryResponse } from '../core/api.ts';
 import { startLocalEngine, type LocalEngine, type LocalEngineOptions } from '../local/engine.ts';
-import { RUNNER_READY } from '../core/config/names.ts';
 import { containerEnvironment } from '../local/sandbox/launcher.ts';
 import { LocalStepFunctions } from '../local/sfn/index.ts';
 
@@ -90,7 +89,9 @@ export interface RunnerTrace {
 /** The launcher's private parts the probes use: its spawn (one runner, warm or on demand), isolation and options. */
 interface LauncherInternals {
   /** `first`: a system step's runner, queued ahead of the others for a boot slot. */
-  spawn(first?: boolean): Promise<{ id: string; child: { stdout: NodeJS.ReadableStream | null; spawnfile: string } }>;
+  spawn(first?: boolean): Promise<{ id: string; command: string }>;
+  /** Called when a runner said RUNNER_READY (or its boot slot timed out); `ready` is still false on the first call. */
+  markReady(sandbox: { id: string; ready: boolean }): void;
   bwrap: string | undefined;
   opts: { warm?: number };
 }
@@ -163,12 +164,16 @@ export async function startBenchEngine(options: BenchEngineOptions = {}): Promis
     } finally {
       launcher.bwrap = bwrapPath;
     }
-    const runner: RunnerTrace = { askedAt, spawnedAt: now(), bwrap: bwrapPath !== undefined && sandbox.child.spawnfile === bwrapPath };
+    const runner: RunnerTrace = { askedAt, spawnedAt: now(), bwrap: bwrapPath !== undefined && sandbox.command === bwrapPath };
     runners.set(sandbox.id, runner);
-    sandbox.child.stdout?.on('data', (c: Buffer) => {
-      if (runner.readyAt === undefined && c.toString().includes(RUNNER_READY)) runner.readyAt = now();
-    });
     return sandbox;
+  };
+  // The launcher hears RUNNER_READY on the runner's stdout (relayed by its spawner) and marks the runner ready.
+  const markReady = launcher.markReady.bind(engine.sandboxes);
+  launcher.markReady = (sandbox) => {
+    const runner = runners.get(sandbox.id);
+    if (runner && runner.readyAt === undefined && !sandbox.ready) runner.readyAt = now();
+    markReady(sandbox);
   };
 
   const runTask = engine.sandboxes.runTask.bind(engine.sandboxes);

@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { availableParallelism, constants } from 'node:os';
@@ -8,6 +8,7 @@ import { ECS_TASK_STATE_CHANGE, type EcsTaskStateChangeEvent } from '../../adapt
 import { RUNNER_CONTAINER_NAME, RUNNER_READY, RUNNER_WAKE, TASK_ENV } from '../../core/config/names.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
 import { SYSTEM_STEP_IDS } from '../../core/deployment/constants.ts';
+import { SandboxSpawner, SpawnerGoneError, signalGroup, type RunnerEvents, type RunnerHandle, type SpawnRequest } from './spawnerClient.ts';
 
 /**
  * Local stand-in for ECS Fargate: each RunTask starts the step runner as a child process with
@@ -16,6 +17,7 @@ import { SYSTEM_STEP_IDS } from '../../core/deployment/constants.ts';
  * group; the work dir is removed when the process is gone. Nothing outlives its step. Like ECS,
  * every task that stops emits an "ECS Task State Change" event (STOPPED, stopCode, stoppedReason,
  * the container's exit code, the overrides), which the engine routes to the same handler as AWS.
+ * Runners are forked by a small spawner process (spawnerClient.ts), not by the engine itself.
  */
 
 export interface LocalSandboxOptions {
@@ -58,7 +60,10 @@ interface Waiter {
 /** One runner process: spawned warm (modules loaded, waiting for its task on stdin), then given exactly one task. */
 interface Sandbox {
   id: string;
-  child: ChildProcess;
+  /** The runner's process (its pid leads its process group), started by the spawner. */
+  runner: RunnerHandle;
+  /** The file spawned: bwrap, the command prefix's first word, or the runner itself. */
+  command: string;
   workDir: string;
   exited: Promise<void>;
   /** The task's container environment, once assigned. */
@@ -75,6 +80,8 @@ interface Sandbox {
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RUNNER = join(REPO_ROOT, 'sandbox', 'main.ts');
 const BOOT_SLOT_MAX_MS = 10_000;
+/** A sandbox's runner until the spawner answers (pid 0: nothing to signal, nothing to write to). */
+const NOT_STARTED: RunnerHandle = { pid: 0, write: () => undefined, end: () => undefined };
 const taskArnOf = (id: string) => `arn:aws:ecs:local:000000000000:task/ctd-local/${id}`;
 
 /**
@@ -103,6 +110,8 @@ export class LocalSandboxes implements SandboxLauncher {
   private readonly waiting: Waiter[] = [];
   private readonly bwrap: string | undefined;
   private stopping = false;
+  /** The process that forks the runners; replaced when it dies (its runners' tasks end as lost sandboxes). */
+  private spawner: SandboxSpawner | undefined;
   /** Steps whose tasks fail to start (fault injection: a CannotPullContainerError, say), with ECS's reason. */
   private readonly startFailures = new Map<string, string>();
 
@@ -170,10 +179,9 @@ export class LocalSandboxes implements SandboxLauncher {
     if (sandbox && !sandbox.starting) this.writeLine(sandbox, RUNNER_WAKE);
   }
 
-  /** One line to the runner's stdin; a runner gone meanwhile is ignored (its pipe's errors are swallowed in spawn). */
+  /** One line to the runner's stdin, through the spawner; a runner gone meanwhile is ignored. */
   private writeLine(sandbox: Sandbox, line: string): void {
-    const stdin = sandbox.child.stdin;
-    if (stdin && !stdin.destroyed && !stdin.writableEnded) stdin.write(`${line}\n`);
+    sandbox.runner.write(line);
   }
 
   /** Kills the task's process group: SIGTERM lets the runner close its connections, SIGKILL follows. */
@@ -191,13 +199,19 @@ export class LocalSandboxes implements SandboxLauncher {
     await Promise.all([...this.idle.splice(0).map((s) => this.kill(s)), ...[...this.tasks.keys()].map((arn) => this.stopTask(arn, 'engine stopping'))]);
     // Spawns that got their boot slot meanwhile: killed as they come (see refill).
     await Promise.allSettled([...this.spawning]);
+    await this.spawner?.close();
   }
 
   /** Process group ids of the running sandboxes, by step id — for tests and `ctd local up` diagnostics. */
   processGroups(): Map<string, number> {
     const groups = new Map<string, number>();
-    for (const s of this.tasks.values()) if (s.child.pid) groups.set(s.task?.CTD_STEP_ID ?? '?', s.child.pid);
+    for (const s of this.tasks.values()) groups.set(s.task?.CTD_STEP_ID ?? '?', s.runner.pid);
     return groups;
+  }
+
+  /** The pid of the process that forks the runners (their parent), if it runs. */
+  get spawnerPid(): number | undefined {
+    return this.spawner?.usable ? this.spawner.pid : undefined;
   }
 
   /** Whether sandboxes run in bwrap namespaces (with the engine's state hidden). */
@@ -324,39 +338,32 @@ export class LocalSandboxes implements SandboxLauncher {
       ...this.isolation(workDir, childEnv),
       ...(this.opts.runnerCommand ?? [process.execPath, '--import', 'tsx', RUNNER]),
     ];
-    const child = spawn(command!, args, {
+    const request: SpawnRequest = {
+      command: command!,
+      args,
       cwd: workDir,
       // bwrap gets --clearenv; without it, this object is the whole environment.
       env: this.bwrap ? { PATH: process.env.PATH ?? '/usr/bin:/bin' } : childEnv,
-      detached: true,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const sandbox: Sandbox = { id, child, workDir, exited: Promise.resolve(), ready: false };
-    // A runner that never says it is ready (another runner command) holds its place only a while, then takes a task.
-    setTimeout(() => {
-      booted();
-      this.markReady(sandbox);
-    }, BOOT_SLOT_MAX_MS).unref();
+    };
+    let closed!: () => void;
+    const sandbox: Sandbox = { id, runner: NOT_STARTED, command: request.command, workDir, exited: new Promise<void>((resolve) => (closed = resolve)), ready: false };
     const label = () => sandbox.task?.CTD_STEP_ID ?? 'warm';
-    child.stdout?.on('data', (c: Buffer) => {
-      const text = c.toString();
-      if (text.includes(RUNNER_READY)) {
-        booted();
-        this.markReady(sandbox);
-      }
-      const rest = text.replace(`${RUNNER_READY}\n`, '').trimEnd();
-      if (rest) this.opts.log(`[${label()}] ${rest}`);
-    });
-    child.stderr?.on('data', (c: Buffer) => this.opts.log(`[${label()}] ${c.toString().trimEnd()}`));
-    child.stdin?.on('error', () => undefined); // a runner that died before its task arrived
-    child.once('error', booted);
-    sandbox.exited = new Promise<void>((resolve) => {
-      child.once('close', (code, sig) => {
+    const events: RunnerEvents = {
+      stdout: (text) => {
+        if (text.includes(RUNNER_READY)) {
+          booted();
+          this.markReady(sandbox);
+        }
+        const rest = text.replace(`${RUNNER_READY}\n`, '').trimEnd();
+        if (rest) this.opts.log(`[${label()}] ${rest}`);
+      },
+      stderr: (text) => this.opts.log(`[${label()}] ${text.trimEnd()}`),
+      close: (code, sig, lost) => {
         booted();
         this.dropIdle(sandbox);
         this.tasks.delete(taskArnOf(id));
         if (sandbox.starting) clearTimeout(sandbox.starting);
-        void rm(workDir, { recursive: true, force: true }).finally(resolve);
+        void rm(workDir, { recursive: true, force: true }).finally(closed);
         if (!sandbox.task) return; // a warm runner that never had a task: ECS would know no task either
         const { [TASK_ENV.taskArn]: taskArn = taskArnOf(id), ...env } = sandbox.task;
         this.emitStopped({
@@ -365,14 +372,43 @@ export class LocalSandboxes implements SandboxLauncher {
           env,
           ...(sandbox.stopReason !== undefined
             ? { stopCode: 'UserInitiated', stoppedReason: sandbox.stopReason }
-            : { stopCode: 'EssentialContainerExited', stoppedReason: 'Essential container in task exited' }),
+            : lost !== undefined
+              ? // As ECS reports the tasks of a host that went away.
+                { stopCode: 'TerminationNotice', stoppedReason: `${lost}: its sandboxes were stopped` }
+              : { stopCode: 'EssentialContainerExited', stoppedReason: 'Essential container in task exited' }),
           // A signal's death reads as Docker reports it: 128 + the signal's number.
           exitCode: code ?? (sig ? 128 + (constants.signals[sig] ?? 0) : undefined),
           ...(sig ? { containerReason: `killed by ${sig}` } : {}),
         });
-      });
-    });
+      },
+    };
+    try {
+      sandbox.runner = await this.startRunner(request, events);
+    } catch (e) {
+      booted();
+      await rm(workDir, { recursive: true, force: true });
+      throw e;
+    }
+    // A runner that never says it is ready (another runner command) holds its place only a while, then takes a task.
+    setTimeout(() => {
+      booted();
+      this.markReady(sandbox);
+    }, BOOT_SLOT_MAX_MS).unref();
     return sandbox;
+  }
+
+  /** Asks the spawner for the runner; a spawner that died meanwhile is replaced once. */
+  private async startRunner(request: SpawnRequest, events: RunnerEvents): Promise<RunnerHandle> {
+    for (let attempt = 0; ; attempt++) {
+      if (!this.spawner?.usable) {
+        this.spawner = new SandboxSpawner((reason) => this.opts.log(`${reason}: its sandboxes were stopped; the next sandbox starts a new spawner`));
+      }
+      try {
+        return await this.spawner.spawn(request, events);
+      } catch (e) {
+        if (!(e instanceof SpawnerGoneError) || attempt > 0) throw e;
+      }
+    }
   }
 
   private emitStopped(stop: {
@@ -409,7 +445,7 @@ export class LocalSandboxes implements SandboxLauncher {
   }
 
   private async kill(sandbox: Sandbox): Promise<void> {
-    const pgid = sandbox.child.pid;
+    const pgid = sandbox.runner.pid;
     if (!pgid) return;
     signalGroup(pgid, 'SIGTERM');
     const killer = setTimeout(() => signalGroup(pgid, 'SIGKILL'), 3000);
@@ -465,14 +501,6 @@ export const BWRAP_BASE_ARGS: readonly string[] = [
   '--tmpfs',
   '/tmp',
 ];
-
-function signalGroup(pgid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(-pgid, sig);
-  } catch {
-    // already gone
-  }
-}
 
 function findBwrap(): string | undefined {
   const found = spawnSync('sh', ['-c', 'command -v bwrap'], { encoding: 'utf8' });
