@@ -80,13 +80,19 @@ describe('ctd local up + ctd deploy --wait', () => {
   });
 
   it('after the engine dies mid-deployment and restarts: finished ones keep their history, the running one is cleaned up (bastion closed, secrets deleted) and failed', { timeout: 120_000 }, async () => {
-    const submitted = await ctd(['deploy', 'examples/run-steps.yaml', '--json']);
+    // run-steps.yaml with its first step held: the engine dies while that step runs, however fast the rest would be.
+    const held = join(stateDir, 'run-steps-held.yaml');
+    const example = await readFile(join(ROOT, 'examples', 'run-steps.yaml'), 'utf8');
+    await writeFile(held, example.replace('sleep 0.3', 'sleep 60'));
+    const submitted = await ctd(['deploy', held, '--json']);
     runningId = (JSON.parse(submitted.stdout) as { deploymentId: string }).deploymentId;
-    for (let i = 0; i < 200; i++) {
-      const status = await ctd(['status', runningId, '--json']);
-      if ((JSON.parse(status.stdout) as { status: string }).status === 'RUNNING') break;
-      await new Promise((r) => setTimeout(r, 100));
+    let fetch: string | undefined;
+    for (let i = 0; i < 300 && fetch !== 'running'; i++) {
+      const status = JSON.parse((await ctd(['status', runningId, '--json'])).stdout) as { steps: { stepId: string; status: string }[] };
+      fetch = status.steps.find((s) => s.stepId === 'fetch')?.status;
+      if (fetch !== 'running') await new Promise((r) => setTimeout(r, 100));
     }
+    expect(fetch).toBe('running');
     engineProcess!.kill('SIGKILL');
     await new Promise((r) => engineProcess!.once('close', r));
     engineProcess = undefined;
