@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { TABLE_NAME } from '../../local/engine.ts';
 import { localDynamoDbClient, startLocalDynamoDb } from '../../local/services/dynamodb.ts';
 
@@ -40,6 +40,10 @@ describe('npm run demo', () => {
     const env = { ...process.env };
     delete env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED;
     const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--state', stateDir], { cwd: ROOT, env });
+    // A timed-out test must not leave the demo running on a state dir that afterAll removes (its spawner takes the sandboxes along).
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
     let output = '';
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr.on('data', (c: Buffer) => (output += c.toString()));
