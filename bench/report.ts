@@ -118,7 +118,7 @@ function schedulingSection(m: Measured<SchedulingResult> | undefined, sandbox: S
     ['RunTask ahead of the release (pre-start; negative: after it)', p.lead],
     ['RunTask → its runner ready (boot queue, then the boot)', p.boot],
     ['sandbox up (first heartbeat) ahead of the release', p.upAhead],
-    ['release → the runner starts the action (the poll that sees it, secrets, decrypt; a sandbox not yet up: its start too)', p.seen],
+    ['release → the runner starts the action (the wake at the release, or the poll, that lets it see it; secrets, decrypt; a sandbox not yet up: its start too)', p.seen],
     ['… the same, for the sandboxes up before their release', p.seenWhenUp],
     ['the action minus the sleep (`sh -c`, log flush, SendTaskSuccess)', p.action],
     ['SendTaskSuccess → recorded (RecordStepResult)', p.record],
@@ -158,8 +158,8 @@ ${parts.map(([name, v]) => `| ${name} | ${s(v)} s |`).join('\n')}
 **What dominates.** The measured step durations (release → recorded) give a critical path of
 ${s(r.criticalPathMeasuredS)} s (${s(r.criticalPathMeasuredS / r.criticalPathS)}× the sleeps), and the scheduler adds
 ${s(r.makespanS / r.criticalPathMeasuredS)}× on top (release delays). A step's own overhead is the time from its
-release to its action (${s(p.seen)} s on average; ${s(p.seenWhenUp)} s when its sandbox was already up, which is the poll
-that sees the release plus the secrets' read and the decrypt) and its answer and record. Each sandbox is a fresh Node
+release to its action (${s(p.seen)} s on average; ${s(p.seenWhenUp)} s when its sandbox was already up, which is the wake that tells it of
+the release (locally; on Fargate its poll) plus the secrets' read and the decrypt) and its answer and record. Each sandbox is a fresh Node
 process that loads the bundled runner${
     runnerCpu !== undefined ? ` (${s(runnerCpu)} s of CPU per start, section 2)` : ''
   }; at most as many load at once as there are cores, so a burst of pre-starts queues (RunTask → ready ${s(p.boot)} s on
@@ -305,7 +305,7 @@ from a cap as large as the workflow (\`CTD_PRESTART_MAX_WAITING\`).
 The 200 independent steps have no dependency to hide a start behind, but every step has its Map
 iteration from the start (batches of 40, each a Map of its own), so their starts overlap instead of
 coming in five waves; here they then queue for 2 cores (one runner boot per core at a time). With
-pre-start off all 200 RunTasks come at once, and the last sandboxes can stay queued past the
+pre-start off all 200 RunTasks come at once; on a loaded machine the last sandboxes can stay queued past the
 heartbeat limit (300 s × the time scale, 60 s here), which fails their steps: a limit of this
 machine, not of Fargate, which starts them side by side (docs/ARCHITECTURE.md, "Map slots").
 Measured ${m.date}.

@@ -37,7 +37,7 @@ export interface SchedulingResult {
    * Mean seconds per phase of a step, around its release (sandboxes are pre-started, so most of
    * their start comes before it): how far ahead of the release its RunTask came, RunTask → its
    * runner ready (the boot queue and the boot), how far ahead of the release the sandbox was up
-   * (first heartbeat), release → the runner starts the action (the poll that sees the release,
+   * (first heartbeat), release → the runner starts the action (the wake or poll that shows it the release,
    * the secrets, the decrypt), the action minus the sleep, and SendTaskSuccess → recorded.
    */
   phasesS: { lead: number; boot: number; upAhead: number; seen: number; seenWhenUp: number; action: number; record: number };
