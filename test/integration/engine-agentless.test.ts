@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dirname, join, relative, sep } from 'node:path';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { DeploymentView } from '../../core/api.ts';
 import { ErrorName } from '../../core/errors.ts';
 import { OsApi } from '../helpers/openstackApi.ts';
@@ -191,6 +191,7 @@ describe('Engine through the bastion: the SSH key on disk', () => {
     // The deployment holds before deprovision until the test has scanned at least once, so a
     // slow scan on a loaded machine still looks while the key is in use.
     const gate = join(await mkdtemp(join(tmpdir(), 'ctd-gate-')), 'open');
+    onTestFinished(() => rm(dirname(gate), { recursive: true, force: true }));
     const body = await helloWorld();
     const steps = (body.workflow as { steps: Record<string, unknown>[] }).steps;
     steps.splice(steps.length - 1, 0, { id: 'hold', action: 'ssh', targets: ['web1'], files: [], dependsOn: ['check'], command: `while [ ! -e ${gate} ]; do sleep 0.2; done` });
