@@ -2,6 +2,8 @@ import { TaskTokenGoneError } from '../../core/errors.ts';
 import type { HistoryEvent } from '../../core/model.ts';
 import type { EncryptionContext, ExecutionService, SandboxLauncher, SecretVault } from '../../core/ports.ts';
 import type { EngineDeps } from '../../core/usecases/deps.ts';
+import { submitDeployment } from '../../core/usecases/submit.ts';
+import { awaitDependencies } from '../../core/usecases/workflow.ts';
 import { MemoryDeploymentStore } from '../../adapters/memory/memoryStore.ts';
 import { noMetrics } from '../../core/metrics.ts';
 
@@ -89,4 +91,17 @@ export async function bastionOpened(deps: EngineDeps, deploymentId: string): Pro
   const at = new Date(deps.clock.now()).toISOString();
   await deps.store.applyStepTransition(deploymentId, 'bastion-open', { name: 'start-system', by: 'runner', ifAttempt: 0, fields: { attempt: 1, startedAt: at } });
   await deps.store.applyStepTransition(deploymentId, 'bastion-open', { name: 'system-succeed', by: 'runner', fields: { endedAt: at } });
+}
+
+/**
+ * A deployment whose step `a` is released and whose step `b` (depending on `a`) is pre-started and waits:
+ * both registered their AwaitDependencies token (`await-a`, `await-b`) after bastion-open succeeded.
+ * `body` must hold steps `a` and `b` with `b` depending on `a`. Returns the deployment id.
+ */
+export async function prestartedChain(deps: EngineDeps, body: unknown, token = 'tok-t1-secret-value'): Promise<string> {
+  const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token, body });
+  await bastionOpened(deps, deploymentId);
+  await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
+  await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
+  return deploymentId;
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RUNNER_READY, TASK_ENV } from '../../core/config/names.ts';
 import { BOOT_RANK, bootRankOf, LocalSandboxes } from '../../local/sandbox/launcher.ts';
+import { runTaskParameters } from '../helpers/runTask.ts';
 
 /**
  * The local launcher's boot queue (issue 12, item 4): runners boot one at a time here (maxBooting 1,
@@ -12,23 +13,6 @@ import { BOOT_RANK, bootRankOf, LocalSandboxes } from '../../local/sandbox/launc
 
 // A runner that is ready at once and never runs a step: it waits on its stdin (kept open after the task, for wakes) until stopped.
 const RUNNER = `process.stdout.write(${JSON.stringify(`${RUNNER_READY}\n`)}); process.stdin.resume(); process.stdin.on('end', () => process.exit(0));`;
-
-const runTaskParameters = (stepId: string, release?: Record<string, unknown>) => ({
-  Cluster: 'arn:aws:ecs:local:000000000000:cluster/test',
-  Overrides: {
-    ContainerOverrides: [
-      {
-        Name: 'runner',
-        Environment: [
-          { Name: TASK_ENV.deploymentId, Value: 'd-1' },
-          { Name: TASK_ENV.stepId, Value: stepId },
-          { Name: TASK_ENV.taskToken, Value: `token-${stepId}` },
-          ...(release ? [{ Name: TASK_ENV.release, Value: JSON.stringify(release) }] : []),
-        ],
-      },
-    ],
-  },
-});
 
 describe('Local sandboxes: boot order', () => {
   let dir: string;
@@ -55,7 +39,7 @@ describe('Local sandboxes: boot order', () => {
     const started: string[] = [];
     const signal = new AbortController().signal;
     const run = (stepId: string, release?: Record<string, unknown>) =>
-      launcher!.runTask(runTaskParameters(stepId, release), signal).then((r) => {
+      launcher!.runTask(runTaskParameters(stepId, release ? { [TASK_ENV.release]: JSON.stringify(release) } : {}), signal).then((r) => {
         started.push(stepId);
         return r;
       });

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { EcsTaskStateChangeEvent } from '../../adapters/aws/ecsTaskEvents.ts';
 import { RUNNER_READY, TASK_ENV } from '../../core/config/names.ts';
 import { LocalSandboxes } from '../../local/sandbox/launcher.ts';
+import { runTaskParameters } from '../helpers/runTask.ts';
 
 /**
  * The local launcher's runners are forked by a small spawner process, not by the engine (issue 12,
@@ -36,11 +37,6 @@ function runnerScript(marker: string): string {
     `setInterval(() => undefined, 60000);`,
   ].join('\n');
 }
-
-const runTaskParameters = (stepId: string) => ({
-  Cluster: 'arn:aws:ecs:local:000000000000:cluster/test',
-  Overrides: { ContainerOverrides: [{ Name: 'runner', Environment: [{ Name: TASK_ENV.stepId, Value: stepId }] }] },
-});
 
 interface Proc {
   pid: number;

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RUNNER_READY, TASK_ENV } from '../../core/config/names.ts';
 import type { EcsTaskStateChangeEvent } from '../../adapters/aws/ecsTaskEvents.ts';
 import { LocalSandboxes } from '../../local/sandbox/launcher.ts';
+import { runTaskParameters } from '../helpers/runTask.ts';
 
 /**
  * The local launcher's wake (issue 12): one line on the runner's stdin after its task. The runner here
@@ -19,22 +20,6 @@ require('node:readline').createInterface({ input: process.stdin }).on('line', (t
   process.stdout.write('line ' + n + ': ' + (n === 1 ? 'task' : text) + '\\n');
   if (n === 3) process.exit(0);
 });`;
-
-const runTaskParameters = (stepId: string) => ({
-  Cluster: 'arn:aws:ecs:local:000000000000:cluster/test',
-  Overrides: {
-    ContainerOverrides: [
-      {
-        Name: 'runner',
-        Environment: [
-          { Name: TASK_ENV.deploymentId, Value: 'd-1' },
-          { Name: TASK_ENV.stepId, Value: stepId },
-          { Name: TASK_ENV.taskToken, Value: `token-${stepId}-secret` },
-        ],
-      },
-    ],
-  },
-});
 
 describe('Local sandboxes: wake', () => {
   let dir: string;
@@ -69,7 +54,7 @@ describe('Local sandboxes: wake', () => {
     });
     const seen = (match: string) =>
       lines.some((l) => l.includes(match)) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ match, resolve }));
-    const { tasks } = await launcher.runTask(runTaskParameters('s1'), new AbortController().signal);
+    const { tasks } = await launcher.runTask(runTaskParameters('s1', { [TASK_ENV.taskToken]: 'token-s1-secret' }), new AbortController().signal);
     const taskArn = tasks[0]!.taskArn;
     await seen('[s1] line 1: task');
 

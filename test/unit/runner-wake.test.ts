@@ -6,7 +6,7 @@ import { awaitDependencies, recordStepResult } from '../../core/usecases/workflo
 import { runStep } from '../../sandbox/runner.ts';
 import { readTask } from '../../sandbox/stdinTask.ts';
 import { Wakes } from '../../sandbox/wakes.ts';
-import { bastionOpened, memoryDeps } from '../helpers/memoryEngine.ts';
+import { bastionOpened, memoryDeps, prestartedChain } from '../helpers/memoryEngine.ts';
 
 /**
  * A pre-started runner woken at its release (issue 12): the engine's release wakes the sandbox, the wake
@@ -25,10 +25,7 @@ const tick = () => new Promise((resolve) => setTimeout(resolve, 10));
 
 async function waitingRunner() {
   const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
-  const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1-secret-value', body: chain });
-  await bastionOpened(deps, deploymentId);
-  await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
-  await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
+  const deploymentId = await prestartedChain(deps, chain);
   const reads: string[] = [];
   const store = Object.assign(Object.create(deps.store) as typeof deps.store, {
     getStep: async (id: string, stepId: string) => {

@@ -6,7 +6,7 @@ import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
 import { runStep, type RunnerDeps } from '../../sandbox/runner.ts';
 import type { Action } from '../../sandbox/actions/types.ts';
-import { bastionOpened, memoryDeps } from '../helpers/memoryEngine.ts';
+import { bastionOpened, memoryDeps, prestartedChain } from '../helpers/memoryEngine.ts';
 
 /** The step runner on in-memory ports, with stand-in actions: what it answers and records. */
 
@@ -154,10 +154,7 @@ describe('Function: runStep', () => {
   it('reads no secret and no file before a pre-started step is released, then both in one round trip', async () => {
     const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
     const chainBody = { ...body, workflow: { steps: [body.workflow.steps[0]!, { ...body.workflow.steps[1]!, dependsOn: ['a'] }] } };
-    const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1-secret-value', body: chainBody });
-    await bastionOpened(deps, deploymentId);
-    await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
-    await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
+    const deploymentId = await prestartedChain(deps, chainBody);
     const reads: { name: string; status?: string; othersInFlight: number }[] = [];
     let inFlight = 0;
     const watched = <T>(name: string, read: () => Promise<T>) => async () => {
@@ -197,10 +194,7 @@ describe('Function: runStep', () => {
     try {
       const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
       const chainBody = { ...body, workflow: { steps: [body.workflow.steps[0]!, { ...body.workflow.steps[1]!, dependsOn: ['a'] }] } };
-      const { deploymentId } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1-secret-value', body: chainBody });
-      await bastionOpened(deps, deploymentId);
-      await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
-      await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
+      const deploymentId = await prestartedChain(deps, chainBody);
       const reads: number[] = [];
       const store = Object.assign(Object.create(deps.store) as typeof deps.store, {
         getStep: (id: string, stepId: string) => {
