@@ -81,7 +81,7 @@ const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RUNNER = join(REPO_ROOT, 'sandbox', 'main.ts');
 const BOOT_SLOT_MAX_MS = 10_000;
 /** A sandbox's runner until the spawner answers (pid 0: nothing to signal, nothing to write to). */
-const NOT_STARTED: RunnerHandle = { pid: 0, write: () => undefined, end: () => undefined };
+const NOT_STARTED: RunnerHandle = { pid: 0, write: () => undefined };
 const taskArnOf = (id: string) => `arn:aws:ecs:local:000000000000:task/ctd-local/${id}`;
 
 /**

@@ -4,7 +4,7 @@
 // loop. Plain JavaScript on purpose: it loads none of the engine's modules (and no tsx).
 //
 // Protocol: Node's IPC channel (JSON messages; the channel closing is the engine going away).
-//   engine → spawner: { op: 'spawn', id, command, args, cwd, env } | { op: 'write', id, data } | { op: 'end', id }
+//   engine → spawner: { op: 'spawn', id, command, args, cwd, env } | { op: 'write', id, data }
 //   spawner → engine: { op: 'spawned', id, pid } | { op: 'spawn-error', id, message }
 //                     { op: 'stdout' | 'stderr', id, data } | { op: 'close', id, code, signal }
 // The engine kills process groups itself (process.kill(-pid)): every runner leads its own group.
@@ -64,7 +64,6 @@ process.on('message', (message) => {
     const stdin = children.get(message.id)?.stdin;
     if (!stdin || stdin.destroyed || stdin.writableEnded) return;
     if (message.op === 'write') stdin.write(message.data);
-    else if (message.op === 'end') stdin.end();
   }
 });
 

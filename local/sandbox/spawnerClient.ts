@@ -30,10 +30,8 @@ export interface RunnerEvents {
 /** A runner the spawner started: the leader of its own process group. */
 export interface RunnerHandle {
   readonly pid: number;
-  /** One line to the runner's stdin (the newline is added); ignored once stdin ended or the runner is gone. */
+  /** One line to the runner's stdin (the newline is added; it stays open for wakes); ignored once the runner is gone. */
   write(line: string): void;
-  /** Closes the runner's stdin. */
-  end(): void;
 }
 
 type Message =
@@ -134,7 +132,6 @@ export class SandboxSpawner {
       waiting.resolve({
         pid: m.pid,
         write: (line) => send({ op: 'write', id: m.id, data: `${line}\n` }),
-        end: () => send({ op: 'end', id: m.id }),
       });
       return;
     }
