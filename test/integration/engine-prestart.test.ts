@@ -1,8 +1,7 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentView } from '../../core/api.ts';
 import { groupAlive, runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
+import { gateCall, startGate, type Gate } from '../helpers/gate.ts';
 
 /**
  * Sandboxes started ahead of their step's release (issue 12), seen from outside: a gate server
@@ -22,47 +21,8 @@ afterAll(async () => {
   gate?.server.close();
 });
 
-/** Each step's command calls /<name>; the call is held until the test opens that gate. */
-interface Gate {
-  server: Server;
-  url: string;
-  /** Names called so far, in order. */
-  calls: string[];
-  /** When each name was first called (epoch ms). */
-  callTimes: Map<string, number>;
-  open(name: string, answer: string): void;
-}
-
-async function startGate(): Promise<Gate> {
-  const held = new Map<string, (answer: string) => void>();
-  const opened = new Map<string, string>();
-  const calls: string[] = [];
-  const callTimes = new Map<string, number>();
-  const server = createServer((req, res) => {
-    const name = decodeURIComponent(req.url?.slice(1) ?? '');
-    calls.push(name);
-    if (!callTimes.has(name)) callTimes.set(name, Date.now());
-    const ready = opened.get(name);
-    if (ready !== undefined) res.end(ready);
-    else held.set(name, (answer) => res.end(answer));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    server,
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    calls,
-    callTimes,
-    open: (name, answer) => {
-      opened.set(name, answer);
-      held.get(name)?.(answer);
-      held.delete(name);
-    },
-  };
-}
-
 /** A step whose user code calls the gate and succeeds only when the answer is "ok". */
-const call = (name: string) =>
-  `${process.execPath} -e 'fetch("${gate.url}/${name}").then((r) => r.text()).then((a) => process.exit(a === "ok" ? 0 : 1))'`;
+const call = (name: string) => gateCall(gate, name);
 
 const step = (view: DeploymentView, id: string) => view.steps.find((s) => s.stepId === id);
 const decryptsOf = (deploymentId: string) => t.engine.kmsDecrypts.filter((d) => d.context.deploymentId === deploymentId);
