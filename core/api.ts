@@ -37,6 +37,8 @@ export interface StepView {
   cause?: string;
   /** Why ECS stopped the step's last lost sandbox, even when a retry then succeeded. */
   stopReason?: string;
+  /** When the step's sandbox was started ahead of its release (pre-start). */
+  prestartedAt?: string;
   /** A sandbox started ahead of the step was up and waiting for its release from here (pre-start). */
   readyAt?: string;
   output?: Record<string, unknown>;

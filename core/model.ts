@@ -35,6 +35,8 @@ export interface DeploymentRecord {
   cancelledAt?: string;
   /** Σ seconds pre-started sandboxes waited for their release (Fargate paid, no work done); set by Summarize. */
   idleSandboxSeconds?: number;
+  /** Seconds each step took in the tenant's last run of this deployment's name, by step id (pre-start's lookahead). */
+  expectedStepSeconds?: Record<string, number>;
   /** The GracePeriod state's task token while it waits. */
   graceToken?: string;
   /** Why the deployment failed: the root cause, not the steps aborted or skipped after it. */

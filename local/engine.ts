@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildEngineDeps, type EngineConfig } from '../adapters/aws/engineDeps.ts';
+import { buildEngineDeps, prestartFromEnv, type EngineConfig } from '../adapters/aws/engineDeps.ts';
 import { metricsPort } from '../adapters/aws/telemetry.ts';
 import { cloudConfigFromEnv } from '../adapters/cloudConfig.ts';
 import { executionEndedOutsideCleanup } from '../core/usecases/finalize.ts';
@@ -194,7 +194,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     stops.push(() => sandboxes.stopAll());
     // Metrics as EMF, through the handlers' own Powertools Metrics, into the engine's log: kept out of the demo's output, readable by tests.
     const telemetry = routeTelemetry((emf) => log(`${EMF_LOG_PREFIX}${emf}`));
-    const engineDeps = buildEngineDeps(config, { sandboxes, ...(opts.prestart !== undefined ? { prestart: opts.prestart } : {}), metrics: metricsPort(telemetry.metrics), log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d, (_, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v))}` : ''}`) });
+    const engineDeps = buildEngineDeps(config, { sandboxes, prestart: localPrestart(opts, timeScale), metrics: metricsPort(telemetry.metrics), log: (m, d) => log(`${m}${d ? ` ${JSON.stringify(d, (_, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v))}` : ''}`) });
     const functions = engineFunctions(() => engineDeps);
     const onTaskStopped = sandboxStoppedHandler(() => engineDeps);
 
@@ -408,4 +408,18 @@ const LOCAL_RELEASE_POLL_MS = { first: 100, max: 2000 } as const;
 function releasePollEnv(poll: { first: number; max: number } | undefined): Record<string, string> {
   const { first, max } = LOCAL_RELEASE_POLL_MS;
   return { [RELEASE_POLL_ENV]: poll ? `${poll.first},${poll.max}` : (process.env[RELEASE_POLL_ENV] ?? `${first},${max}`) };
+}
+
+/** Local runner boot, seconds: the start the lookahead hides until a deployment measured its own (without a simulated start). */
+const LOCAL_START_SECONDS = 1;
+
+/**
+ * Pre-start as given, else from the environment as in a Lambda, hiding the local start: the simulated
+ * Fargate start's p90 on the engine's clock, or a runner's boot.
+ */
+function localPrestart(opts: LocalEngineOptions, timeScale: number): PrestartPolicy | false {
+  if (opts.prestart !== undefined) return opts.prestart;
+  const policy = prestartFromEnv(process.env);
+  if (!policy || process.env.CTD_PRESTART_START_SECONDS !== undefined) return policy;
+  return { ...policy, startSeconds: opts.sandboxStartLatency ? opts.sandboxStartLatency.p90 * timeScale : LOCAL_START_SECONDS };
 }

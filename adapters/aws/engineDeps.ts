@@ -36,9 +36,13 @@ export function buildEngineDeps(
 /** Default: at most this many pre-started sandboxes wait per deployment (the idle-cost bound). */
 export const DEFAULT_PRESTART_MAX_WAITING = 20;
 
+/** The start pre-start hides until a deployment measured its own: Fargate's p90 (issue 12: median 45 s, p90 60 s). */
+export const DEFAULT_PRESTART_START_SECONDS = 60;
+
 /**
  * CTD_PRESTART: `on` (default) starts a step's sandbox once its dependencies started; `off` only
- * at its release. CTD_PRESTART_MAX_WAITING bounds the sandboxes waiting at once per deployment.
+ * at its release. CTD_PRESTART_MAX_WAITING bounds the sandboxes waiting at once per deployment;
+ * CTD_PRESTART_START_SECONDS is the start the lookahead by time hides (core/usecases/lookahead.ts).
  */
 export function prestartFromEnv(env: NodeJS.ProcessEnv): PrestartPolicy | false {
   const flag = (env.CTD_PRESTART ?? 'on').toLowerCase();
@@ -47,7 +51,10 @@ export function prestartFromEnv(env: NodeJS.ProcessEnv): PrestartPolicy | false 
   const raw = env.CTD_PRESTART_MAX_WAITING;
   const maxWaiting = raw === undefined ? DEFAULT_PRESTART_MAX_WAITING : Number(raw);
   if (!Number.isInteger(maxWaiting) || maxWaiting < 1) throw new Error(`CTD_PRESTART_MAX_WAITING must be a whole number ≥ 1, not "${raw}"`);
-  return { maxWaiting };
+  const rawStart = env.CTD_PRESTART_START_SECONDS;
+  const startSeconds = rawStart === undefined ? DEFAULT_PRESTART_START_SECONDS : Number(rawStart);
+  if (!(startSeconds > 0) || !Number.isFinite(startSeconds)) throw new Error(`CTD_PRESTART_START_SECONDS must be a number of seconds > 0, not "${rawStart}"`);
+  return { maxWaiting, startSeconds };
 }
 
 /** A Lambda's ports: logs and metrics through the handler's own Powertools instances (lambdas/observability.ts). */

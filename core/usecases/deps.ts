@@ -27,6 +27,12 @@ export interface EngineDeps {
 /** How far sandboxes may start ahead: at most `maxWaiting` wait for their release at once, per deployment. */
 export interface PrestartPolicy {
   maxWaiting: number;
+  /**
+   * The sandbox start to hide, seconds, until the deployment has measured its own. Given, Prepare looks up how
+   * long the steps took in the last run of the same deployment, and sandboxes start no earlier than one start
+   * before their expected release (core/usecases/lookahead.ts).
+   */
+  startSeconds?: number;
 }
 
 export const iso = (clock: { now(): number }): string => new Date(clock.now()).toISOString();

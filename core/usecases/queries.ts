@@ -98,6 +98,7 @@ function viewOf(s: StepRecord): StepView {
     ...(s.error ? { error: s.error } : {}),
     ...(s.cause ? { cause: s.cause } : {}),
     ...(s.stopReason ? { stopReason: s.stopReason } : {}),
+    ...(s.prestartedAt ? { prestartedAt: s.prestartedAt } : {}),
     ...(s.readyAt ? { readyAt: s.readyAt } : {}),
     ...(s.output ? { output: s.output } : {}),
   };

@@ -2,6 +2,7 @@ import { DEFAULT_STEP_TIMEOUT_SECONDS } from '../deployment/schema.ts';
 import { ErrorName, TaskTokenGoneError } from '../errors.ts';
 import type { DeploymentRecord, StepRecord, StepStatus } from '../model.ts';
 import { iso, type EngineDeps, type PrestartPolicy } from './deps.ts';
+import { expectedReleaseAt, observedStartMs } from './lookahead.ts';
 
 /**
  * Releasing steps from AwaitDependencies. A step is released exactly once: the conditional
@@ -88,7 +89,13 @@ function bastionOpenVerdict(bastion: StepRecord, deployment: DeploymentRecord): 
   return { kind: 'skip', status: 'skipped', cause: `dependency "${BASTION_OPEN}" ${bastion.status}` };
 }
 
-export function verdictFor(step: StepRecord, deployment: DeploymentRecord, steps: Map<string, StepRecord>, prestart?: PrestartPolicy): Verdict {
+export function verdictFor(
+  step: StepRecord,
+  deployment: DeploymentRecord,
+  steps: Map<string, StepRecord>,
+  prestart: PrestartPolicy | undefined,
+  now: number,
+): Verdict {
   const dependsOn = dependenciesOf(step, steps);
   const bastion = dependsOn.includes(BASTION_OPEN) ? steps.get(BASTION_OPEN) : undefined;
   const bastionVerdict = bastion ? bastionOpenVerdict(bastion, deployment) : 'succeeded';
@@ -110,12 +117,35 @@ export function verdictFor(step: StepRecord, deployment: DeploymentRecord, steps
     step.awaitToken &&
     step.prestartedAt === undefined &&
     step.dependsOn.every((dep) => started(steps.get(dep))) &&
-    waitingSandboxes(steps) < prestart.maxWaiting
+    waitingSandboxes(steps) < prestart.maxWaiting &&
+    dueWithinLookahead(step, deployment, steps, prestart, now)
   ) {
     return { kind: 'prestart' };
   }
   return { kind: 'wait' };
 }
+
+/**
+ * The lookahead by time (core/usecases/lookahead.ts): with the deployment's expected step durations, a
+ * sandbox whose dependencies are only pre-started starts once its release is expected within two starts
+ * (the deployment's observed start, else the policy's): one to boot in, one because the engine only looks
+ * again when something in the deployment happens (no timer wakes it). The next level always may: its
+ * dependencies run now, and no later look is due before they end. So may the roots (bastion-open's own start).
+ */
+function dueWithinLookahead(step: StepRecord, deployment: DeploymentRecord, steps: Map<string, StepRecord>, prestart: PrestartPolicy, now: number): boolean {
+  const expected = deployment.expectedStepSeconds;
+  if (!expected || prestart.startSeconds === undefined) return true;
+  const nextLevel = dependenciesOf(step, steps).every((d) => {
+    const status = steps.get(d)?.status;
+    return d === BASTION_OPEN || status === 'running' || status === 'succeeded';
+  });
+  if (nextLevel) return true;
+  const startMs = observedStartMs(steps) ?? prestart.startSeconds * 1000;
+  return expectedReleaseAt(step, steps, (s) => dependenciesOf(s, steps), expected, startMs, now) - now <= LOOKAHEAD_STARTS * startMs;
+}
+
+/** How many starts ahead of its expected release a sandbox may start (see dueWithinLookahead). */
+export const LOOKAHEAD_STARTS = 2;
 
 const timeoutOf = (step: StepRecord | undefined): number => step?.spec.timeoutSeconds ?? DEFAULT_STEP_TIMEOUT_SECONDS;
 
@@ -273,7 +303,7 @@ export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 
       if (!step || step.status !== 'waiting') continue;
       // Only steps that registered their token (or whose sandbox waits) can be answered now; the others settle themselves on registration.
       if (!step.awaitToken && step.prestartedAt === undefined) continue;
-      const verdict = verdictFor(step, deployment, byId, deps.prestart);
+      const verdict = verdictFor(step, deployment, byId, deps.prestart, deps.clock.now());
       if (verdict.kind !== kind) continue;
       // A cancel decides cancellations only: a deployment it read already ended otherwise (the safety net) is not its to settle.
       if (by === 'cancel' && !(verdict.kind === 'skip' && verdict.status === 'cancelled')) continue;

@@ -2,6 +2,7 @@ import { ErrorName, NotFoundError } from '../errors.ts';
 import { isSandboxLaunchError, Metric } from '../metrics.ts';
 import type { DeploymentRecord, StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
+import { expectedDurations } from './lookahead.ts';
 import { answer, BASTION_OPEN, dependenciesOf, fail, settle, settleWaiting, verdictFor, type Release } from './release.ts';
 
 /**
@@ -31,6 +32,11 @@ export async function prepare(deps: EngineDeps, deploymentId: string): Promise<{
   if (!deployment) throw new NotFoundError(`deployment ${deploymentId} does not exist`);
   // Refused when cancelled before it started, or on a retried invocation: both are fine.
   await deps.store.applyDeploymentTransition(deploymentId, { name: 'start', by: 'lambda', fields: { updatedAt: iso(deps.clock) } });
+  // Before any step is decided: pre-start's lookahead reads it with every verdict.
+  if (deps.prestart?.startSeconds !== undefined && !deployment.expectedStepSeconds) {
+    const expected = await expectedDurations(deps.store, deployment);
+    if (expected) await deps.store.updateDeployment(deploymentId, { expectedStepSeconds: expected });
+  }
   return { stepIds: deployment.stepIds, batches: stepBatches(deployment.stepIds) };
 }
 
@@ -54,12 +60,12 @@ export async function awaitDependencies(
   // Its own dependencies decide a run, a skip or a wait (see dependencyReads); only a pre-start needs the whole deployment.
   let byId = await dependencyReads(deps, own);
   let step = own;
-  let verdict = byId ? verdictFor(step, deployment, byId, deps.prestart) : undefined;
+  let verdict = byId ? verdictFor(step, deployment, byId, deps.prestart, deps.clock.now()) : undefined;
   const partial = byId !== undefined && verdict?.kind !== 'prestart';
   if (!partial) {
     byId = new Map((await deps.store.getSteps(deploymentId)).map((s) => [s.stepId, s]));
     step = byId.get(stepId) ?? own;
-    verdict = verdictFor(step, deployment, byId, deps.prestart);
+    verdict = verdictFor(step, deployment, byId, deps.prestart, deps.clock.now());
   }
   const release = await settle(deps, step, verdict!, 'lambda', byId);
   // This step's sandbox may now boot: steps waiting on it may pre-start theirs too (a fresh read: one

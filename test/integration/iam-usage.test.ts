@@ -372,7 +372,7 @@ async function driveEveryPath(): Promise<void> {
   ).toEqual({ failed: true });
 
   // Pre-started sandboxes whose steps are skipped while they wait are stopped by whoever skips them.
-  prestart = { maxWaiting: 20 };
+  prestart = { maxWaiting: 20, startSeconds: 60 };
   try {
     await skipWaitingSandbox('recordStepFailure');
     await skipWaitingSandbox('recordStepResult');

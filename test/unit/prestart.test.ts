@@ -157,7 +157,7 @@ describe('Use-case: pre-start', () => {
     await deps.store.applyStepTransition(id, 's1', { name: 'release', by: 'lambda', fields: { startedAt: new Date(deps.clock.now()).toISOString() } });
     const read = new Map((await deps.store.getSteps(id)).map((s) => [s.stepId, s]));
     const s2 = read.get('s2')!;
-    expect(verdictFor(s2, deployment, read, deps.prestart)).toEqual({ kind: 'prestart' });
+    expect(verdictFor(s2, deployment, read, deps.prestart, deps.clock.now())).toEqual({ kind: 'prestart' });
     let answered = 0;
     const send = deps.executions.sendTaskSuccess.bind(deps.executions);
     deps.executions.sendTaskSuccess = async (token, output) => {
@@ -309,9 +309,10 @@ async function waitUntil(done: () => Promise<boolean>): Promise<void> {
 
 describe('Config: CTD_PRESTART', () => {
   it('is on by default, off on request, and names a bad value', () => {
-    expect(prestartFromEnv({})).toEqual({ maxWaiting: 20 });
+    expect(prestartFromEnv({})).toEqual({ maxWaiting: 20, startSeconds: 60 });
     expect(prestartFromEnv({ CTD_PRESTART: 'off' })).toBe(false);
-    expect(prestartFromEnv({ CTD_PRESTART_MAX_WAITING: '5' })).toEqual({ maxWaiting: 5 });
+    expect(prestartFromEnv({ CTD_PRESTART_MAX_WAITING: '5', CTD_PRESTART_START_SECONDS: '45' })).toEqual({ maxWaiting: 5, startSeconds: 45 });
+    expect(() => prestartFromEnv({ CTD_PRESTART_START_SECONDS: 'soon' })).toThrow(/CTD_PRESTART_START_SECONDS must be a number of seconds > 0, not "soon"/);
     expect(() => prestartFromEnv({ CTD_PRESTART: 'maybe' })).toThrow(/CTD_PRESTART must be on or off/);
     expect(() => prestartFromEnv({ CTD_PRESTART_MAX_WAITING: '0' })).toThrow(/CTD_PRESTART_MAX_WAITING/);
   });
