@@ -10,13 +10,15 @@ import { mulberry32, randomDag, type DagStepSpec } from './scheduling.ts';
  * The physical limit is the critical path plus one start.
  */
 
-export const COLDSTART_WORKFLOWS = ['chain10', 'dag60', 'independent200'] as const;
+export const COLDSTART_WORKFLOWS = ['chain10', 'dag60', 'independent200', 'slow3'] as const;
 
 /**
  * off: each sandbox starts at its release; on: pre-started within `maxWaiting`; uncapped: pre-started with
- * `maxWaiting` as large as the workflow (run only where the cap binds: more steps than `maxWaiting`).
+ * `maxWaiting` as large as the workflow (run only where the cap binds: more steps than `maxWaiting`);
+ * rerun: on, with the lookahead by time, the workflow run twice on one engine (the second run knows the
+ * first one's step durations). slow3, whose steps are longer than two starts, runs only in rerun.
  */
-export const COLDSTART_MODES = ['off', 'on', 'uncapped'] as const;
+export const COLDSTART_MODES = ['off', 'on', 'uncapped', 'rerun'] as const;
 export type ColdstartMode = (typeof COLDSTART_MODES)[number];
 
 export interface ColdstartCase {
@@ -36,6 +38,8 @@ export interface ColdstartCase {
   /** The same at Fargate's time (÷ time scale): what AWS would bill as idle. */
   idleSandboxFargateS: number;
   load: LoadStamp;
+  /** rerun: the first run's figures (no earlier run to learn from); the case's own are the second run's. */
+  firstRun?: { makespanS: number; idleSandboxS: number; idleSandboxFargateS: number };
   /** Set when the deployment did not succeed; the figures are then NaN. */
   error?: string;
 }
@@ -52,6 +56,8 @@ export interface ColdstartResult {
   on: ColdstartCase[];
   /** Pre-start with the cap at the workflow's size (absent in results from before this mode). */
   uncapped?: ColdstartCase[];
+  /** Pre-start on with the lookahead by time: a second run of each workflow (absent before this mode). */
+  rerun?: ColdstartCase[];
   /** The issue's goals, checked on the "on" figures; `dagUncapped` on the DAG's uncapped run. */
   goals: { chain: Goal; dag: Goal; dagUncapped?: Goal };
 }
@@ -79,6 +85,14 @@ function chain(seed: number, n: number): DagStepSpec[] {
   }));
 }
 
+/** Seconds each step of slow3 sleeps: longer than two simulated starts at the default time scale (2 × 12 s). */
+export const SLOW_STEP_S = 30;
+
+/** A chain of 3 steps longer than two starts: the third sandbox has nothing to hide until the second step runs. */
+function slow(n: number): DagStepSpec[] {
+  return Array.from({ length: n }, (_, i) => ({ id: `l${i + 1}`, sleepSeconds: SLOW_STEP_S, dependsOn: i === 0 ? [] : [`l${i}`] }));
+}
+
 function independent(n: number): DagStepSpec[] {
   return Array.from({ length: n }, (_, i) => ({ id: `i${String(i + 1).padStart(3, '0')}`, sleepSeconds: 0.5, dependsOn: [] }));
 }
@@ -99,6 +113,7 @@ export async function runColdstart(opts: {
     { name: 'chain10' as const, steps: chain(opts.seed, 10) },
     { name: 'dag60' as const, steps: randomDag(opts.seed, 60) },
     { name: 'independent200' as const, steps: independent(200) },
+    { name: 'slow3' as const, steps: slow(3) },
   ].filter((w) => opts.workflows === undefined || opts.workflows.includes(w.name));
   const result: ColdstartResult = {
     timeScale: opts.timeScale,
@@ -110,6 +125,7 @@ export async function runColdstart(opts: {
     off: [],
     on: [],
     uncapped: [],
+    rerun: [],
     goals: { chain: { limitS: 0, met: false }, dag: { limitS: 0, met: false } },
   };
   // One engine at a time (the local engine points this process's SDK environment at its own services);
@@ -119,15 +135,25 @@ export async function runColdstart(opts: {
     for (const mode of modes) {
       // Where the workflow fits under the cap, uncapped is the same run as on.
       if (mode === 'uncapped' && w.steps.length <= opts.maxWaiting) continue;
+      // slow3 is there to show the lookahead only; 200 roots have nothing to look ahead of.
+      if (w.name === 'slow3' ? mode !== 'rerun' : mode === 'rerun' && w.name === 'independent200') continue;
       const bench = await startBenchEngine({
         timeScale: opts.timeScale,
         // Same seeded draws in every mode: the comparison is the scheduling, not the dice.
         sandboxStartLatency: { median: MEDIAN_S, p90: P90_S, random: mulberry32(opts.seed + 7) },
-        prestart: mode === 'off' ? false : { maxWaiting: mode === 'on' ? opts.maxWaiting : w.steps.length },
+        prestart:
+          mode === 'off'
+            ? false
+            : mode === 'rerun'
+              ? { maxWaiting: opts.maxWaiting, startSeconds: P90_S * opts.timeScale }
+              : { maxWaiting: mode === 'on' ? opts.maxWaiting : w.steps.length },
       });
       try {
-        const c = await runCase(bench, w, result.scaledMedianS, opts.timeScale).catch((e: unknown) => failedCase(w, e));
-        opts.log(`coldstart ${mode} ${w.name}: ${c.error ?? `makespan ${c.makespanS} s, critical path ${c.criticalPathS} s, ratio ${c.ratio}, starts lost ${c.startsLost}, idle ${c.idleSandboxS} s`}`);
+        const c = await (mode === 'rerun' ? runTwice(bench, w, result.scaledMedianS, opts.timeScale) : runCase(bench, w, result.scaledMedianS, opts.timeScale)).catch(
+          (e: unknown) => failedCase(w, e),
+        );
+        const first = c.firstRun ? ` (first run: makespan ${c.firstRun.makespanS} s, idle ${c.firstRun.idleSandboxS} s)` : '';
+        opts.log(`coldstart ${mode} ${w.name}: ${c.error ?? `makespan ${c.makespanS} s, critical path ${c.criticalPathS} s, ratio ${c.ratio}, starts lost ${c.startsLost}, idle ${c.idleSandboxS} s${first}`}`);
         (result[mode] ??= []).push(c);
       } finally {
         await bench.stop();
@@ -169,6 +195,13 @@ function failedCase(w: Workflow, e: unknown): ColdstartCase {
     load: { start: loadAverage(), end: loadAverage() },
     error: message,
   };
+}
+
+/** The same deployment twice on one engine: the second run's figures, with the first's beside them. */
+async function runTwice(bench: Awaited<ReturnType<typeof startBenchEngine>>, w: Workflow, startS: number, timeScale: number): Promise<ColdstartCase> {
+  const first = await runCase(bench, w, startS, timeScale);
+  const second = await runCase(bench, w, startS, timeScale);
+  return { ...second, firstRun: { makespanS: first.makespanS, idleSandboxS: first.idleSandboxS, idleSandboxFargateS: first.idleSandboxFargateS } };
 }
 
 async function runCase(bench: Awaited<ReturnType<typeof startBenchEngine>>, w: Workflow, startS: number, timeScale: number): Promise<ColdstartCase> {

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { LoadAverage, LoadStamp, Machine, Summary } from './harness.ts';
-import type { ColdstartCase, ColdstartResult } from './coldstart.ts';
+import { SLOW_STEP_S, type ColdstartCase, type ColdstartResult } from './coldstart.ts';
 import type { SandboxStartResult } from './sandboxStart.ts';
 import type { SchedulingResult } from './scheduling.ts';
 import type { TransitionsResult } from './transitions.ts';
@@ -264,6 +264,26 @@ function coldstartRow(mode: string, c: ColdstartCase): string {
   return `| ${c.workflow} | ${mode} | ${s(c.criticalPathS)} s | ${s(c.makespanS)} s | **${s(c.ratio)}** | ${s(c.ratioToLimit)} | ${s(c.startsLost, 1)} | ${s(c.idleSandboxS, 1)} s (${s(c.idleSandboxFargateS, 0)} s) | ${loadStamp(c.load)} |`;
 }
 
+/** The lookahead by time: each workflow's first run (nothing to learn from) against its second, on one engine. */
+function rerunTable(r: ColdstartResult): string {
+  if (!r.rerun?.length) return '';
+  const rows = r.rerun.map((c) =>
+    c.error || !c.firstRun
+      ? `| ${c.workflow} | failed: ${(c.error ?? 'no first run').replaceAll('|', '/')} | | | | ${loadStamp(c.load)} |`
+      : `| ${c.workflow} | ${s(c.criticalPathS)} s | ${s(c.firstRun.makespanS)} s → ${s(c.makespanS)} s | ${s(c.firstRun.idleSandboxS, 1)} s → ${s(c.idleSandboxS, 1)} s | ${s(c.firstRun.idleSandboxFargateS, 0)} s → ${s(c.idleSandboxFargateS, 0)} s | ${loadStamp(c.load)} |`,
+  );
+  return `
+**Re-runs: the lookahead by time.** Pre-start on (cap ${r.maxWaiting}) with \`startSeconds\` the simulated p90 on the
+engine's clock, each workflow deployed twice on one engine: the second run reads the first one's step durations and
+starts a sandbox whose dependencies are only pre-started once its release is expected within two starts
+(docs/ARCHITECTURE.md, "Lookahead by time"). slow3 is a chain of 3 steps of ${SLOW_STEP_S} s, longer than two starts.
+
+| workflow | critical path | makespan, first → second run | idle sandbox-s | idle Fargate s | load 1/5/15 min, start → end (second run) |
+|---|---|---|---|---|---|
+${rows.join('\n')}
+`;
+}
+
 function coldstartSection(m: Measured<ColdstartResult> | undefined): string {
   if (!m) return '## 4. Cold starts (pre-start off → on)\n\nNot measured yet: `npm run bench -- --only coldstart`.\n';
   const r = m.result;
@@ -308,6 +328,7 @@ coming in five waves; here they then queue for 2 cores (one runner boot per core
 pre-start off all 200 RunTasks come at once; on a loaded machine the last sandboxes can stay queued past the
 heartbeat limit (300 s × the time scale, 60 s here), which fails their steps: a limit of this
 machine, not of Fargate, which starts them side by side (docs/ARCHITECTURE.md, "Map slots").
+${rerunTable(r)}
 Measured ${m.date}.
 `;
 }

@@ -8,6 +8,10 @@ export const CONTEXT = {
   keystoneUrl: 'ctd:keystoneUrl',
   osInterface: 'ctd:osInterface',
   osRegion: 'ctd:osRegion',
+  /** Pre-start (docs/ARCHITECTURE.md): on|off, the cap on sandboxes waiting per deployment, the start to hide in seconds. */
+  prestart: 'ctd:prestart',
+  prestartMaxWaiting: 'ctd:prestartMaxWaiting',
+  prestartStartSeconds: 'ctd:prestartStartSeconds',
 } as const;
 
 const httpsUrl = z
@@ -21,6 +25,12 @@ const contextSchema = z.object({
   keystoneUrl: httpsUrl,
   osInterface: z.enum(['public', 'internal', 'admin']).optional(),
   osRegion: z.string().min(1).optional(),
+  prestart: z.enum(['on', 'off']).optional(),
+  prestartMaxWaiting: z.string().regex(/^[1-9]\d*$/, 'must be a whole number ≥ 1 (sandboxes waiting at once per deployment)').optional(),
+  prestartStartSeconds: z
+    .string()
+    .refine((v) => Number(v) > 0 && Number.isFinite(Number(v)), 'must be a number of seconds > 0 (the sandbox start to hide)')
+    .optional(),
 });
 
 export type CtdContext = z.infer<typeof contextSchema>;

@@ -62,9 +62,16 @@ export class CtdStack extends Stack {
     // No standing kms:Decrypt for the sandbox: each deployment's grant (made at submit) is its only way.
 
     // Every value the stack knows; each function takes those of its configuration sections (lambdas/catalog.ts).
+    // Unset keys leave the engine's defaults (adapters/aws/engineDeps.ts).
+    const prestart: Record<string, string> = {
+      ...(context.prestart ? { [ENV.prestart]: context.prestart } : {}),
+      ...(context.prestartMaxWaiting ? { [ENV.prestartMaxWaiting]: context.prestartMaxWaiting } : {}),
+      ...(context.prestartStartSeconds ? { [ENV.prestartStartSeconds]: context.prestartStartSeconds } : {}),
+    };
     const values = {
       ...shared,
       ...cloud,
+      ...prestart,
       [ENV.stateMachineArn]: stateMachineArn(this),
       [ENV.clusterArn]: this.sandbox.cluster.clusterArn,
     };

@@ -32,7 +32,7 @@ export interface LambdaSpec {
   readonly substitution?: string;
 }
 
-const ENGINE = ['store', 'executions'] as const;
+const ENGINE = ['store', 'executions', 'prestart'] as const;
 
 /** RecordStepResult and RecordStepFailure settle waiting steps: a pre-started sandbox whose step they skip is stopped at once (StopTask). */
 const SETTLES_WAITING_STEPS = {

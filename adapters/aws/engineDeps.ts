@@ -1,6 +1,7 @@
 import type { EngineDeps, PrestartPolicy } from '../../core/usecases/deps.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
 import type { MetricsPort } from '../../core/metrics.ts';
+import { ENV } from '../../core/config/names.ts';
 import { createEcsClient } from './clients.ts';
 import { EcsSandboxLauncher } from './ecsSandbox.ts';
 import { buildStepPorts, type EngineConfig } from './stepPorts.ts';
@@ -45,13 +46,13 @@ export const DEFAULT_PRESTART_START_SECONDS = 60;
  * CTD_PRESTART_START_SECONDS is the start the lookahead by time hides (core/usecases/lookahead.ts).
  */
 export function prestartFromEnv(env: NodeJS.ProcessEnv): PrestartPolicy | false {
-  const flag = (env.CTD_PRESTART ?? 'on').toLowerCase();
+  const flag = (env[ENV.prestart] ?? 'on').toLowerCase();
   if (flag === 'off' || flag === 'false' || flag === '0') return false;
   if (flag !== 'on' && flag !== 'true' && flag !== '1') throw new Error(`CTD_PRESTART must be on or off, not "${env.CTD_PRESTART}"`);
-  const raw = env.CTD_PRESTART_MAX_WAITING;
+  const raw = env[ENV.prestartMaxWaiting];
   const maxWaiting = raw === undefined ? DEFAULT_PRESTART_MAX_WAITING : Number(raw);
   if (!Number.isInteger(maxWaiting) || maxWaiting < 1) throw new Error(`CTD_PRESTART_MAX_WAITING must be a whole number ≥ 1, not "${raw}"`);
-  const rawStart = env.CTD_PRESTART_START_SECONDS;
+  const rawStart = env[ENV.prestartStartSeconds];
   const startSeconds = rawStart === undefined ? DEFAULT_PRESTART_START_SECONDS : Number(rawStart);
   if (!(startSeconds > 0) || !Number.isFinite(startSeconds)) throw new Error(`CTD_PRESTART_START_SECONDS must be a number of seconds > 0, not "${rawStart}"`);
   return { maxWaiting, startSeconds };

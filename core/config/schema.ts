@@ -48,6 +48,12 @@ export const CONFIG_SECTIONS = {
     [ENV.osInterface]: z.optional(oneOf(['public', 'internal', 'admin'], 'catalog interface')),
     [ENV.osRegion]: z.optional(nonEmpty),
   }),
+  /** Decides when sandboxes start ahead of their release; all optional, checked where read (prestartFromEnv). */
+  prestart: z.object({
+    [ENV.prestart]: z.optional(nonEmpty),
+    [ENV.prestartMaxWaiting]: z.optional(nonEmpty),
+    [ENV.prestartStartSeconds]: z.optional(nonEmpty),
+  }),
 } as const;
 
 export type ConfigSection = keyof typeof CONFIG_SECTIONS;

@@ -1,9 +1,16 @@
 import { Match } from 'aws-cdk-lib/assertions';
+import type { IConstruct } from 'constructs';
 import { describe, expect, it } from 'vitest';
 import { CtdStack } from '../../cdk/stack.ts';
 import { logicalId, synthCtdStack, testApp } from './helpers.ts';
 
-const { stack, template } = synthCtdStack({ 'ctd:cloud': 'openstack', 'ctd:keystoneUrl': 'https://iam.example.com/v3', 'ctd:osRegion': 'eu-de' });
+const { stack, template } = synthCtdStack({
+  'ctd:cloud': 'openstack',
+  'ctd:keystoneUrl': 'https://iam.example.com/v3',
+  'ctd:osRegion': 'eu-de',
+  'ctd:prestartMaxWaiting': '60',
+  'ctd:prestartStartSeconds': '45',
+});
 const resources = template.toJSON().Resources as Record<string, { Type: string; Properties: Record<string, unknown>; DeletionPolicy?: string }>;
 const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
 const containerEnv = () =>
@@ -58,11 +65,23 @@ describe('Stack: cloud context', () => {
     });
   });
 
+  it('gives the pre-start context to every engine function, and to nothing else', () => {
+    const env = (fn: IConstruct) => (resources[logicalId(fn)]!.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    for (const fn of Object.values(stack.engine.functions)) expect(env(fn)).toMatchObject({ CTD_PRESTART_MAX_WAITING: '60', CTD_PRESTART_START_SECONDS: '45' });
+    for (const fn of Object.values(stack.api.functions)) expect(env(fn)).not.toHaveProperty('CTD_PRESTART_MAX_WAITING');
+    expect(containerEnv()).not.toHaveProperty('CTD_PRESTART_MAX_WAITING');
+    // Unset, the engine's own defaults hold: no variable at all.
+    expect(env(stack.engine.functions.awaitDependencies)).not.toHaveProperty('CTD_PRESTART');
+  });
+
   it.each([
     [{ 'ctd:cloud': 'aws' }, /-c ctd:cloud: unknown cloud kind "aws" \(known: openstack\)/],
     [{ 'ctd:cloud': 'local' }, /-c ctd:cloud: unknown cloud kind "local"/],
     [{ 'ctd:keystoneUrl': 'http://iam.example.com/v3' }, /-c ctd:keystoneUrl: must be an https:\/\/ URL/],
     [{ 'ctd:keystoneUrl': '' }, /-c ctd:keystoneUrl: required/],
+    [{ 'ctd:prestart': 'maybe' }, /-c ctd:prestart: /],
+    [{ 'ctd:prestartMaxWaiting': '0' }, /-c ctd:prestartMaxWaiting: must be a whole number ≥ 1/],
+    [{ 'ctd:prestartStartSeconds': 'soon' }, /-c ctd:prestartStartSeconds: must be a number of seconds > 0/],
   ])('refuses %j at synth time, naming the context key', (context, message) => {
     expect(() => new CtdStack(testApp(context), 'CtdBadContext')).toThrow(message);
   });
