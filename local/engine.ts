@@ -7,7 +7,7 @@ import { metricsPort } from '../adapters/aws/telemetry.ts';
 import { cloudConfigFromEnv } from '../adapters/cloudConfig.ts';
 import { executionEndedOutsideCleanup } from '../core/usecases/finalize.ts';
 import { parseConfig } from '../core/config/schema.ts';
-import { RELEASE_POLL_ENV } from '../core/config/names.ts';
+import { ENV, RELEASE_POLL_ENV } from '../core/config/names.ts';
 import { routeTelemetry } from '../lambdas/observability.ts';
 import type { Hypervisor } from './cloud-backend.ts';
 import { pickLoopbackBlock, splitBlock, type LoopbackBlock } from './cloud/loopbackBlock.ts';
@@ -420,6 +420,6 @@ const LOCAL_START_SECONDS = 1;
 function localPrestart(opts: LocalEngineOptions, timeScale: number): PrestartPolicy | false {
   if (opts.prestart !== undefined) return opts.prestart;
   const policy = prestartFromEnv(process.env);
-  if (!policy || process.env.CTD_PRESTART_START_SECONDS !== undefined) return policy;
+  if (!policy || process.env[ENV.prestartStartSeconds] !== undefined) return policy;
   return { ...policy, startSeconds: opts.sandboxStartLatency ? opts.sandboxStartLatency.p90 * timeScale : LOCAL_START_SECONDS };
 }
