@@ -112,7 +112,7 @@ async function stopWorker(worker: Worker): Promise<void> {
 
 /** A thread with dynalite loaded; `beforeListen` frees its port (the stand-in) only then, so the gap is a listen, not a module load. */
 async function startWorker(data: DynaliteWorkerData, onWorker: DynaliteThreadOptions['onWorker'], beforeListen?: () => Promise<void>): Promise<{ worker: Worker; url: string }> {
-  const worker = startTsWorker(new URL('./dynaliteWorker.ts', import.meta.url), data);
+  const worker = await startTsWorker(new URL('./dynaliteWorker.ts', import.meta.url), data);
   onWorker?.(worker);
   try {
     await next(worker, 'loaded');
