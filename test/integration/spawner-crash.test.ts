@@ -98,7 +98,7 @@ const alive = (pid: number) => {
 };
 
 describe('Local engine: the sandbox spawner killed at random moments', () => {
-  it(`ends every deployment as the error table allows and leaves nothing behind (${ROUNDS} rounds)`, { timeout: 240_000 }, async () => {
+  it(`ends every deployment as the error table allows and leaves nothing behind (${ROUNDS} rounds)`, { timeout: 400_000 }, async () => {
     const outcomes: string[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const moment = MOMENTS[round % MOMENTS.length]!;
