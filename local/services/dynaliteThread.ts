@@ -30,7 +30,7 @@ export interface DynaliteThread {
 const MAX_RESTARTS = 3;
 const RESTART_WINDOW_MS = 60_000;
 /** The first line of a thread's error, bounded: enough to say what failed, too little to carry a request's items. */
-const describe = (e: Error) => `${e.name}: ${e.message.split('\n')[0]!.slice(0, 160)}`;
+const firstLine = (e: Error) => `${e.name}: ${e.message.split('\n')[0]!.slice(0, 160)}`;
 
 export async function startDynaliteThread(data: DynaliteWorkerData, opts: DynaliteThreadOptions = {}): Promise<DynaliteThread> {
   const log = opts.log ?? (() => undefined);
@@ -46,7 +46,7 @@ export async function startDynaliteThread(data: DynaliteWorkerData, opts: Dynali
   const watch = (worker: Worker) => {
     let failure: string | undefined;
     // Without a listener an 'error' of the thread would throw in the engine and end it.
-    worker.on('error', (e) => (failure ??= describe(e)));
+    worker.on('error', (e) => (failure ??= firstLine(e)));
     worker.once('exit', (code) => {
       if (closing) return;
       const reason = failure ? `its thread failed (${failure})` : `its thread exited (code ${code})`;
@@ -71,7 +71,7 @@ export async function startDynaliteThread(data: DynaliteWorkerData, opts: Dynali
           watch(thread.worker);
           log(`local DynamoDB (dynalite) on ${url}: restarted`);
         } catch (e) {
-          down = `${reason}, and restarting it failed (${e instanceof Error ? describe(e) : String(e)}); restart the engine`;
+          down = `${reason}, and restarting it failed (${e instanceof Error ? firstLine(e) : String(e)}); restart the engine`;
           log(`local DynamoDB (dynalite) on ${url}: ${down}`);
           standIn = await startStandIn(data.host, port, () => `the local DynamoDB (dynalite) is down: ${down}`).catch(() => undefined);
         }
@@ -84,6 +84,8 @@ export async function startDynaliteThread(data: DynaliteWorkerData, opts: Dynali
   return {
     url,
     stats: async () => {
+      // An ended thread sends nothing more: say why instead of waiting.
+      if (thread.worker.threadId < 0) throw new Error(`the local DynamoDB (dynalite) is down: ${down}`);
       const answer = next(thread.worker, 'stats');
       ask(thread.worker, { type: 'stats' });
       const { hits, misses } = await answer;
@@ -136,7 +138,7 @@ function next<T extends DynaliteWorkerMessage['type']>(worker: Worker, type: T):
     };
     const onError = (err: Error) => {
       off();
-      reject(new Error(`local DynamoDB (dynalite) failed: ${describe(err)}`, { cause: err }));
+      reject(new Error(`local DynamoDB (dynalite) failed: ${firstLine(err)}`, { cause: err }));
     };
     const onExit = (code: number) => {
       off();
