@@ -32,7 +32,7 @@ const BUILD_VERSION = 1;
 
 /**
  * The entry bundled as an ES module, named by the content of every project file it imports (found by
- * their `from './x.ts'` specifiers): an edit makes a new file, an unchanged tree reuses the last one
+ * their relative specifiers): an edit makes a new file, an unchanged tree reuses the last one
  * without loading esbuild (~0.5 s). Returns the bundle's URL.
  */
 export async function workerBundle(entry: URL, cacheDir = CACHE_DIR): Promise<URL> {
@@ -63,7 +63,8 @@ async function projectImports(file: string): Promise<{ path: string; text: strin
     if (found.has(path)) return;
     const text = await readFile(path, 'utf8');
     found.set(path, text);
-    for (const [, spec] of text.matchAll(/\bfrom\s+['"](\.{1,2}\/[^'"]+)['"]/g)) await visit(resolve(dirname(path), spec!));
+    // `… from './x.ts'`, `import './x.ts'` and `import('./x.ts')`: whatever esbuild would pull into the bundle.
+    for (const [, spec] of text.matchAll(/(?:\bfrom\s+|\bimport\s*\(?\s*)['"](\.{1,2}\/[^'"]+)['"]/g)) await visit(resolve(dirname(path), spec!));
   };
   await visit(file);
   return [...found].sort(([a], [b]) => a.localeCompare(b)).map(([path, text]) => ({ path, text }));

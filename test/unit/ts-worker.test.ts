@@ -26,12 +26,14 @@ async function project(depAnswer: string) {
     [
       "import { parentPort, workerData } from 'node:worker_threads';",
       "import { answer, type Answer } from './dep.ts';",
+      "import './side.ts';",
       'interface Data { name: string }',
       'const data = (workerData as { data: Data }).data;',
       'const reply: Answer = answer(data.name);',
       'parentPort!.postMessage(reply);',
     ].join('\n'),
   );
+  await writeFile(join(root, 'side.ts'), `(globalThis as { side?: string }).side = '${depAnswer}';\n`);
   await writeFile(join(root, 'dep.ts'), `export type Answer = string;\nexport const answer = (name: string): Answer => \`${depAnswer} \${name}\`;\n`);
   return { entry: pathToFileURL(join(root, 'entry.ts')), cacheDir: join(root, 'cache') };
 }
@@ -61,6 +63,12 @@ describe('Function: startTsWorker', () => {
     const builtAt = (await stat(first)).mtimeMs;
     expect((await workerBundle(entry, cacheDir)).href).toBe(first.href);
     expect((await stat(first)).mtimeMs).toBe(builtAt);
+
+    // A file imported only for its side effects counts too.
+    await writeFile(join(dir!, 'side.ts'), "(globalThis as { side?: string }).side = 'edited';\n");
+    const sideEdited = await workerBundle(entry, cacheDir);
+    expect(sideEdited.href).not.toBe(first.href);
+    expect(await readFile(sideEdited, 'utf8')).toContain('edited');
 
     await project('goodbye');
     const second = await workerBundle(entry, cacheDir);
