@@ -117,7 +117,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
     for (const stop of stops.reverse()) await stop().catch((e: unknown) => log(`stop failed: ${String(e)}`));
   };
   try {
-    const dynamo = await startLocalDynamoDb({ stateDir, tableName: TABLE_NAME });
+    const dynamo = await startLocalDynamoDb({ stateDir, tableName: TABLE_NAME, log });
     stops.push(() => dynamo.close());
     const kms = await startLocalKms({ stateDir });
     stops.push(() => kms.close());

@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { dynaliteWithTableCache } from './dynaliteTableCache.ts';
 import { closeServer, listen } from './httpUtil.ts';
+import { ignoreClientAborts } from './dynaliteAborts.ts';
 
 /**
  * dynalite in a worker thread of the engine (started by local/services/dynamodb.ts): the table's
@@ -15,8 +16,9 @@ export interface DynaliteWorkerData {
   port: number;
 }
 
-export type DynaliteWorkerRequest = { type: 'stats' } | { type: 'close' };
+export type DynaliteWorkerRequest = { type: 'listen' } | { type: 'stats' } | { type: 'close' };
 export type DynaliteWorkerMessage =
+  | { type: 'loaded' }
   | { type: 'listening'; url: string }
   | { type: 'stats'; hits: number; misses: number }
   | { type: 'closed' };
@@ -26,7 +28,10 @@ if (!port) throw new Error('dynaliteWorker.ts runs as a worker thread (see local
 const { path, host, port: tcpPort } = (workerData as { data: DynaliteWorkerData }).data;
 const { server, stats } = dynaliteWithTableCache({ path, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
 const send = (m: DynaliteWorkerMessage) => port.postMessage(m);
+ignoreClientAborts(server);
 port.on('message', (m: DynaliteWorkerRequest) => {
+  // Loaded first, listening when told: a restarted thread takes its port over from the stand-in (dynaliteThread.ts).
+  if (m.type === 'listen') void listen(server, tcpPort, host).then((url) => send({ type: 'listening', url }));
   if (m.type === 'stats') send({ type: 'stats', ...stats });
   // After the last response: the engine's clients are gone by then. The thread then ends by itself.
   if (m.type === 'close') void closeServer(server).then(() => {
@@ -34,4 +39,4 @@ port.on('message', (m: DynaliteWorkerRequest) => {
     port.close();
   });
 });
-send({ type: 'listening', url: await listen(server, tcpPort, host) });
+send({ type: 'loaded' });

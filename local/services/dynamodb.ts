@@ -11,9 +11,8 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { TABLE, createTableInput } from '../../adapters/aws/table.ts';
 import type { TableCacheStats } from './dynaliteTableCache.ts';
-import type { DynaliteWorkerData, DynaliteWorkerMessage, DynaliteWorkerRequest } from './dynaliteWorker.ts';
+import { startDynaliteThread, type DynaliteThreadOptions } from './dynaliteThread.ts';
 import { keepOwnerOnly } from './ownerOnly.ts';
-import { startTsWorker } from './tsWorker.ts';
 
 export interface LocalDynamoDb {
   url: string;
@@ -27,7 +26,7 @@ export interface LocalDynamoDb {
   close(): Promise<void>;
 }
 
-export interface LocalDynamoDbOptions {
+export interface LocalDynamoDbOptions extends DynaliteThreadOptions {
   stateDir: string;
   tableName: string;
   port?: number;
@@ -107,7 +106,10 @@ export async function startLocalDynamoDb(opts: LocalDynamoDbOptions): Promise<Lo
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   // LevelDB keeps deleted items in its log: its files must not be readable by other users.
   const modes = await keepOwnerOnly(dataDir);
-  const dynalite = await startDynaliteWorker({ path: dataDir, host: opts.host ?? '127.0.0.1', port: opts.port ?? 0 }).catch(async (err: unknown) => {
+  const dynalite = await startDynaliteThread(
+    { path: dataDir, host: opts.host ?? '127.0.0.1', port: opts.port ?? 0 },
+    { ...(opts.log ? { log: opts.log } : {}), ...(opts.onWorker ? { onWorker: opts.onWorker } : {}) },
+  ).catch(async (err: unknown) => {
     await modes.close();
     throw err;
   });
@@ -150,52 +152,4 @@ export async function startLocalDynamoDb(opts: LocalDynamoDbOptions): Promise<Lo
     await modes.close();
   };
   return { url, sweepExpired, tableCacheStats: dynalite.stats, close: () => (closing ??= close()) };
-}
-
-/** dynalite on a thread of its own (local/services/dynaliteWorker.ts), listening once this resolves. */
-async function startDynaliteWorker(data: DynaliteWorkerData): Promise<{ url: string; stats(): Promise<TableCacheStats>; close(): Promise<void> }> {
-  const worker = startTsWorker(new URL('./dynaliteWorker.ts', import.meta.url), data);
-  const next = <T extends DynaliteWorkerMessage['type']>(type: T): Promise<Extract<DynaliteWorkerMessage, { type: T }>> =>
-    new Promise((resolve, reject) => {
-      const onMessage = (m: DynaliteWorkerMessage) => {
-        if (m.type !== type) return;
-        off();
-        resolve(m as Extract<DynaliteWorkerMessage, { type: T }>);
-      };
-      const onError = (err: Error) => {
-        off();
-        reject(new Error(`local DynamoDB (dynalite) failed: ${err.message}`, { cause: err }));
-      };
-      const onExit = (code: number) => onError(new Error(`its thread exited (code ${code})`));
-      const off = () => {
-        worker.off('message', onMessage);
-        worker.off('error', onError);
-        worker.off('exit', onExit);
-      };
-      worker.on('message', onMessage);
-      worker.once('error', onError);
-      worker.once('exit', onExit);
-    });
-  const ask = (m: DynaliteWorkerRequest) => worker.postMessage(m);
-  const { url } = await next('listening').catch(async (err: unknown) => {
-    await worker.terminate();
-    throw err;
-  });
-  let closing: Promise<void> | undefined;
-  return {
-    url,
-    stats: async () => {
-      const answer = next('stats');
-      ask({ type: 'stats' });
-      const { hits, misses } = await answer;
-      return { hits, misses };
-    },
-    close: () =>
-      (closing ??= (async () => {
-        const closed = next('closed');
-        ask({ type: 'close' });
-        await closed.catch(() => undefined);
-        await worker.terminate();
-      })()),
-  };
 }

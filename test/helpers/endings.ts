@@ -150,12 +150,44 @@ export function processesUnder(stateDir: string): EngineProcess[] {
 }
 
 /**
+ * {@link processesUnder}, and also every live process whose environment names the state dir (a runner's
+ * CTD_WORK_DIR and HOME, inherited by what its user code starts, even from another cwd) or whose
+ * ancestry leads to one that does. Only for engines in this process: a child engine's own environment
+ * names its state dir.
+ */
+export function processesNaming(stateDir: string): EngineProcess[] {
+  const byPid = new Map<number, { ppid: number; process: EngineProcess; named: boolean }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, 'utf8');
+      if (/^State:\s+Z/m.test(status)) continue;
+      const cwd = readlinkSync(`/proc/${entry}/cwd`);
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+      const environ = readFileSync(`/proc/${entry}/environ`, 'utf8');
+      const named = cwd.startsWith(`${stateDir}/`) || cmdline.includes(`${stateDir}/`) || environ.includes(`${stateDir}/`);
+      const ppid = Number(/^PPid:\s+(\d+)$/m.exec(status)?.[1] ?? 0);
+      byPid.set(Number(entry), { ppid, named, process: { pid: Number(entry), comm: /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?', cwd, cmdline } });
+    } catch {
+      // gone meanwhile, or a kernel thread
+    }
+  }
+  const descends = (pid: number, seen = new Set<number>()): boolean => {
+    const p = byPid.get(pid);
+    if (!p || seen.has(pid)) return false;
+    seen.add(pid);
+    return p.named || descends(p.ppid, seen);
+  };
+  return [...byPid.entries()].filter(([pid]) => descends(pid)).map(([, p]) => p.process);
+}
+
+/**
  * Processes that must not be there once nothing runs: every VM command, and every sandbox process
  * except the launcher's warm runners (started ahead, no task yet: a bwrap/node pair in an empty
- * work dir, at most `warmPool` of them).
+ * work dir, at most `warmPool` of them). `find` lists the candidates (default {@link processesUnder}).
  */
-export async function leftoverProcesses(stateDir: string, warmPool = 2): Promise<EngineProcess[]> {
-  const all = processesUnder(stateDir);
+export async function leftoverProcesses(stateDir: string, warmPool = 2, find: (stateDir: string) => EngineProcess[] = processesUnder): Promise<EngineProcess[]> {
+  const all = find(stateDir);
   const sandboxRoot = join(stateDir, 'sandboxes');
   const dirOf = (p: EngineProcess) => (p.cwd.startsWith(`${sandboxRoot}/`) ? p.cwd.slice(sandboxRoot.length + 1).split('/')[0] : undefined);
   const leftover: EngineProcess[] = [];

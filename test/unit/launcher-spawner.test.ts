@@ -161,6 +161,32 @@ describe.each(bwrapUsable ? [false, true] : [false])('Local sandboxes: the spawn
     expect((await stat(c.pgid))?.ppid).toBe(second);
   });
 
+  it('a spawner killed with a spawn unanswered: that RunTask still gets a runner, from a new spawner', async () => {
+    const l = await start();
+    const a = await run('a');
+    const first = l.spawnerPid!;
+    // Stopped, it reads nothing: b's spawn request waits in its channel, unanswered, until the kill.
+    process.kill(first, 'SIGSTOP');
+    const b = l.runTask(runTaskParameters('b'), new AbortController().signal);
+    // b's work dir is made right before its request is sent (launcher.ts, spawn).
+    await until("b's work dir", async () => ((await readdir(join(dir, 'sandboxes'))).length === 2 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 100));
+    process.kill(first, 'SIGKILL');
+
+    const { tasks } = await b;
+    await until("b's runner to read its task", () => (logs.some((l) => l.includes('task of b')) ? true : undefined));
+    const second = l.spawnerPid!;
+    expect(second).not.toBe(first);
+    expect((await stat(l.processGroups().get('b')!))?.ppid).toBe(second);
+    // a's task was the spawner's: it stops as lost; b's, never started by it, is not reported stopped.
+    await until("a's STOPPED event", () => stopped[0]);
+    expect(stopped.map((e) => e.detail.taskArn)).toEqual([a.taskArn]);
+    expect(stopped[0]?.detail.stopCode).toBe('TerminationNotice');
+    expect(tasks[0]!.taskArn).not.toBe(a.taskArn);
+    // Nothing of the dead spawner's is left: only b's runner (and bwrap around it) lives.
+    expect((await liveRunners(marker)).every((p) => p.pgrp === l.processGroups().get('b'))).toBe(true);
+  });
+
   it('the engine gone (its channel closed by SIGKILL): the spawner and every sandbox it started go too', async () => {
     dir = await mkdtemp(join(tmpdir(), 'ctd-spawner-'));
     marker = `ctd-spawner-test-${randomBytes(6).toString('hex')}`;
