@@ -148,7 +148,11 @@ function schedulingSection(m: Measured<SchedulingResult> | undefined, sandbox: S
 | longest release delays | ${r.worstReleases.map((w) => `${w.stepId} (iteration ${w.iteration + 1}) ${s(w.delayS)} s`).join(', ')} |
 | most steps running at once | ${r.maxRunning} (each batch's Map: MaxConcurrency 40) |
 | CPU used by the engine process during the run | ${s(r.engineCpuS, 1)} s (${s(r.engineCpuS / r.steps)} s per step) |
-| CPU of the sandboxes' start-ups, at least (steps × runner module load CPU, section 2) | ${sandboxCpu !== undefined ? `${s(sandboxCpu, 1)} s` : 'run section 2'} |
+| ${
+    r.cpu
+      ? `CPU of the runners (${r.cpu.runners}, the system steps' included), measured: all / their boots | ${s(r.cpu.runnersS, 1)} s / ${s(r.cpu.perRunnerS.boot * r.cpu.runners, 1)} s`
+      : `CPU of the sandboxes' start-ups, at least (steps × runner module load CPU, section 2) | ${sandboxCpu !== undefined ? `${s(sandboxCpu, 1)} s` : 'run section 2'}`
+  } |
 | state transitions of this execution | ${r.transitions} |
 | load average at start → end | ${loadStamp(r.load)} |
 
@@ -170,7 +174,9 @@ process that loads the bundled runner${
   }; at most as many load at once as there are cores, so a burst of pre-starts queues (RunTask → ready ${s(p.boot)} s on
 average), and a sandbox still queued at its release puts its whole start on the critical path. The engine process spent
 ${s(r.engineCpuS, 1)} s of CPU on the run${
-    sandboxCpu !== undefined
+    r.cpu
+      ? `, the runners ${s(r.cpu.runnersS, 1)} s: ≥ ${s(r.cpu.lowerBoundS, 1)} s on ${r.cpu.cores} cores against a ${s(r.criticalPathS)} s critical path (ratio ≥ ${s(r.cpu.lowerBoundRatio)}, table below)`
+      : sandboxCpu !== undefined
       ? `; with at least ${s(sandboxCpu, 1)} s in sandbox start-ups that is ≥ ${s((r.engineCpuS + sandboxCpu) / cores, 1)} s on ${cores} idle cores
 against a ${s(r.criticalPathS)} s critical path (ratio ≥ ${s((r.engineCpuS + sandboxCpu) / cores / r.criticalPathS)} before any other load)`
       : ''
@@ -200,7 +206,7 @@ the runners' figures are each runner's own account of its life in its last log l
 
 ${
     c.lowerBoundRatio >= 1.5
-      ? `Even a perfect scheduler on an idle machine could not reach 1.5 × the critical path (${s(1.5 * r.criticalPathS)} s) with this much CPU: only cutting CPU helps.`
+      ? `With this much CPU not even a perfect scheduler reaches 1.5 × the critical path (${s(1.5 * r.criticalPathS)} s) on ${c.cores} cores: only cutting CPU helps. (Measured at load ${load(r.load.start)}: a process's CPU for the same work grows on a loaded machine, so the idle machine's bound is lower.)`
       : `The run's own CPU allows ${s(c.lowerBoundRatio)} × the critical path on idle cores; the rest of the ${s(r.ratio)} × is waiting (dependencies, boots queued behind the cap, polls)${
           c.otherS !== undefined && c.otherS > 0.1 * c.ownS ? ` and the other load (${s(c.otherS, 1)} s of CPU in the window)` : ''
         }.`

@@ -58,7 +58,7 @@ export interface SchedulingResult {
   /**
    * CPU seconds the engine process (local services, Lambda handlers, state machine, API) spent during
    * the run. The sandboxes' CPU cannot be read the same way: bwrap's pid-namespace init is never
-   * reaped by the engine, so its CPU never reaches the engine's child times.
+   * reaped by the engine, so its CPU never reaches the engine's child times; each runner reports its own (`cpu`).
    */
   engineCpuS: number;
   /** Where the run's CPU went (absent in results written before it was measured). */
