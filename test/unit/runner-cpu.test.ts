@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { runnerCpuReports } from '../../bench/harness.ts';
+import { loadResults, renderMarkdown } from '../../bench/report.ts';
 import { runCpu } from '../../bench/scheduling.ts';
 import { reapedChildrenMs, runnerCpu } from '../../sandbox/cpuUsage.ts';
 
@@ -61,5 +62,19 @@ describe("the bench's CPU of a run", () => {
     expect(cpu.perRunnerS).toEqual({ boot: 0.15, afterReady: 0.2, children: 0.005, total: 0.355 });
     expect(cpu.lowerBoundS).toBe(3.36);
     expect(cpu.lowerBoundRatio).toBe(1.68);
+  });
+
+  it('writes the CPU table and its bound into section 1, and still renders results measured before it', () => {
+    const results = loadResults();
+    const scheduling = results.scheduling;
+    if (!scheduling) throw new Error('bench/results.json has no scheduling result');
+    const { cpu: _none, ...old } = scheduling.result;
+    const before = renderMarkdown({ ...results, scheduling: { ...scheduling, result: old } });
+    expect(before).toContain('## 1. Scheduling overhead');
+    expect(before).not.toContain("Where the run's CPU went");
+    const cpu = runCpu({ windowS: 30, cores: 2, engineS: 6, spawnerS: 0.7, runners: [{ deploymentId: 'd', stepId: 'a', bootMs: 20_000, afterReadyMs: 4_000 }], machineBusyS: 50, criticalPathS: scheduling.result.criticalPathS });
+    const after = renderMarkdown({ ...results, scheduling: { ...scheduling, result: { ...old, cpu } } });
+    expect(after).toContain("Where the run's CPU went");
+    expect(after).toContain(`**${cpu.lowerBoundS.toFixed(2)} s = ${cpu.lowerBoundRatio.toFixed(2)} × the critical path**`);
   });
 });
