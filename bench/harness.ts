@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +66,63 @@ export function cpuSeconds(): number {
   return (own.user + own.system) / 1e6;
 }
 
+/** The machine's CPU seconds since boot from /proc/stat: busy (user, nice, system, irq, softirq, steal) and idle (idle, iowait). */
+export function machineCpuSeconds(): { busy: number; idle: number } | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+    // USER_HZ is 100 on Linux; guest time is already inside user.
+    return { busy: (user + nice + system + irq + softirq + steal) / 100, idle: (idle + iowait) / 100 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds (user + system) of one live process from /proc/<pid>/stat, its ended children not included. */
+export function processCpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a runner's last log line says it cost (sandbox/cpuUsage.ts), by deployment and step. */
+export interface RunnerCpuReport {
+  deploymentId: string;
+  stepId: string;
+  bootMs: number;
+  afterReadyMs: number;
+  childrenMs?: number;
+}
+
+/** The runner's final JSON log line(s) in an engine log line (`[stepId] {…}`), if they carry its CPU. */
+export function runnerCpuReports(line: string): RunnerCpuReport[] {
+  const reports: RunnerCpuReport[] = [];
+  for (const text of line.split('\n')) {
+    const at = text.indexOf('{"');
+    if (at < 0 || !text.includes('"cpu":')) continue;
+    try {
+      const entry = JSON.parse(text.slice(at)) as { deploymentId?: unknown; stepId?: unknown; cpu?: { bootMs?: unknown; afterReadyMs?: unknown; childrenMs?: unknown } };
+      const { cpu } = entry;
+      if (typeof entry.deploymentId !== 'string' || typeof entry.stepId !== 'string' || typeof cpu?.bootMs !== 'number' || typeof cpu.afterReadyMs !== 'number') continue;
+      reports.push({
+        deploymentId: entry.deploymentId,
+        stepId: entry.stepId,
+        bootMs: cpu.bootMs,
+        afterReadyMs: cpu.afterReadyMs,
+        ...(typeof cpu.childrenMs === 'number' ? { childrenMs: cpu.childrenMs } : {}),
+      });
+    } catch {
+      // Not a runner's JSON line.
+    }
+  }
+  return reports;
+}
+
 /** One sandbox attempt as the probes saw it. Times are {@link now} values. */
 export interface TaskTrace {
   deploymentId: string;
@@ -104,6 +162,10 @@ export interface BenchEngine {
   bwrapPath: string | undefined;
   /** Every sandbox attempt of this engine, in RunTask order. */
   traces: TaskTrace[];
+  /** What each runner that ended said its life cost in CPU, in the order they ended. */
+  runnerCpu: RunnerCpuReport[];
+  /** The pid of the process that forks the runners, if it runs. */
+  spawnerPid(): number | undefined;
   /** Decides, per runner spawned from now on (numbered from 1), whether it starts inside bwrap (default: the engine's choice). */
   setIsolation(choose: ((runnerNo: number) => boolean) | undefined): void;
   /** How many runners the launcher keeps started ahead of need (its default is 2; 0 spawns each at its RunTask). */
@@ -123,6 +185,7 @@ export type BenchEngineOptions = Pick<LocalEngineOptions, 'timeScale' | 'sandbox
 export async function startBenchEngine(options: BenchEngineOptions = {}): Promise<BenchEngine> {
   const stateDir = await mkdtemp(join(tmpdir(), 'ctd-bench-'));
   const lines: string[] = [];
+  const runnerCpu: RunnerCpuReport[] = [];
   let engine: LocalEngine;
   try {
     engine = await startLocalEngine({
@@ -130,6 +193,7 @@ export async function startBenchEngine(options: BenchEngineOptions = {}): Promis
       stateDir,
       apiPort: 0,
       log: (line) => {
+        if (line.includes('"cpu":')) runnerCpu.push(...runnerCpuReports(line));
         lines.push(line);
         if (lines.length > 400) lines.splice(0, lines.length - 400);
       },
@@ -196,6 +260,8 @@ export async function startBenchEngine(options: BenchEngineOptions = {}): Promis
     bastionAddress: (await engine.bastionOf('bench')).address,
     bwrapPath,
     traces,
+    runnerCpu,
+    spawnerPid: () => engine.sandboxes.spawnerPid,
     setIsolation: (fn) => {
       choose = fn;
       spawned = 0;

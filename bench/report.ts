@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { LoadAverage, LoadStamp, Machine, Summary } from './harness.ts';
 import { SLOW_STEP_S, type ColdstartCase, type ColdstartResult } from './coldstart.ts';
 import type { SandboxStartResult } from './sandboxStart.ts';
-import type { SchedulingResult } from './scheduling.ts';
+import type { RunCpu, SchedulingResult } from './scheduling.ts';
 import type { TransitionsResult } from './transitions.ts';
 
 /**
@@ -56,6 +56,11 @@ export function summaryTable(results: BenchResults): string {
     rows.push(['scheduling: makespan ÷ critical path', `${s(sched.ratio)} (${s(sched.makespanS)} s ÷ ${s(sched.criticalPathS)} s)`, load(sched.load.start)]);
     rows.push(['scheduling: wave-by-wave ÷ critical path', `${s(sched.waveRatio)} (${s(sched.waveS)} s)`, '']);
     rows.push(['scheduling: per-step overhead (mean / p90)', `${s(sched.overheadS.mean)} s / ${s(sched.overheadS.p90)} s`, '']);
+    if (sched.cpu) {
+      const c = sched.cpu;
+      rows.push(['scheduling: CPU engine / spawner / runners / other', `${s(c.engineS, 1)} / ${c.spawnerS !== undefined ? s(c.spawnerS, 1) : '?'} / ${s(c.runnersS, 1)} / ${c.otherS !== undefined ? s(c.otherS, 1) : '?'} s`, '']);
+      rows.push(['scheduling: CPU lower bound (run CPU ÷ cores)', `${s(c.lowerBoundS)} s = ${s(c.lowerBoundRatio)} × critical path`, '']);
+    }
   }
   const sandbox = results.sandbox?.result;
   if (sandbox) {
@@ -143,7 +148,11 @@ function schedulingSection(m: Measured<SchedulingResult> | undefined, sandbox: S
 | longest release delays | ${r.worstReleases.map((w) => `${w.stepId} (iteration ${w.iteration + 1}) ${s(w.delayS)} s`).join(', ')} |
 | most steps running at once | ${r.maxRunning} (each batch's Map: MaxConcurrency 40) |
 | CPU used by the engine process during the run | ${s(r.engineCpuS, 1)} s (${s(r.engineCpuS / r.steps)} s per step) |
-| CPU of the sandboxes' start-ups, at least (steps × runner module load CPU, section 2) | ${sandboxCpu !== undefined ? `${s(sandboxCpu, 1)} s` : 'run section 2'} |
+| ${
+    r.cpu
+      ? `CPU of the runners (${r.cpu.runners}, the system steps' included), measured: all / their boots | ${s(r.cpu.runnersS, 1)} s / ${s(r.cpu.perRunnerS.boot * r.cpu.runners, 1)} s`
+      : `CPU of the sandboxes' start-ups, at least (steps × runner module load CPU, section 2) | ${sandboxCpu !== undefined ? `${s(sandboxCpu, 1)} s` : 'run section 2'}`
+  } |
 | state transitions of this execution | ${r.transitions} |
 | load average at start → end | ${loadStamp(r.load)} |
 
@@ -165,12 +174,43 @@ process that loads the bundled runner${
   }; at most as many load at once as there are cores, so a burst of pre-starts queues (RunTask → ready ${s(p.boot)} s on
 average), and a sandbox still queued at its release puts its whole start on the critical path. The engine process spent
 ${s(r.engineCpuS, 1)} s of CPU on the run${
-    sandboxCpu !== undefined
+    r.cpu
+      ? `, the runners ${s(r.cpu.runnersS, 1)} s: ≥ ${s(r.cpu.lowerBoundS, 1)} s on ${r.cpu.cores} cores against a ${s(r.criticalPathS)} s critical path (ratio ≥ ${s(r.cpu.lowerBoundRatio)}, table below)`
+      : sandboxCpu !== undefined
       ? `; with at least ${s(sandboxCpu, 1)} s in sandbox start-ups that is ≥ ${s((r.engineCpuS + sandboxCpu) / cores, 1)} s on ${cores} idle cores
 against a ${s(r.criticalPathS)} s critical path (ratio ≥ ${s((r.engineCpuS + sandboxCpu) / cores / r.criticalPathS)} before any other load)`
       : ''
   }: on this machine the makespan is bounded by CPU as much as by the DAG (load ${load(r.load.start)} at the start).
 At most ${r.maxRunning} steps ran at once.
+${r.cpu ? cpuTable(r.cpu, r) : ''}`;
+}
+
+/** Where the run's CPU went, measured (results from before it was: nothing). */
+function cpuTable(c: RunCpu, r: SchedulingResult): string {
+  const share = (v: number) => (c.machineBusyS ? ` (${Math.round((100 * v) / c.machineBusyS)} %)` : '');
+  const per = c.perRunnerS;
+  return `
+Where the run's CPU went (user + system seconds, submit → end seen by the bench, ${s(c.windowS, 1)} s of wall time on ${c.cores} cores;
+the runners' figures are each runner's own account of its life in its last log line, sandbox/cpuUsage.ts):
+
+| consumer | CPU |
+|---|---|
+| engine process (services, Lambda handlers, state machine, API) | ${s(c.engineS, 1)} s${share(c.engineS)} |
+| sandbox spawner | ${c.spawnerS !== undefined ? `${s(c.spawnerS, 1)} s${share(c.spawnerS)}` : 'not measured'} |
+| ${c.runners} runners: boot + after ready + the action's processes | ${s(c.runnersS, 1)} s${share(c.runnersS)} |
+| … per runner: boot (modules, clients) / own after ready (register, poll, secrets, decrypt, answer) / its processes (\`sh\`, \`sleep\`) | ${ms(per.boot * 1000)} / ${ms(per.afterReady * 1000)} / ${ms(per.children * 1000)} = ${ms(per.total * 1000)} |
+| this run, all of the above | **${s(c.ownS, 1)} s** |
+| the machine, all cores busy (/proc/stat) | ${c.machineBusyS !== undefined ? `${s(c.machineBusyS, 1)} s of ${s(c.windowS * c.cores, 1)} s` : 'not measured'} |
+| … everything else: other processes, bwrap, the kernel | ${c.otherS !== undefined ? `${s(c.otherS, 1)} s` : 'not measured'} |
+| **CPU lower bound on the makespan**: this run's CPU ÷ ${c.cores} cores | **${s(c.lowerBoundS)} s = ${s(c.lowerBoundRatio)} × the critical path** (measured makespan ${s(r.makespanS)} s = ${s(r.ratio)} ×) |
+
+${
+    c.lowerBoundRatio >= 1.5
+      ? `With this much CPU not even a perfect scheduler reaches 1.5 × the critical path (${s(1.5 * r.criticalPathS)} s) on ${c.cores} cores: only cutting CPU helps. (Measured at load ${load(r.load.start)}: a process's CPU for the same work grows on a loaded machine, so the idle machine's bound is lower.)`
+      : `The run's own CPU allows ${s(c.lowerBoundRatio)} × the critical path on idle cores; the rest of the ${s(r.ratio)} × is waiting (dependencies, boots queued behind the cap, polls)${
+          c.otherS !== undefined && c.otherS > 0.1 * c.ownS ? ` and the other load (${s(c.otherS, 1)} s of CPU in the window)` : ''
+        }.`
+  }
 `;
 }
 

@@ -1,7 +1,8 @@
+import { availableParallelism } from 'node:os';
 import { mulberry32 } from './random.ts';
 import { planWorkflow } from '../core/dag.ts';
 import type { StepView } from '../core/api.ts';
-import { cpuSeconds, loadAverage, round, runDeployment, summarize, type BenchEngine, type LoadStamp, type Summary } from './harness.ts';
+import { cpuSeconds, loadAverage, machineCpuSeconds, processCpuSeconds, type RunnerCpuReport, round, runDeployment, summarize, type BenchEngine, type LoadStamp, type Summary } from './harness.ts';
 import { countTransitions } from './transitions.ts';
 
 /**
@@ -57,10 +58,40 @@ export interface SchedulingResult {
   /**
    * CPU seconds the engine process (local services, Lambda handlers, state machine, API) spent during
    * the run. The sandboxes' CPU cannot be read the same way: bwrap's pid-namespace init is never
-   * reaped by the engine, so its CPU never reaches the engine's child times.
+   * reaped by the engine, so its CPU never reaches the engine's child times; each runner reports its own (`cpu`).
    */
   engineCpuS: number;
+  /** Where the run's CPU went (absent in results written before it was measured). */
+  cpu?: RunCpu;
   transitions: number;
+}
+
+/**
+ * CPU seconds (user + system) over the run: from the submit to the deployment's end, seen by the bench.
+ * The runners' figures are what each of this deployment's runners reported in its last log line
+ * (sandbox/cpuUsage.ts), their whole life, the boot of a runner started warm before the submit included;
+ * bwrap's own processes are not in them (their times never reach a parent that waits: see engineCpuS).
+ */
+export interface RunCpu {
+  /** Wall seconds the machine's figures cover. */
+  windowS: number;
+  cores: number;
+  engineS: number;
+  /** The process that forks the runners (its own CPU, not its children's). */
+  spawnerS?: number;
+  /** Runners that reported, and their sum: boot, own CPU after ready, the action's processes. */
+  runners: number;
+  runnersS: number;
+  /** Mean per runner. */
+  perRunnerS: { boot: number; afterReady: number; children: number; total: number };
+  /** engine + spawner + runners: the CPU this run needs. */
+  ownS: number;
+  /** Everything the machine's cores did in the window (/proc/stat), and that minus this run's own: other load, bwrap, the kernel's work for nobody in particular. */
+  machineBusyS?: number;
+  otherS?: number;
+  /** ownS ÷ cores: no schedule on this machine finishes the run faster, and that ÷ the critical path. */
+  lowerBoundS: number;
+  lowerBoundRatio: number;
 }
 
 export { mulberry32 };
@@ -92,6 +123,10 @@ export async function runScheduling(bench: BenchEngine, opts: { seed: number; st
 
   const start = loadAverage();
   const cpuBefore = cpuSeconds();
+  const machineBefore = machineCpuSeconds();
+  const spawnerPid = bench.spawnerPid();
+  const spawnerBefore = processCpuSeconds(spawnerPid);
+  const windowFrom = performance.now();
   const body = runDeployment(
     'bench-scheduling',
     dag.map((s) => ({ id: s.id, command: `sleep ${s.sleepSeconds}`, dependsOn: s.dependsOn })),
@@ -100,6 +135,10 @@ export async function runScheduling(bench: BenchEngine, opts: { seed: number; st
   const view = await bench.waitForEnd(deploymentId, 300_000);
   const load = { start, end: loadAverage() };
   const cpuAfter = cpuSeconds();
+  const machineAfter = machineCpuSeconds();
+  // The same spawner throughout, or its figure is unknown (a new one would start from 0).
+  const spawnerAfter = bench.spawnerPid() === spawnerPid ? processCpuSeconds(spawnerPid) : undefined;
+  const windowS = (performance.now() - windowFrom) / 1000;
   if (view.status !== 'SUCCEEDED') throw new Error(`scheduling deployment ${view.status}: ${view.error ?? ''} ${view.cause ?? ''}\n${bench.tail()}`);
 
   const byId = new Map(view.steps.map((s) => [s.stepId, s]));
@@ -178,8 +217,50 @@ export async function runScheduling(bench: BenchEngine, opts: { seed: number; st
     releaseDelayByIterationS: { first40: meanDelay((i) => i < 40), rest: meanDelay((i) => i >= 40) },
     worstReleases: [...releases].sort((a, b) => b.delayS - a.delayS).slice(0, 3),
     engineCpuS: round(cpuAfter - cpuBefore, 1),
+    cpu: runCpu({
+      windowS,
+      cores: availableParallelism(),
+      engineS: cpuAfter - cpuBefore,
+      ...(spawnerBefore !== undefined && spawnerAfter !== undefined ? { spawnerS: spawnerAfter - spawnerBefore } : {}),
+      runners: bench.runnerCpu.filter((r) => r.deploymentId === deploymentId),
+      ...(machineBefore && machineAfter ? { machineBusyS: machineAfter.busy - machineBefore.busy } : {}),
+      criticalPathS: plan.criticalPath.weight,
+    }),
     maxRunning: maxOverlap(workflow.map((s) => [started(s), ended(s)])),
     transitions,
+  };
+}
+
+/** The run's CPU by consumer, and the lower bound it sets on the makespan. */
+export function runCpu(m: {
+  windowS: number;
+  cores: number;
+  engineS: number;
+  spawnerS?: number;
+  runners: RunnerCpuReport[];
+  machineBusyS?: number;
+  criticalPathS: number;
+}): RunCpu {
+  const sumS = (pick: (r: RunnerCpuReport) => number) => m.runners.reduce((sum, r) => sum + pick(r), 0) / 1000;
+  const boot = sumS((r) => r.bootMs);
+  const afterReady = sumS((r) => r.afterReadyMs);
+  const children = sumS((r) => r.childrenMs ?? 0);
+  const runnersS = boot + afterReady + children;
+  const ownS = m.engineS + (m.spawnerS ?? 0) + runnersS;
+  const per = (v: number) => round(v / (m.runners.length || 1));
+  const lowerBoundS = ownS / m.cores;
+  return {
+    windowS: round(m.windowS, 2),
+    cores: m.cores,
+    engineS: round(m.engineS, 2),
+    ...(m.spawnerS !== undefined ? { spawnerS: round(m.spawnerS, 2) } : {}),
+    runners: m.runners.length,
+    runnersS: round(runnersS, 2),
+    perRunnerS: { boot: per(boot), afterReady: per(afterReady), children: per(children), total: per(runnersS) },
+    ownS: round(ownS, 2),
+    ...(m.machineBusyS !== undefined ? { machineBusyS: round(m.machineBusyS, 2), otherS: round(m.machineBusyS - ownS, 2) } : {}),
+    lowerBoundS: round(lowerBoundS, 2),
+    lowerBoundRatio: round(lowerBoundS / m.criticalPathS, 2),
   };
 }
 

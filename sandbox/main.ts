@@ -6,6 +6,7 @@ import { RELEASE_POLL_ENV, RUNNER_READY } from '../core/config/names.ts';
 import { createTelemetry, logPort, metricsPort } from '../adapters/aws/telemetry.ts';
 import { SANDBOX_CONFIG } from '../core/config/schema.ts';
 import type { CloudDriver } from '../core/ports.ts';
+import { runnerCpu } from './cpuUsage.ts';
 import { RELEASE_POLL_MS, runStep } from './runner.ts';
 import { stepUserFromEnv, type StepUser } from './stepUser.ts';
 import { readTask } from './stdinTask.ts';
@@ -22,6 +23,8 @@ async function main(): Promise<number> {
   // Built from the environment the runner starts with, so a warm local runner has it ready before its
   // task arrives; a bad setting still fails the task, once it has one (a runner dying while warm would orphan it).
   const prepared = settle(() => prepare(process.env));
+  // Ready to take a task: the boot's CPU ends here (its last log line reports it, sandbox/cpuUsage.ts).
+  const cpuAtReady = process.cpuUsage();
   // Only a runner handed its task on stdin can be woken (the launcher writes to it); a Fargate task only polls.
   const wakes = process.env.CTD_TASK_FROM_STDIN === '1' ? new Wakes() : undefined;
   if (wakes) Object.assign(process.env, await taskFromStdin(wakes));
@@ -63,7 +66,8 @@ async function main(): Promise<number> {
       },
       ids,
     );
-    log(outcome.ok ? 'step succeeded' : 'step failed', outcome.ok ? {} : { error: outcome.error });
+    const cpu = runnerCpu(cpuAtReady);
+    log(outcome.ok ? 'step succeeded' : 'step failed', outcome.ok ? { cpu } : { error: outcome.error, cpu });
     return outcome.ok ? 0 : 1;
   } finally {
     // The outcome is answered already; what a stopped step's processes still write may make this fail.

@@ -227,7 +227,11 @@ const CLAIM_TRIES = 3;
  */
 export const RELEASE_POLL_MS = { first: 100, max: 500 } as const;
 
-/** Polls the step until its release, with backoff, a wake cutting a sleep short; the answer when it was decided otherwise. */
+/**
+ * Polls the step until its release, with backoff, a wake cutting a sleep short; the answer when it was decided otherwise.
+ * A runner that is woken (local mode) reads at once and after `first`, which see a release decided from a read made before
+ * it registered (no wake comes for that one), then only every `max`: each read costs the runner and the engine CPU.
+ */
 async function awaitRelease(deps: RunnerDeps, ids: TaskIds, signal: AbortSignal): Promise<StepRecord | RunOutcome> {
   const { first, max } = deps.releasePollMs ?? RELEASE_POLL_MS;
   let delay = first;
@@ -239,7 +243,7 @@ async function awaitRelease(deps: RunnerDeps, ids: TaskIds, signal: AbortSignal)
     if (step?.status === 'running') return step;
     if (step?.status !== 'waiting') return notStarting(step);
     await sleep(delay, signal, deps.wakes);
-    delay = Math.min(max, Math.round(delay * 1.5));
+    delay = deps.wakes ? max : Math.min(max, Math.round(delay * 1.5));
   }
 }
 

@@ -23,7 +23,7 @@ const chain = {
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 10));
 
-async function waitingRunner() {
+async function waitingRunner(opts: { wakes?: boolean; releasePollMs?: { first: number; max: number } } = {}) {
   const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
   const deploymentId = await prestartedChain(deps, chain);
   const reads: string[] = [];
@@ -35,6 +35,7 @@ async function waitingRunner() {
     },
   });
   const wakes = new Wakes();
+  const stop = new AbortController();
   let ran = 0;
   const running = runStep(
     {
@@ -46,16 +47,16 @@ async function waitingRunner() {
       workDir: '/nonexistent',
       timeScale: 1,
       heartbeatMs: HOUR,
-      releasePollMs: { first: HOUR, max: HOUR },
-      wakes,
+      releasePollMs: opts.releasePollMs ?? { first: HOUR, max: HOUR },
+      ...(opts.wakes === false ? {} : { wakes }),
       actions: { run: async () => void ran++ },
-      signal: new AbortController().signal,
+      signal: stop.signal,
     },
     { deploymentId, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'task/b' },
   );
   // Registered, and its first poll read seen the step waiting: it now sleeps for an hour.
   while (!reads.includes('waiting')) await tick();
-  return { deps, deploymentId, reads, wakes, running, ran: () => ran };
+  return { deps, deploymentId, reads, wakes, running, stop, ran: () => ran };
 }
 
 describe('a pre-started runner woken at its release', () => {
@@ -95,6 +96,36 @@ describe('a pre-started runner woken at its release', () => {
     await recordStepResult(deps, { deploymentId, stepId: 'a' });
     expect((await deps.store.getStep(deploymentId, 'b'))?.status).toBe('running');
     expect(deps.sandboxes.woken).toEqual([]);
+  });
+});
+
+describe("a woken runner's poll", () => {
+  const settle = async (reads: string[], ms: number) => {
+    // Reads stop coming for `ms` of real time (a loaded machine only makes timers late, never early).
+    for (let seen = -1; seen !== reads.length; ) {
+      seen = reads.length;
+      await new Promise((resolve) => setTimeout(resolve, ms));
+    }
+  };
+
+  it('reads at once and after `first` (a release no wake announced), then only every `max`', async () => {
+    const { deps, deploymentId, reads, wakes, running } = await waitingRunner({ releasePollMs: { first: 30, max: HOUR } });
+    await settle(reads, 400);
+    // The claim's read, then the two polls; with the ×1.5 backoff it would read at 75, 143, 244, 396 ms… as well.
+    expect(reads).toEqual(['waiting', 'waiting', 'waiting']);
+    deps.sandboxes.onWake = () => wakes.wake();
+    await recordStepResult(deps, { deploymentId, stepId: 'a' });
+    expect(await running).toEqual({ ok: true, output: {} });
+    expect(reads.at(-1)).toBe('running');
+  });
+
+  it('keeps its backoff where no wake can reach it (Fargate)', async () => {
+    const { reads, running, stop } = await waitingRunner({ wakes: false, releasePollMs: { first: 30, max: HOUR } });
+    // The claim's read, then polls at 0, 30, 75, 143, 244 ms: a poll that jumped to `max` would never get here.
+    while (reads.length < 6) await tick();
+    expect(reads.every((r) => r === 'waiting')).toBe(true);
+    stop.abort();
+    expect(await running).toMatchObject({ ok: false });
   });
 });
 
