@@ -99,6 +99,8 @@ function viewOf(s: StepRecord): StepView {
     ...(s.cause ? { cause: s.cause } : {}),
     ...(s.stopReason ? { stopReason: s.stopReason } : {}),
     ...(s.readyAt ? { readyAt: s.readyAt } : {}),
+    ...(s.prestartFailure ? { prestartFailure: s.prestartFailure } : {}),
+    ...(s.prestartFailedAt ? { prestartFailedAt: s.prestartFailedAt } : {}),
     ...(s.output ? { output: s.output } : {}),
   };
 }
