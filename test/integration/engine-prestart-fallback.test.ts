@@ -12,6 +12,9 @@ import { runDeployment, startTestEngine, type TestEngine } from '../helpers/engi
  * call a gate the test opens, so nothing depends on speed (the time scale shrinks the ECS retry backoff).
  */
 
+/** A test waits through up to two rounds of ECS retries (time-scaled backoff) plus sandbox starts on a loaded machine. */
+const TEST_TIMEOUT_MS = 150_000;
+
 const NO_CAPACITY = 'Capacity is unavailable at this time. Please try again later or in a different availability zone';
 
 /** RunStepInSandbox's attempts at a RunTask ECS keeps refusing: the first plus its ECS-fault retries, from the ASL. */
@@ -105,7 +108,7 @@ describe('a pre-started sandbox that ECS cannot start', () => {
     // The step's log says what happened, before its attempt's own lines.
     const { lines } = await t.client.logs(deploymentId, { step: 'b1' });
     expect(lines[0]?.text).toMatch(/sandbox started ahead of the release could not start \(AmazonECS\.Unknown: .*Capacity is unavailable/);
-  });
+  }, TEST_TIMEOUT_MS);
 
   it('fails the step as before when its RunTask is refused at the release too', async () => {
     const deploymentId = await chainWithRefusedPrestart('a2', 'b2');
@@ -123,7 +126,7 @@ describe('a pre-started sandbox that ECS cannot start', () => {
     expect(runTasksOf('b2').filter((r) => !r.prestart)).toHaveLength(RUN_TASK_ATTEMPTS);
     expect(gate.calls).not.toContain('b2');
     t.engine.sandboxes.refuseRunTasks('b2', undefined);
-  });
+  }, TEST_TIMEOUT_MS);
 
   it.each([
     ['right after its first refused RunTask', 'a3', 'b3', false],
@@ -145,5 +148,5 @@ describe('a pre-started sandbox that ECS cannot start', () => {
     expect(t.engine.sandboxes.taskArns().has(b)).toBe(false);
     expect([...t.engine.sandboxes.processGroups().keys()].filter((id) => id === a || id === b)).toEqual([]);
     t.engine.sandboxes.refuseRunTasks(b, undefined);
-  });
+  }, TEST_TIMEOUT_MS);
 });
