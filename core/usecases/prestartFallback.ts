@@ -1,4 +1,5 @@
 import { NotFoundError } from '../errors.ts';
+import { Metric } from '../metrics.ts';
 import type { StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
 import { answer, releaseOf, settle, verdictFor, type Release } from './release.ts';
@@ -21,6 +22,7 @@ export async function awaitRelease(
   // One write records the failure and the token, on a step still waiting: from here `settle` answers the token.
   const registered = await deps.store.updateStep(deploymentId, stepId, { awaitToken: taskToken, prestartFailedAt: now, prestartFailure: failure }, { ifStatus: ['waiting'] });
   deps.log('pre-started sandbox could not start; the step starts at its release', { deploymentId, stepId, error: input.error?.Error });
+  deps.metrics.emit(Metric.PrestartFallbacks, 1);
   const own = await deps.store.getStep(deploymentId, stepId);
   if (!own) throw new NotFoundError(`step ${stepId} of deployment ${deploymentId} does not exist`);
   await deps.store.appendLogs(deploymentId, [

@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ErrorName } from '../../core/errors.ts';
+import { Metric } from '../../core/metrics.ts';
 import { cancelDeployment } from '../../core/usecases/cancel.ts';
 import { awaitRelease } from '../../core/usecases/prestartFallback.ts';
 import { getDeployment } from '../../core/usecases/queries.ts';
@@ -43,7 +44,11 @@ describe('Use-case: a pre-start that cannot get a sandbox falls back to a start 
   });
 
   it('waits for the release, then answers the new token with a normal start (no pre-start), and the user sees why', async () => {
+    const emitted: string[] = [];
+    deps.metrics = { emit: (name) => void emitted.push(name) };
     await awaitRelease(deps, { deploymentId: id, stepId: 's2', taskToken: 'r2', error: NO_CAPACITY });
+    // Operators see pre-starts falling back (capacity or the vCPU quota short), not a failure.
+    expect(emitted).toEqual([Metric.PrestartFallbacks]);
     expect(answer('r2')).toBeUndefined();
     expect(await step('s2')).toMatchObject({ status: 'waiting', awaitToken: 'r2', prestartFailedAt: expect.any(String) });
 
