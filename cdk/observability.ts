@@ -103,7 +103,11 @@ export class Observability extends Construct {
           }),
         ],
         [
-          new cloudwatch.GraphWidget({ title: 'Throttles and launch failures', left: [throttles, transitionsThrottled, launchFailures], width: 12 }),
+          new cloudwatch.GraphWidget({
+            title: 'Throttles and launch failures',
+            left: [throttles, transitionsThrottled, launchFailures, engineMetric(Metric.PrestartFallbacks, 'engine', sum)],
+            width: 12,
+          }),
           new cloudwatch.GraphWidget({
             title: 'Retryable failures by error',
             // The runner counts the failures it classifies; the engine counts lost sandboxes (it learns of them from ECS).

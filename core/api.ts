@@ -41,6 +41,9 @@ export interface StepView {
   prestartedAt?: string;
   /** A sandbox started ahead of the step was up and waiting for its release from here (pre-start). */
   readyAt?: string;
+  /** A sandbox started ahead of the step could not be started (ECS's error): the step started at its release instead. */
+  prestartFailure?: string;
+  prestartFailedAt?: string;
   output?: Record<string, unknown>;
 }
 

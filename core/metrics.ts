@@ -24,6 +24,11 @@ export const Metric = {
    * vCPU quota): a step never got its sandbox. ECS publishes no throttle metric of its own.
    */
   SandboxLaunchFailures: 'SandboxLaunchFailures',
+  /**
+   * RunTask of a sandbox started ahead of its release still failed after the retries: the step starts at its
+   * release instead (no failure). Capacity or the vCPU quota under pressure from pre-starts.
+   */
+  PrestartFallbacks: 'PrestartFallbacks',
 } as const;
 
 export type MetricName = (typeof Metric)[keyof typeof Metric];
@@ -40,6 +45,7 @@ export const METRIC_UNITS: Readonly<Record<MetricName, MetricUnit>> = {
   SandboxStartLatency: 'Milliseconds',
   BastionRulesOpenAfterDeployment: 'Count',
   SandboxLaunchFailures: 'Count',
+  PrestartFallbacks: 'Count',
 };
 
 /** The error names Step Functions gives a failed `ecs:runTask` (ECS's own exceptions and RunTask's `Failures`). */

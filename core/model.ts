@@ -64,6 +64,13 @@ export interface StepRecord {
   prestartedAt?: string;
   /** When a pre-started sandbox was up and began waiting for the release: its idle time starts here. */
   readyAt?: string;
+  /**
+   * When the RunTask of the pre-started sandbox failed for good (ECS faults after the retries): the step then
+   * waits for its real release and starts a sandbox as without pre-start. `prestartedAt` stays (never removed).
+   */
+  prestartFailedAt?: string;
+  /** ECS's error and cause for that failed pre-start, for the user. */
+  prestartFailure?: string;
   /** The sandbox's task token and task id while it runs. */
   taskToken?: string;
   taskArn?: string;

@@ -77,6 +77,8 @@ export const API_LAMBDAS = {
 export const ENGINE_LAMBDAS = {
   prepare: { kind: 'engine', config: ENGINE, access: ['read', 'write'], substitution: 'PrepareFunctionArn' },
   awaitDependencies: { kind: 'engine', config: ENGINE, access: ['read', 'write'], answersTasks: true, substitution: 'AwaitDependenciesFunctionArn' },
+  // A pre-started step whose RunTask failed for good waits here for its release (no sandbox of its own to stop).
+  awaitRelease: { kind: 'engine', config: ENGINE, access: ['read', 'write'], answersTasks: true, substitution: 'AwaitReleaseFunctionArn' },
   recordStepResult: { ...SETTLES_WAITING_STEPS, substitution: 'RecordStepResultFunctionArn' },
   recordStepFailure: { ...SETTLES_WAITING_STEPS, substitution: 'RecordStepFailureFunctionArn' },
   gracePeriod: { kind: 'engine', config: ENGINE, access: ['read', 'write'], answersTasks: true, substitution: 'GracePeriodFunctionArn' },

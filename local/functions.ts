@@ -11,6 +11,7 @@ import * as logs from '../lambdas/api/logs.ts';
 import * as submit from '../lambdas/api/submit.ts';
 import * as abortStragglers from '../lambdas/engine/abortStragglers.ts';
 import * as awaitDependencies from '../lambdas/engine/awaitDependencies.ts';
+import * as awaitRelease from '../lambdas/engine/awaitRelease.ts';
 import * as deleteSecrets from '../lambdas/engine/deleteSecrets.ts';
 import * as gracePeriod from '../lambdas/engine/gracePeriod.ts';
 import * as prepare from '../lambdas/engine/prepare.ts';
@@ -44,6 +45,7 @@ const MODULES = {
   authorizer,
   prepare,
   awaitDependencies,
+  awaitRelease,
   recordStepResult,
   recordStepFailure,
   gracePeriod,

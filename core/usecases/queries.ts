@@ -100,6 +100,8 @@ function viewOf(s: StepRecord): StepView {
     ...(s.stopReason ? { stopReason: s.stopReason } : {}),
     ...(s.prestartedAt ? { prestartedAt: s.prestartedAt } : {}),
     ...(s.readyAt ? { readyAt: s.readyAt } : {}),
+    ...(s.prestartFailure ? { prestartFailure: s.prestartFailure } : {}),
+    ...(s.prestartFailedAt ? { prestartFailedAt: s.prestartFailedAt } : {}),
     ...(s.output ? { output: s.output } : {}),
   };
 }

@@ -46,13 +46,23 @@ export function windingDown(deployment: DeploymentRecord): { status: 'skipped' |
   return undefined;
 }
 
+/**
+ * A waiting step whose sandbox was started ahead of its release and has not failed to start. One whose
+ * pre-start failed (`prestartFailedAt`) has no sandbox: it waits for its release like any other step.
+ */
+const hasWaitingSandbox = (s: StepRecord): boolean => s.status === 'waiting' && s.prestartedAt !== undefined && s.prestartFailedAt === undefined;
+
 /** A dependency counts as started once its sandbox may boot: released, done, or itself pre-started. */
-const started = (s: StepRecord | undefined): boolean =>
-  s?.status === 'running' || s?.status === 'succeeded' || (s?.status === 'waiting' && s.prestartedAt !== undefined);
+const started = (s: StepRecord | undefined): boolean => s?.status === 'running' || s?.status === 'succeeded' || (s !== undefined && hasWaitingSandbox(s));
 
 /** Pre-started sandboxes of the deployment still waiting for their release. */
-const waitingSandboxes = (steps: Map<string, StepRecord>): number =>
-  [...steps.values()].filter((s) => s.status === 'waiting' && s.prestartedAt !== undefined).length;
+const waitingSandboxes = (steps: Map<string, StepRecord>): number => [...steps.values()].filter(hasWaitingSandbox).length;
+
+/**
+ * Whether `settle` answers the step's AwaitDependencies/AwaitRelease token: a pre-started step's first token
+ * was answered at its pre-start, but one whose pre-start failed registered a new one (AwaitRelease).
+ */
+const answersToken = (s: StepRecord): boolean => s.prestartedAt === undefined || s.prestartFailedAt !== undefined;
 
 /** The system step every root waits on: the roots' sandboxes reach the VMs only through the open bastion. */
 export const BASTION_OPEN = 'bastion-open';
@@ -149,7 +159,7 @@ export const LOOKAHEAD_STARTS = 2;
 
 const timeoutOf = (step: StepRecord | undefined): number => step?.spec.timeoutSeconds ?? DEFAULT_STEP_TIMEOUT_SECONDS;
 
-function releaseOf(step: StepRecord, run: boolean): Release {
+export function releaseOf(step: StepRecord, run: boolean): Release {
   return { run, timeoutSeconds: timeoutOf(step) };
 }
 
@@ -222,7 +232,7 @@ export async function settle(
   if (verdict.kind === 'run' && step.prestartedAt !== undefined && step.taskArn) deps.sandboxes.wake?.(step.taskArn);
   const respond = async () => {
     // A pre-started step's token was answered already (a stale read may still show it: answering it again is a no-op).
-    if (step.awaitToken && step.prestartedAt === undefined) {
+    if (step.awaitToken && answersToken(step)) {
       await answer(deps, step.awaitToken, release);
       await deps.store.clearStepFields(step.deploymentId, step.stepId, ['awaitToken']);
     }

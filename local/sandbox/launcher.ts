@@ -114,6 +114,10 @@ export class LocalSandboxes implements SandboxLauncher {
   private spawner: SandboxSpawner | undefined;
   /** Steps whose tasks fail to start (fault injection: a CannotPullContainerError, say), with ECS's reason. */
   private readonly startFailures = new Map<string, string>();
+  /** Steps whose RunTasks ECS refuses (fault injection: no Fargate capacity, say), with the failure's reason. */
+  private readonly runTaskRefusals = new Map<string, string>();
+  /** Every RunTask, in order: the step, when, whether ahead of its release, and ECS's refusal if any. */
+  readonly runTasks: { stepId: string; at: number; prestart: boolean; refused?: string }[] = [];
 
   constructor(private readonly opts: LocalSandboxOptions) {
     this.bwrap = opts.isolate === false ? undefined : findBwrap();
@@ -129,9 +133,14 @@ export class LocalSandboxes implements SandboxLauncher {
    * ecs:runTask(.waitForTaskToken) with the state's resolved Parameters; returns ECS's RunTask
    * response shape. The task's ids and token reach the process over its stdin, never its command line.
    */
-  async runTask(parameters: unknown, signal: AbortSignal): Promise<{ tasks: { taskArn: string; lastStatus: string }[]; failures: [] }> {
+  async runTask(parameters: unknown, signal: AbortSignal): Promise<{ tasks: { taskArn: string; lastStatus: string }[]; failures: { arn?: string; reason: string }[] }> {
     const env = containerEnvironment(parameters);
     const clusterArn = String((parameters as { Cluster?: unknown })?.Cluster ?? '');
+    const stepId = env[TASK_ENV.stepId] ?? '';
+    const refused = this.runTaskRefusals.get(stepId);
+    this.runTasks.push({ stepId, at: Date.now(), prestart: bootRankOf(env) === BOOT_RANK.prestarted, ...(refused !== undefined ? { refused } : {}) });
+    // As RunTask answers when Fargate cannot place the task: no task, one failure (Step Functions fails the state).
+    if (refused !== undefined) return { tasks: [], failures: [{ reason: refused }] };
     const latency = this.opts.startLatency ? sampleLatency(this.opts.startLatency) : (this.opts.startLatencyMs ?? 0);
     const startFailure = this.startFailures.get(env[TASK_ENV.stepId] ?? '');
     if (startFailure !== undefined) {
@@ -163,6 +172,12 @@ export class LocalSandboxes implements SandboxLauncher {
   failStarts(stepId: string, stoppedReason: string | undefined): void {
     if (stoppedReason === undefined) this.startFailures.delete(stepId);
     else this.startFailures.set(stepId, stoppedReason);
+  }
+
+  /** Every RunTask of this step is refused with ECS's `reason` (e.g. "Capacity is unavailable at this time") until cleared (undefined). */
+  refuseRunTasks(stepId: string, reason: string | undefined): void {
+    if (reason === undefined) this.runTaskRefusals.delete(stepId);
+    else this.runTaskRefusals.set(stepId, reason);
   }
 
   /** Task ARNs of the running sandboxes, by step id. */

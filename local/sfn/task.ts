@@ -160,6 +160,8 @@ export async function runTaskAttempt(ctx: TaskAttemptContext, info: TaskStateInf
         (result) => {
           if (done) return;
           const response = parts.isLambdaInvoke ? { ExecutedVersion: '$LATEST', Payload: result ?? null, StatusCode: 200 } : result;
+          const unplaced = parts.resourceType === 'ecs' && parts.resource !== 'runTask' ? runTaskFailures(response) : undefined;
+          if (unplaced) return fail(ECS_RUN_TASK_FAILED, unplaced);
           if (!parts.waitsForToken) return succeed(response);
           ctx.history.add({ type: 'TaskSubmitted', taskSubmittedEventDetails: { ...detail, output: toJsonText(response), outputDetails: { truncated: false } } }, lane);
           submitted = true;
@@ -183,6 +185,23 @@ export function describeRouterError(thrown: unknown, isLambda: boolean): { error
   const message = thrown instanceof Error ? thrown.message : String(thrown);
   if (!isLambda) return { error, cause: message };
   return { error, cause: JSON.stringify({ errorMessage: message, errorType: error }) };
+}
+
+/**
+ * The error `.sync`/`.waitForTaskToken` ecs:runTask states fail with when RunTask answers `failures` and no
+ * task (no capacity, the vCPU quota): AmazonECS.Unknown, as the project reads AWS (docs/ARCHITECTURE.md's error
+ * table; AWS re:Post also names ECS.AmazonECSException for capacity, which the ASL catches alike).
+ */
+export const ECS_RUN_TASK_FAILED = 'AmazonECS.Unknown';
+
+/** RunTask's response (the SDK's camelCase or Step Functions' PascalCase) with failures and no task: the cause, else undefined. */
+export function runTaskFailures(response: unknown): string | undefined {
+  const r = (response ?? {}) as { tasks?: unknown[]; Tasks?: unknown[]; failures?: unknown[]; Failures?: unknown[] };
+  const tasks = r.tasks ?? r.Tasks ?? [];
+  const failures = r.failures ?? r.Failures ?? [];
+  if (tasks.length > 0 || failures.length === 0) return undefined;
+  // The cause's wording is ours; it carries ECS's failures as they came.
+  return `RunTask started no task: ${JSON.stringify(failures)}`;
 }
 
 function positiveInteger(value: unknown): number | undefined {

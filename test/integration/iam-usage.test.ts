@@ -257,6 +257,32 @@ async function skipWaitingSandbox(by: 'recordStepFailure' | 'recordStepResult'):
   expect((await api('get', { id })).body.steps).toContainEqual(expect.objectContaining({ stepId: 'after', status: 'skipped' }));
 }
 
+/**
+ * Step `after`'s sandbox, started ahead of its release, could not be started (RunTask refused for good): AwaitRelease
+ * registers its new token while `a` runs (RecordStepResult answers it at the release), and answers one itself for a
+ * step released while its RunTask was failing (`late`).
+ */
+async function prestartFallback(): Promise<void> {
+  const id = String(
+    (
+      await submit([
+        { id: 'a', action: 'run', command: 'true' },
+        { id: 'after', action: 'run', command: 'true', dependsOn: ['a'] },
+        { id: 'late', action: 'run', command: 'true', dependsOn: ['a'] },
+      ])
+    ).body.deploymentId,
+  );
+  await engine('prepare', { deploymentId: id });
+  await bastionOpen(id);
+  for (const s of ['after', 'late', 'a']) await engine('awaitDependencies', { deploymentId: id, stepId: s, taskToken: `await-${s}-fallback` });
+  const error = { Error: 'AmazonECS.Unknown', Cause: 'RunTask started no task: [{"reason":"Capacity is unavailable at this time"}]' };
+  await engine('awaitRelease', { deploymentId: id, stepId: 'after', taskToken: 'release-after', error });
+  const outcome = await sandbox(id, 'a').done;
+  await engine('recordStepResult', { deploymentId: id, stepId: 'a', result: outcome.ok ? outcome.output : undefined });
+  await engine('awaitRelease', { deploymentId: id, stepId: 'late', taskToken: 'release-late', error });
+  expect((await api('get', { id })).body.steps).toContainEqual(expect.objectContaining({ stepId: 'late', status: 'running', prestartFailure: expect.stringContaining('Capacity') }));
+}
+
 /** Every handler and the step runner, through the paths a deployment can take. */
 async function driveEveryPath(): Promise<void> {
   // A deployment with a dependent released, a failure, a dependent skipped, a grace period and a straggler.
@@ -376,6 +402,7 @@ async function driveEveryPath(): Promise<void> {
   try {
     await skipWaitingSandbox('recordStepFailure');
     await skipWaitingSandbox('recordStepResult');
+    await prestartFallback();
   } finally {
     prestart = undefined;
   }

@@ -200,6 +200,7 @@ describe('statemachine/deployment.asl.json on the local runtime', () => {
   const substitutions: Record<string, string> = {
     PrepareFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:prepare',
     AwaitDependenciesFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:await-dependencies',
+    AwaitReleaseFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:await-release',
     RecordStepResultFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:record-step-result',
     RecordStepFailureFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:record-step-failure',
     GracePeriodFunctionArn: 'arn:aws:lambda:us-east-1:000000000000:function:grace-period',

@@ -85,3 +85,29 @@ describe('State machine: sandbox states on ECS', () => {
     expect(state.Parameters?.TaskDefinition).toBe('${TaskDefinitionFamily}');
   });
 });
+
+describe('State machine: a pre-start ECS cannot place falls back to a start at release', () => {
+  const inner = Object.fromEntries(states) as Record<string, State & { Catch?: { ErrorEquals: string[]; Next: string }[]; Choices?: unknown[]; Default?: string; Next?: string; TimeoutSeconds?: number }>;
+  const run = inner.RunStepInSandbox!;
+
+  it('RunStepInSandbox catches exactly the ECS faults it retries, before any other error, into PrestartFailed', () => {
+    const retried = run.Retry!.find((r) => r.ErrorEquals.includes('ECS.ThrottlingException'))!.ErrorEquals;
+    expect(run.Catch?.[0]).toMatchObject({ ErrorEquals: retried, Next: 'PrestartFailed' });
+    for (const fault of ECS_FAULTS) expect(run.Catch?.[0]?.ErrorEquals, fault).toContain(fault);
+    expect(run.Catch?.at(-1)).toMatchObject({ ErrorEquals: ['States.ALL'], Next: 'RecordStepFailure' });
+  });
+
+  it('only a pre-started step goes to AwaitRelease; any other fails as before', () => {
+    expect(inner.PrestartFailed).toMatchObject({
+      Type: 'Choice',
+      Choices: [{ And: [{ Variable: '$.release.prestart', IsPresent: true }, { Variable: '$.release.prestart', BooleanEquals: true }], Next: 'AwaitRelease' }],
+      Default: 'RecordStepFailure',
+    });
+  });
+
+  it('AwaitRelease waits on its own token for the release, then runs the step the normal way', () => {
+    expect(inner.AwaitRelease).toMatchObject({ Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken', ResultPath: '$.release', Next: 'ShouldRun' });
+    expect(inner.AwaitRelease!.TimeoutSeconds).toBe(inner.AwaitDependencies!.TimeoutSeconds);
+    expect(inner.AwaitRelease!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'RecordStepFailure' }]);
+  });
+});

@@ -219,8 +219,13 @@ describe('State machine: deployment.asl.json', () => {
       // A step's sandbox attempts are retried only on Ctd.* errors; ECS's RunTask errors fail before the step runs.
       const run = inner.RunStepInSandbox!;
       const stepRuns = { ...run, Retry: run.Retry?.filter((r) => r.ErrorEquals.every((e) => e.startsWith('Ctd.'))) };
+      // A pre-started step whose RunTask ECS refused for good: the ECS retries' waits, then AwaitRelease waits for the
+      // same event AwaitDependencies would have (its dependencies' end), under the same bound: one wait in all.
+      const refusedPrestart = worst({ ...run, Retry: run.Retry?.filter((r) => !r.ErrorEquals.every((e) => e.startsWith('Ctd.'))) }, 0);
+      expect(inner.AwaitRelease!.TimeoutSeconds).toBe(inner.AwaitDependencies!.TimeoutSeconds);
       const iteration =
         (inner.AwaitDependencies!.TimeoutSeconds ?? 0) +
+        refusedPrestart +
         worst(stepRuns, MAX_STEP_TIMEOUT_SECONDS) +
         worst(inner.RecordStepFailure!) +
         (inner.GracePeriod!.TimeoutSeconds ?? 0) +

@@ -128,6 +128,30 @@ describe('Class: LocalStepFunctions', () => {
       expect(failed?.taskFailedEventDetails).toMatchObject({ resourceType: 'lambda', resource: 'invoke', error: 'Ctd.BackendUnreachable' });
     });
 
+    it('fails an ecs:runTask.waitForTaskToken whose RunTask placed no task (failures) with AmazonECS.Unknown; request-response returns the failures', async () => {
+      const refused = { tasks: [], failures: [{ reason: 'Capacity is unavailable at this time' }] };
+      const { sfn } = await engine(async () => refused);
+      const ecsTask = (resource: string, next: string) => ({
+        Type: 'Task',
+        Resource: `arn:aws:states:::ecs:${resource}`,
+        Parameters: { Cluster: 'c', TaskDefinition: 'td', Overrides: { 'token.$': '$$.Task.Token' } },
+        ResultPath: '$.runTask',
+        TimeoutSeconds: 300,
+        Catch: [{ ErrorEquals: ['AmazonECS.Unknown'], ResultPath: '$.error', Next: next }],
+        Next: next,
+      });
+      const arn = sfn.createStateMachine(
+        'ecs-refused',
+        machine({ Plain: ecsTask('runTask', 'Wait'), Wait: ecsTask('runTask.waitForTaskToken', 'Done'), Done: { Type: 'Succeed' } }),
+      );
+      const { executionArn } = await sfn.startExecution({ stateMachineArn: arn, input: '{}' });
+      const done = await sfn.waitForExecution(executionArn);
+      const output = JSON.parse(done.output ?? '') as { runTask: unknown; error: { Error: string; Cause: string } };
+      expect(output.runTask).toEqual(refused);
+      expect(output.error.Error).toBe('AmazonECS.Unknown');
+      expect(output.error.Cause).toContain('Capacity is unavailable at this time');
+    });
+
     it('rejects a second execution with the same name like AWS', async () => {
       const { sfn } = await engine(async () => ({}));
       const arn = sfn.createStateMachine('dupe', machine({ A: { Type: 'Pass', End: true } }));

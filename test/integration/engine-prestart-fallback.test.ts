@@ -1,0 +1,152 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeploymentView } from '../../core/api.ts';
+import { runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
+
+/**
+ * Pre-start is an optimisation only (issue 12): when Fargate cannot start a step's sandbox ahead of its
+ * release (RunTask answers `failures`, e.g. no capacity), the step waits for its release and starts a
+ * sandbox then, instead of failing the deployment. Local ECS refuses the RunTasks as AWS does; the steps
+ * call a gate the test opens, so nothing depends on speed (the time scale shrinks the ECS retry backoff).
+ */
+
+/** A test waits through up to two rounds of ECS retries (time-scaled backoff) plus sandbox starts on a loaded machine. */
+const TEST_TIMEOUT_MS = 150_000;
+
+const NO_CAPACITY = 'Capacity is unavailable at this time. Please try again later or in a different availability zone';
+
+/** RunStepInSandbox's attempts at a RunTask ECS keeps refusing: the first plus its ECS-fault retries, from the ASL. */
+const RUN_TASK_ATTEMPTS = (() => {
+  const asl = readFileSync(new URL('../../statemachine/deployment.asl.json', import.meta.url), 'utf8');
+  const found = /"RunStepInSandbox"[\s\S]*?"ECS\.ThrottlingException"[\s\S]*?"MaxAttempts": (\d+)/.exec(asl);
+  return 1 + Number(found![1]);
+})();
+
+let t: TestEngine;
+let gate: { server: Server; url: string; calls: string[]; open(name: string, answer: string): void };
+
+beforeAll(async () => {
+  const held = new Map<string, (answer: string) => void>();
+  const opened = new Map<string, string>();
+  const calls: string[] = [];
+  const server = createServer((req, res) => {
+    const name = decodeURIComponent(req.url?.slice(1) ?? '');
+    calls.push(name);
+    const ready = opened.get(name);
+    if (ready !== undefined) res.end(ready);
+    else held.set(name, (answer) => res.end(answer));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  gate = {
+    server,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    calls,
+    open: (name, answer) => {
+      opened.set(name, answer);
+      held.get(name)?.(answer);
+      held.delete(name);
+    },
+  };
+  t = await startTestEngine({ timeScale: 0.1, prestart: { maxWaiting: 4 } });
+});
+afterAll(async () => {
+  await t?.stop();
+  gate?.server.close();
+});
+
+/** A step whose user code calls the gate and succeeds only when the answer is "ok". */
+const call = (name: string) => `${process.execPath} -e 'fetch("${gate.url}/${name}").then((r) => r.text()).then((a) => process.exit(a === "ok" ? 0 : 1))'`;
+const step = (view: DeploymentView, id: string) => view.steps.find((s) => s.stepId === id)!;
+/** Until b's failed pre-start is recorded, or the deployment ended without it (then the assertions after say why). */
+const fellBack = (b: string) => (d: DeploymentView) => step(d, b).prestartFailure !== undefined || ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(d.status);
+const runTasksOf = (stepId: string) => t.engine.sandboxes.runTasks.filter((r) => r.stepId === stepId);
+
+/** a → b, with a held in its user code: b's RunTasks (ahead of the release) are refused meanwhile. */
+async function chainWithRefusedPrestart(a: string, b: string): Promise<string> {
+  t.engine.sandboxes.refuseRunTasks(b, NO_CAPACITY);
+  const { deploymentId } = await t.client.submit(
+    runDeployment([
+      { id: a, command: call(a) },
+      { id: b, command: call(b), dependsOn: [a] },
+    ]),
+  );
+  await t.waitFor(deploymentId, () => gate.calls.includes(a) && runTasksOf(b).length > 0);
+  return deploymentId;
+}
+
+describe('a pre-started sandbox that ECS cannot start', () => {
+  it('falls back to a sandbox started at the release: the deployment succeeds, b runs once, and the user sees the failed pre-start', async () => {
+    const deploymentId = await chainWithRefusedPrestart('a1', 'b1');
+    // Every try ahead of the release refused, and the step waits (not failed) for its release.
+    const waiting = await t.waitFor(deploymentId, fellBack('b1'));
+    expect(step(waiting, 'b1').status, t.logTail()).toBe('waiting');
+    expect(step(waiting, 'b1').prestartFailure).toContain(NO_CAPACITY);
+    expect(runTasksOf('b1')).toHaveLength(RUN_TASK_ATTEMPTS);
+    expect(runTasksOf('b1').every((r) => r.prestart && r.refused === NO_CAPACITY)).toBe(true);
+
+    // Capacity is back; a ends and releases b.
+    t.engine.sandboxes.refuseRunTasks('b1', undefined);
+    gate.open('a1', 'ok');
+    await t.waitFor(deploymentId, () => gate.calls.includes('b1'));
+    gate.open('b1', 'ok');
+    const end = await t.waitForEnd(deploymentId);
+    expect(end.status, t.logTail()).toBe('SUCCEEDED');
+
+    const b = step(end, 'b1');
+    expect(b).toMatchObject({ status: 'succeeded', attempt: 1 });
+    expect(b.error).toBeUndefined();
+    expect(b.prestartFailure).toContain(NO_CAPACITY);
+    // No sandbox ever waited for b's release: it got one sandbox, started the normal way after its release.
+    expect(b.readyAt).toBeUndefined();
+    const started = runTasksOf('b1').filter((r) => !r.refused);
+    expect(started).toHaveLength(1);
+    expect(started[0]!.prestart).toBe(false);
+    expect(started[0]!.at).toBeGreaterThanOrEqual(Date.parse(b.startedAt!));
+    expect(gate.calls.filter((c) => c === 'b1')).toHaveLength(1);
+    // The step's log says what happened, before its attempt's own lines.
+    const { lines } = await t.client.logs(deploymentId, { step: 'b1' });
+    expect(lines[0]?.text).toMatch(/sandbox started ahead of the release could not start \(AmazonECS\.Unknown: .*Capacity is unavailable/);
+  }, TEST_TIMEOUT_MS);
+
+  it('fails the step as before when its RunTask is refused at the release too', async () => {
+    const deploymentId = await chainWithRefusedPrestart('a2', 'b2');
+    await t.waitFor(deploymentId, fellBack('b2'));
+    gate.open('a2', 'ok');
+    const end = await t.waitForEnd(deploymentId);
+    expect(end.status).toBe('FAILED');
+    expect(step(end, 'a2').status).toBe('succeeded');
+    // The error table's own outcome for ECS faults: retried, then the step fails with ECS's error.
+    expect(step(end, 'b2')).toMatchObject({ status: 'failed', error: 'AmazonECS.Unknown' });
+    expect(step(end, 'b2').cause).toContain(NO_CAPACITY);
+    expect(end.error).toBe('AmazonECS.Unknown');
+    // As many tries after the release as before it: the fallback added one full start, not an endless loop.
+    expect(runTasksOf('b2').filter((r) => r.prestart)).toHaveLength(RUN_TASK_ATTEMPTS);
+    expect(runTasksOf('b2').filter((r) => !r.prestart)).toHaveLength(RUN_TASK_ATTEMPTS);
+    expect(gate.calls).not.toContain('b2');
+    t.engine.sandboxes.refuseRunTasks('b2', undefined);
+  }, TEST_TIMEOUT_MS);
+
+  it.each([
+    ['right after its first refused RunTask', 'a3', 'b3', false],
+    ['once it waits for its release', 'a4', 'b4', true],
+  ])('ends skipped when its dependency fails %s, and leaves nothing running', async (_, a, b, afterFallback) => {
+    const deploymentId = await chainWithRefusedPrestart(a, b);
+    if (afterFallback) await t.waitFor(deploymentId, fellBack(b));
+    gate.open(a, 'fail');
+    const end = await t.waitForEnd(deploymentId);
+    expect(end.status).toBe('FAILED');
+    expect(step(end, a).status).toBe('failed');
+    expect(step(end, b).status).toBe('skipped');
+    // The deployment's error is a's, not ECS's.
+    expect(end.error).not.toBe('AmazonECS.Unknown');
+    expect(gate.calls).not.toContain(b);
+    // No sandbox of b ever ran, none is left, and no RunTask for b came after the skip was answered.
+    expect(runTasksOf(b).every((r) => r.prestart && r.refused)).toBe(true);
+    expect(runTasksOf(b).length).toBeLessThanOrEqual(RUN_TASK_ATTEMPTS);
+    expect(t.engine.sandboxes.taskArns().has(b)).toBe(false);
+    expect([...t.engine.sandboxes.processGroups().keys()].filter((id) => id === a || id === b)).toEqual([]);
+    t.engine.sandboxes.refuseRunTasks(b, undefined);
+  }, TEST_TIMEOUT_MS);
+});
