@@ -38,7 +38,7 @@ export async function awaitRelease(
   const byId = new Map(all.map((s) => [s.stepId, s]));
   const step = byId.get(stepId) ?? own;
   // Never `prestart` again: `prestartedAt` stays, so verdictFor answers run, skip or wait.
-  const verdict = verdictFor(step, deployment, byId, deps.prestart);
+  const verdict = verdictFor(step, deployment, byId, deps.prestart, deps.clock.now());
   const release = await settle(deps, step, verdict, 'lambda', byId);
   if (release || verdict.kind === 'wait') return release;
   // Another pass decided first, possibly from a read taken before this token was registered: answer it from the record.

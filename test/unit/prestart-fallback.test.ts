@@ -70,17 +70,17 @@ describe('Use-case: a pre-start that cannot get a sandbox falls back to a start 
     const before = await byId();
     const deployment = (await deps.store.getDeployment(id))!;
     // s3 is pre-started: s4 waits only for the cap (two sandboxes wait: s2, s3).
-    expect(verdictFor(before.get('s4')!, deployment, before, deps.prestart)).toEqual({ kind: 'wait' });
+    expect(verdictFor(before.get('s4')!, deployment, before, deps.prestart, deps.clock.now())).toEqual({ kind: 'wait' });
 
     await awaitRelease(deps, { deploymentId: id, stepId: 's2', taskToken: 'r2', error: NO_CAPACITY });
     const after = await byId();
     // s2 has no sandbox now: it frees its place under the cap, but a dependent of it would wait...
-    expect(verdictFor(after.get('s2')!, deployment, after, deps.prestart)).toEqual({ kind: 'wait' });
+    expect(verdictFor(after.get('s2')!, deployment, after, deps.prestart, deps.clock.now())).toEqual({ kind: 'wait' });
     // ...and s4 (whose dependency s3 still has its sandbox) may now pre-start in the freed place.
-    expect(verdictFor(after.get('s4')!, deployment, after, deps.prestart)).toEqual({ kind: 'prestart' });
+    expect(verdictFor(after.get('s4')!, deployment, after, deps.prestart, deps.clock.now())).toEqual({ kind: 'prestart' });
     // s3's dependency s2 is no longer started: were s3 not pre-started already, it could not be.
     const s3Fresh = { ...after.get('s3')!, prestartedAt: undefined, awaitToken: 'x' };
-    expect(verdictFor(s3Fresh, deployment, after, deps.prestart)).toEqual({ kind: 'wait' });
+    expect(verdictFor(s3Fresh, deployment, after, deps.prestart, deps.clock.now())).toEqual({ kind: 'wait' });
   });
 
   it('starts at once when the step was released while its RunTask was failing', async () => {
