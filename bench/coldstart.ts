@@ -137,10 +137,11 @@ export async function runColdstart(opts: {
       if (mode === 'uncapped' && w.steps.length <= opts.maxWaiting) continue;
       // slow3 is there to show the lookahead only; 200 roots have nothing to look ahead of.
       if (w.name === 'slow3' ? mode !== 'rerun' : mode === 'rerun' && w.name === 'independent200') continue;
+      // Same seeded draws in every mode, and for each run of a rerun: the comparison is the scheduling, not the dice.
+      let draws = mulberry32(opts.seed + 7);
       const bench = await startBenchEngine({
         timeScale: opts.timeScale,
-        // Same seeded draws in every mode: the comparison is the scheduling, not the dice.
-        sandboxStartLatency: { median: MEDIAN_S, p90: P90_S, random: mulberry32(opts.seed + 7) },
+        sandboxStartLatency: { median: MEDIAN_S, p90: P90_S, random: () => draws() },
         prestart:
           mode === 'off'
             ? false
@@ -149,7 +150,7 @@ export async function runColdstart(opts: {
               : { maxWaiting: mode === 'on' ? opts.maxWaiting : w.steps.length },
       });
       try {
-        const c = await (mode === 'rerun' ? runTwice(bench, w, result.scaledMedianS, opts.timeScale) : runCase(bench, w, result.scaledMedianS, opts.timeScale)).catch(
+        const c = await (mode === 'rerun' ? runTwice(bench, w, result.scaledMedianS, opts.timeScale, () => (draws = mulberry32(opts.seed + 7))) : runCase(bench, w, result.scaledMedianS, opts.timeScale)).catch(
           (e: unknown) => failedCase(w, e),
         );
         const first = c.firstRun ? ` (first run: makespan ${c.firstRun.makespanS} s, idle ${c.firstRun.idleSandboxS} s)` : '';
@@ -198,8 +199,15 @@ function failedCase(w: Workflow, e: unknown): ColdstartCase {
 }
 
 /** The same deployment twice on one engine: the second run's figures, with the first's beside them. */
-async function runTwice(bench: Awaited<ReturnType<typeof startBenchEngine>>, w: Workflow, startS: number, timeScale: number): Promise<ColdstartCase> {
+async function runTwice(
+  bench: Awaited<ReturnType<typeof startBenchEngine>>,
+  w: Workflow,
+  startS: number,
+  timeScale: number,
+  redraw: () => void,
+): Promise<ColdstartCase> {
   const first = await runCase(bench, w, startS, timeScale);
+  redraw();
   const second = await runCase(bench, w, startS, timeScale);
   return { ...second, firstRun: { makespanS: first.makespanS, idleSandboxS: first.idleSandboxS, idleSandboxFargateS: first.idleSandboxFargateS } };
 }

@@ -64,6 +64,8 @@ export interface StepRecord {
   prestartedAt?: string;
   /** When a pre-started sandbox was up and began waiting for the release: its idle time starts here. */
   readyAt?: string;
+  /** When a sandbox started at the step's release (its last attempt's) was up and claimed it: the step's run starts here. */
+  claimedAt?: string;
   /**
    * When the RunTask of the pre-started sandbox failed for good (ECS faults after the retries): the step then
    * waits for its real release and starts a sandbox as without pre-start. `prestartedAt` stays (never removed).

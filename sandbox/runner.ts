@@ -210,6 +210,8 @@ async function claimAttempt(
         taskArn: ids.taskArn,
         ...(step.system ? { startedAt: now } : {}),
         ...(prestarted ? { readyAt: now } : {}),
+        // Where the step's own run starts (a pre-started one's: the later of readyAt and its release); pre-start's lookahead reads it.
+        ...(!step.system && !prestarted ? { claimedAt: now } : {}),
       },
     });
     if (started.applied) return { deployment, step, attemptNo, prestarted };

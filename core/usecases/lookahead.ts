@@ -8,12 +8,17 @@ import type { DeploymentStore } from '../ports.ts';
  * case); without them the cascade is bounded by the count cap alone. See docs/ARCHITECTURE.md.
  */
 
-/** Seconds each step took (started → ended), by step id; system steps included (bastion-open leads the roots). */
+/**
+ * Seconds each step ran, by step id; system steps included (bastion-open leads the roots). A run starts at the
+ * release once its sandbox is up: `startedAt`, or later `readyAt` (pre-started) or `claimedAt` (started at the
+ * release): a sandbox's start is not the step's duration, or a step that lost a start would look a start long.
+ */
 export function stepDurations(steps: readonly StepRecord[]): Record<string, number> {
   const seconds: Record<string, number> = {};
   for (const s of steps) {
     if (s.status !== 'succeeded' || !s.startedAt || !s.endedAt) continue;
-    seconds[s.stepId] = Math.max(0, (Date.parse(s.endedAt) - Date.parse(s.startedAt)) / 1000);
+    const from = Math.max(...[s.startedAt, s.readyAt, s.claimedAt].flatMap((t) => (t ? [Date.parse(t)] : [])));
+    seconds[s.stepId] = Math.max(0, (Date.parse(s.endedAt) - from) / 1000);
   }
   return seconds;
 }

@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { deleteSecrets } from '../../core/usecases/finalize.ts';
-import { expectedReleaseAt, observedStartMs } from '../../core/usecases/lookahead.ts';
+import { expectedReleaseAt, observedStartMs, stepDurations } from '../../core/usecases/lookahead.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies, prepare, recordStepResult } from '../../core/usecases/workflow.ts';
 import type { StepRecord } from '../../core/model.ts';
@@ -112,6 +112,19 @@ describe('expectedReleaseAt', () => {
   it('counts a dependency that ended, or whose record was not read, as done', () => {
     const steps = new Map([['a', rec('a', [], { status: 'succeeded', startedAt: at(-60_000), endedAt: at(-1_000) })], ['c', rec('c', ['a', 'x'], {})]]);
     expect(expectedReleaseAt(steps.get('c')!, steps, deps, { a: 600, x: 600 }, 60_000, now)).toBe(now);
+  });
+
+  it('counts a step from its release once its sandbox is up, not its sandbox start', () => {
+    const durations = stepDurations([
+      // Started at its release: up 9 s later, ran 1 s.
+      rec('cold', [], { status: 'succeeded', startedAt: at(0), claimedAt: at(9_000), endedAt: at(10_000) }),
+      // Pre-started and up before its release: ran 2 s from the release.
+      rec('warm', [], { status: 'succeeded', prestartedAt: at(-20_000), readyAt: at(-5_000), startedAt: at(0), endedAt: at(2_000) }),
+      // Released before its pre-started sandbox was up: ran 1 s from readyAt.
+      rec('late', [], { status: 'succeeded', prestartedAt: at(-5_000), startedAt: at(0), readyAt: at(4_000), endedAt: at(5_000) }),
+      rec('failed', [], { status: 'failed', startedAt: at(0), endedAt: at(5_000) }),
+    ]);
+    expect(durations).toEqual({ cold: 1, warm: 2, late: 1 });
   });
 
   it("takes the deployment's own start once sandboxes came up", () => {

@@ -56,6 +56,8 @@ describe('Function: runStep', () => {
     expect(seen?.key).toContain('BEGIN OPENSSH PRIVATE KEY');
     const step = await deps.store.getStep(deploymentId, 'a');
     expect(step).toMatchObject({ attempt: 1, taskToken: 'sandbox-a', taskArn: 'task/a' });
+    // Started at its release, the sandbox marks where the step's own run began (pre-start's durations start there).
+    expect(Date.parse(step!.claimedAt!)).toBeGreaterThan(Date.parse(step!.startedAt!));
     const logs = await deps.store.getLogs(deploymentId, { stepId: 'a' });
     expect(logs.map((l) => l.text)).toContain('my token is ***');
     expect(JSON.stringify(logs)).not.toContain('tok-t1-secret-value');
