@@ -45,6 +45,8 @@ interface Execution {
   markDone: () => void;
   /** Set once the engine stops: the execution stays RUNNING on disk and is orphaned at next start. */
   detached: boolean;
+  /** Set once its final event is written: as in AWS, nothing is added to an ended execution's history. */
+  closed?: boolean;
   controller?: AbortController;
   entries?: AttemptEntries;
   abortRun?: () => void;
@@ -312,12 +314,13 @@ export class LocalStepFunctions {
           this.finish(execution, 'FAILED', { error: error.cause.name, cause: causeText(error.cause.message) });
         } else if (error instanceof Error && error.name === 'ExecutionTimeoutError') {
           this.finish(execution, 'TIMED_OUT', { error: 'States.Timeout', cause: 'The execution exceeded its TimeoutSeconds' });
-          // As in AWS: a timed-out execution's running tasks end with it (their routers see the signal).
-          controller.abort(new ExecutionStoppedError());
-          entries.rejectAll(new ExecutionStoppedError());
         } else {
           this.finish(execution, 'FAILED', { error: 'States.Runtime', cause: String(error) });
         }
+        // As in AWS: an ended execution's running tasks end with it (their routers see the signal). A failure can
+        // leave tasks of other branches running in the library; their timers must not outlive the execution.
+        controller.abort(new ExecutionStoppedError());
+        entries.rejectAll(new ExecutionStoppedError());
       },
     );
   }
@@ -356,6 +359,7 @@ export class LocalStepFunctions {
     } else {
       execution.history.add({ type: 'ExecutionFailed', executionFailedEventDetails: details });
     }
+    execution.closed = true;
     this.store.saveExecution(record);
     this.tokens.retireExecution(record.executionArn);
     execution.markDone();
@@ -404,7 +408,7 @@ export class LocalStepFunctions {
       markDone,
       detached: false,
       history: new ExecutionHistory((event) => {
-        if (!execution.detached) this.store.appendEvent(record.executionArn, event);
+        if (!execution.detached && !execution.closed) this.store.appendEvent(record.executionArn, event);
       }, events),
     };
     if (record.status !== 'RUNNING') markDone();

@@ -213,6 +213,32 @@ describe('Class: LocalStepFunctions', () => {
       expect(call.signal.aborted).toBe(true);
     });
 
+    it('ends the tasks of other branches with a failed execution: none of their timers writes to its history afterwards', async () => {
+      const { router, nextCall } = recordingRouter();
+      const { sfn } = await engine(router);
+      // Branch A waits on a token for up to 30 s × 0.01 = 300 ms; branch B fails at once.
+      const arn = sfn.createStateMachine(
+        'failed-branch',
+        machine({
+          Both: {
+            Type: 'Parallel',
+            Branches: [
+              { StartAt: 'Wait', States: { Wait: { ...tokenTask(), TimeoutSeconds: 30, End: true } } },
+              { StartAt: 'Boom', States: { Boom: { Type: 'Fail', Error: 'Branch.Failed', Cause: 'boom' } } },
+            ],
+            End: true,
+          },
+        }),
+      );
+      const { executionArn } = await sfn.startExecution({ stateMachineArn: arn, input: '{"who":"a"}' });
+      const call = await nextCall(1);
+      expect(await sfn.waitForExecution(executionArn)).toMatchObject({ status: 'FAILED', error: 'Branch.Failed' });
+      // Past the waiting task's own timeout: the execution's last event stays its end.
+      await new Promise((r) => setTimeout(r, 450));
+      expect(sfn.getExecutionHistory(executionArn).at(-1)?.type).toBe('ExecutionFailed');
+      expect(call.signal.aborted).toBe(true);
+    });
+
     it('times out with TimeoutSecondsPath read from the state input', async () => {
       const { sfn } = await engine(async () => ({}));
       const { TimeoutSeconds: _ignored, ...task } = tokenTask();
