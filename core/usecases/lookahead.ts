@@ -3,7 +3,8 @@ import type { DeploymentStore } from '../ports.ts';
 
 /**
  * Pre-start by time (issue 12): once the engine knows how long a deployment's steps take, a sandbox
- * starts only when its step's release is expected within one sandbox start. The durations come from
+ * starts only when its step's release is expected within a couple of sandbox starts (`verdictFor`,
+ * core/usecases/release.ts, says how many and why). The durations come from
  * the tenant's last ended deployment of the same name (redeploying the same workflow is the common
  * case); without them the cascade is bounded by the count cap alone. See docs/ARCHITECTURE.md.
  */
