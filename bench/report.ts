@@ -367,7 +367,10 @@ iteration from the start (batches of 40, each a Map of its own), so their starts
 coming in five waves; here they then queue for 2 cores (one runner boot per core at a time). With
 pre-start off all 200 RunTasks come at once; on a loaded machine the last sandboxes can stay queued past the
 heartbeat limit (300 s × the time scale, 60 s here), which fails their steps: a limit of this
-machine, not of Fargate, which starts them side by side (docs/ARCHITECTURE.md, "Map slots").
+machine, not of Fargate, which starts them side by side (docs/ARCHITECTURE.md, "Map slots"). A case that
+failed with \`States.Timeout\` hit a Lambda state's limit, 60 s × the time scale (12 s here): an engine
+Lambda can take that long while 200 runners boot on the engine's 2 cores (in Lambda it has its own).
+Operators raise the cap with \`cdk deploy -c ctd:prestartMaxWaiting=…\` (docs/DEPLOY-AWS.md).
 ${rerunTable(r)}
 Measured ${m.date}.
 `;
