@@ -65,12 +65,18 @@ export class SandboxSpawner {
       serialization: 'json',
     });
     this.process.on('message', (m: Message) => this.receive(m));
-    this.process.on('error', (e) => (this.exitReason ??= `the local sandbox spawner could not start: ${e.message}`));
+    // Without a pid it never started. With one, an error is a message it could not take (EPIPE: it is dying), and its exit says why.
+    const neverStarted = () => this.process.pid === undefined;
+    this.process.on('error', (e) => {
+      if (neverStarted()) this.exitReason ??= `the local sandbox spawner could not start: ${e.message}`;
+    });
     // Gone once it exited and its channel closed: every message it sent before has been received.
     // ('close' would say the same, but never comes after this side disconnected.)
     const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
       this.process.once('exit', (code, signal) => resolve([code, signal]));
-      this.process.once('error', () => resolve([null, null])); // never started
+      this.process.on('error', () => {
+        if (neverStarted()) resolve([null, null]);
+      });
     });
     const disconnected = new Promise<void>((resolve) => this.process.once('disconnect', resolve));
     this.gone = Promise.all([exited, Promise.race([disconnected, exited.then(() => new Promise((r) => setTimeout(r, 1000)))])]).then(async ([[code, signal]]) => {

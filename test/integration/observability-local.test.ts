@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDocumentClient } from '../../adapters/aws/clients.ts';
+import { DescribeExecutionCommand } from '@aws-sdk/client-sfn';
+import { createDocumentClient, createSfnClient } from '../../adapters/aws/clients.ts';
 import { DynamoDeploymentStore } from '../../adapters/aws/dynamoStore.ts';
 import { TELEMETRY } from '../../core/config/names.ts';
 import { openPrivateKey } from '../../core/crypto/sealedKey.ts';
@@ -71,6 +72,9 @@ describe('Local engine: metrics and logs of a deployment', () => {
     privateKey = openPrivateKey(secrets.sshPrivateKeySealed, t.token, deploymentId);
     const done = await t.waitForEnd(deploymentId);
     expect(done.status, t.logTail()).toBe('FAILED');
+    // DeleteSecrets writes the final status, then its handler flushes its metrics: the execution ends after both.
+    const sfn = createSfnClient({ region: 'us-east-1' });
+    while ((await sfn.send(new DescribeExecutionCommand({ executionArn: done.executionArn! }))).status === 'RUNNING') await new Promise((r) => setTimeout(r, 50));
   }, 120_000);
 
   it('counts the deployment started and failed, in the namespace of the one config', () => {

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { EcsTaskStateChangeEvent } from '../../adapters/aws/ecsTaskEvents.ts';
 import { RUNNER_READY, TASK_ENV } from '../../core/config/names.ts';
 import { LocalSandboxes } from '../../local/sandbox/launcher.ts';
+import { SandboxSpawner } from '../../local/sandbox/spawnerClient.ts';
 import { runTaskParameters } from '../helpers/runTask.ts';
 
 /**
@@ -216,5 +217,22 @@ describe.each(bwrapUsable ? [false, true] : [false])('Local sandboxes: the spawn
       engine.kill('SIGKILL');
       for (const p of await liveRunners(marker)) process.kill(p.pid, 'SIGKILL');
     }
+  });
+});
+
+describe('SandboxSpawner', () => {
+  it('names itself, its pid and its signal when it was killed, even when a message to it failed first (EPIPE)', async () => {
+    let reason: string | undefined;
+    const spawner = new SandboxSpawner((r) => (reason = r));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const pid = spawner.pid!;
+    process.kill(pid, 'SIGKILL');
+    // Dead with its end of the channel closed, before this side's event loop has seen the exit: the send fails with EPIPE.
+    const until = Date.now() + 200;
+    while (Date.now() < until);
+    const spawned = spawner.spawn({ command: '/bin/true', args: [], cwd: '/', env: {} }, { stdout: () => undefined, stderr: () => undefined, close: () => undefined });
+    await expect(spawned).rejects.toThrow();
+    await spawner.gone;
+    expect(reason).toBe(`the local sandbox spawner (pid ${pid}) exited (killed by SIGKILL)`);
   });
 });
