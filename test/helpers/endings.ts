@@ -8,6 +8,7 @@ import type { DeploymentView } from '../../core/api.ts';
 import { openPrivateKey } from '../../core/crypto/sealedKey.ts';
 import { TABLE_NAME } from '../../local/engine.ts';
 import { filesContaining, keyNeedles } from './agentless.ts';
+import type { TestEngine } from './engine.ts';
 import { OsApi } from './openstackApi.ts';
 
 /**
@@ -27,6 +28,17 @@ export interface EngineHandle {
   /** The engine's last log lines, when it runs in this process (for failure messages). */
   logTail?: () => string;
 }
+
+/** The handle of an engine this test process started. */
+export const handleOf = (t: TestEngine): EngineHandle => ({
+  stateDir: t.stateDir,
+  apiUrl: t.engine.apiUrl,
+  keystoneUrl: t.engine.keystoneUrl,
+  cloudUrl: t.engine.cloudUrl,
+  dynamodb: t.engine.endpoints.dynamodb,
+  sfn: t.engine.endpoints.sfn,
+  logTail: () => t.logTail(60),
+});
 
 const FINAL = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
 const AWS = { region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } };
@@ -132,7 +144,14 @@ export interface EngineProcess {
  * commands (cwd <state>/cloud/ssh2/servers/<vm>/home).
  */
 export function processesUnder(stateDir: string): EngineProcess[] {
-  const found: EngineProcess[] = [];
+  return liveProcesses()
+    .filter(({ process: p }) => p.cwd.startsWith(`${stateDir}/`) || p.cmdline.includes(`${stateDir}/`))
+    .map(({ process: p }) => p);
+}
+
+/** Every live (non-zombie) process but this one, from /proc, with its parent; its environment read on demand. */
+function liveProcesses(): { process: EngineProcess; ppid: number; environ: () => string }[] {
+  const found: { process: EngineProcess; ppid: number; environ: () => string }[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
@@ -140,8 +159,17 @@ export function processesUnder(stateDir: string): EngineProcess[] {
       if (/^State:\s+Z/m.test(status)) continue;
       const cwd = readlinkSync(`/proc/${entry}/cwd`);
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
-      if (!cwd.startsWith(`${stateDir}/`) && !cmdline.includes(`${stateDir}/`)) continue;
-      found.push({ pid: Number(entry), comm: /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?', cwd, cmdline });
+      found.push({
+        process: { pid: Number(entry), comm: /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?', cwd, cmdline },
+        ppid: Number(/^PPid:\s+(\d+)$/m.exec(status)?.[1] ?? 0),
+        environ: () => {
+          try {
+            return readFileSync(`/proc/${entry}/environ`, 'utf8');
+          } catch {
+            return ''; // gone meanwhile
+          }
+        },
+      });
     } catch {
       // gone meanwhile, or a kernel thread
     }
@@ -157,20 +185,9 @@ export function processesUnder(stateDir: string): EngineProcess[] {
  */
 export function processesNaming(stateDir: string): EngineProcess[] {
   const byPid = new Map<number, { ppid: number; process: EngineProcess; named: boolean }>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const status = readFileSync(`/proc/${entry}/status`, 'utf8');
-      if (/^State:\s+Z/m.test(status)) continue;
-      const cwd = readlinkSync(`/proc/${entry}/cwd`);
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
-      const environ = readFileSync(`/proc/${entry}/environ`, 'utf8');
-      const named = cwd.startsWith(`${stateDir}/`) || cmdline.includes(`${stateDir}/`) || environ.includes(`${stateDir}/`);
-      const ppid = Number(/^PPid:\s+(\d+)$/m.exec(status)?.[1] ?? 0);
-      byPid.set(Number(entry), { ppid, named, process: { pid: Number(entry), comm: /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?', cwd, cmdline } });
-    } catch {
-      // gone meanwhile, or a kernel thread
-    }
+  for (const { process: p, ppid, environ } of liveProcesses()) {
+    const named = p.cwd.startsWith(`${stateDir}/`) || p.cmdline.includes(`${stateDir}/`) || environ().includes(`${stateDir}/`);
+    byPid.set(p.pid, { ppid, named, process: p });
   }
   const descends = (pid: number, seen = new Set<number>()): boolean => {
     const p = byPid.get(pid);

@@ -9,6 +9,7 @@ import type { DeploymentView } from '../../core/api.ts';
 import { ErrorName } from '../../core/errors.ts';
 import { startTestEngine, runDeployment, type TestEngine } from '../helpers/engine.ts';
 import {
+  handleOf,
   keyFiles,
   leftoverProcesses,
   markedRules,
@@ -57,15 +58,6 @@ const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const block = () => `127.${64 + Math.floor(Math.random() * 64)}.${Math.floor(Math.random() * 256)}.0/24`;
 
 let a: TestEngine;
-const handleOf = (t: TestEngine): EngineHandle => ({
-  stateDir: t.stateDir,
-  apiUrl: t.engine.apiUrl,
-  keystoneUrl: t.engine.keystoneUrl,
-  cloudUrl: t.engine.cloudUrl,
-  dynamodb: t.engine.endpoints.dynamodb,
-  sfn: t.engine.endpoints.sfn,
-  logTail: () => t.logTail(60),
-});
 
 /**
  * An engine in a child process on a state dir that outlives it: SIGKILL and restart (B), or an

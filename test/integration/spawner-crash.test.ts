@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentView } from '../../core/api.ts';
 import { ErrorName } from '../../core/errors.ts';
 import { runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
-import { leftoverProcesses, markedRules, processesNaming, secretItemsScanned, seeded, sleep, tenantClient, type EngineHandle } from '../helpers/endings.ts';
+import { handleOf, leftoverProcesses, markedRules, processesNaming, secretItemsScanned, seeded, sleep, tenantClient, type EngineHandle } from '../helpers/endings.ts';
 
 /**
  * The sandbox spawner (local/sandbox/spawner.mjs) SIGKILLed at randomized moments of a deployment,
@@ -27,14 +27,7 @@ let t: TestEngine;
 let h: EngineHandle;
 beforeAll(async () => {
   t = await startTestEngine({ timeScale: TIME_SCALE });
-  h = {
-    stateDir: t.stateDir,
-    apiUrl: t.engine.apiUrl,
-    keystoneUrl: t.engine.keystoneUrl,
-    cloudUrl: t.engine.cloudUrl,
-    dynamodb: t.engine.endpoints.dynamodb,
-    sfn: t.engine.endpoints.sfn,
-  };
+  h = handleOf(t);
 }, 60_000);
 afterAll(async () => {
   await t?.stop();
