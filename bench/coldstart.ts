@@ -37,6 +37,8 @@ export interface ColdstartCase {
   idleSandboxS: number;
   /** The same at Fargate's time (÷ time scale): what AWS would bill as idle. */
   idleSandboxFargateS: number;
+  /** The most pre-started sandboxes waiting for their release at once (pre-start → release): the cap bounds it. */
+  peakWaiting?: number;
   load: LoadStamp;
   /** rerun: the first run's figures (no earlier run to learn from); the case's own are the second run's. */
   firstRun?: { makespanS: number; idleSandboxS: number; idleSandboxFargateS: number };
@@ -154,7 +156,7 @@ export async function runColdstart(opts: {
           (e: unknown) => failedCase(w, e),
         );
         const first = c.firstRun ? ` (first run: makespan ${c.firstRun.makespanS} s, idle ${c.firstRun.idleSandboxS} s)` : '';
-        opts.log(`coldstart ${mode} ${w.name}: ${c.error ?? `makespan ${c.makespanS} s, critical path ${c.criticalPathS} s, ratio ${c.ratio}, starts lost ${c.startsLost}, idle ${c.idleSandboxS} s${first}`}`);
+        opts.log(`coldstart ${mode} ${w.name}: ${c.error ?? `makespan ${c.makespanS} s, critical path ${c.criticalPathS} s, ratio ${c.ratio}, starts lost ${c.startsLost}, idle ${c.idleSandboxS} s, peak waiting ${c.peakWaiting}${first}`}`);
         (result[mode] ??= []).push(c);
       } finally {
         await bench.stop();
@@ -237,6 +239,22 @@ async function runCase(bench: Awaited<ReturnType<typeof startBenchEngine>>, w: W
     startsLost: round((makespanS - cp) / startS, 1),
     idleSandboxS: round(idle, 1),
     idleSandboxFargateS: round(idle / timeScale, 0),
+    peakWaiting: peakWaiting(view.steps),
     load: { start, end: loadAverage() },
   };
+}
+
+/** The most steps at once between their pre-start and their release (or end, when never released). */
+export function peakWaiting(steps: readonly StepView[]): number {
+  const edges = steps.flatMap((s) => {
+    const from = Date.parse(s.prestartedAt ?? '');
+    const to = Date.parse(s.startedAt ?? s.endedAt ?? '');
+    return Number.isNaN(from) || Number.isNaN(to) ? [] : [{ at: from, delta: 1 }, { at: to, delta: -1 }];
+  });
+  // Ends before starts at the same instant: a release and a pre-start in one millisecond do not overlap.
+  edges.sort((a, b) => a.at - b.at || a.delta - b.delta);
+  let now = 0;
+  let peak = 0;
+  for (const e of edges) peak = Math.max(peak, (now += e.delta));
+  return peak;
 }

@@ -35,6 +35,11 @@ export interface DeploymentRecord {
   cancelledAt?: string;
   /** Σ seconds pre-started sandboxes waited for their release (Fargate paid, no work done); set by Summarize. */
   idleSandboxSeconds?: number;
+  /**
+   * Pre-start claims taken (core/usecases/release.ts): one per sandbox started ahead of its release, added
+   * before its step is marked, so the cap holds however many Lambdas decide at once.
+   */
+  prestartClaims?: number;
   /** Seconds each step took in the tenant's last run of this deployment's name, by step id (pre-start's lookahead). */
   expectedStepSeconds?: Record<string, number>;
   /** The GracePeriod state's task token while it waits. */

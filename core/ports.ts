@@ -64,6 +64,13 @@ export interface DeploymentStore {
   ): Promise<boolean>;
   /** Removes optional fields (e.g. a spent task token). */
   clearDeploymentFields(deploymentId: string, fields: (keyof DeploymentRecord)[]): Promise<void>;
+  /**
+   * Adds one to the deployment's `prestartClaims` in one conditional write, only while it is below `limit`;
+   * false when it is not (or the deployment is gone). Deciders side by side cannot both take the last place.
+   */
+  claimPrestart(deploymentId: string, limit: number): Promise<boolean>;
+  /** Gives back a claim whose step was pre-started by someone else (its conditional write lost). */
+  unclaimPrestart(deploymentId: string): Promise<void>;
 
   getStep(deploymentId: string, stepId: string): Promise<StepRecord | undefined>;
   getSteps(deploymentId: string): Promise<StepRecord[]>;

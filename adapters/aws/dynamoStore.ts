@@ -197,6 +197,22 @@ class UpdateBuilder {
     return this;
   }
 
+  /** `attribute += n`, an absent attribute counting 0, in the same SET as the other fields. */
+  add(increments: Readonly<Record<string, number>> | undefined): this {
+    for (const [attribute, n] of Object.entries(increments ?? {})) {
+      const alias = this.name(attribute);
+      this.sets.push(`${alias} = if_not_exists(${alias}, ${this.value(0)}) + ${this.value(n)}`);
+    }
+    return this;
+  }
+
+  ifBelow(below: { field: string; limit: number } | undefined): this {
+    if (below === undefined) return this;
+    const alias = this.name(below.field);
+    this.conditions.push(`(attribute_not_exists(${alias}) OR ${alias} < ${this.value(below.limit)})`);
+    return this;
+  }
+
   ifEquals(attribute: string, v: unknown): this {
     if (v !== undefined) this.conditions.push(`${this.name(attribute)} = ${this.value(v)}`);
     return this;
@@ -206,9 +222,11 @@ class UpdateBuilder {
   static of(write: ConditionalWrite): UpdateBuilder {
     return new UpdateBuilder()
       .set(write.set)
+      .add(write.add)
       .remove(write.remove)
       .ifStatusIn(write.condition.statusIn)
       .ifAbsent(write.condition.absent)
+      .ifBelow(write.condition.below)
       .ifEquals('attempt', write.condition.attemptIs);
   }
 

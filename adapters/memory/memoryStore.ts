@@ -53,6 +53,7 @@ function written<T extends object>(record: T | undefined, write: ConditionalWrit
   const defined = Object.fromEntries(Object.entries(write.set).filter(([, v]) => v !== undefined));
   const next: Record<string, unknown> = { ...record, ...defined };
   for (const f of write.remove) delete next[f];
+  for (const [f, n] of Object.entries(write.add ?? {})) next[f] = ((next[f] as number | undefined) ?? 0) + n;
   return stored(next as T);
 }
 

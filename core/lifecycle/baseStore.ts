@@ -18,6 +18,7 @@ export function conditionHolds(record: object, condition: WriteCondition): boole
   const fields = record as Record<string, unknown>;
   if (condition.statusIn !== undefined && !condition.statusIn.includes(fields.status as string)) return false;
   if (condition.absent !== undefined && fields[condition.absent] !== undefined) return false;
+  if (condition.below !== undefined && ((fields[condition.below.field] as number | undefined) ?? 0) >= condition.below.limit) return false;
   return condition.attemptIs === undefined || fields.attempt === condition.attemptIs;
 }
 
@@ -29,7 +30,14 @@ export function conditionHolds(record: object, condition: WriteCondition): boole
  */
 export abstract class BaseDeploymentStore implements Pick<
   DeploymentStore,
-  'updateDeployment' | 'clearDeploymentFields' | 'updateStep' | 'clearStepFields' | 'applyStepTransition' | 'applyDeploymentTransition'
+  | 'updateDeployment'
+  | 'clearDeploymentFields'
+  | 'claimPrestart'
+  | 'unclaimPrestart'
+  | 'updateStep'
+  | 'clearStepFields'
+  | 'applyStepTransition'
+  | 'applyDeploymentTransition'
 > {
   abstract getDeployment(deploymentId: string): Promise<DeploymentRecord | undefined>;
   abstract getStep(deploymentId: string, stepId: string): Promise<StepRecord | undefined>;
@@ -53,6 +61,14 @@ export abstract class BaseDeploymentStore implements Pick<
   async clearDeploymentFields(deploymentId: string, fields: (keyof DeploymentRecord)[]): Promise<void> {
     assertOptional(fields, REQUIRED_DEPLOYMENT_FIELDS);
     if (fields.length > 0) await this.writeDeployment(deploymentId, { set: {}, remove: fields, condition: {} });
+  }
+
+  async claimPrestart(deploymentId: string, limit: number): Promise<boolean> {
+    return this.writeDeployment(deploymentId, { set: {}, remove: [], add: { prestartClaims: 1 }, condition: { below: { field: 'prestartClaims', limit } } });
+  }
+
+  async unclaimPrestart(deploymentId: string): Promise<void> {
+    await this.writeDeployment(deploymentId, { set: {}, remove: [], add: { prestartClaims: -1 }, condition: {} });
   }
 
   async updateStep(

@@ -35,11 +35,15 @@ export interface WriteCondition {
   absent?: string;
   /** The record's `attempt` equals this (steps only): one runner per attempt. */
   attemptIs?: number;
+  /** The record's numeric field is absent or below the limit (a counter that must not pass a cap). */
+  below?: { field: string; limit: number };
 }
 
 /** One conditional write as a store performs it: set these fields, remove those, only if the condition holds. */
 export interface ConditionalWrite {
   set: Record<string, unknown>;
   remove: readonly string[];
+  /** Numeric fields to add to (an absent field counts 0), in the same write: a counter no reader can race. */
+  add?: Readonly<Record<string, number>>;
   condition: WriteCondition;
 }

@@ -121,19 +121,40 @@ export function verdictFor(
     }
   }
   if (bastionVerdict === 'succeeded' && step.dependsOn.every((dep) => steps.get(dep)?.status === 'succeeded')) return { kind: 'run' };
-  // Only a step whose AwaitDependencies still waits can start its sandbox early, and only within the cap.
-  if (
-    prestart &&
-    step.awaitToken &&
-    step.prestartedAt === undefined &&
-    step.dependsOn.every((dep) => started(steps.get(dep))) &&
-    waitingSandboxes(steps) < prestart.maxWaiting &&
-    dueWithinLookahead(step, deployment, steps, prestart, now)
-  ) {
-    return { kind: 'prestart' };
-  }
+  if (prestart && mayPrestart(step, deployment, steps, prestart, now)) return { kind: 'prestart' };
   return { kind: 'wait' };
 }
+
+/**
+ * Only a step whose AwaitDependencies still waits can start its sandbox early, once its dependencies
+ * started and its release is near (the lookahead), and only within the cap. When the cap leaves room for
+ * fewer than want it, the room goes to the first in topological order (the soonest released, as a rule:
+ * a slot frees at its step's release). Trying a rank by the chain after a step, or before it, measured
+ * slower in the 60-step bench (docs/BENCHMARKS.md).
+ */
+function mayPrestart(step: StepRecord, deployment: DeploymentRecord, steps: Map<string, StepRecord>, prestart: PrestartPolicy, now: number): boolean {
+  if (!wantsPrestart(step, steps)) return false;
+  const room = prestart.maxWaiting - Math.max(waitingSandboxes(steps), (deployment.prestartClaims ?? 0) - finishedPrestarts(steps));
+  if (room <= 0 || !dueWithinLookahead(step, deployment, steps, prestart, now)) return false;
+  let ahead = 0;
+  for (const id of deployment.stepIds) {
+    if (id === step.stepId) return true;
+    const other = steps.get(id);
+    if (other && wantsPrestart(other, steps) && dueWithinLookahead(other, deployment, steps, prestart, now) && ++ahead >= room) return false;
+  }
+  return true;
+}
+
+/** A waiting step that registered its token and whose dependencies all started: the lookahead and the cap decide the rest. */
+const wantsPrestart = (s: StepRecord, steps: Map<string, StepRecord>): boolean =>
+  s.status === 'waiting' && s.awaitToken !== undefined && s.prestartedAt === undefined && s.dependsOn.every((dep) => started(steps.get(dep)));
+
+/**
+ * Pre-started steps whose sandbox no longer waits: released, decided, or its start failed. None ever waits
+ * again, so a stale read counts too few, never too many: the claim limit it gives errs on the safe side.
+ */
+const finishedPrestarts = (steps: Map<string, StepRecord>): number =>
+  [...steps.values()].filter((s) => s.prestartedAt !== undefined && !hasWaitingSandbox(s)).length;
 
 /**
  * The lookahead by time (core/usecases/lookahead.ts): with the deployment's expected step durations, a
@@ -265,8 +286,15 @@ async function prestart(
   // Once per step: settleWaiting passes running side by side read the same state, and each used to
   // pre-start the step again (a write, a token answer and a clear each, ~3 per step in the 60-step bench).
   // The same write drops the token it is about to answer: no pass answers a pre-started step's token again.
+  // The cap as one conditional counter: claims taken ≤ the cap plus the pre-starts finished. Passes and
+  // registrations side by side each count from their own read; without it, 20 went up to 33 in the bench.
+  const cap = deps.prestart?.maxWaiting ?? 0;
+  if (!(await deps.store.claimPrestart(step.deploymentId, cap + finishedPrestarts(steps)))) return undefined;
   const won = await deps.store.updateStep(step.deploymentId, step.stepId, { prestartedAt: now }, { ifStatus: ['waiting'], ifAbsent: 'prestartedAt', clear: ['awaitToken'] });
-  if (!won) return undefined;
+  if (!won) {
+    await deps.store.unclaimPrestart(step.deploymentId);
+    return undefined;
+  }
   const release: Release = { run: true, prestart: true, timeoutSeconds: timeoutOf(step) + waitBudgetSeconds(step, steps) };
   deps.log('step sandbox pre-started', { deploymentId: step.deploymentId, stepId: step.stepId });
   const token = step.awaitToken;
@@ -305,9 +333,10 @@ export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 
   // The decisions are conditional writes; the answers they lead to run alongside (a chain's whole
   // pre-start pass would otherwise hold up the step whose release started it).
   const answers: Promise<void>[] = [];
-  // One walk in topological order per kind of decision, each seeing the ones before it.
-  const walk = async (kind: Verdict['kind'], atOnce: number): Promise<void> => {
+  // One walk in topological order per kind of decision, each seeing the ones before it. Returns how many it decided.
+  const walk = async (kind: Verdict['kind'], atOnce: number): Promise<number> => {
     const deciding: Promise<void>[] = [];
+    let won = 0;
     for (const stepId of deployment.stepIds) {
       const step = byId.get(stepId);
       if (!step || step.status !== 'waiting') continue;
@@ -319,12 +348,15 @@ export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 
       if (by === 'cancel' && !(verdict.kind === 'skip' && verdict.status === 'cancelled')) continue;
       deciding.push(
         settle(deps, step, verdict, by, byId, answers).then((release) => {
-          if (release) byId.set(stepId, decided(step, verdict, iso(deps.clock)));
+          if (!release) return;
+          byId.set(stepId, decided(step, verdict, iso(deps.clock)));
+          won += 1;
         }),
       );
       if (deciding.length >= atOnce) await allAnswered(deciding.splice(0));
     }
     await allAnswered(deciding);
+    return won;
   };
   try {
     // Skips one after another: a skip earlier in the walk skips its dependents later in it.
@@ -332,9 +364,10 @@ export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 
     // Releases side by side (each needs only its own dependencies to have succeeded, which no decision here
     // changes), before any pre-start write: 200 roots released when bastion-open succeeds take a few round trips.
     await walk('run', RELEASES_AT_ONCE);
-    // Pre-starts last, one after another: a release or a pre-start earlier in the walk lets a later step
-    // pre-start, within the cap, even one that comes before the released step in topological order.
-    await walk('prestart', 1);
+    // Pre-starts last, side by side in rounds: the verdicts of one round share a read, so the cap's room goes
+    // to the heaviest chains among all that want it (mayPrestart); a step pre-started in one round lets its
+    // dependents pre-start in the next. Every round but the last decides something, so the rounds end.
+    while ((await walk('prestart', RELEASES_AT_ONCE)) > 0);
   } finally {
     await allAnswered(answers);
   }

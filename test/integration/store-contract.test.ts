@@ -248,6 +248,30 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
     });
   });
 
+  describe('Method: claimPrestart', () => {
+    beforeEach(async () => {
+      await createDeployment(deployment('d-1'));
+    });
+
+    it('lets claims side by side take exactly the places below the limit, and a claim given back frees one', async () => {
+      const claims = await Promise.all(Array.from({ length: 8 }, () => store.claimPrestart('d-1', 3)));
+      expect(claims.filter(Boolean)).toHaveLength(3);
+      expect((await store.getDeployment('d-1'))?.prestartClaims).toBe(3);
+      // A higher limit (pre-starts finished meanwhile) lets one more through.
+      expect(await store.claimPrestart('d-1', 3)).toBe(false);
+      expect(await store.claimPrestart('d-1', 4)).toBe(true);
+      await store.unclaimPrestart('d-1');
+      expect((await store.getDeployment('d-1'))?.prestartClaims).toBe(3);
+      expect(await store.claimPrestart('d-1', 4)).toBe(true);
+    });
+
+    it('claims nothing and creates nothing for an unknown deployment', async () => {
+      expect(await store.claimPrestart('d-none', 5)).toBe(false);
+      await store.unclaimPrestart('d-none');
+      expect(await store.getDeployment('d-none')).toBeUndefined();
+    });
+  });
+
   describe('Method: updateStep', () => {
     beforeEach(async () => {
       await createDeployment(deployment('d-1'), [step('d-1', 'build'), step('d-1', 'deploy')]);

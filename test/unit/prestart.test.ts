@@ -170,6 +170,8 @@ describe('Use-case: pre-start', () => {
     expect(answered).toBe(1);
     expect(answer('t2')).toMatchObject({ ok: true, output: { run: true, prestart: true } });
     expect((await step('s2'))?.awaitToken).toBeUndefined();
+    // Both took a place under the cap; the one whose write lost gave its back.
+    expect((await deps.store.getDeployment(id))?.prestartClaims).toBe(1);
   });
 
   it("pre-starts a dependent that registered first from its dependency's AwaitDependencies, and reads the steps once for a step nothing waits on", async () => {
