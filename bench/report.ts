@@ -300,8 +300,8 @@ sandboxes than for its transitions.
 }
 
 function coldstartRow(mode: string, c: ColdstartCase): string {
-  if (c.error) return `| ${c.workflow} | ${mode} | failed: ${c.error.replaceAll('|', '/')} | | | | | | ${loadStamp(c.load)} |`;
-  return `| ${c.workflow} | ${mode} | ${s(c.criticalPathS)} s | ${s(c.makespanS)} s | **${s(c.ratio)}** | ${s(c.ratioToLimit)} | ${s(c.startsLost, 1)} | ${s(c.idleSandboxS, 1)} s (${s(c.idleSandboxFargateS, 0)} s) | ${loadStamp(c.load)} |`;
+  if (c.error) return `| ${c.workflow} | ${mode} | failed: ${c.error.replaceAll('|', '/')} | | | | | | | ${loadStamp(c.load)} |`;
+  return `| ${c.workflow} | ${mode} | ${s(c.criticalPathS)} s | ${s(c.makespanS)} s | **${s(c.ratio)}** | ${s(c.ratioToLimit)} | ${s(c.startsLost, 1)} | ${s(c.idleSandboxS, 1)} s (${s(c.idleSandboxFargateS, 0)} s) | ${c.peakWaiting ?? '–'} | ${loadStamp(c.load)} |`;
 }
 
 /** The lookahead by time: each workflow's first run (nothing to learn from) against its second, on one engine. */
@@ -348,20 +348,23 @@ the same seeded draws in every mode). Step sleeps are not scaled. One run, one e
 then, for a workflow larger than that cap, \`maxWaiting\` as large as the workflow (every sandbox may start ahead).
 Makespan: bastion-open ended → last workflow step ended. The physical limit is critical path + one start.
 
-| workflow | pre-start | critical path | makespan | ÷ critical path | ÷ (critical path + 1 start) | starts lost | idle sandbox-s (Fargate s) | load 1/5/15 min, start → end |
-|---|---|---|---|---|---|---|---|---|
+| workflow | pre-start | critical path | makespan | ÷ critical path | ÷ (critical path + 1 start) | starts lost | idle sandbox-s (Fargate s) | most waiting at once | load 1/5/15 min, start → end |
+|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
 Goals (pre-start on): 10-step chain ≤ critical path + 1.3 × one start: ${verdict(r.goals.chain, 'chain10')};
 60-step DAG ≤ 1.3 × (critical path + one start): ${verdict(r.goals.dag, 'dag60')} at the default cap${
     r.goals.dagUncapped ? `, ${r.goals.dagUncapped.met ? 'met' : '**not met**'} (limit ${s(r.goals.dagUncapped.limitS)} s) with every sandbox allowed to start ahead` : ''
   }.
-Why the cap decides the DAG: with at most ${r.maxWaiting} sandboxes waiting, the sandboxes of steps later in the
-topological order start only as earlier steps are released, one start later; the DAG's steps (0.2–1 s) are far
-shorter than a start, so each such generation of sandboxes costs about one start. The cap bounds what idle
-sandboxes cost (idle sandbox-seconds ≤ cap × makespan) and how many Fargate tasks a deployment holds at once
-against the account's vCPU quota (docs/DEPLOY-AWS.md); a deployment whose steps are short next to a start gains
-from a cap as large as the workflow (\`CTD_PRESTART_MAX_WAITING\`).
+Why the cap decides the DAG: a pre-started sandbox holds its place under the cap from its start to its step's
+release, and it hides as much of its start as it held the place. The DAG's steps (0.2–1 s) are far shorter than a
+start, so nearly every one of its 60 steps needs a whole start hidden: about 60 starts of place-seconds against
+${r.maxWaiting} places, one start of them before bastion-open ends, so the makespan cannot fall much below
+(60 ÷ ${r.maxWaiting} − 1) starts plus the DAG's tail, whatever the order the places are given in. "Most waiting at once"
+is the peak of sandboxes between pre-start and release, read from the steps' records: the cap holds.
+The cap bounds what idle sandboxes cost (idle sandbox-seconds ≤ cap × makespan) and how many Fargate tasks a
+deployment holds at once against the account's vCPU quota (docs/DEPLOY-AWS.md); a deployment whose steps are
+short next to a start gains from a cap as large as the workflow (\`CTD_PRESTART_MAX_WAITING\`).
 The 200 independent steps have no dependency to hide a start behind, but every step has its Map
 iteration from the start (batches of 40, each a Map of its own), so their starts overlap instead of
 coming in five waves; here they then queue for 2 cores (one runner boot per core at a time). With
