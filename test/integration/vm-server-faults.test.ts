@@ -29,12 +29,13 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ctd-leaks10-vm-'));
   const home = join(dir, 'home');
   await mkdir(join(home, '.ssh'), { recursive: true });
+  await mkdir(join(dir, 'tmp'));
   await writeFile(join(home, '.ssh', 'authorized_keys'), `${key.publicKey}\n`);
   await writeFile(join(dir, 'id'), key.privateKey, { mode: 0o600 });
   address = (await pickLoopbackBlock(port)).listenCidr.replace(/\.128\/25$/, '.130');
   processes = new ProcessGroups();
   server = new VmServer({
-    name: 'vm1', address, port, home, authorizedKeysPath: join(home, '.ssh', 'authorized_keys'),
+    name: 'vm1', address, port, home, tmp: join(dir, 'tmp'), authorizedKeysPath: join(home, '.ssh', 'authorized_keys'),
     hostKey: await loadOrCreateHostKey(join(dir, 'host_key')), processes,
   });
   await server.start();
@@ -68,4 +69,10 @@ describe('ssh2 VM server faults', () => {
       process.off('uncaughtException', onError);
     }
   }, 40_000);
+
+  it("gives a VM command the VM's own temporary directory, not the host's /tmp", async () => {
+    // What Ansible unpacks there and a killed command leaves behind (its AnsiballZ payload) goes with the VM's directory.
+    const { stdout } = await promisify(execFile)('ssh', sshArgs(`python3 -c 'import tempfile; print(tempfile.mkdtemp(prefix="ansible_"))'`), { encoding: 'utf8', timeout: 20_000 });
+    expect(stdout.trim().startsWith(`${join(dir, 'tmp')}/ansible_`)).toBe(true);
+  }, 30_000);
 });

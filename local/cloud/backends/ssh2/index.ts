@@ -165,6 +165,7 @@ export class Ssh2Hypervisor implements Hypervisor {
     const listen = await this.listenAddress(spec.id);
     const paths = vmPaths(dir);
     await mkdir(paths.home, { recursive: true, mode: 0o700 });
+    await mkdir(paths.tmp, { recursive: true, mode: 0o700 });
     const processes = new ProcessGroups(this.ledger);
     // Bad user data does not stop a machine from booting; cloud-init only logs it.
     let config: CloudConfig | undefined;
@@ -174,7 +175,7 @@ export class Ssh2Hypervisor implements Hypervisor {
       config = undefined;
     }
     const hostname = config?.hostname ?? spec.name;
-    const server = new VmServer({ name: hostname, address: listen, port: this.port, home: paths.home, authorizedKeysPath: paths.authorizedKeys, hostKey, processes });
+    const server = new VmServer({ name: hostname, address: listen, port: this.port, home: paths.home, tmp: paths.tmp, authorizedKeysPath: paths.authorizedKeys, hostKey, processes });
     await server.start();
     const runtime: VmRuntime = { spec, listen, server, processes, userData: Promise.resolve() };
     this.vms.set(spec.id, runtime);

@@ -46,6 +46,7 @@ export function parseCloudConfig(userData: string): CloudConfig {
 
 export interface VmPaths {
   home: string;
+  tmp: string;
   authorizedKeys: string;
   /** `<home>/var/log/cloud-init-output.log`: where the VM_BOOTSTRAP_HINT sends the user. */
   cloudInitLog: string;
@@ -53,7 +54,7 @@ export interface VmPaths {
 
 export function vmPaths(vmDir: string): VmPaths {
   const home = join(vmDir, 'home');
-  return { home, authorizedKeys: join(home, '.ssh', 'authorized_keys'), cloudInitLog: join(home, 'var', 'log', 'cloud-init-output.log') };
+  return { home, tmp: join(vmDir, 'tmp'), authorizedKeys: join(home, '.ssh', 'authorized_keys'), cloudInitLog: join(home, 'var', 'log', 'cloud-init-output.log') };
 }
 
 /** Runs one command as a VM process, appending its output to the cloud-init log; resolves with its exit code. */
@@ -61,7 +62,7 @@ function runLogged(cmd: string, name: string, paths: VmPaths, processes: Process
   return new Promise((resolve) => {
     let child;
     try {
-      child = processes.spawn(cmd, { cwd: paths.home, env: vmEnv({ home: paths.home, name }) });
+      child = processes.spawn(cmd, { cwd: paths.home, env: vmEnv({ home: paths.home, tmp: paths.tmp, name }) });
     } catch {
       resolve(255);
       return;

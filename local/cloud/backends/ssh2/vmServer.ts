@@ -14,6 +14,8 @@ export interface VmServerOptions {
   port: number;
   /** The VM's working directory: the home of its only user, the root of its SFTP view. */
   home: string;
+  /** The VM's own temporary directory (its commands' TMPDIR), removed with the VM. */
+  tmp: string;
   /** Read at every login, as sshd does, so keys installed by cloud-init take effect at once. */
   authorizedKeysPath: string;
   hostKey: HostKey;
@@ -21,9 +23,11 @@ export interface VmServerOptions {
 }
 
 /** The environment of a VM command; nothing of the cloud process leaks in except PATH. */
-export function vmEnv(opts: { home: string; name: string; sshConnection?: string }): Record<string, string> {
+export function vmEnv(opts: { home: string; tmp: string; name: string; sshConnection?: string }): Record<string, string> {
   const env: Record<string, string> = {
     HOME: opts.home,
+    // The host's /tmp is not the VM's: what a killed command leaves there (Ansible's payload) goes with the VM.
+    TMPDIR: opts.tmp,
     HOSTNAME: opts.name,
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
     LANG: 'C.UTF-8',
@@ -121,7 +125,7 @@ export class VmServer {
           try {
             child = o.processes.spawn(info.command, {
               cwd: o.home,
-              env: vmEnv({ home: o.home, name: o.name, sshConnection: `${peer.remoteAddress} ${peer.remotePort} ${o.address} ${o.port}` }),
+              env: vmEnv({ home: o.home, tmp: o.tmp, name: o.name, sshConnection: `${peer.remoteAddress} ${peer.remotePort} ${o.address} ${o.port}` }),
             });
           } catch (e) {
             channel.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
