@@ -129,8 +129,8 @@ export function verdictFor(
  * Only a step whose AwaitDependencies still waits can start its sandbox early, once its dependencies
  * started and its release is near (the lookahead), and only within the cap. When the cap leaves room for
  * fewer than want it, the room goes to the first in topological order (the soonest released, as a rule:
- * a slot frees at its step's release). Trying a rank by the chain after a step, or before it, measured
- * slower in the 60-step bench (docs/BENCHMARKS.md).
+ * a place frees at its step's release). A rank by the chain after a step, or before it, measured slower
+ * in the 60-step bench (docs/ARCHITECTURE.md, "When").
  */
 function mayPrestart(step: StepRecord, deployment: DeploymentRecord, steps: Map<string, StepRecord>, prestart: PrestartPolicy, now: number): boolean {
   if (!wantsPrestart(step, steps)) return false;
@@ -364,9 +364,9 @@ export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 
     // Releases side by side (each needs only its own dependencies to have succeeded, which no decision here
     // changes), before any pre-start write: 200 roots released when bastion-open succeeds take a few round trips.
     await walk('run', RELEASES_AT_ONCE);
-    // Pre-starts last, side by side in rounds: the verdicts of one round share a read, so the cap's room goes
-    // to the heaviest chains among all that want it (mayPrestart); a step pre-started in one round lets its
-    // dependents pre-start in the next. Every round but the last decides something, so the rounds end.
+    // Pre-starts last, side by side in rounds: the verdicts written together share one view, so the cap's room
+    // goes to the first in topological order of all that want it (mayPrestart); a step pre-started in one round
+    // lets its dependents pre-start in the next. Every round but the last decides something, so the rounds end.
     while ((await walk('prestart', RELEASES_AT_ONCE)) > 0);
   } finally {
     await allAnswered(answers);

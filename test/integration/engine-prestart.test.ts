@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentView } from '../../core/api.ts';
 import { groupAlive, runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
 import { gateCall, startGate, type Gate } from '../helpers/gate.ts';
+import { peakWaiting } from '../../bench/coldstart.ts';
 
 /**
  * Sandboxes started ahead of their step's release (issue 12), seen from outside: a gate server
@@ -64,6 +65,22 @@ describe('pre-started sandboxes', () => {
     expect(gate.callTimes.get('second-1')).toBeGreaterThanOrEqual(releasedAt);
     // The wait is what a user pays for idle: it is on the deployment.
     expect(end.idleSandboxSeconds).toBeGreaterThan(0);
+  });
+
+  it('holds the cap when many steps want a sandbox at once: four wait, by the process table and by the records', async () => {
+    const fan = Array.from({ length: 12 }, (_, i) => ({ id: `leaf${i + 1}`, command: 'true', dependsOn: ['hub'] }));
+    const { deploymentId } = await t.client.submit(runDeployment([{ id: 'hub', command: call('hub-1') }, ...fan]));
+    // While `hub` is held, its twelve dependents all want to start ahead; their registrations and passes decide side by side.
+    const held = await t.waitFor(deploymentId, (d) => gate.calls.includes('hub-1') && fan.filter((f) => step(d, f.id)?.readyAt !== undefined).length === 4);
+    const groups = t.engine.sandboxes.processGroups();
+    const alive = fan.filter((f) => groups.has(f.id) && groupAlive(groups.get(f.id)!));
+    expect(alive, 'sandboxes of the fan alive in /proc').toHaveLength(4);
+    expect(fan.filter((f) => step(held, f.id)?.prestartedAt !== undefined)).toHaveLength(4);
+
+    gate.open('hub-1', 'ok');
+    const end = await t.waitForEnd(deploymentId);
+    expect(end.status, t.logTail()).toBe('SUCCEEDED');
+    expect(peakWaiting(end.steps)).toBe(4);
   });
 
   it('stops a pre-started sandbox whose step is skipped because its dependency failed', async () => {
