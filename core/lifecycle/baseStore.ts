@@ -13,6 +13,9 @@ export const REQUIRED_STEP_FIELDS: readonly (keyof StepRecord)[] = [
   'deploymentId', 'stepId', 'system', 'spec', 'dependsOn', 'status', 'attempt',
 ];
 
+/** The deployment's counter of pre-start claims (claimPrestart). */
+const PRESTART_CLAIMS = 'prestartClaims' satisfies keyof DeploymentRecord;
+
 /** Whether a record satisfies a write's condition; the same test DynamoDB's ConditionExpression makes. */
 export function conditionHolds(record: object, condition: WriteCondition): boolean {
   const fields = record as Record<string, unknown>;
@@ -64,11 +67,11 @@ export abstract class BaseDeploymentStore implements Pick<
   }
 
   async claimPrestart(deploymentId: string, limit: number): Promise<boolean> {
-    return this.writeDeployment(deploymentId, { set: {}, remove: [], add: { prestartClaims: 1 }, condition: { below: { field: 'prestartClaims', limit } } });
+    return this.writeDeployment(deploymentId, { set: {}, remove: [], add: { [PRESTART_CLAIMS]: 1 }, condition: { below: { field: PRESTART_CLAIMS, limit } } });
   }
 
   async unclaimPrestart(deploymentId: string): Promise<void> {
-    await this.writeDeployment(deploymentId, { set: {}, remove: [], add: { prestartClaims: -1 }, condition: {} });
+    await this.writeDeployment(deploymentId, { set: {}, remove: [], add: { [PRESTART_CLAIMS]: -1 }, condition: {} });
   }
 
   async updateStep(
