@@ -75,18 +75,7 @@ export async function startTestEngine(opts: Partial<LocalEngineOptions> & { stat
   };
 }
 
-/** A deployment of `run` steps behind the tenant's bastion (found in the cloud by its server name). */
-export function runDeployment(
-  steps: { id: string; command: string; dependsOn?: string[]; timeoutSeconds?: number }[],
-  extra: Record<string, unknown> = {},
-) {
-  return {
-    name: 'test',
-    bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
-    workflow: { steps: steps.map((s) => ({ action: 'run', ...s })) },
-    ...extra,
-  };
-}
+export { runDeployment } from './deployments.ts';
 
 /** True while any process of the group lives (the sandbox and whatever it started). */
 export function groupAlive(pgid: number): boolean {

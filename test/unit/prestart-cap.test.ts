@@ -3,6 +3,7 @@ import { mulberry32 } from '../../bench/random.ts';
 import { settleWaiting } from '../../core/usecases/release.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies, recordStepResult } from '../../core/usecases/workflow.ts';
+import { runDeployment } from '../helpers/deployments.ts';
 import { bastionOpened, memoryDeps } from '../helpers/memoryEngine.ts';
 
 /**
@@ -20,16 +21,10 @@ const SEED = Number(process.env.CTD_PRESTART_SEED ?? Math.floor(Math.random() * 
 console.log(`pre-start cap rounds: seed ${SEED} (replay with CTD_PRESTART_SEED=${SEED})`);
 
 /** A root `r` and steps `d1`…`d12` that each depend on it: once `r` runs, all twelve want to pre-start. */
-const fan = {
-  name: 'fan',
-  bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
-  workflow: {
-    steps: [
-      { id: 'r', action: 'run', command: 'true' },
-      ...Array.from({ length: DEPENDENTS }, (_, i) => ({ id: `d${i + 1}`, action: 'run', command: 'true', dependsOn: ['r'] })),
-    ],
-  },
-};
+const fan = runDeployment([
+  { id: 'r', command: 'true' },
+  ...Array.from({ length: DEPENDENTS }, (_, i) => ({ id: `d${i + 1}`, command: 'true', dependsOn: ['r'] })),
+]);
 
 describe('Use-case: the pre-start cap with deciders side by side', () => {
   it(`never lets more than the cap wait, and fills it, in ${ROUNDS} rounds of random timing`, async () => {
