@@ -106,6 +106,8 @@ export class LocalSandboxes implements SandboxLauncher {
   private readonly idle: Sandbox[] = [];
   /** Spawns still waiting for their boot slot (or work dir). */
   private readonly spawning = new Set<Promise<Sandbox | undefined>>();
+  /** Spawns that will bring a runner: started, not yet arrived, and not dropped as no longer wanted (see spawn). */
+  private coming = 0;
   /** RunTasks waiting for a ready runner, ordered by rank, then arrival. */
   private readonly waiting: Waiter[] = [];
   private readonly bwrap: string | undefined;
@@ -164,7 +166,9 @@ export class LocalSandboxes implements SandboxLauncher {
     const wait = due - Date.now();
     if (wait > 0) sandbox.starting = setTimeout(handOver, wait);
     else handOver();
-    signal.addEventListener('abort', () => void this.stopTask(taskArn, 'execution stopped'), { once: true });
+    // Also when the execution stopped between the runner's hand-over and here: an aborted signal fires no more events.
+    if (signal.aborted) void this.stopTask(taskArn, 'execution stopped');
+    else signal.addEventListener('abort', () => void this.stopTask(taskArn, 'execution stopped'), { once: true });
     return { tasks: [{ taskArn, lastStatus: 'PROVISIONING' }], failures: [] };
   }
 
@@ -260,6 +264,7 @@ export class LocalSandboxes implements SandboxLauncher {
         const at = this.waiting.indexOf(waiter);
         if (at >= 0) this.waiting.splice(at, 1);
         reject(new Error('execution stopped before its sandbox started'));
+        this.trim();
       };
       signal.addEventListener('abort', onAbort, { once: true });
       const after = this.waiting.findIndex((w) => w.rank > rank);
@@ -277,15 +282,36 @@ export class LocalSandboxes implements SandboxLauncher {
       this.waiting.shift()!.resolve(sandbox!);
     }
     this.refill();
+    this.trim();
+  }
+
+  /** Runners wanted now: one per waiting task, plus `warm` started ahead of need. */
+  private get wanted(): number {
+    return this.waiting.length + (this.opts.warm ?? 2);
+  }
+
+  /**
+   * Stops runners beyond those wanted: the tasks they were started for went away while they booted (a
+   * stopped execution, a failed Parallel branch). Without this the pool only grew, and they idled until
+   * the engine stopped. The least advanced goes first: one still booting, else the newest.
+   */
+  private trim(): void {
+    while (this.idle.length > 0 && this.idle.length + this.coming > this.wanted) {
+      const booting = this.idle.findLastIndex((s) => !s.ready);
+      const [surplus] = this.idle.splice(booting >= 0 ? booting : this.idle.length - 1, 1);
+      void this.kill(surplus!);
+    }
   }
 
   /** One runner booting or ready per waiting task, plus `warm` started ahead of need. */
   private refill(first = false): void {
-    const target = this.waiting.length + (this.opts.warm ?? 2);
-    while (!this.stopping && this.idle.length + this.spawning.size < target) {
+    while (!this.stopping && this.idle.length + this.coming < this.wanted) {
+      this.coming++;
       const spawning: Promise<Sandbox | undefined> = this.spawn(first).then(
         (sandbox) => {
           this.spawning.delete(spawning);
+          if (!sandbox) return undefined;
+          this.coming--;
           if (this.stopping) void this.kill(sandbox);
           else {
             this.idle.push(sandbox);
@@ -295,6 +321,7 @@ export class LocalSandboxes implements SandboxLauncher {
         },
         (e: unknown) => {
           this.spawning.delete(spawning);
+          this.coming--;
           // No runner (its work dir could not be made): the task first in line fails, as a RunTask failure would.
           this.waiting.shift()?.reject(e instanceof Error ? e : new Error(String(e)));
           return undefined;
@@ -339,8 +366,15 @@ export class LocalSandboxes implements SandboxLauncher {
     };
   }
 
-  private async spawn(first = false): Promise<Sandbox> {
+  /** A runner, once a boot slot is free; none (undefined) when by then no task and no warm place wants it. */
+  private async spawn(first = false): Promise<Sandbox | undefined> {
     const booted = await this.bootSlot(first);
+    // Decided in the same tick as it counts itself out: two spawns dropping at once never both go.
+    if (this.stopping || this.idle.length + this.coming > this.wanted) {
+      this.coming--;
+      booted();
+      return undefined;
+    }
     const id = randomUUID().replaceAll('-', '');
     const workDir = join(this.opts.stateDir, 'sandboxes', id);
     await mkdir(workDir, { recursive: true, mode: 0o700 }).catch((e: unknown) => {
