@@ -17,6 +17,14 @@ export const ErrorName = {
 
 export type ErrorName = (typeof ErrorName)[keyof typeof ErrorName];
 
+/**
+ * Not a step fault, and not in the table: how a pre-started sandbox lost before its step's release is
+ * reported (by the runner when ECS stops it while it waits, else by the STOPPED event). RunStepInSandbox
+ * catches it into PrestartFailed, so the step waits for its release and starts a sandbox then, as when
+ * ECS cannot start one ahead (core/usecases/prestartFallback.ts). It never becomes a step's error.
+ */
+export const PRESTART_LOST = 'Ctd.PrestartLost';
+
 export interface RetryPolicy {
   readonly maxAttempts: number;
   readonly intervalSeconds: number;

@@ -1,6 +1,6 @@
 import { openPrivateKey } from '../core/crypto/sealedKey.ts';
 import { DEFAULT_STEP_TIMEOUT_SECONDS } from '../core/deployment/constants.ts';
-import { ERROR_TABLE, ErrorName, HEARTBEAT_INTERVAL_SECONDS, StepError, TaskTokenGoneError, isStepError } from '../core/errors.ts';
+import { ERROR_TABLE, ErrorName, HEARTBEAT_INTERVAL_SECONDS, PRESTART_LOST, StepError, TaskTokenGoneError, isStepError } from '../core/errors.ts';
 import { Metric, type MetricsPort } from '../core/metrics.ts';
 import type { DeploymentRecord, StepRecord } from '../core/model.ts';
 import type { Clock, CloudDriver, DeploymentStore, ExecutionService, SecretVault } from '../core/ports.ts';
@@ -89,7 +89,7 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
   const loadingAction = loadAction(deps, step);
   if (prestarted) {
     // Up ahead of the release: no secret is read and no user code runs until the step is `running`.
-    const released = await awaitRelease(deps, ids, stop.signal);
+    const released = await awaitRelease(deps, ids, attemptNo, stop.signal);
     if ('ok' in released) {
       clearInterval(heartbeat);
       deps.signal.removeEventListener('abort', onStop);
@@ -234,11 +234,11 @@ export const RELEASE_POLL_MS = { first: 100, max: 500 } as const;
  * A runner that is woken (local mode) reads at once and after `first`, which see a release decided from a read made before
  * it registered (no wake comes for that one), then only every `max`: each read costs the runner and the engine CPU.
  */
-async function awaitRelease(deps: RunnerDeps, ids: TaskIds, signal: AbortSignal): Promise<StepRecord | RunOutcome> {
+async function awaitRelease(deps: RunnerDeps, ids: TaskIds, attemptNo: number, signal: AbortSignal): Promise<StepRecord | RunOutcome> {
   const { first, max } = deps.releasePollMs ?? RELEASE_POLL_MS;
   let delay = first;
   for (;;) {
-    if (signal.aborted) return failure(ErrorName.StepFailed, 'the sandbox was stopped while waiting for its release');
+    if (signal.aborted) return stoppedWhileWaiting(deps, ids, attemptNo);
     // Before the read: a wake arriving while it is on its way may announce a release it missed.
     deps.wakes?.clear();
     const step = await deps.store.getStep(ids.deploymentId, ids.stepId);
@@ -247,6 +247,19 @@ async function awaitRelease(deps: RunnerDeps, ids: TaskIds, signal: AbortSignal)
     await sleep(delay, signal, deps.wakes);
     delay = deps.wakes ? max : Math.min(max, Math.round(delay * 1.5));
   }
+}
+
+/**
+ * Stopped by ECS while it waited (Spot, a retirement, an operator): nothing of the user's ran, so the step
+ * waits for its release and starts a fresh sandbox then (PRESTART_LOST; docs/ARCHITECTURE.md, "Fallback").
+ * Its registration is taken back first, so the fresh sandbox's attempt is the step's first. A stop by the
+ * engine itself (a skip, a cancel) answered the token before it: this answer is then refused.
+ */
+async function stoppedWhileWaiting(deps: RunnerDeps, ids: TaskIds, attemptNo: number): Promise<RunOutcome> {
+  await deps.store
+    .applyStepTransition(ids.deploymentId, ids.stepId, { name: 'prestart-lost', by: 'runner', ifAttempt: attemptNo, fields: { attempt: attemptNo - 1 } })
+    .catch(() => undefined); // best effort: left in place, the fresh sandbox's attempt is one higher
+  return failure(PRESTART_LOST, 'the sandbox started ahead of the release was stopped while it waited');
 }
 
 /** The claim lost to the engine's decision: read it and answer accordingly. */

@@ -23,6 +23,13 @@ export const STEP_LIFECYCLE = {
     by: ['runner'],
     when: 'a sandbox started ahead of its release registers on the waiting step; it reads no secret and runs nothing until `release`',
   },
+  'prestart-lost': {
+    from: ['waiting'],
+    to: 'waiting',
+    by: ['runner', 'sandbox-events'],
+    clears: [...SANDBOX_FIELDS, 'readyAt'],
+    when: 'its pre-started sandbox was lost before the release (on the attempt it registered): not an attempt; the step starts a fresh sandbox at its release',
+  },
   'start-system': { from: ['waiting', 'running', 'failed'], to: 'running', by: ['runner'], when: 'a system step\'s sandbox starts an attempt (the state machine retries it)' },
   succeed: { from: ['running'], to: 'succeeded', by: ['lambda'], clears: SANDBOX_FIELDS, when: 'RecordStepResult: its sandbox reported success' },
   'system-succeed': { from: ['running'], to: 'succeeded', by: ['runner'], clears: SANDBOX_FIELDS, when: 'a system step\'s runner records its success' },

@@ -1,4 +1,4 @@
-import { NotFoundError } from '../errors.ts';
+import { NotFoundError, PRESTART_LOST } from '../errors.ts';
 import { Metric } from '../metrics.ts';
 import type { StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
@@ -7,8 +7,9 @@ import { readableCause, type CaughtError } from './workflow.ts';
 
 /**
  * AwaitRelease: the RunTask of a pre-started step failed for good (ECS faults after RunStepInSandbox's
- * retries). Pre-start is only an optimisation, so the step does not fail: it records the failed pre-start,
- * registers this iteration's new task token and waits for its real release, when it starts a sandbox the
+ * retries), or its sandbox was lost before the release (PRESTART_LOST: core/usecases/sandboxStopped.ts,
+ * sandbox/runner.ts). Pre-start is only an optimisation, so the step does not fail: it records the failed
+ * pre-start, registers this iteration's new task token and waits for its real release, when it starts a sandbox the
  * normal way (docs/ARCHITECTURE.md, "Pre-start"). Safe to run twice: the state machine retries it.
  */
 export async function awaitRelease(
@@ -17,8 +18,9 @@ export async function awaitRelease(
 ): Promise<Release | undefined> {
   const { deploymentId, stepId, taskToken } = input;
   const now = iso(deps.clock);
-  // ECS's own words (no secret reaches a RunTask's error): what the user sees on the step.
-  const failure = `${input.error?.Error ?? 'unknown error'}: ${readableCause(input.error?.Cause)}`.slice(0, 1000);
+  // ECS's own words (no secret reaches a RunTask's error or a stop reason): what the user sees on the step.
+  const lost = input.error?.Error === PRESTART_LOST;
+  const failure = (lost ? readableCause(input.error?.Cause) : `${input.error?.Error ?? 'unknown error'}: ${readableCause(input.error?.Cause)}`).slice(0, 1000);
   // One write records the failure and the token, on a step still waiting: from here `settle` answers the token.
   const registered = await deps.store.updateStep(deploymentId, stepId, { awaitToken: taskToken, prestartFailedAt: now, prestartFailure: failure }, { ifStatus: ['waiting'] });
   deps.log('pre-started sandbox could not start; the step starts at its release', { deploymentId, stepId, error: input.error?.Error });
@@ -26,7 +28,7 @@ export async function awaitRelease(
   const own = await deps.store.getStep(deploymentId, stepId);
   if (!own) throw new NotFoundError(`step ${stepId} of deployment ${deploymentId} does not exist`);
   await deps.store.appendLogs(deploymentId, [
-    { stepId, attempt: own.attempt, seq: PRESTART_LOG_SEQ, at: now, stream: 'engine', text: `sandbox started ahead of the release could not start (${failure}); starting one at the release instead` },
+    { stepId, attempt: own.attempt, seq: PRESTART_LOG_SEQ, at: now, stream: 'engine', text: lost ? `${failure}; starting one at the release instead` : `sandbox started ahead of the release could not start (${failure}); starting one at the release instead` },
   ]);
   if (!registered) {
     // Released, skipped or cancelled while its RunTask was failing: the failure stays visible, the record answers.

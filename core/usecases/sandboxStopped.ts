@@ -1,4 +1,5 @@
-import { ErrorName, TaskTokenGoneError } from '../errors.ts';
+import { ErrorName, PRESTART_LOST, TaskTokenGoneError } from '../errors.ts';
+import type { StepRecord } from '../model.ts';
 import { Metric } from '../metrics.ts';
 import { iso, type EngineDeps } from './deps.ts';
 
@@ -35,6 +36,8 @@ const STOP_LOG_SEQ = 99_999_999;
 export async function sandboxStopped(deps: EngineDeps, stop: SandboxStop): Promise<{ failed: boolean }> {
   if (stop.exitCode !== undefined && ANSWERED_EXIT_CODES.has(stop.exitCode)) return { failed: false };
   const reason = describeStop(stop);
+  const before = await deps.store.getStep(stop.deploymentId, stop.stepId);
+  if (before && lostBeforeRelease(before, stop.taskArn)) return prestartLost(deps, stop, before, reason);
   try {
     await deps.executions.sendTaskFailure(stop.taskToken, ErrorName.SandboxLost, reason);
   } catch (e) {
@@ -70,6 +73,42 @@ export async function sandboxStopped(deps: EngineDeps, stop: SandboxStop): Promi
   await deps.store.appendLogs(stop.deploymentId, [
     { stepId: stop.stepId, attempt, seq: STOP_LOG_SEQ, at: now, stream: 'engine', text: `sandbox lost: ${reason}` },
   ]);
+  return { failed: true };
+}
+
+/**
+ * The step still waits for its release, and this was its pre-started sandbox (registered, or never up): it
+ * ran nothing of the user's. Pre-start is an optimisation only, so the loss must not cost the step its retry.
+ */
+function lostBeforeRelease(step: StepRecord, taskArn: string): boolean {
+  return !step.system && step.status === 'waiting' && step.prestartedAt !== undefined && step.prestartFailedAt === undefined && (step.taskArn ?? taskArn) === taskArn;
+}
+
+/**
+ * Fails the token with PRESTART_LOST, which the state machine routes to AwaitRelease (it records the
+ * failed pre-start and the step starts a fresh sandbox at its release). The lost sandbox ran nothing of
+ * the step, so it is no attempt: its registration is taken back (the runner does the same when ECS stops it).
+ */
+async function prestartLost(deps: EngineDeps, stop: SandboxStop, step: StepRecord, reason: string): Promise<{ failed: boolean }> {
+  // Before the answer, so AwaitRelease (which the answer starts) reads the step as it will stay. Released or decided
+  // meanwhile, the step is not written: whoever decided it answers the token, and this answer is refused.
+  if (step.taskArn === stop.taskArn) {
+    await deps.store.applyStepTransition(stop.deploymentId, stop.stepId, {
+      name: 'prestart-lost',
+      by: 'sandbox-events',
+      ifAttempt: step.attempt,
+      fields: { attempt: step.attempt - 1, stopReason: reason },
+    });
+  } else {
+    await deps.store.updateStep(stop.deploymentId, stop.stepId, { stopReason: reason }, { ifStatus: ['waiting'] });
+  }
+  try {
+    await deps.executions.sendTaskFailure(stop.taskToken, PRESTART_LOST, `the sandbox started ahead of the release was lost: ${reason}`);
+  } catch (e) {
+    if (e instanceof TaskTokenGoneError) return { failed: false };
+    throw e;
+  }
+  deps.log('pre-started sandbox lost before its release', { deploymentId: stop.deploymentId, stepId: stop.stepId, taskArn: stop.taskArn, reason });
   return { failed: true };
 }
 

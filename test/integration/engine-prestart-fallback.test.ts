@@ -150,3 +150,83 @@ describe('a pre-started sandbox that ECS cannot start', () => {
     t.engine.sandboxes.refuseRunTasks(b, undefined);
   }, TEST_TIMEOUT_MS);
 });
+
+/**
+ * A pre-started sandbox lost while it waits for its release (Fargate stops it for a Spot interruption or a
+ * retirement, the runner crashes, or its task fails to start after RunTask accepted it) ran nothing of the
+ * user's: the step falls back to a sandbox started at its release, as when ECS refuses the RunTask, instead
+ * of failing (a running step's lost sandbox is retried once, then fails: test/integration/engine-sandbox-lost.test.ts).
+ */
+describe('a pre-started sandbox lost before its release', () => {
+  /** a → b with a held: b's sandbox is up and registered on its waiting step. */
+  async function chainWithWaitingSandbox(a: string, b: string): Promise<string> {
+    const { deploymentId } = await t.client.submit(
+      runDeployment([
+        { id: a, command: call(a) },
+        { id: b, command: call(b), dependsOn: [a] },
+      ]),
+    );
+    await t.waitFor(deploymentId, (d) => (gate.calls.includes(a) && step(d, b).readyAt !== undefined) || ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(d.status));
+    return deploymentId;
+  }
+
+  /** a ends; b runs once in a fresh sandbox started at its release, and the deployment succeeds. */
+  async function releasedIntoFreshSandbox(deploymentId: string, a: string, b: string): Promise<DeploymentView> {
+    gate.open(a, 'ok');
+    await t.waitFor(deploymentId, () => gate.calls.includes(b));
+    gate.open(b, 'ok');
+    const end = await t.waitForEnd(deploymentId);
+    expect(end.status, t.logTail()).toBe('SUCCEEDED');
+    const done = step(end, b);
+    expect(done).toMatchObject({ status: 'succeeded' });
+    expect(done.error).toBeUndefined();
+    // The lost sandbox's readiness went with it; the fresh one was started after the release, the normal way.
+    expect(done.readyAt).toBeUndefined();
+    const [ahead, fresh, ...more] = runTasksOf(b);
+    expect(more).toEqual([]);
+    expect(ahead!.prestart).toBe(true);
+    expect(fresh!.prestart).toBe(false);
+    expect(fresh!.at).toBeGreaterThanOrEqual(Date.parse(done.startedAt!));
+    expect(gate.calls.filter((c) => c === b)).toHaveLength(1);
+    return end;
+  }
+
+  it.each([
+    // On Fargate SIGTERM reaches the runner alone, which reports it; locally bwrap dies of it too, and its STOPPED event may come first.
+    ['stopped by ECS (SIGTERM): the runner or its STOPPED event reports it', 'SIGTERM', 'a5', 'b5', /stopped while it waited|killed by SIGTERM/],
+    ['killed (SIGKILL): the STOPPED event reports it', 'SIGKILL', 'a6', 'b6', /killed by SIGKILL; exit code 137/],
+  ] as const)('%s; the step starts a fresh sandbox at its release', async (_, signal, a, b, reason) => {
+    const deploymentId = await chainWithWaitingSandbox(a, b);
+    const waiting = await t.client.get(deploymentId);
+    expect(step(waiting, b).status, t.logTail()).toBe('waiting');
+    const group = t.engine.sandboxes.processGroups().get(b);
+    expect(group, 'b has a sandbox').toBeGreaterThan(0);
+    process.kill(-group!, signal);
+
+    const fallen = await t.waitFor(deploymentId, fellBack(b));
+    expect(step(fallen, b).status, t.logTail()).toBe('waiting');
+    expect(step(fallen, b).prestartFailure).toMatch(reason);
+    const end = await releasedIntoFreshSandbox(deploymentId, a, b);
+    // The lost sandbox ran nothing of the step: no attempt (its registration was taken back), so the fresh one's is the first.
+    expect(step(end, b).attempt).toBe(1);
+    const { lines } = await t.client.logs(deploymentId, { step: b });
+    expect(lines.map((l) => l.text).join('\n')).toMatch(/the sandbox started ahead of the release was (lost|stopped).*; starting one at the release instead/);
+  }, TEST_TIMEOUT_MS);
+
+  it('whose task failed to start after ECS accepted it (TaskFailedToStart): the step starts a fresh sandbox at its release', async () => {
+    const pullError = 'CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref';
+    t.engine.sandboxes.failStarts('b7', pullError);
+    const { deploymentId } = await t.client.submit(
+      runDeployment([
+        { id: 'a7', command: call('a7') },
+        { id: 'b7', command: call('b7'), dependsOn: ['a7'] },
+      ]),
+    );
+    const fallen = await t.waitFor(deploymentId, fellBack('b7'));
+    expect(step(fallen, 'b7').status, t.logTail()).toBe('waiting');
+    expect(step(fallen, 'b7').prestartFailure).toContain(`${pullError} (TaskFailedToStart)`);
+    t.engine.sandboxes.failStarts('b7', undefined);
+    const end = await releasedIntoFreshSandbox(deploymentId, 'a7', 'b7');
+    expect(step(end, 'b7').attempt).toBe(1);
+  }, TEST_TIMEOUT_MS);
+});

@@ -51,6 +51,8 @@ describe('Local engine: a sandbox ECS stops', () => {
     expect(step?.cause).toContain(reason);
     expect(step?.cause).toContain('TaskFailedToStart');
     expect(step?.stopReason).toContain(reason);
+    // Its sandbox started ahead of the release failed to start too: that was no attempt (the step fell back to a start at its release).
+    expect(step?.prestartFailure).toContain(reason);
     // Two starts of 1.5 s and a 1 s retry, far inside one heartbeat timeout.
     expect(elapsed(step?.startedAt, step?.endedAt)).toBeLessThan(HEARTBEAT_MS / 3);
     expect(done).toMatchObject({ status: 'FAILED', error: ErrorName.SandboxLost });

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ERROR_TABLE, ErrorName, HEARTBEAT_INTERVAL_SECONDS, HEARTBEAT_TIMEOUT_SECONDS } from '../../core/errors.ts';
+import { ERROR_TABLE, ErrorName, HEARTBEAT_INTERVAL_SECONDS, HEARTBEAT_TIMEOUT_SECONDS, PRESTART_LOST } from '../../core/errors.ts';
 
 /**
  * The sandbox states as they must behave on real ECS/Fargate (issue 11): heartbeats sized for a
@@ -95,6 +95,17 @@ describe('State machine: a pre-start ECS cannot place falls back to a start at r
     expect(run.Catch?.[0]).toMatchObject({ ErrorEquals: retried, Next: 'PrestartFailed' });
     for (const fault of ECS_FAULTS) expect(run.Catch?.[0]?.ErrorEquals, fault).toContain(fault);
     expect(run.Catch?.at(-1)).toMatchObject({ ErrorEquals: ['States.ALL'], Next: 'RecordStepFailure' });
+  });
+
+  it('RunStepInSandbox alone catches a pre-started sandbox lost before its release into PrestartFailed, without a retry of its own', () => {
+    expect(run.Catch?.find((c) => c.ErrorEquals.includes(PRESTART_LOST))).toMatchObject({ ErrorEquals: [PRESTART_LOST], Next: 'PrestartFailed' });
+    expect(run.Retry?.some((r) => r.ErrorEquals.includes(PRESTART_LOST) || r.ErrorEquals.includes('States.ALL'))).toBe(false);
+    // Before the catch-all, or the loss would fail the step.
+    expect(run.Catch!.findIndex((c) => c.ErrorEquals.includes(PRESTART_LOST))).toBeLessThan(run.Catch!.findIndex((c) => c.ErrorEquals.includes('States.ALL')));
+    // The system steps are never pre-started.
+    for (const [name, state] of sandboxStates.filter(([n]) => n !== 'RunStepInSandbox')) {
+      expect([...(state.Retry ?? []), ...((state as { Catch?: { ErrorEquals: string[] }[] }).Catch ?? [])].flatMap((r) => r.ErrorEquals), name).not.toContain(PRESTART_LOST);
+    }
   });
 
   it('only a pre-started step goes to AwaitRelease; any other fails as before', () => {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { ERROR_TABLE, ErrorName, GRACE_PERIOD_SECONDS, HEARTBEAT_TIMEOUT_SECONDS } from '../../core/errors.ts';
+import { ERROR_TABLE, ErrorName, GRACE_PERIOD_SECONDS, HEARTBEAT_TIMEOUT_SECONDS, PRESTART_LOST } from '../../core/errors.ts';
 import { EXECUTION_TIMEOUT_SECONDS, MAX_DEPENDENCY_WAIT_SECONDS, MAX_STEP_TIMEOUT_SECONDS } from '../../core/config/limits.ts';
 import { MAX_STEPS } from '../../core/deployment/schema.ts';
 import { MAP_BATCH_STEPS, stepBatches } from '../../core/usecases/workflow.ts';
@@ -187,8 +187,8 @@ describe('State machine: deployment.asl.json', () => {
     }
   });
 
-  it('names only errors of the error table (or AWS\'s own) in its Retry and Catch blocks', () => {
-    const ours = new Set<string>(Object.values(ErrorName));
+  it('names only errors of the error table (or AWS\'s own, or the pre-start\'s signal) in its Retry and Catch blocks', () => {
+    const ours = new Set<string>([...Object.values(ErrorName), PRESTART_LOST]);
     for (const [name, state] of allStates()) {
       for (const e of [...(state.Retry ?? []), ...(state.Catch ?? [])].flatMap((r) => r.ErrorEquals)) {
         if (e.startsWith('Ctd.')) expect(ours.has(e), `${name}: unknown error ${e}`).toBe(true);

@@ -1,9 +1,10 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { ErrorName } from '../../core/errors.ts';
+import { ErrorName, PRESTART_LOST } from '../../core/errors.ts';
 import { Metric } from '../../core/metrics.ts';
 import { cancelDeployment } from '../../core/usecases/cancel.ts';
 import { awaitRelease } from '../../core/usecases/prestartFallback.ts';
 import { getDeployment } from '../../core/usecases/queries.ts';
+import { sandboxStopped } from '../../core/usecases/sandboxStopped.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { verdictFor } from '../../core/usecases/release.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
@@ -127,5 +128,78 @@ describe('Use-case: a pre-start that cannot get a sandbox falls back to a start 
     expect(stale.awaitToken).toBeUndefined();
     await awaitRelease(deps, { deploymentId: id, stepId: 's2', taskToken: 'r2', error: NO_CAPACITY });
     expect(answer('r2')).toEqual({ ok: true, output: { run: true, timeoutSeconds: 100 } });
+  });
+});
+
+describe('Use-case: a pre-started sandbox lost before its release falls back too (its STOPPED event)', () => {
+  let deps: ReturnType<typeof memoryDeps>;
+  let id: string;
+  const step = (stepId: string) => deps.store.getStep(id, stepId);
+  const answer = (token: string) => deps.executions.answers.get(token);
+  const spot = (stepId: string) => ({
+    deploymentId: id,
+    stepId,
+    taskArn: `task/${stepId}`,
+    taskToken: `sandbox-${stepId}`,
+    stopCode: 'SpotInterruption',
+    stoppedReason: 'Your Spot Task was interrupted.',
+    exitCode: 143,
+  });
+  /** The sandbox registers on its waiting step, as the runner does. */
+  const register = (stepId: string) =>
+    deps.store.applyStepTransition(id, stepId, {
+      name: 'register-prestarted',
+      by: 'runner',
+      ifAttempt: 0,
+      fields: { attempt: 1, taskToken: `sandbox-${stepId}`, taskArn: `task/${stepId}`, readyAt: new Date().toISOString() },
+    });
+
+  beforeEach(async () => {
+    deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
+    id = (await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: chain(3) })).deploymentId;
+    await bastionOpened(deps, id);
+    for (let i = 1; i <= 3; i++) await awaitDependencies(deps, { deploymentId: id, stepId: `s${i}`, taskToken: `t${i}` });
+    expect(answer('t2')).toMatchObject({ ok: true, output: { prestart: true } });
+  });
+
+  it('reports Ctd.PrestartLost, not a lost sandbox, and takes the registration back: the fresh sandbox makes attempt 1', async () => {
+    expect((await register('s2')).applied).toBe(true);
+    expect(await sandboxStopped(deps, spot('s2'))).toEqual({ failed: true });
+    expect(answer('sandbox-s2')).toMatchObject({ ok: false, error: PRESTART_LOST, cause: expect.stringContaining('Your Spot Task was interrupted. (SpotInterruption)') });
+    const lost = await step('s2');
+    expect(lost).toMatchObject({ status: 'waiting', attempt: 0, stopReason: expect.stringContaining('SpotInterruption') });
+    expect([lost?.taskToken, lost?.taskArn, lost?.readyAt]).toEqual([undefined, undefined, undefined]);
+
+    // The state machine's Catch → PrestartFailed → AwaitRelease, with what the answer said.
+    const caught = answer('sandbox-s2') as { error: string; cause: string };
+    await awaitRelease(deps, { deploymentId: id, stepId: 's2', taskToken: 'r2', error: { Error: caught.error, Cause: caught.cause } });
+    expect((await step('s2'))?.prestartFailure).toBe('the sandbox started ahead of the release was lost: Your Spot Task was interrupted. (SpotInterruption); exit code 143');
+    await recordStepResult(deps, { deploymentId: id, stepId: 's1' });
+    expect(answer('r2')).toEqual({ ok: true, output: { run: true, timeoutSeconds: 100 } });
+    // A late second event for the same task changes nothing: its token was answered.
+    expect(await sandboxStopped(deps, spot('s2'))).toEqual({ failed: false });
+    expect((await step('s2'))?.attempt).toBe(0);
+  });
+
+  it('of a task that failed to start (never registered): Ctd.PrestartLost, and no attempt counted', async () => {
+    expect(await sandboxStopped(deps, { ...spot('s2'), stopCode: 'TaskFailedToStart', stoppedReason: 'CannotPullContainerError: ref not found', exitCode: undefined })).toEqual({ failed: true });
+    expect(answer('sandbox-s2')).toMatchObject({ ok: false, error: PRESTART_LOST });
+    expect(await step('s2')).toMatchObject({ status: 'waiting', attempt: 0, stopReason: 'CannotPullContainerError: ref not found (TaskFailedToStart)' });
+  });
+
+  it('once released, a lost sandbox is Ctd.SandboxLost as before (retried once by the state machine)', async () => {
+    expect((await register('s2')).applied).toBe(true);
+    await recordStepResult(deps, { deploymentId: id, stepId: 's1' });
+    expect((await step('s2'))?.status).toBe('running');
+    await sandboxStopped(deps, spot('s2'));
+    expect(answer('sandbox-s2')).toMatchObject({ ok: false, error: ErrorName.SandboxLost });
+    expect((await step('s2'))?.attempt).toBe(1);
+  });
+
+  it('a sandbox that is not the step\'s registered one is Ctd.SandboxLost as before', async () => {
+    expect((await register('s2')).applied).toBe(true);
+    await sandboxStopped(deps, { ...spot('s2'), taskArn: 'task/other', taskToken: 'sandbox-other' });
+    expect(answer('sandbox-other')).toMatchObject({ ok: false, error: ErrorName.SandboxLost });
+    expect(await step('s2')).toMatchObject({ status: 'waiting', taskArn: 'task/s2', taskToken: 'sandbox-s2' });
   });
 });

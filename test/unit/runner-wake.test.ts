@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it, vi } from 'vitest';
+import { PRESTART_LOST } from '../../core/errors.ts';
 import type { CloudDriver } from '../../core/ports.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies, recordStepResult } from '../../core/usecases/workflow.ts';
@@ -96,6 +97,22 @@ describe('a pre-started runner woken at its release', () => {
     await recordStepResult(deps, { deploymentId, stepId: 'a' });
     expect((await deps.store.getStep(deploymentId, 'b'))?.status).toBe('running');
     expect(deps.sandboxes.woken).toEqual([]);
+  });
+});
+
+describe('a pre-started runner stopped while it waits (ECS: Spot, a retirement, an operator)', () => {
+  it('runs nothing, takes its registration back and reports the pre-start lost, so the step starts a fresh sandbox at its release', async () => {
+    const { deps, deploymentId, running, stop, ran } = await waitingRunner();
+    const registered = await deps.store.getStep(deploymentId, 'b');
+    expect(registered).toMatchObject({ status: 'waiting', attempt: 1, taskArn: 'task/b' });
+    stop.abort();
+    expect(await running).toMatchObject({ ok: false, error: PRESTART_LOST });
+    expect(ran()).toBe(0);
+    // The answer the state machine routes to AwaitRelease (not Ctd.StepFailed, which would fail the step).
+    expect(deps.executions.answers.get('sandbox-b')).toMatchObject({ ok: false, error: PRESTART_LOST });
+    const after = await deps.store.getStep(deploymentId, 'b');
+    expect(after).toMatchObject({ status: 'waiting', attempt: 0 });
+    expect([after?.taskToken, after?.taskArn, after?.readyAt]).toEqual([undefined, undefined, undefined]);
   });
 });
 
