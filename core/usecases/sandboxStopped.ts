@@ -2,6 +2,7 @@ import { ErrorName, PRESTART_LOST, TaskTokenGoneError } from '../errors.ts';
 import type { StepRecord } from '../model.ts';
 import { Metric } from '../metrics.ts';
 import { iso, type EngineDeps } from './deps.ts';
+import { answer, fail, type SkippedAnswer } from './release.ts';
 
 /**
  * A sandbox task stopped (ECS "Task State Change" → STOPPED, or the local launcher's same event).
@@ -36,8 +37,13 @@ const STOP_LOG_SEQ = 99_999_999;
 export async function sandboxStopped(deps: EngineDeps, stop: SandboxStop): Promise<{ failed: boolean }> {
   if (stop.exitCode !== undefined && ANSWERED_EXIT_CODES.has(stop.exitCode)) return { failed: false };
   const reason = describeStop(stop);
-  const before = await deps.store.getStep(stop.deploymentId, stop.stepId);
-  if (before && lostBeforeRelease(before, stop.taskArn)) return prestartLost(deps, stop, before, reason);
+  let before = await deps.store.getStep(stop.deploymentId, stop.stepId);
+  if (before && lostBeforeRelease(before, stop.taskArn)) {
+    if (await takeBackPrestart(deps, stop, before, reason)) return reportPrestartLost(deps, stop, reason);
+    // Released or decided since the read: handled as that step's sandbox, from a fresh read.
+    before = await deps.store.getStep(stop.deploymentId, stop.stepId);
+  }
+  if (before && (await answerAsDecided(deps, stop.taskToken, before))) return { failed: false };
   try {
     await deps.executions.sendTaskFailure(stop.taskToken, ErrorName.SandboxLost, reason);
   } catch (e) {
@@ -85,23 +91,25 @@ function lostBeforeRelease(step: StepRecord, taskArn: string): boolean {
 }
 
 /**
- * Fails the token with PRESTART_LOST, which the state machine routes to AwaitRelease (it records the
- * failed pre-start and the step starts a fresh sandbox at its release). The lost sandbox ran nothing of
- * the step, so it is no attempt: its registration is taken back (the runner does the same when ECS stops it).
+ * Takes the lost sandbox's registration back (it ran nothing of the step: no attempt), or, when it never
+ * registered, records why it stopped; both only while the step still waits. False when it no longer does.
  */
-async function prestartLost(deps: EngineDeps, stop: SandboxStop, step: StepRecord, reason: string): Promise<{ failed: boolean }> {
-  // Before the answer, so AwaitRelease (which the answer starts) reads the step as it will stay. Released or decided
-  // meanwhile, the step is not written: whoever decided it answers the token, and this answer is refused.
-  if (step.taskArn === stop.taskArn) {
-    await deps.store.applyStepTransition(stop.deploymentId, stop.stepId, {
-      name: 'prestart-lost',
-      by: 'sandbox-events',
-      ifAttempt: step.attempt,
-      fields: { attempt: step.attempt - 1, stopReason: reason },
-    });
-  } else {
-    await deps.store.updateStep(stop.deploymentId, stop.stepId, { stopReason: reason }, { ifStatus: ['waiting'] });
-  }
+async function takeBackPrestart(deps: EngineDeps, stop: SandboxStop, step: StepRecord, reason: string): Promise<boolean> {
+  if (step.taskArn !== stop.taskArn) return deps.store.updateStep(stop.deploymentId, stop.stepId, { stopReason: reason }, { ifStatus: ['waiting'] });
+  const taken = await deps.store.applyStepTransition(stop.deploymentId, stop.stepId, {
+    name: 'prestart-lost',
+    by: 'sandbox-events',
+    ifAttempt: step.attempt,
+    fields: { attempt: step.attempt - 1, stopReason: reason },
+  });
+  return taken.applied;
+}
+
+/**
+ * Fails the token with PRESTART_LOST, which the state machine routes to AwaitRelease: it records the failed
+ * pre-start, and the step starts a fresh sandbox at its release (the runner reports the same when ECS stops it).
+ */
+async function reportPrestartLost(deps: EngineDeps, stop: SandboxStop, reason: string): Promise<{ failed: boolean }> {
   try {
     await deps.executions.sendTaskFailure(stop.taskToken, PRESTART_LOST, `the sandbox started ahead of the release was lost: ${reason}`);
   } catch (e) {
@@ -110,6 +118,20 @@ async function prestartLost(deps: EngineDeps, stop: SandboxStop, step: StepRecor
   }
   deps.log('pre-started sandbox lost before its release', { deploymentId: stop.deploymentId, stepId: stop.stepId, taskArn: stop.taskArn, reason });
   return { failed: true };
+}
+
+/**
+ * A pre-started sandbox whose step was skipped or cancelled while it waited: its token gets the answer its
+ * runner would have given (stopWaitingSandbox in release.ts gives the same), not Ctd.SandboxLost, whose retry
+ * would start one more sandbox only to refuse. A token answered already is left as it is.
+ */
+async function answerAsDecided(deps: EngineDeps, taskToken: string, step: StepRecord): Promise<boolean> {
+  if (step.system || step.prestartedAt === undefined) return false;
+  const cause = step.cause ?? `step ${step.stepId} is ${step.status}`;
+  if (step.status === 'skipped') await answer(deps, taskToken, { skipped: cause } satisfies SkippedAnswer);
+  else if (step.status === 'cancelled') await fail(deps, taskToken, ErrorName.Cancelled, cause);
+  else return false;
+  return true;
 }
 
 /** One line for the user: why ECS stopped the task, and what became of the runner. */
