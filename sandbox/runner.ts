@@ -250,16 +250,25 @@ async function awaitRelease(deps: RunnerDeps, ids: TaskIds, attemptNo: number, s
 }
 
 /**
- * Stopped by ECS while it waited (Spot, a retirement, an operator): nothing of the user's ran, so the step
- * waits for its release and starts a fresh sandbox then (PRESTART_LOST; docs/ARCHITECTURE.md, "Fallback").
- * Its registration is taken back first, so the fresh sandbox's attempt is the step's first. A stop by the
- * engine itself (a skip, a cancel) answered the token before it: this answer is then refused.
+ * Stopped while it waited for its release. By ECS (SIGTERM: Spot, a retirement, an operator), nothing of the
+ * user's ran: it takes its registration back, so the fresh sandbox's attempt is the step's first, and reports
+ * PRESTART_LOST, so the step starts one at its release (docs/ARCHITECTURE.md, "Fallback"). A stop by the engine
+ * itself (a skip, a cancel) answered the token before it, which then refuses this answer.
  */
 async function stoppedWhileWaiting(deps: RunnerDeps, ids: TaskIds, attemptNo: number): Promise<RunOutcome> {
-  await deps.store
+  // Its heartbeat found the token gone (a state timeout, an ended execution): nobody to report to, nothing to take back.
+  if (!deps.signal.aborted) return failure(ErrorName.StepFailed, 'the state machine no longer waits for this sandbox');
+  const lost = failure(PRESTART_LOST, 'the sandbox started ahead of the release was stopped while it waited');
+  const taken = await deps.store
     .applyStepTransition(ids.deploymentId, ids.stepId, { name: 'prestart-lost', by: 'runner', ifAttempt: attemptNo, fields: { attempt: attemptNo - 1 } })
-    .catch(() => undefined); // best effort: left in place, the fresh sandbox's attempt is one higher
-  return failure(PRESTART_LOST, 'the sandbox started ahead of the release was stopped while it waited');
+    .catch(() => undefined);
+  if (taken?.applied) return lost;
+  const step = await deps.store.getStep(ids.deploymentId, ids.stepId).catch(() => undefined);
+  // Taken back by its STOPPED event first, or the store did not answer: a loss before the release all the same.
+  if (!step || step.status === 'waiting') return lost;
+  // Released just before the stop: a running step's sandbox lost before it answered, retried once (the error table).
+  if (step.status === 'running') return failure(ErrorName.SandboxLost, 'the sandbox was stopped right after its step was released, before the step started');
+  return notStarting(step);
 }
 
 /** The claim lost to the engine's decision: read it and answer accordingly. */

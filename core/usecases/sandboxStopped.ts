@@ -40,8 +40,10 @@ export async function sandboxStopped(deps: EngineDeps, stop: SandboxStop): Promi
   let before = await deps.store.getStep(stop.deploymentId, stop.stepId);
   if (before && lostBeforeRelease(before, stop.taskArn)) {
     if (await takeBackPrestart(deps, stop, before, reason)) return reportPrestartLost(deps, stop, reason);
-    // Released or decided since the read: handled as that step's sandbox, from a fresh read.
     before = await deps.store.getStep(stop.deploymentId, stop.stepId);
+    // Refused because its runner took the registration back first (then died, or its answer is on the way): still a loss before the release.
+    if (before && lostBeforeRelease(before, stop.taskArn)) return reportPrestartLost(deps, stop, reason);
+    // Released or decided since the first read: handled below as that step's sandbox.
   }
   if (before && (await answerAsDecided(deps, stop.taskToken, before))) return { failed: false };
   try {

@@ -293,10 +293,11 @@ export class LocalSandboxes implements SandboxLauncher {
   /**
    * Stops runners beyond those wanted: the tasks they were started for went away while they booted (a
    * stopped execution, a failed Parallel branch). Without this the pool only grew, and they idled until
-   * the engine stopped. The least advanced goes first: one still booting, else the newest.
+   * the engine stopped. Spawns still queued for a boot slot go first (they drop out when their slot comes,
+   * having done nothing yet); then the least advanced runner: one still booting, else the newest.
    */
   private trim(): void {
-    while (this.idle.length > 0 && this.idle.length + this.coming > this.wanted) {
+    while (this.idle.length > 0 && this.idle.length + this.coming - this.bootQueue.length > this.wanted) {
       const booting = this.idle.findLastIndex((s) => !s.ready);
       const [surplus] = this.idle.splice(booting >= 0 ? booting : this.idle.length - 1, 1);
       void this.kill(surplus!);

@@ -7,18 +7,21 @@ import { settleWaiting } from '../../core/usecases/release.ts';
 import { sandboxStopped } from '../../core/usecases/sandboxStopped.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
+import type { CloudDriver } from '../../core/ports.ts';
+import { runStep } from '../../sandbox/runner.ts';
 import { runDeployment } from '../helpers/deployments.ts';
 import { bastionOpened, memoryDeps } from '../helpers/memoryEngine.ts';
 
 /**
  * A pre-started sandbox lost before its release (issue 12's fallback), side by side with what decides its
- * step: its dependency's success (the release), its failure (a skip) or a cancel. Every store call waits a
+ * step: its dependency's success (the release), its failure (a skip) or a cancel. The loss is reported by its
+ * STOPPED event, by the runner itself (ECS's SIGTERM), or by both at once. Every store call waits a
  * random 0–3 ms, so the loss's reads and writes interleave with the decision's in every order. Whatever
  * the order, the step's iteration must end the way its record says, on the token it still waits on, and
  * the lost sandbox must never count as an attempt that ran. Replay with CTD_LOST_SEED=<seed>.
  */
 
-const ROUNDS = 30;
+const ROUNDS = 36;
 const SEED = Number(process.env.CTD_LOST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 // eslint-disable-next-line no-console -- the seed is what makes a failure replayable
 console.log(`pre-start lost races: seed ${SEED} (replay with CTD_LOST_SEED=${SEED})`);
@@ -30,26 +33,64 @@ const chain = runDeployment([
 
 type Decision = 'a succeeds' | 'a fails' | 'cancel';
 const DECISIONS: Decision[] = ['a succeeds', 'a fails', 'cancel'];
+/** Who reports the loss: its STOPPED event (a crash, a task that failed), the runner (ECS's SIGTERM), or both (SIGTERM, then the exit). */
+type Reporter = 'event' | 'runner' | 'both';
+const REPORTERS: Reporter[] = ['event', 'runner', 'both'];
+const HOUR = 3_600_000;
 
 describe('Use-case: a pre-started sandbox lost while its step is being decided', () => {
   it(`ends the step's iteration as its record says, in ${ROUNDS} rounds of random timing`, async () => {
     const random = mulberry32(SEED);
     for (let round = 0; round < ROUNDS; round++) {
       const decision = DECISIONS[round % DECISIONS.length]!;
-      const where = `round ${round}, ${decision} (seed ${SEED})`;
+      const reporter = REPORTERS[Math.floor(round / DECISIONS.length) % REPORTERS.length]!;
+      const where = `round ${round}, ${decision}, the loss reported by ${{ event: 'its STOPPED event', runner: 'the runner', both: 'both' }[reporter]} (seed ${SEED})`;
       const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
       const { deploymentId: id } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: chain });
       await bastionOpened(deps, id);
       await awaitDependencies(deps, { deploymentId: id, stepId: 'a', taskToken: 't-a' });
       await awaitDependencies(deps, { deploymentId: id, stepId: 'b', taskToken: 't-b' });
       expect(deps.executions.answers.get('t-b'), where).toMatchObject({ ok: true, output: { prestart: true } });
-      // b's sandbox is up and registered, as the runner does.
-      await deps.store.applyStepTransition(id, 'b', {
-        name: 'register-prestarted',
-        by: 'runner',
-        ifAttempt: 0,
-        fields: { attempt: 1, taskToken: 'sandbox-b', taskArn: 'task/b', readyAt: new Date().toISOString() },
-      });
+
+      // b's sandbox comes up and registers: a real runner (its poll sleeps an hour, nothing wakes it), or its registration alone.
+      const stopRunner = new AbortController();
+      let ran = 0;
+      let runner: Promise<unknown> = Promise.resolve();
+      if (reporter === 'event') {
+        await deps.store.applyStepTransition(id, 'b', {
+          name: 'register-prestarted',
+          by: 'runner',
+          ifAttempt: 0,
+          fields: { attempt: 1, taskToken: 'sandbox-b', taskArn: 'task/b', readyAt: new Date().toISOString() },
+        });
+      } else {
+        const read = deps.store.getStep.bind(deps.store);
+        let reads = 0;
+        deps.store.getStep = async (...args) => {
+          if (args[1] === 'b') reads += 1;
+          return read(...args);
+        };
+        runner = runStep(
+          {
+            store: deps.store,
+            vault: deps.vault,
+            executions: deps.executions,
+            cloud: {} as CloudDriver,
+            clock: deps.clock,
+            workDir: '/nonexistent',
+            timeScale: 1,
+            heartbeatMs: HOUR,
+            releasePollMs: { first: HOUR, max: HOUR },
+            actions: { run: async () => void ran++ },
+            signal: stopRunner.signal,
+          },
+          { deploymentId: id, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'task/b' },
+        );
+        // Its claim's read, then its first poll's: it registered and now sleeps.
+        while (reads < 2) await new Promise((resolve) => setTimeout(resolve, 1));
+        deps.store.getStep = read;
+      }
+      expect(await deps.store.getStep(id, 'b'), where).toMatchObject({ status: 'waiting', attempt: 1, taskArn: 'task/b' });
 
       const store = deps.store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
       for (const method of ['getDeployment', 'getStep', 'getSteps', 'updateStep', 'applyStepTransition', 'applyDeploymentTransition', 'clearStepFields']) {
@@ -59,23 +100,35 @@ describe('Use-case: a pre-started sandbox lost while its step is being decided',
           return real(...args);
         };
       }
+      // The state machine: the first answer to the sandbox's token decides; PRESTART_LOST goes on to AwaitRelease at once.
+      let fallback: Promise<unknown> = Promise.resolve();
+      const fail = deps.executions.sendTaskFailure.bind(deps.executions);
+      deps.executions.sendTaskFailure = async (token, error, cause) => {
+        await fail(token, error, cause);
+        if (token === 'sandbox-b' && error === PRESTART_LOST) fallback = awaitRelease(deps, { deploymentId: id, stepId: 'b', taskToken: 'r-b', error: { Error: error, Cause: cause } });
+      };
 
-      // The loss, as its STOPPED event reports it, then what the state machine does with the answer: PRESTART_LOST → AwaitRelease.
+      const pause = () => new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 12)));
+      const event = (exitCode: number) => sandboxStopped(deps, { deploymentId: id, stepId: 'b', taskArn: 'task/b', taskToken: 'sandbox-b', stopCode: 'EssentialContainerExited', stoppedReason: 'Essential container in task exited', exitCode });
       const lose = async () => {
-        await new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 12)));
-        await sandboxStopped(deps, { deploymentId: id, stepId: 'b', taskArn: 'task/b', taskToken: 'sandbox-b', stopCode: 'EssentialContainerExited', stoppedReason: 'Essential container in task exited', exitCode: 137 });
-        const lost = deps.executions.answers.get('sandbox-b');
-        if (lost && !lost.ok && lost.error === PRESTART_LOST) await awaitRelease(deps, { deploymentId: id, stepId: 'b', taskToken: 'r-b', error: { Error: lost.error, Cause: lost.cause } });
+        await pause();
+        if (reporter === 'event') await event(137);
+        else stopRunner.abort();
+        // Locally bwrap dies of the SIGTERM too: its STOPPED event (exit 143) runs beside the runner's own report.
+        if (reporter === 'both') await Promise.all([runner, pause().then(() => event(143))]);
+        await runner;
       };
       const decide = async () => {
-        await new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 12)));
+        await pause();
         if (decision === 'a succeeds') await recordStepResult(deps, { deploymentId: id, stepId: 'a' });
         else if (decision === 'a fails') await recordStepFailure(deps, { deploymentId: id, stepId: 'a', error: { Error: ErrorName.StepFailed, Cause: 'exit 1' } });
         else await cancelDeployment(deps, 't1', id);
       };
       await Promise.all(random() < 0.5 ? [lose(), decide()] : [decide(), lose()]);
+      await fallback;
       // The next event of the deployment (another step's end) settles what the race left: nothing may stay undecided after it.
       await settleWaiting(deps, id);
+      expect(ran, `${where}: the lost sandbox ran the step`).toBe(0);
 
       const b = (await deps.store.getStep(id, 'b'))!;
       const lost = deps.executions.answers.get('sandbox-b');
