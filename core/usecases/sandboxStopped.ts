@@ -32,7 +32,9 @@ const STOP_LOG_SEQ = 99_999_999;
  * Fails the step's task token at once with Ctd.SandboxLost and ECS's reason, and records the
  * reason on the step (field and log line) so the user sees why even when the retry succeeds.
  * A token already answered (the runner reported, or the engine aborted or cancelled the step)
- * means the stop was expected: nothing is recorded.
+ * means the stop was expected: nothing is recorded. A sandbox started ahead of its release is
+ * reported otherwise: lost while its step waits, as PRESTART_LOST (the step starts at its release);
+ * its step skipped or cancelled meanwhile, with the answer its runner would have given.
  */
 export async function sandboxStopped(deps: EngineDeps, stop: SandboxStop): Promise<{ failed: boolean }> {
   if (stop.exitCode !== undefined && ANSWERED_EXIT_CODES.has(stop.exitCode)) return { failed: false };
