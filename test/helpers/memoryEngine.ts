@@ -1,6 +1,7 @@
 import { TaskTokenGoneError } from '../../core/errors.ts';
 import type { HistoryEvent } from '../../core/model.ts';
-import type { EncryptionContext, ExecutionService, SandboxLauncher, SecretVault } from '../../core/ports.ts';
+import type { CloudDriver, EncryptionContext, ExecutionService, SandboxLauncher, SecretVault } from '../../core/ports.ts';
+import type { RunnerDeps } from '../../sandbox/runner.ts';
 import type { EngineDeps } from '../../core/usecases/deps.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies } from '../../core/usecases/workflow.ts';
@@ -104,4 +105,20 @@ export async function prestartedChain(deps: EngineDeps, body: unknown, token = '
   await awaitDependencies(deps, { deploymentId, stepId: 'a', taskToken: 'await-a' });
   await awaitDependencies(deps, { deploymentId, stepId: 'b', taskToken: 'await-b' });
   return deploymentId;
+}
+
+/** A step runner on the memory engine's store, vault and executions, with fast heartbeats; `extra` overrides any of it. */
+export function runnerDepsOf(deps: ReturnType<typeof memoryDeps>, extra: Partial<RunnerDeps> = {}): RunnerDeps {
+  return {
+    store: deps.store,
+    vault: deps.vault,
+    executions: deps.executions,
+    cloud: {} as CloudDriver,
+    clock: deps.clock,
+    workDir: '/nonexistent',
+    timeScale: 1,
+    heartbeatMs: 5,
+    signal: new AbortController().signal,
+    ...extra,
+  };
 }

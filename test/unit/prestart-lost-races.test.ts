@@ -7,10 +7,9 @@ import { settleWaiting } from '../../core/usecases/release.ts';
 import { sandboxStopped } from '../../core/usecases/sandboxStopped.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
-import type { CloudDriver } from '../../core/ports.ts';
 import { runStep } from '../../sandbox/runner.ts';
 import { runDeployment } from '../helpers/deployments.ts';
-import { bastionOpened, memoryDeps } from '../helpers/memoryEngine.ts';
+import { bastionOpened, memoryDeps, runnerDepsOf } from '../helpers/memoryEngine.ts';
 
 /**
  * A pre-started sandbox lost before its release (issue 12's fallback), side by side with what decides its
@@ -71,19 +70,7 @@ describe('Use-case: a pre-started sandbox lost while its step is being decided',
           return read(...args);
         };
         runner = runStep(
-          {
-            store: deps.store,
-            vault: deps.vault,
-            executions: deps.executions,
-            cloud: {} as CloudDriver,
-            clock: deps.clock,
-            workDir: '/nonexistent',
-            timeScale: 1,
-            heartbeatMs: HOUR,
-            releasePollMs: { first: HOUR, max: HOUR },
-            actions: { run: async () => void ran++ },
-            signal: stopRunner.signal,
-          },
+          runnerDepsOf(deps, { heartbeatMs: HOUR, releasePollMs: { first: HOUR, max: HOUR }, actions: { run: async () => void ran++ }, signal: stopRunner.signal }),
           { deploymentId: id, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'task/b' },
         );
         // Its claim's read, then its first poll's: it registered and now sleeps.

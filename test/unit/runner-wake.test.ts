@@ -1,13 +1,12 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it, vi } from 'vitest';
 import { PRESTART_LOST } from '../../core/errors.ts';
-import type { CloudDriver } from '../../core/ports.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies, recordStepResult } from '../../core/usecases/workflow.ts';
 import { runStep } from '../../sandbox/runner.ts';
 import { readTask } from '../../sandbox/stdinTask.ts';
 import { Wakes } from '../../sandbox/wakes.ts';
-import { bastionOpened, memoryDeps, prestartedChain } from '../helpers/memoryEngine.ts';
+import { bastionOpened, memoryDeps, prestartedChain, runnerDepsOf } from '../helpers/memoryEngine.ts';
 
 /**
  * A pre-started runner woken at its release (issue 12): the engine's release wakes the sandbox, the wake
@@ -39,20 +38,14 @@ async function waitingRunner(opts: { wakes?: boolean; releasePollMs?: { first: n
   const stop = new AbortController();
   let ran = 0;
   const running = runStep(
-    {
+    runnerDepsOf(deps, {
       store,
-      vault: deps.vault,
-      executions: deps.executions,
-      cloud: {} as CloudDriver,
-      clock: deps.clock,
-      workDir: '/nonexistent',
-      timeScale: 1,
       heartbeatMs: HOUR,
       releasePollMs: opts.releasePollMs ?? { first: HOUR, max: HOUR },
       ...(opts.wakes === false ? {} : { wakes }),
       actions: { run: async () => void ran++ },
       signal: stop.signal,
-    },
+    }),
     { deploymentId, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'task/b' },
   );
   // Registered, and its first poll read seen the step waiting: it now sleeps for an hour.

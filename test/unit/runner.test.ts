@@ -1,12 +1,11 @@
 import { describe, expect, it, vi } from 'vitest';
 import { ErrorName, StepError, TaskTokenGoneError } from '../../core/errors.ts';
-import type { CloudDriver } from '../../core/ports.ts';
 import { cancelDeployment } from '../../core/usecases/cancel.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
 import { runStep, type RunnerDeps } from '../../sandbox/runner.ts';
 import type { Action } from '../../sandbox/actions/types.ts';
-import { bastionOpened, memoryDeps, prestartedChain } from '../helpers/memoryEngine.ts';
+import { bastionOpened, memoryDeps, prestartedChain, runnerDepsOf } from '../helpers/memoryEngine.ts';
 
 /** The step runner on in-memory ports, with stand-in actions: what it answers and records. */
 
@@ -15,22 +14,6 @@ const body = {
   bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
   workflow: { steps: [{ id: 'a', action: 'run', command: 'true' }, { id: 'b', action: 'run', command: 'true' }] },
 };
-
-/** A runner on the engine's memory deps, with fast heartbeats; `extra` overrides any of it. */
-function runnerDepsOf(deps: ReturnType<typeof memoryDeps>, extra: Partial<RunnerDeps>): RunnerDeps {
-  return {
-    store: deps.store,
-    vault: deps.vault,
-    executions: deps.executions,
-    cloud: {} as CloudDriver,
-    clock: deps.clock,
-    workDir: '/nonexistent',
-    timeScale: 1,
-    heartbeatMs: 5,
-    signal: new AbortController().signal,
-    ...extra,
-  };
-}
 
 async function setup(action: Action) {
   const deps = memoryDeps();
