@@ -8,10 +8,12 @@ export const CONTEXT = {
   keystoneUrl: 'ctd:keystoneUrl',
   osInterface: 'ctd:osInterface',
   osRegion: 'ctd:osRegion',
-  /** Pre-start (docs/ARCHITECTURE.md): on|off, the cap on sandboxes waiting per deployment, the start to hide in seconds. */
+  /** Pre-start (docs/ARCHITECTURE.md): on|off, the cap on sandboxes waiting per deployment, the start to hide in seconds,
+   * the longest one pre-started sandbox waits once up, in seconds. */
   prestart: 'ctd:prestart',
   prestartMaxWaiting: 'ctd:prestartMaxWaiting',
   prestartStartSeconds: 'ctd:prestartStartSeconds',
+  prestartMaxIdleSeconds: 'ctd:prestartMaxIdleSeconds',
 } as const;
 
 const httpsUrl = z
@@ -30,6 +32,10 @@ const contextSchema = z.object({
   prestartStartSeconds: z
     .string()
     .refine((v) => Number(v) > 0 && Number.isFinite(Number(v)), 'must be a number of seconds > 0 (the sandbox start to hide)')
+    .optional(),
+  prestartMaxIdleSeconds: z
+    .string()
+    .refine((v) => Number(v) > 0 && Number.isFinite(Number(v)), 'must be a number of seconds > 0 (the longest a pre-started sandbox waits once up)')
     .optional(),
 });
 

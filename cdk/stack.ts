@@ -67,6 +67,7 @@ export class CtdStack extends Stack {
       ...(context.prestart ? { [ENV.prestart]: context.prestart } : {}),
       ...(context.prestartMaxWaiting ? { [ENV.prestartMaxWaiting]: context.prestartMaxWaiting } : {}),
       ...(context.prestartStartSeconds ? { [ENV.prestartStartSeconds]: context.prestartStartSeconds } : {}),
+      ...(context.prestartMaxIdleSeconds ? { [ENV.prestartMaxIdleSeconds]: context.prestartMaxIdleSeconds } : {}),
     };
     const values = {
       ...shared,

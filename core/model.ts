@@ -69,6 +69,11 @@ export interface StepRecord {
   prestartedAt?: string;
   /** When a pre-started sandbox was up and began waiting for the release: its idle time starts here. */
   readyAt?: string;
+  /**
+   * Seconds a pre-started sandbox waited before it was given up ahead of the release (lost, or past its
+   * idle limit); its `readyAt` goes with it, this keeps its idle time in the deployment's figure.
+   */
+  prestartIdleSeconds?: number;
   /** When a sandbox started at the step's release (its last attempt's) was up and claimed it: the step's run starts here. */
   claimedAt?: string;
   /**

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildStepPorts, engineConfigFromEnv, type StepPorts } from '../adapters/aws/stepPorts.ts';
-import { RELEASE_POLL_ENV, RUNNER_READY } from '../core/config/names.ts';
+import { RELEASE_POLL_ENV, RUNNER_READY, TASK_ENV } from '../core/config/names.ts';
 import { createTelemetry, logPort, metricsPort } from '../adapters/aws/telemetry.ts';
 import { SANDBOX_CONFIG } from '../core/config/schema.ts';
 import type { CloudDriver } from '../core/ports.ts';
@@ -60,6 +60,7 @@ async function main(): Promise<number> {
         ...(stepUser ? { stepUser } : {}),
         timeScale,
         releasePollMs: releasePoll(env, timeScale),
+        ...maxIdle(env[TASK_ENV.release]),
         ...(wakes ? { wakes } : {}),
         signal: stop.signal,
         metrics: metricsPort(telemetry.metrics),
@@ -104,6 +105,21 @@ function releasePoll(env: NodeJS.ProcessEnv, timeScale: number): { first: number
   if (!(first! > 0 && max! >= first!)) throw new Error(`${RELEASE_POLL_ENV} must be "first,max" in ms with 0 < first <= max, got "${raw}"`);
   // Floors: a tiny time scale must not turn the poll into a busy loop of reads.
   return { first: Math.max(20, first! * timeScale), max: Math.max(50, max! * timeScale) };
+}
+
+/** The idle limit of a sandbox started ahead, from its release (AwaitDependencies' answer, set by the state machine). */
+function maxIdle(raw: string | undefined): { maxIdleSeconds?: number } {
+  if (raw === undefined) return {};
+  let release: unknown;
+  try {
+    release = JSON.parse(raw);
+  } catch {
+    throw new Error(`${TASK_ENV.release} must be the step's release as JSON, got "${raw.slice(0, 200)}"`);
+  }
+  const value = release !== null && typeof release === 'object' ? (release as { maxIdleSeconds?: unknown }).maxIdleSeconds : undefined;
+  if (value === undefined) return {};
+  if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) throw new Error(`${TASK_ENV.release}: maxIdleSeconds must be a number of seconds > 0, got ${JSON.stringify(value)}`);
+  return { maxIdleSeconds: value };
 }
 
 /**

@@ -2,6 +2,7 @@ import { openPrivateKey } from '../core/crypto/sealedKey.ts';
 import { DEFAULT_STEP_TIMEOUT_SECONDS } from '../core/deployment/constants.ts';
 import { ERROR_TABLE, ErrorName, HEARTBEAT_INTERVAL_SECONDS, PRESTART_LOST, StepError, TaskTokenGoneError, isStepError } from '../core/errors.ts';
 import { Metric, type MetricsPort } from '../core/metrics.ts';
+import { idleBeforeTakeBack } from '../core/lifecycle/step.ts';
 import type { DeploymentRecord, StepRecord } from '../core/model.ts';
 import type { Clock, CloudDriver, DeploymentStore, ExecutionService, SecretVault } from '../core/ports.ts';
 import { ACTIONS } from './actions/index.ts';
@@ -27,6 +28,12 @@ export interface RunnerDeps {
   releasePollMs?: { first: number; max: number };
   /** Ends a release poll's sleep at once (local mode: the launcher wakes a runner at its step's release). */
   wakes?: Wakes;
+  /**
+   * A pre-started sandbox waits at most this long for its release once up (seconds, before the time scale;
+   * the release's `maxIdleSeconds`): then it gives its registration back and answers PRESTART_LOST, so the
+   * step starts a fresh sandbox at its release. None: it waits as long as its state allows.
+   */
+  maxIdleSeconds?: number;
   actions?: Partial<Record<string, Action>>;
   /** Aborted by SIGTERM (StopTask): the action stops, connections close, the runner reports and exits. */
   signal: AbortSignal;
@@ -89,7 +96,7 @@ async function attempt(deps: RunnerDeps, ids: TaskIds): Promise<RunOutcome> {
   const loadingAction = loadAction(deps, step);
   if (prestarted) {
     // Up ahead of the release: no secret is read and no user code runs until the step is `running`.
-    const released = await awaitRelease(deps, ids, attemptNo, stop.signal);
+    const released = await awaitRelease(deps, ids, claim, stop.signal);
     if ('ok' in released) {
       clearInterval(heartbeat);
       deps.signal.removeEventListener('abort', onStop);
@@ -191,7 +198,7 @@ function untilStopped<T>(signal: AbortSignal, work: Promise<T>): Promise<T> {
 async function claimAttempt(
   deps: RunnerDeps,
   ids: TaskIds,
-): Promise<RunOutcome | { deployment: DeploymentRecord; step: StepRecord; attemptNo: number; prestarted: boolean }> {
+): Promise<RunOutcome | Claim> {
   for (let tries = 0; ; tries++) {
     const [deployment, step] = await Promise.all([deps.store.getDeployment(ids.deploymentId), deps.store.getStep(ids.deploymentId, ids.stepId)]);
     if (!deployment || !step) return failure(ErrorName.StepFailed, `step ${ids.stepId} of deployment ${ids.deploymentId} does not exist`);
@@ -214,13 +221,22 @@ async function claimAttempt(
         ...(!step.system && !prestarted ? { claimedAt: now } : {}),
       },
     });
-    if (started.applied) return { deployment, step, attemptNo, prestarted };
+    if (started.applied) return { deployment, step, attemptNo, prestarted, claimedAt: now };
     const stillStartable = started.current === step.status || (prestarted && started.current === 'running');
     if (!stillStartable || tries >= CLAIM_TRIES) return decidedWhileStarting(deps, ids);
   }
 }
 
 const CLAIM_TRIES = 3;
+
+interface Claim {
+  deployment: DeploymentRecord;
+  step: StepRecord;
+  attemptNo: number;
+  prestarted: boolean;
+  /** When it was claimed: a pre-started sandbox's `readyAt`. */
+  claimedAt: string;
+}
 
 /**
  * How a waiting sandbox polls for its release (ms, before the time scale): a release is seen at most
@@ -230,21 +246,25 @@ const CLAIM_TRIES = 3;
 export const RELEASE_POLL_MS = { first: 100, max: 500 } as const;
 
 /**
- * Polls the step until its release, with backoff, a wake cutting a sleep short; the answer when it was decided otherwise.
- * A runner that is woken (local mode) reads at once and after `first`, which see a release decided from a read made before
- * it registered (no wake comes for that one), then only every `max`: each read costs the runner and the engine CPU.
+ * Polls the step until its release, with backoff, a wake cutting a sleep short; the answer when it was decided otherwise,
+ * or when it waited `maxIdleSeconds`. A runner that is woken (local mode) reads at once and after `first`, which see a
+ * release decided from a read made before it registered (no wake comes for that one), then only every `max`: each read
+ * costs the runner and the engine CPU.
  */
-async function awaitRelease(deps: RunnerDeps, ids: TaskIds, attemptNo: number, signal: AbortSignal): Promise<StepRecord | RunOutcome> {
+async function awaitRelease(deps: RunnerDeps, ids: TaskIds, claim: Claim, signal: AbortSignal): Promise<StepRecord | RunOutcome> {
   const { first, max } = deps.releasePollMs ?? RELEASE_POLL_MS;
+  const idleUntil = deps.maxIdleSeconds === undefined ? Infinity : Date.parse(claim.claimedAt) + deps.maxIdleSeconds * 1000 * deps.timeScale;
   let delay = first;
   for (;;) {
-    if (signal.aborted) return stoppedWhileWaiting(deps, ids, attemptNo);
+    if (signal.aborted) return stoppedWhileWaiting(deps, ids, claim);
     // Before the read: a wake arriving while it is on its way may announce a release it missed.
     deps.wakes?.clear();
     const step = await deps.store.getStep(ids.deploymentId, ids.stepId);
     if (step?.status === 'running') return step;
     if (step?.status !== 'waiting') return notStarting(step);
-    await sleep(delay, signal, deps.wakes);
+    const left = idleUntil - deps.clock.now();
+    if (left <= 0) return idledOut(deps, ids, claim);
+    await sleep(Math.min(delay, left), signal, deps.wakes);
     delay = deps.wakes ? max : Math.min(max, Math.round(delay * 1.5));
   }
 }
@@ -255,20 +275,45 @@ async function awaitRelease(deps: RunnerDeps, ids: TaskIds, attemptNo: number, s
  * PRESTART_LOST, so the step starts one at its release (docs/ARCHITECTURE.md, "Fallback"). A stop by the engine
  * itself (a skip, a cancel) answered the token before it, which then refuses this answer.
  */
-async function stoppedWhileWaiting(deps: RunnerDeps, ids: TaskIds, attemptNo: number): Promise<RunOutcome> {
+async function stoppedWhileWaiting(deps: RunnerDeps, ids: TaskIds, claim: Claim): Promise<RunOutcome> {
   // Its heartbeat found the token gone (a state timeout, an ended execution): nobody to report to, nothing to take back.
   if (!deps.signal.aborted) return failure(ErrorName.StepFailed, 'the state machine no longer waits for this sandbox');
   const lost = failure(PRESTART_LOST, 'the sandbox started ahead of the release was stopped while it waited');
-  const taken = await deps.store
-    .applyStepTransition(ids.deploymentId, ids.stepId, { name: 'prestart-lost', by: 'runner', ifAttempt: attemptNo, fields: { attempt: attemptNo - 1 } })
-    .catch(() => undefined);
-  if (taken?.applied) return lost;
-  const step = await deps.store.getStep(ids.deploymentId, ids.stepId).catch(() => undefined);
-  // Taken back by its STOPPED event first, or the store did not answer: a loss before the release all the same.
+  const step = await takeBack(deps, ids, claim);
+  // Taken back, by itself or first by its STOPPED event, or the store did not answer: a loss before the release all the same.
   if (!step || step.status === 'waiting') return lost;
   // Released just before the stop: a running step's sandbox lost before it answered, retried once (the error table).
   if (step.status === 'running') return failure(ErrorName.SandboxLost, 'the sandbox was stopped right after its step was released, before the step started');
   return notStarting(step);
+}
+
+/**
+ * Waited its idle limit: it gives its registration back and answers PRESTART_LOST, and its task ends, so no
+ * step's sandbox idles longer, however long its dependencies run; the step starts a fresh one at its release.
+ * Released meanwhile, it runs the step after all.
+ */
+async function idledOut(deps: RunnerDeps, ids: TaskIds, claim: Claim): Promise<StepRecord | RunOutcome> {
+  const step = await takeBack(deps, ids, claim);
+  if (step?.status === 'running') return step;
+  if (step && step.status !== 'waiting') return notStarting(step);
+  return failure(PRESTART_LOST, `the sandbox started ahead of the release waited ${deps.maxIdleSeconds} s for it, the most a sandbox may wait`);
+}
+
+/**
+ * Takes its registration back (`prestart-lost`, on the attempt it registered): the fresh sandbox's attempt is the
+ * step's first, and its wait stays in the idle figure. Undefined when taken back, else the step as it is now.
+ */
+async function takeBack(deps: RunnerDeps, ids: TaskIds, claim: Claim): Promise<StepRecord | undefined> {
+  const taken = await deps.store
+    .applyStepTransition(ids.deploymentId, ids.stepId, {
+      name: 'prestart-lost',
+      by: 'runner',
+      ifAttempt: claim.attemptNo,
+      fields: { attempt: claim.attemptNo - 1, ...idleBeforeTakeBack(claim.claimedAt, deps.clock.now()) },
+    })
+    .catch(() => undefined);
+  if (taken?.applied) return undefined;
+  return deps.store.getStep(ids.deploymentId, ids.stepId).catch(() => undefined);
 }
 
 /** The claim lost to the engine's decision: read it and answer accordingly. */

@@ -1,4 +1,4 @@
-import type { EngineDeps, PrestartPolicy } from '../../core/usecases/deps.ts';
+import { DEFAULT_PRESTART_MAX_IDLE_SECONDS, type EngineDeps, type PrestartPolicy } from '../../core/usecases/deps.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
 import type { MetricsPort } from '../../core/metrics.ts';
 import { ENV } from '../../core/config/names.ts';
@@ -43,7 +43,8 @@ export const DEFAULT_PRESTART_START_SECONDS = 60;
 /**
  * CTD_PRESTART: `on` (default) starts a step's sandbox once its dependencies started; `off` only
  * at its release. CTD_PRESTART_MAX_WAITING bounds the sandboxes waiting at once per deployment;
- * CTD_PRESTART_START_SECONDS is the start the lookahead by time hides (core/usecases/lookahead.ts).
+ * CTD_PRESTART_START_SECONDS is the start the lookahead by time hides (core/usecases/lookahead.ts);
+ * CTD_PRESTART_MAX_IDLE_SECONDS the longest one sandbox, once up, waits for its release.
  */
 export function prestartFromEnv(env: NodeJS.ProcessEnv): PrestartPolicy | false {
   const flag = (env[ENV.prestart] ?? 'on').toLowerCase();
@@ -55,7 +56,10 @@ export function prestartFromEnv(env: NodeJS.ProcessEnv): PrestartPolicy | false 
   const rawStart = env[ENV.prestartStartSeconds];
   const startSeconds = rawStart === undefined ? DEFAULT_PRESTART_START_SECONDS : Number(rawStart);
   if (!(startSeconds > 0) || !Number.isFinite(startSeconds)) throw new Error(`CTD_PRESTART_START_SECONDS must be a number of seconds > 0, not "${rawStart}"`);
-  return { maxWaiting, startSeconds };
+  const rawIdle = env[ENV.prestartMaxIdleSeconds];
+  const maxIdleSeconds = rawIdle === undefined ? DEFAULT_PRESTART_MAX_IDLE_SECONDS : Number(rawIdle);
+  if (!(maxIdleSeconds > 0) || !Number.isFinite(maxIdleSeconds)) throw new Error(`${ENV.prestartMaxIdleSeconds} must be a number of seconds > 0, not "${rawIdle}"`);
+  return { maxWaiting, startSeconds, maxIdleSeconds };
 }
 
 /** A Lambda's ports: logs and metrics through the handler's own Powertools instances (lambdas/observability.ts). */

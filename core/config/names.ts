@@ -20,10 +20,14 @@ export const ENV = {
   osInterface: 'CTD_OS_INTERFACE',
   osRegion: 'CTD_OS_REGION',
   timeScale: 'CTD_TIME_SCALE',
-  /** Pre-start (issue 12): on|off, the cap on waiting sandboxes, the start the lookahead hides (adapters/aws/engineDeps.ts). */
+  /**
+   * Pre-start (issue 12): on|off, the cap on waiting sandboxes, the start the lookahead hides, the longest one
+   * sandbox waits once up (adapters/aws/engineDeps.ts).
+   */
   prestart: 'CTD_PRESTART',
   prestartMaxWaiting: 'CTD_PRESTART_MAX_WAITING',
   prestartStartSeconds: 'CTD_PRESTART_START_SECONDS',
+  prestartMaxIdleSeconds: 'CTD_PRESTART_MAX_IDLE_SECONDS',
   logLevel: 'POWERTOOLS_LOG_LEVEL',
 } as const;
 

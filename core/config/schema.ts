@@ -53,6 +53,7 @@ export const CONFIG_SECTIONS = {
     [ENV.prestart]: z.optional(nonEmpty),
     [ENV.prestartMaxWaiting]: z.optional(nonEmpty),
     [ENV.prestartStartSeconds]: z.optional(nonEmpty),
+    [ENV.prestartMaxIdleSeconds]: z.optional(nonEmpty),
   }),
 } as const;
 

@@ -28,7 +28,7 @@ export const STEP_LIFECYCLE = {
     to: 'waiting',
     by: ['runner', 'sandbox-events'],
     clears: [...SANDBOX_FIELDS, 'readyAt'],
-    when: 'its pre-started sandbox was lost before the release (on the attempt it registered): not an attempt; the step starts a fresh sandbox at its release',
+    when: 'its pre-started sandbox was lost, or waited past its idle limit, before the release (on the attempt it registered): not an attempt; the step starts a fresh sandbox at its release',
   },
   'start-system': { from: ['waiting', 'running', 'failed'], to: 'running', by: ['runner'], when: 'a system step\'s sandbox starts an attempt (the state machine retries it)' },
   succeed: { from: ['running'], to: 'succeeded', by: ['lambda'], clears: SANDBOX_FIELDS, when: 'RecordStepResult: its sandbox reported success' },
@@ -68,3 +68,8 @@ export const STEP_LIFECYCLE = {
 export type StepTransitionName = keyof typeof STEP_LIFECYCLE;
 
 export const FINAL_STEP_STATUSES: readonly StepStatus[] = ['succeeded', 'failed', 'skipped', 'aborted', 'cancelled'];
+
+/** `prestart-lost` clears `readyAt`: the wait the sandbox had goes with it, for the deployment's idle figure. */
+export function idleBeforeTakeBack(readyAt: string | undefined, now: number): Pick<StepRecord, 'prestartIdleSeconds'> {
+  return readyAt ? { prestartIdleSeconds: Math.max(0, Math.round((now - Date.parse(readyAt)) / 100) / 10) } : {};
+}

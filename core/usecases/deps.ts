@@ -33,6 +33,15 @@ export interface PrestartPolicy {
    * before their expected release (core/usecases/lookahead.ts).
    */
   startSeconds?: number;
+  /**
+   * The longest a pre-started sandbox waits for its release once up, seconds (default DEFAULT_PRESTART_MAX_IDLE_SECONDS).
+   * Past it the sandbox gives its place back and stops, and the step starts a fresh one at its release: a bound on
+   * what each step's idle sandbox can cost, however long its dependencies run (a first run has no lookahead).
+   */
+  maxIdleSeconds?: number;
 }
+
+/** Ten minutes of one idle 1 vCPU / 2 GB Fargate task (under a cent); a step waiting longer pays one start at its release. */
+export const DEFAULT_PRESTART_MAX_IDLE_SECONDS = 600;
 
 export const iso = (clock: { now(): number }): string => new Date(clock.now()).toISOString();

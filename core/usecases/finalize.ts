@@ -25,7 +25,7 @@ export async function summarize(
   for (const s of workflow) counts[s.status] = (counts[s.status] ?? 0) + 1;
   // Every step has ended: the idle seconds are final. Stored for the user (and the bill); not part of the outcome.
   const idle = idleSandboxSeconds(workflow, deps.clock.now());
-  if (workflow.some((s) => s.readyAt)) await deps.store.updateDeployment(deploymentId, { idleSandboxSeconds: idle });
+  if (workflow.some((s) => s.readyAt || s.prestartIdleSeconds)) await deps.store.updateDeployment(deploymentId, { idleSandboxSeconds: idle });
   return { ...outcomeOf(deployment?.status, workflow), counts, idleSandboxSeconds: idle };
 }
 

@@ -1,7 +1,7 @@
 import { DEFAULT_STEP_TIMEOUT_SECONDS } from '../deployment/schema.ts';
 import { ErrorName, TaskTokenGoneError } from '../errors.ts';
 import type { DeploymentRecord, StepRecord, StepStatus } from '../model.ts';
-import { iso, type EngineDeps, type PrestartPolicy } from './deps.ts';
+import { DEFAULT_PRESTART_MAX_IDLE_SECONDS, iso, type EngineDeps, type PrestartPolicy } from './deps.ts';
 import { expectedReleaseAt, observedStartMs } from './lookahead.ts';
 
 /**
@@ -19,6 +19,8 @@ export interface Release {
   run: boolean;
   timeoutSeconds: number;
   prestart?: boolean;
+  /** With `prestart`: the longest the sandbox, once up, waits for its release (PrestartPolicy.maxIdleSeconds). */
+  maxIdleSeconds?: number;
 }
 
 export type Verdict =
@@ -208,11 +210,13 @@ export function waitBudgetSeconds(step: StepRecord, steps: Map<string, StepRecor
 
 /**
  * Idle sandbox-seconds: from a pre-started sandbox being up to its release (or to the step's end
- * when it was skipped or cancelled while waiting); a sandbox still waiting counts up to `now`.
+ * when it was skipped or cancelled while waiting); a sandbox still waiting counts up to `now`; one
+ * given up before the release counts the wait it had (`prestartIdleSeconds`).
  */
 export function idleSandboxSeconds(steps: readonly StepRecord[], now: number): number {
   let ms = 0;
   for (const s of steps) {
+    ms += (s.prestartIdleSeconds ?? 0) * 1000;
     if (!s.readyAt) continue;
     const until = s.startedAt ?? s.endedAt;
     ms += Math.max(0, (until ? Date.parse(until) : now) - Date.parse(s.readyAt));
@@ -295,7 +299,12 @@ async function prestart(
     await deps.store.unclaimPrestart(step.deploymentId);
     return undefined;
   }
-  const release: Release = { run: true, prestart: true, timeoutSeconds: timeoutOf(step) + waitBudgetSeconds(step, steps) };
+  const release: Release = {
+    run: true,
+    prestart: true,
+    timeoutSeconds: timeoutOf(step) + waitBudgetSeconds(step, steps),
+    maxIdleSeconds: deps.prestart?.maxIdleSeconds ?? DEFAULT_PRESTART_MAX_IDLE_SECONDS,
+  };
   deps.log('step sandbox pre-started', { deploymentId: step.deploymentId, stepId: step.stepId });
   const token = step.awaitToken;
   if (token) await respondNowOrLater(() => answer(deps, token, release), answers);

@@ -1,4 +1,5 @@
 import { ErrorName, PRESTART_LOST, TaskTokenGoneError } from '../errors.ts';
+import { idleBeforeTakeBack } from '../lifecycle/step.ts';
 import type { StepRecord } from '../model.ts';
 import { Metric } from '../metrics.ts';
 import { iso, type EngineDeps } from './deps.ts';
@@ -104,7 +105,7 @@ async function takeBackPrestart(deps: EngineDeps, stop: SandboxStop, step: StepR
     name: 'prestart-lost',
     by: 'sandbox-events',
     ifAttempt: step.attempt,
-    fields: { attempt: step.attempt - 1, stopReason: reason },
+    fields: { attempt: step.attempt - 1, stopReason: reason, ...idleBeforeTakeBack(step.readyAt, deps.clock.now()) },
   });
   return taken.applied;
 }

@@ -10,6 +10,7 @@ const { stack, template } = synthCtdStack({
   'ctd:osRegion': 'eu-de',
   'ctd:prestartMaxWaiting': '60',
   'ctd:prestartStartSeconds': '45',
+  'ctd:prestartMaxIdleSeconds': '300',
 });
 const resources = template.toJSON().Resources as Record<string, { Type: string; Properties: Record<string, unknown>; DeletionPolicy?: string }>;
 const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
@@ -67,7 +68,7 @@ describe('Stack: cloud context', () => {
 
   it('gives the pre-start context to every engine function, and to nothing else', () => {
     const env = (fn: IConstruct) => (resources[logicalId(fn)]!.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
-    for (const fn of Object.values(stack.engine.functions)) expect(env(fn)).toMatchObject({ CTD_PRESTART_MAX_WAITING: '60', CTD_PRESTART_START_SECONDS: '45' });
+    for (const fn of Object.values(stack.engine.functions)) expect(env(fn)).toMatchObject({ CTD_PRESTART_MAX_WAITING: '60', CTD_PRESTART_START_SECONDS: '45', CTD_PRESTART_MAX_IDLE_SECONDS: '300' });
     for (const fn of Object.values(stack.api.functions)) expect(env(fn)).not.toHaveProperty('CTD_PRESTART_MAX_WAITING');
     expect(containerEnv()).not.toHaveProperty('CTD_PRESTART_MAX_WAITING');
     // Unset, the engine's own defaults hold: no variable at all.
@@ -82,6 +83,7 @@ describe('Stack: cloud context', () => {
     [{ 'ctd:prestart': 'maybe' }, /-c ctd:prestart: /],
     [{ 'ctd:prestartMaxWaiting': '0' }, /-c ctd:prestartMaxWaiting: must be a whole number ≥ 1/],
     [{ 'ctd:prestartStartSeconds': 'soon' }, /-c ctd:prestartStartSeconds: must be a number of seconds > 0/],
+    [{ 'ctd:prestartMaxIdleSeconds': '0' }, /-c ctd:prestartMaxIdleSeconds: must be a number of seconds > 0/],
   ])('refuses %j at synth time, naming the context key', (context, message) => {
     expect(() => new CtdStack(testApp(context), 'CtdBadContext')).toThrow(message);
   });

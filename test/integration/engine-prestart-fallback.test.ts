@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentView } from '../../core/api.ts';
-import { runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
+import { processAlive, runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
 
 /**
  * Pre-start is an optimisation only (issue 12): when Fargate cannot start a step's sandbox ahead of its
@@ -228,5 +228,57 @@ describe('a pre-started sandbox lost before its release', () => {
     t.engine.sandboxes.failStarts('b7', undefined);
     const end = await releasedIntoFreshSandbox(deploymentId, 'a7', 'b7');
     expect(step(end, 'b7').attempt).toBe(1);
+  }, TEST_TIMEOUT_MS);
+});
+
+/**
+ * A pre-started sandbox waits at most its idle limit (PrestartPolicy.maxIdleSeconds) once up: past it, it gives
+ * its place back and stops, and the step starts a fresh sandbox at its release, so no step's idle sandbox costs
+ * more than the limit however long its dependencies run. An engine of its own with a limit of 2 s (20 s × 0.1).
+ */
+describe('a pre-started sandbox past its idle limit', () => {
+  let idle: TestEngine;
+  beforeAll(async () => {
+    idle = await startTestEngine({ timeScale: 0.1, prestart: { maxWaiting: 4, maxIdleSeconds: 20 } });
+  });
+  afterAll(async () => {
+    await idle?.stop();
+  });
+
+  it('stops while its dependency still runs, and the step runs once in a fresh sandbox at its release; the wait counts as idle', async () => {
+    const { deploymentId } = await idle.client.submit(
+      runDeployment([
+        { id: 'a8', command: call('a8') },
+        { id: 'b8', command: call('b8'), dependsOn: ['a8'] },
+      ]),
+    );
+    const up = await idle.waitFor(deploymentId, (d) => step(d, 'b8').readyAt !== undefined || ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(d.status));
+    expect(step(up, 'b8').status, idle.logTail()).toBe('waiting');
+    const group = idle.engine.sandboxes.processGroups().get('b8');
+    expect(group, 'b8 has a sandbox').toBeGreaterThan(0);
+
+    const gaveUp = await idle.waitFor(deploymentId, fellBack('b8'));
+    expect(step(gaveUp, 'b8').status, idle.logTail()).toBe('waiting');
+    expect(step(gaveUp, 'b8').prestartFailure).toBe('the sandbox started ahead of the release waited 20 s for it, the most a sandbox may wait');
+    expect(step(gaveUp, 'b8').readyAt).toBeUndefined();
+    // a is still held: the idle sandbox's processes are gone before its step's release, not at it.
+    expect(gate.calls).not.toContain('b8');
+    await idle.waitFor(deploymentId, () => !idle.engine.sandboxes.processGroups().has('b8'));
+    expect(processAlive(group!)).toBe(false);
+    // Its 2 s of waiting (the limit on the engine's clock) stay in the deployment's idle figure.
+    expect(gaveUp.idleSandboxSeconds).toBeGreaterThanOrEqual(2);
+
+    gate.open('a8', 'ok');
+    await idle.waitFor(deploymentId, () => gate.calls.includes('b8'));
+    gate.open('b8', 'ok');
+    const end = await idle.waitForEnd(deploymentId);
+    expect(end.status, idle.logTail()).toBe('SUCCEEDED');
+    expect(step(end, 'b8')).toMatchObject({ status: 'succeeded', attempt: 1 });
+    const [ahead, fresh, ...more] = idle.engine.sandboxes.runTasks.filter((r) => r.stepId === 'b8');
+    expect(more).toEqual([]);
+    expect([ahead!.prestart, fresh!.prestart]).toEqual([true, false]);
+    expect(fresh!.at).toBeGreaterThanOrEqual(Date.parse(step(end, 'b8').startedAt!));
+    expect(gate.calls.filter((c) => c === 'b8')).toHaveLength(1);
+    expect(end.idleSandboxSeconds).toBeGreaterThanOrEqual(2);
   }, TEST_TIMEOUT_MS);
 });

@@ -6,7 +6,7 @@ import { awaitRelease } from '../../core/usecases/prestartFallback.ts';
 import { getDeployment } from '../../core/usecases/queries.ts';
 import { sandboxStopped } from '../../core/usecases/sandboxStopped.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
-import { verdictFor } from '../../core/usecases/release.ts';
+import { idleSandboxSeconds, verdictFor } from '../../core/usecases/release.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
 import { bastionOpened, memoryDeps } from '../helpers/memoryEngine.ts';
 
@@ -151,7 +151,7 @@ describe('Use-case: a pre-started sandbox lost before its release falls back too
       name: 'register-prestarted',
       by: 'runner',
       ifAttempt: 0,
-      fields: { attempt: 1, taskToken: `sandbox-${stepId}`, taskArn: `task/${stepId}`, readyAt: new Date().toISOString() },
+      fields: { attempt: 1, taskToken: `sandbox-${stepId}`, taskArn: `task/${stepId}`, readyAt: new Date(deps.clock.now()).toISOString() },
     });
 
   beforeEach(async () => {
@@ -169,6 +169,9 @@ describe('Use-case: a pre-started sandbox lost before its release falls back too
     const lost = await step('s2');
     expect(lost).toMatchObject({ status: 'waiting', attempt: 0, stopReason: expect.stringContaining('SpotInterruption') });
     expect([lost?.taskToken, lost?.taskArn, lost?.readyAt]).toEqual([undefined, undefined, undefined]);
+    // Its wait (readyAt → the stop, on the memory clock's whole seconds) stays in the deployment's idle figure.
+    expect(lost?.prestartIdleSeconds).toBeGreaterThanOrEqual(1);
+    expect(idleSandboxSeconds(await deps.store.getSteps(id), deps.clock.now())).toBe(lost?.prestartIdleSeconds);
 
     // The state machine's Catch → PrestartFailed → AwaitRelease, with what the answer said.
     const caught = answer('sandbox-s2') as { error: string; cause: string };

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ErrorName } from '../../core/errors.ts';
+import { DEFAULT_PRESTART_MAX_IDLE_SECONDS } from '../../core/usecases/deps.ts';
 import { BASTION_OPEN_WORST_CASE_SECONDS } from '../../core/usecases/release.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
@@ -48,7 +49,7 @@ describe('Use-case: roots wait on bastion-open', () => {
       // bastion-open is still `waiting` (its sandbox launched beside the Map): the roots' sandboxes start now...
       expect((await step('bastion-open'))?.status).toBe('waiting');
       // ...with a limit covering bastion-open's worst case plus their own, and only as many as the cap.
-      expect(answer('t-r1')).toEqual({ ok: true, output: { run: true, prestart: true, timeoutSeconds: 100 + BASTION_OPEN_WORST_CASE_SECONDS } });
+      expect(answer('t-r1')).toEqual({ ok: true, output: { run: true, prestart: true, timeoutSeconds: 100 + BASTION_OPEN_WORST_CASE_SECONDS, maxIdleSeconds: DEFAULT_PRESTART_MAX_IDLE_SECONDS } });
       expect(answer('t-r2')).toMatchObject({ ok: true, output: { prestart: true } });
       expect(answer('t-r3')).toBeUndefined();
       expect((await step('r1'))?.status).toBe('waiting');

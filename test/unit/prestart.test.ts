@@ -36,7 +36,7 @@ describe('Use-case: pre-start', () => {
   };
 
   beforeEach(async () => {
-    deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
+    deps = { ...memoryDeps(), prestart: { maxWaiting: 2, maxIdleSeconds: 90 } };
     id = (await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: chain(5) })).deploymentId;
     await bastionOpened(deps, id);
   });
@@ -45,8 +45,8 @@ describe('Use-case: pre-start', () => {
     await registerAll(5);
     expect(answer('t1')).toEqual({ ok: true, output: { run: true, timeoutSeconds: 100 } });
     // s2 and s3 pre-start (s3's dependency is itself pre-started); s4 waits for the cap.
-    expect(answer('t2')).toEqual({ ok: true, output: { run: true, prestart: true, timeoutSeconds: 200 } });
-    expect(answer('t3')).toEqual({ ok: true, output: { run: true, prestart: true, timeoutSeconds: 300 } });
+    expect(answer('t2')).toEqual({ ok: true, output: { run: true, prestart: true, timeoutSeconds: 200, maxIdleSeconds: 90 } });
+    expect(answer('t3')).toEqual({ ok: true, output: { run: true, prestart: true, timeoutSeconds: 300, maxIdleSeconds: 90 } });
     expect(answer('t4')).toBeUndefined();
     expect((await step('s2'))?.status).toBe('waiting');
 
@@ -311,9 +311,10 @@ async function waitUntil(done: () => Promise<boolean>): Promise<void> {
 
 describe('Config: CTD_PRESTART', () => {
   it('is on by default, off on request, and names a bad value', () => {
-    expect(prestartFromEnv({})).toEqual({ maxWaiting: 20, startSeconds: 60 });
+    expect(prestartFromEnv({})).toEqual({ maxWaiting: 20, startSeconds: 60, maxIdleSeconds: 600 });
     expect(prestartFromEnv({ CTD_PRESTART: 'off' })).toBe(false);
-    expect(prestartFromEnv({ CTD_PRESTART_MAX_WAITING: '5', CTD_PRESTART_START_SECONDS: '45' })).toEqual({ maxWaiting: 5, startSeconds: 45 });
+    expect(prestartFromEnv({ CTD_PRESTART_MAX_WAITING: '5', CTD_PRESTART_START_SECONDS: '45', CTD_PRESTART_MAX_IDLE_SECONDS: '90' })).toEqual({ maxWaiting: 5, startSeconds: 45, maxIdleSeconds: 90 });
+    expect(() => prestartFromEnv({ CTD_PRESTART_MAX_IDLE_SECONDS: '-1' })).toThrow(/CTD_PRESTART_MAX_IDLE_SECONDS must be a number of seconds > 0, not "-1"/);
     expect(() => prestartFromEnv({ CTD_PRESTART_START_SECONDS: 'soon' })).toThrow(/CTD_PRESTART_START_SECONDS must be a number of seconds > 0, not "soon"/);
     expect(() => prestartFromEnv({ CTD_PRESTART: 'maybe' })).toThrow(/CTD_PRESTART must be on or off/);
     expect(() => prestartFromEnv({ CTD_PRESTART_MAX_WAITING: '0' })).toThrow(/CTD_PRESTART_MAX_WAITING/);

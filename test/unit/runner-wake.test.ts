@@ -1,9 +1,10 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it, vi } from 'vitest';
 import { PRESTART_LOST } from '../../core/errors.ts';
+import { idleSandboxSeconds } from '../../core/usecases/release.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { awaitDependencies, recordStepResult } from '../../core/usecases/workflow.ts';
-import { runStep } from '../../sandbox/runner.ts';
+import { runStep, type RunnerDeps } from '../../sandbox/runner.ts';
 import { readTask } from '../../sandbox/stdinTask.ts';
 import { Wakes } from '../../sandbox/wakes.ts';
 import { bastionOpened, memoryDeps, prestartedChain, runnerDepsOf } from '../helpers/memoryEngine.ts';
@@ -106,6 +107,59 @@ describe('a pre-started runner stopped while it waits (ECS: Spot, a retirement, 
     const after = await deps.store.getStep(deploymentId, 'b');
     expect(after).toMatchObject({ status: 'waiting', attempt: 0 });
     expect([after?.taskToken, after?.taskArn, after?.readyAt]).toEqual([undefined, undefined, undefined]);
+  });
+});
+
+describe('a pre-started runner past its idle limit', () => {
+  /** b's runner, up on its waiting step with a limit of 0.3 s on a real clock; its poll would sleep for an hour. */
+  async function idleRunner(store?: (deps: ReturnType<typeof memoryDeps>, deploymentId: string) => RunnerDeps['store']) {
+    const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
+    const deploymentId = await prestartedChain(deps, chain);
+    const decrypted = vi.spyOn(deps.vault, 'decrypt');
+    let ran = 0;
+    const running = runStep(
+      runnerDepsOf(deps, {
+        ...(store ? { store: store(deps, deploymentId) } : {}),
+        clock: { now: () => Date.now() },
+        heartbeatMs: HOUR,
+        releasePollMs: { first: HOUR, max: HOUR },
+        maxIdleSeconds: 0.3,
+        actions: { run: async () => void ran++ },
+      }),
+      { deploymentId, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'task/b' },
+    );
+    return { deps, deploymentId, running, decrypted, ran: () => ran };
+  }
+
+  it('gives its registration back and reports the pre-start lost, having run and decrypted nothing; its wait stays in the idle figure', async () => {
+    const { deps, deploymentId, running, decrypted, ran } = await idleRunner();
+    const outcome = await running;
+    expect(outcome).toEqual({ ok: false, error: PRESTART_LOST, cause: 'the sandbox started ahead of the release waited 0.3 s for it, the most a sandbox may wait' });
+    // The answer the state machine routes to AwaitRelease: the step starts a fresh sandbox at its release.
+    expect(deps.executions.answers.get('sandbox-b')).toMatchObject({ ok: false, error: PRESTART_LOST });
+    expect(ran()).toBe(0);
+    expect(decrypted).not.toHaveBeenCalled();
+    const after = await deps.store.getStep(deploymentId, 'b');
+    expect(after).toMatchObject({ status: 'waiting', attempt: 0 });
+    expect([after?.taskToken, after?.taskArn, after?.readyAt]).toEqual([undefined, undefined, undefined]);
+    // It waited its limit: the poll's hour-long sleep was cut to it.
+    expect(after?.prestartIdleSeconds).toBeGreaterThanOrEqual(0.3);
+    expect(idleSandboxSeconds([after!], Date.now())).toBe(after?.prestartIdleSeconds);
+  });
+
+  it('runs the step after all when the release wins over its take-back', async () => {
+    const { running, ran, decrypted } = await idleRunner((deps, deploymentId) =>
+      Object.assign(Object.create(deps.store) as typeof deps.store, {
+        applyStepTransition: async (...args: Parameters<typeof deps.store.applyStepTransition>) => {
+          // a ends between the runner's last read and its take-back: b is released first.
+          if (args[2].name === 'prestart-lost') await recordStepResult(deps, { deploymentId, stepId: 'a' });
+          return deps.store.applyStepTransition(...args);
+        },
+      }),
+    );
+    expect(await running).toEqual({ ok: true, output: {} });
+    expect(ran()).toBe(1);
+    expect(decrypted).toHaveBeenCalledTimes(1);
   });
 });
 
