@@ -4,7 +4,7 @@ import type { StepLogLine } from '../../core/model.ts';
 import { FINAL_DEPLOYMENT_STATUSES } from '../../core/model.ts';
 import type { CommandContext } from '../context.ts';
 import { EXIT } from '../errors.ts';
-import { formatInterval, formatTable, formatTimestamp } from '../format.ts';
+import { formatDuration, formatInterval, formatTable, formatTimestamp } from '../format.ts';
 import { stepLabel } from '../progress.ts';
 
 /** The read-only commands: ls, status, history, logs. Each prints the API's body as is with --json. */
@@ -51,11 +51,16 @@ export function describeDeployment(view: DeploymentView, now: number): string[] 
   ];
   if (view.endedAt) lines.push(`ended:    ${formatTimestamp(view.endedAt)}`);
   lines.push(`duration: ${formatInterval(view.createdAt, view.endedAt, now)}`);
+  // Pre-start's cost (Fargate seconds of sandboxes up ahead of their release), live while it runs.
+  if (view.idleSandboxSeconds) lines.push(`idle:     ${formatDuration(view.idleSandboxSeconds * 1000)} of sandboxes started ahead, waiting for their release`);
   if (view.error) lines.push(`error:    ${view.error}`);
   if (view.cause) lines.push(`cause:    ${view.cause}`);
   if (view.consoleUrl) lines.push(`console:  ${view.consoleUrl}`);
   lines.push('');
   lines.push(...formatTable(['STEP', 'ACTION', 'STATUS', 'ATTEMPT', 'STARTED', 'DURATION', 'ERROR'], view.steps.map((s) => stepRow(s, now))));
+  // A sandbox started ahead that did not serve its step (refused, lost, or past its idle limit): the step started one at its release.
+  const fellBack = view.steps.filter((s) => s.prestartFailure);
+  if (fellBack.length) lines.push('', 'started at the release instead of ahead:', ...fellBack.map((s) => `  ${s.stepId}: ${s.prestartFailure}`));
   return lines;
 }
 

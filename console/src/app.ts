@@ -201,6 +201,8 @@ async function deploymentPage(api: Api, id: string, selected: string | undefined
         { class: 'facts inline' },
         h('dt', {}, 'started'), h('dd', {}, time(view.createdAt)),
         h('dt', {}, 'duration'), h('dd', {}, formatDuration(interval(view.createdAt, view.endedAt, now))),
+        // Pre-start's cost: sandbox time spent up ahead of a release (Fargate bills it), live while it runs.
+        ...(view.idleSandboxSeconds ? [h('dt', { title: 'sandboxes started ahead of their step, waiting for its release' }, 'idle sandboxes'), h('dd', { id: 'idle-sandboxes' }, formatDuration(view.idleSandboxSeconds * 1000))] : []),
         ...(view.error ? [h('dt', {}, 'error'), h('dd', { class: 'error-name' }, view.error)] : []),
       ),
       h('div', { class: 'actions' }, cancellable ? h('button', { type: 'button', class: 'danger', id: 'cancel', onclick: () => dialog.showModal() }, 'Cancel deployment…') : ''),

@@ -45,6 +45,9 @@ export function stepPanel(opts: {
       h('dt', {}, 'started'), h('dd', {}, time(step.startedAt)),
       h('dt', {}, 'duration'), h('dd', {}, formatDuration(interval(step.startedAt, step.endedAt, now))),
       h('dt', {}, 'attempts'), h('dd', {}, String(Math.max(step.attempt, attempts.length))),
+      // Started ahead of its release (pre-start): when its sandbox was up, or why the step started one at the release instead.
+      ...(step.readyAt ? [h('dt', {}, 'sandbox up'), h('dd', { class: 'sandbox-up' }, time(step.readyAt))] : []),
+      ...(step.prestartFailure ? [h('dt', {}, 'started ahead'), h('dd', { class: 'prestart-failure' }, `${step.prestartFailure}; started at its release instead`)] : []),
     ),
     step.error
       ? h(

@@ -106,6 +106,11 @@ describe.skipIf(!runSuite)('Web console in Chromium', () => {
     expect(await nodeStatus('smoke-test')).toBe('skipped');
     expect(await nodeStatus('build')).toBe('succeeded');
     await expect.poll(() => page.locator('.frame-chip[data-step="bastion-close"]').textContent()).toContain('succeeded');
+    // deploy's sandbox started ahead while its dependencies ran, and waited until the failure skipped it: what that cost shows.
+    const idle = (await t.client.get(deploymentId)).idleSandboxSeconds;
+    expect(idle, t.logTail()).toBeGreaterThan(0);
+    // Under a minute: the grace period (12 s here) ends every wait.
+    expect(await page.locator('#idle-sandboxes').textContent()).toBe(`${idle!.toFixed(1)} s`);
 
     // Open the failed step with the keyboard: its error-table name, cause and output.
     await page.locator('g.node[data-step="migrate-db"]').focus();

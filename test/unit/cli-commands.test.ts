@@ -272,6 +272,20 @@ describe('Command: ls / status / history / logs / cancel', () => {
     expect(r.out).toContain('cause:    exit 1');
     expect(r.out).toMatch(/bastion-open\s+bastion-open \(system\)\s+succeeded\s+1/);
     expect(r.out).toMatch(/hi\s+run\s+failed\s+2\s+2025-01-01 00:00:01\s+3\.0s\s+Ctd\.StepFailed/);
+    // No pre-start: neither its cost nor its fallbacks.
+    expect(r.out).not.toMatch(/idle:|instead of ahead/);
+  });
+
+  it('status shows what pre-start cost and which steps started their sandbox at the release instead', async () => {
+    api.script = [
+      view('RUNNING', [stepView('a', { status: 'running', attempt: 1, startedAt: at(1) }), stepView('b', { prestartedAt: at(1), prestartFailure: 'the sandbox started ahead of the release waited 600 s for it, the most a sandbox may wait' })], {
+        idleSandboxSeconds: 612.4,
+      }),
+    ];
+    const r = await ctd([...remote(), 'status', 'd-1']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('idle:     10m12s of sandboxes started ahead, waiting for their release');
+    expect(r.out).toContain('started at the release instead of ahead:\n  b: the sandbox started ahead of the release waited 600 s for it, the most a sandbox may wait');
   });
 
   it('status of an unknown id prints the 404 message and exits 2', async () => {
