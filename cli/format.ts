@@ -55,3 +55,8 @@ export function formatTable(headers: readonly string[], rows: readonly (readonly
       .trimEnd();
   return [line(headers), ...rows.map(line)];
 }
+
+/** Pre-start's cost, when it had one: Fargate time of sandboxes up ahead of their step's release. */
+export function formatIdleSandboxes(seconds: number | undefined): string | undefined {
+  return seconds ? `${formatDuration(seconds * 1000)} of sandboxes started ahead, waiting for their release` : undefined;
+}

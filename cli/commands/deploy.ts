@@ -4,7 +4,7 @@ import { readBundle } from '../bundle.ts';
 import { ApiError, EndpointUnreachableError, type CtdClient } from '../client.ts';
 import type { CommandContext } from '../context.ts';
 import { EXIT } from '../errors.ts';
-import { formatInterval } from '../format.ts';
+import { formatIdleSandboxes, formatInterval } from '../format.ts';
 import { changedStepLines, renderSteps, TtyRenderer } from '../progress.ts';
 
 export interface DeployOptions {
@@ -75,5 +75,7 @@ export function printOutcome(ctx: CommandContext, view: DeploymentView): void {
   ctx.print(`${view.status} in ${formatInterval(view.createdAt, view.endedAt ?? view.updatedAt, ctx.io.now())}`);
   if (view.error) ctx.print(`  error:   ${view.error}`);
   if (view.cause) ctx.print(`  cause:   ${view.cause}`);
+  const idle = formatIdleSandboxes(view.idleSandboxSeconds);
+  if (idle) ctx.print(`  idle:    ${idle}`);
   if (view.consoleUrl) ctx.print(`  console: ${view.consoleUrl}`);
 }

@@ -4,7 +4,7 @@ import type { StepLogLine } from '../../core/model.ts';
 import { FINAL_DEPLOYMENT_STATUSES } from '../../core/model.ts';
 import type { CommandContext } from '../context.ts';
 import { EXIT } from '../errors.ts';
-import { formatDuration, formatInterval, formatTable, formatTimestamp } from '../format.ts';
+import { formatIdleSandboxes, formatInterval, formatTable, formatTimestamp } from '../format.ts';
 import { stepLabel } from '../progress.ts';
 
 /** The read-only commands: ls, status, history, logs. Each prints the API's body as is with --json. */
@@ -51,8 +51,9 @@ export function describeDeployment(view: DeploymentView, now: number): string[] 
   ];
   if (view.endedAt) lines.push(`ended:    ${formatTimestamp(view.endedAt)}`);
   lines.push(`duration: ${formatInterval(view.createdAt, view.endedAt, now)}`);
-  // Pre-start's cost (Fargate seconds of sandboxes up ahead of their release), live while it runs.
-  if (view.idleSandboxSeconds) lines.push(`idle:     ${formatDuration(view.idleSandboxSeconds * 1000)} of sandboxes started ahead, waiting for their release`);
+  // Live while it runs.
+  const idle = formatIdleSandboxes(view.idleSandboxSeconds);
+  if (idle) lines.push(`idle:     ${idle}`);
   if (view.error) lines.push(`error:    ${view.error}`);
   if (view.cause) lines.push(`cause:    ${view.cause}`);
   if (view.consoleUrl) lines.push(`console:  ${view.consoleUrl}`);

@@ -179,7 +179,7 @@ describe('Command: deploy', () => {
       view('PENDING', [stepView('bastion-open'), stepView('hi'), stepView('bastion-close')]),
       view('RUNNING', [done('bastion-open', 0, 1), stepView('hi', { status: 'running', attempt: 1, startedAt: at(1) }), stepView('bastion-close')]),
       view('RUNNING', [done('bastion-open', 0, 1), stepView('hi', { status: 'running', attempt: 2, startedAt: at(1) }), stepView('bastion-close')]),
-      view('SUCCEEDED', [done('bastion-open', 0, 1), done('hi', 1, 5), done('bastion-close', 5, 6)], { endedAt: at(6) }),
+      view('SUCCEEDED', [done('bastion-open', 0, 1), done('hi', 1, 5), done('bastion-close', 5, 6)], { endedAt: at(6), idleSandboxSeconds: 0.8 }),
     ];
     const r = await ctd([...remote(), 'deploy', deployFile, '--wait']);
     expect(r.code).toBe(0);
@@ -191,7 +191,7 @@ describe('Command: deploy', () => {
       expect.stringMatching(/hi\s+run\s+succeeded\s+4\.0s/),
     ]);
     expect(lines.filter((l) => l.includes('bastion-close'))).toHaveLength(2);
-    expect(r.out).toContain('SUCCEEDED in 6.0s');
+    expect(r.out).toContain('SUCCEEDED in 6.0s\n  idle:    800ms of sandboxes started ahead, waiting for their release');
     expect(r.out).not.toContain('\x1b[');
   });
 
