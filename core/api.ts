@@ -41,9 +41,14 @@ export interface StepView {
   prestartedAt?: string;
   /** A sandbox started ahead of the step was up and waiting for its release from here (pre-start). */
   readyAt?: string;
-  /** A sandbox started ahead of the step could not be started (ECS's error): the step started at its release instead. */
+  /**
+   * A sandbox started ahead of the step did not serve it (ECS refused or lost it, or it waited past its idle limit):
+   * why, in ECS's or the runner's words. The step then starts a sandbox at its release.
+   */
   prestartFailure?: string;
   prestartFailedAt?: string;
+  /** How long that sandbox had waited for the release, when it was up: part of the deployment's `idleSandboxSeconds`. */
+  prestartIdleSeconds?: number;
   output?: Record<string, unknown>;
 }
 
@@ -85,4 +90,11 @@ export interface CancelResponse {
 export interface ErrorResponse {
   message: string;
   issues?: { path: string; message: string }[];
+}
+
+/** What became of a step whose sandbox started ahead did not serve it (`prestartFailure`), by its status: the CLI's and the console's words. */
+export function prestartFallbackOutcome(status: StepStatus): string {
+  if (status === 'waiting') return 'it starts a sandbox at its release';
+  if (status === 'skipped' || status === 'cancelled') return `it was ${status} before its release`;
+  return 'it started a sandbox at its release';
 }

@@ -18,7 +18,7 @@ import { startLocalApiGateway } from './services/apiGateway.ts';
 import { AUTHORIZER_CACHE_TTL_SECONDS, AUTHORIZER_FAILURE_RESPONSE } from '../lambdas/catalog.ts';
 import { startLocalDynamoDb } from './services/dynamodb.ts';
 import { startLocalKms, type DecryptRecord } from './services/kms.ts';
-import type { PrestartPolicy } from '../core/usecases/deps.ts';
+import { DEFAULT_PRESTART_MAX_IDLE_SECONDS, type PrestartPolicy } from '../core/usecases/deps.ts';
 import { LocalSandboxes, removeLeftoverSandboxes, scaleLatency, type StartLatency } from './sandbox/launcher.ts';
 import { bundleRunner } from './sandbox/runnerBundle.ts';
 import { LocalStepFunctions, type TaskInvocation } from './sfn/index.ts';
@@ -414,12 +414,17 @@ function releasePollEnv(poll: { first: number; max: number } | undefined): Recor
 const LOCAL_START_SECONDS = 1;
 
 /**
- * Pre-start as given, else from the environment as in a Lambda, hiding the local start: the simulated
- * Fargate start's p90 on the engine's clock, or a runner's boot.
+ * Pre-start as given, else from the environment as in a Lambda, on the engine's clock: the start to hide is the
+ * simulated Fargate start's p90 there, or a runner's boot; the default idle limit is time-scaled like a step's
+ * time limit. A value set in the environment is taken as it is.
  */
 function localPrestart(opts: LocalEngineOptions, timeScale: number): PrestartPolicy | false {
   if (opts.prestart !== undefined) return opts.prestart;
   const policy = prestartFromEnv(process.env);
-  if (!policy || process.env[ENV.prestartStartSeconds] !== undefined) return policy;
-  return { ...policy, startSeconds: opts.sandboxStartLatency ? opts.sandboxStartLatency.p90 * timeScale : LOCAL_START_SECONDS };
+  if (!policy) return policy;
+  return {
+    ...policy,
+    ...(process.env[ENV.prestartStartSeconds] === undefined ? { startSeconds: opts.sandboxStartLatency ? opts.sandboxStartLatency.p90 * timeScale : LOCAL_START_SECONDS } : {}),
+    ...(process.env[ENV.prestartMaxIdleSeconds] === undefined ? { maxIdleSeconds: DEFAULT_PRESTART_MAX_IDLE_SECONDS * timeScale } : {}),
+  };
 }

@@ -8,6 +8,7 @@ import { SANDBOX_CONFIG } from '../core/config/schema.ts';
 import type { CloudDriver } from '../core/ports.ts';
 import { runnerCpu } from './cpuUsage.ts';
 import { RELEASE_POLL_MS, runStep } from './runner.ts';
+import { idleLimitOf } from './idleLimit.ts';
 import { stepUserFromEnv, type StepUser } from './stepUser.ts';
 import { readTask } from './stdinTask.ts';
 import { Wakes } from './wakes.ts';
@@ -50,6 +51,8 @@ async function main(): Promise<number> {
   orphanWatch.unref();
 
   const timeScale = Number(env.CTD_TIME_SCALE ?? '1') || 1;
+  const idle = idleLimitOf(env[TASK_ENV.release]);
+  if (idle.problem) log('no idle limit for this sandbox started ahead', { problem: idle.problem });
   const ownWorkDir = !env.CTD_WORK_DIR;
   const workDir = env.CTD_WORK_DIR ?? (await mkdtemp(join(tmpdir(), 'ctd-step-')));
   try {
@@ -60,7 +63,7 @@ async function main(): Promise<number> {
         ...(stepUser ? { stepUser } : {}),
         timeScale,
         releasePollMs: releasePoll(env, timeScale),
-        ...maxIdle(env[TASK_ENV.release]),
+        ...(idle.maxIdleSeconds !== undefined ? { maxIdleSeconds: idle.maxIdleSeconds } : {}),
         ...(wakes ? { wakes } : {}),
         signal: stop.signal,
         metrics: metricsPort(telemetry.metrics),
@@ -105,21 +108,6 @@ function releasePoll(env: NodeJS.ProcessEnv, timeScale: number): { first: number
   if (!(first! > 0 && max! >= first!)) throw new Error(`${RELEASE_POLL_ENV} must be "first,max" in ms with 0 < first <= max, got "${raw}"`);
   // Floors: a tiny time scale must not turn the poll into a busy loop of reads.
   return { first: Math.max(20, first! * timeScale), max: Math.max(50, max! * timeScale) };
-}
-
-/** The idle limit of a sandbox started ahead, from its release (AwaitDependencies' answer, set by the state machine). */
-function maxIdle(raw: string | undefined): { maxIdleSeconds?: number } {
-  if (raw === undefined) return {};
-  let release: unknown;
-  try {
-    release = JSON.parse(raw);
-  } catch {
-    throw new Error(`${TASK_ENV.release} must be the step's release as JSON, got "${raw.slice(0, 200)}"`);
-  }
-  const value = release !== null && typeof release === 'object' ? (release as { maxIdleSeconds?: unknown }).maxIdleSeconds : undefined;
-  if (value === undefined) return {};
-  if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) throw new Error(`${TASK_ENV.release}: maxIdleSeconds must be a number of seconds > 0, got ${JSON.stringify(value)}`);
-  return { maxIdleSeconds: value };
 }
 
 /**

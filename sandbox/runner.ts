@@ -29,9 +29,9 @@ export interface RunnerDeps {
   /** Ends a release poll's sleep at once (local mode: the launcher wakes a runner at its step's release). */
   wakes?: Wakes;
   /**
-   * A pre-started sandbox waits at most this long for its release once up (seconds, before the time scale;
-   * the release's `maxIdleSeconds`): then it gives its registration back and answers PRESTART_LOST, so the
-   * step starts a fresh sandbox at its release. None: it waits as long as its state allows.
+   * A pre-started sandbox waits at most this long for its release once up (seconds on the engine's clock, as
+   * the policy gives it: the release's `maxIdleSeconds`): then it gives its registration back and answers
+   * PRESTART_LOST, so the step starts a fresh sandbox at its release. None: it waits as long as its state allows.
    */
   maxIdleSeconds?: number;
   actions?: Partial<Record<string, Action>>;
@@ -253,7 +253,7 @@ export const RELEASE_POLL_MS = { first: 100, max: 500 } as const;
  */
 async function awaitRelease(deps: RunnerDeps, ids: TaskIds, claim: Claim, signal: AbortSignal): Promise<StepRecord | RunOutcome> {
   const { first, max } = deps.releasePollMs ?? RELEASE_POLL_MS;
-  const idleUntil = deps.maxIdleSeconds === undefined ? Infinity : Date.parse(claim.claimedAt) + deps.maxIdleSeconds * 1000 * deps.timeScale;
+  const idleUntil = deps.maxIdleSeconds === undefined ? Infinity : Date.parse(claim.claimedAt) + deps.maxIdleSeconds * 1000;
   let delay = first;
   for (;;) {
     if (signal.aborted) return stoppedWhileWaiting(deps, ids, claim);
@@ -263,8 +263,10 @@ async function awaitRelease(deps: RunnerDeps, ids: TaskIds, claim: Claim, signal
     if (step?.status === 'running') return step;
     if (step?.status !== 'waiting') return notStarting(step);
     const left = idleUntil - deps.clock.now();
-    if (left <= 0) return idledOut(deps, ids, claim);
-    await sleep(Math.min(delay, left), signal, deps.wakes);
+    const idled = left <= 0 ? await idledOut(deps, ids, claim) : undefined;
+    if (idled) return idled;
+    // Past the limit with the store not answering: the take-back is tried again after the next read.
+    await sleep(left <= 0 ? first : Math.min(delay, left), signal, deps.wakes);
     delay = deps.wakes ? max : Math.min(max, Math.round(delay * 1.5));
   }
 }
@@ -279,31 +281,35 @@ async function stoppedWhileWaiting(deps: RunnerDeps, ids: TaskIds, claim: Claim)
   // Its heartbeat found the token gone (a state timeout, an ended execution): nobody to report to, nothing to take back.
   if (!deps.signal.aborted) return failure(ErrorName.StepFailed, 'the state machine no longer waits for this sandbox');
   const lost = failure(PRESTART_LOST, 'the sandbox started ahead of the release was stopped while it waited');
-  const step = await takeBack(deps, ids, claim);
-  // Taken back, by itself or first by its STOPPED event, or the store did not answer: a loss before the release all the same.
-  if (!step || step.status === 'waiting') return lost;
+  const back = await takeBack(deps, ids, claim);
+  // Taken back, by itself or first by its STOPPED event, or the store did not answer (it is dying: no time to try
+  // again; its STOPPED event takes it back): a loss before the release all the same.
+  if (back.taken || !back.step || back.step.status === 'waiting') return lost;
   // Released just before the stop: a running step's sandbox lost before it answered, retried once (the error table).
-  if (step.status === 'running') return failure(ErrorName.SandboxLost, 'the sandbox was stopped right after its step was released, before the step started');
-  return notStarting(step);
+  if (back.step.status === 'running') return failure(ErrorName.SandboxLost, 'the sandbox was stopped right after its step was released, before the step started');
+  return notStarting(back.step);
 }
 
 /**
  * Waited its idle limit: it gives its registration back and answers PRESTART_LOST, and its task ends, so no
  * step's sandbox idles longer, however long its dependencies run; the step starts a fresh one at its release.
- * Released meanwhile, it runs the step after all.
+ * Released meanwhile, it runs the step after all. Undefined while the store does not answer: an answer without
+ * the take-back would leave the step counting this attempt and this sandbox's wait.
  */
-async function idledOut(deps: RunnerDeps, ids: TaskIds, claim: Claim): Promise<StepRecord | RunOutcome> {
-  const step = await takeBack(deps, ids, claim);
-  if (step?.status === 'running') return step;
-  if (step && step.status !== 'waiting') return notStarting(step);
+async function idledOut(deps: RunnerDeps, ids: TaskIds, claim: Claim): Promise<StepRecord | RunOutcome | undefined> {
+  const back = await takeBack(deps, ids, claim);
+  if (!back.taken && !back.step) return undefined;
+  if (back.step?.status === 'running') return back.step;
+  if (back.step && back.step.status !== 'waiting') return notStarting(back.step);
   return failure(PRESTART_LOST, `the sandbox started ahead of the release waited ${deps.maxIdleSeconds} s for it, the most a sandbox may wait`);
 }
 
 /**
  * Takes its registration back (`prestart-lost`, on the attempt it registered): the fresh sandbox's attempt is the
- * step's first, and its wait stays in the idle figure. Undefined when taken back, else the step as it is now.
+ * step's first, and its wait stays in the idle figure. Refused, it reads the step as it is now; no step when the
+ * store failed (the write, or the read after it).
  */
-async function takeBack(deps: RunnerDeps, ids: TaskIds, claim: Claim): Promise<StepRecord | undefined> {
+async function takeBack(deps: RunnerDeps, ids: TaskIds, claim: Claim): Promise<{ taken: true; step?: undefined } | { taken: false; step: StepRecord | undefined }> {
   const taken = await deps.store
     .applyStepTransition(ids.deploymentId, ids.stepId, {
       name: 'prestart-lost',
@@ -312,8 +318,9 @@ async function takeBack(deps: RunnerDeps, ids: TaskIds, claim: Claim): Promise<S
       fields: { attempt: claim.attemptNo - 1, ...idleBeforeTakeBack(claim.claimedAt, deps.clock.now()) },
     })
     .catch(() => undefined);
-  if (taken?.applied) return undefined;
-  return deps.store.getStep(ids.deploymentId, ids.stepId).catch(() => undefined);
+  if (taken?.applied) return { taken: true };
+  if (!taken) return { taken: false, step: undefined };
+  return { taken: false, step: await deps.store.getStep(ids.deploymentId, ids.stepId).catch(() => undefined) };
 }
 
 /** The claim lost to the engine's decision: read it and answer accordingly. */

@@ -36,7 +36,9 @@ export interface PrestartPolicy {
   /**
    * The longest a pre-started sandbox waits for its release once up, seconds (default DEFAULT_PRESTART_MAX_IDLE_SECONDS).
    * Past it the sandbox gives its place back and stops, and the step starts a fresh one at its release: a bound on
-   * what each step's idle sandbox can cost, however long its dependencies run (a first run has no lookahead).
+   * what each step's idle sandbox can cost, however long its dependencies run (a first run has no lookahead); and a
+   * dependency that has run this long no longer gets sandboxes started behind it. Like `startSeconds`, on the engine's
+   * clock (the local engine scales the default by its time scale).
    */
   maxIdleSeconds?: number;
 }

@@ -102,6 +102,7 @@ function viewOf(s: StepRecord): StepView {
     ...(s.readyAt ? { readyAt: s.readyAt } : {}),
     ...(s.prestartFailure ? { prestartFailure: s.prestartFailure } : {}),
     ...(s.prestartFailedAt ? { prestartFailedAt: s.prestartFailedAt } : {}),
+    ...(s.prestartIdleSeconds !== undefined ? { prestartIdleSeconds: s.prestartIdleSeconds } : {}),
     ...(s.output ? { output: s.output } : {}),
   };
 }

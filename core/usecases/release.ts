@@ -135,16 +135,30 @@ export function verdictFor(
  * in the 60-step bench (docs/ARCHITECTURE.md, "When").
  */
 function mayPrestart(step: StepRecord, deployment: DeploymentRecord, steps: Map<string, StepRecord>, prestart: PrestartPolicy, now: number): boolean {
+  const due = (s: StepRecord) => wantsPrestart(s, steps) && !behindLongRun(s, steps, prestart, now) && dueWithinLookahead(s, deployment, steps, prestart, now);
   if (!wantsPrestart(step, steps)) return false;
   const room = prestart.maxWaiting - Math.max(waitingSandboxes(steps), (deployment.prestartClaims ?? 0) - finishedPrestarts(steps));
-  if (room <= 0 || !dueWithinLookahead(step, deployment, steps, prestart, now)) return false;
+  if (room <= 0 || !due(step)) return false;
   let ahead = 0;
   for (const id of deployment.stepIds) {
     if (id === step.stepId) return true;
     const other = steps.get(id);
-    if (other && wantsPrestart(other, steps) && dueWithinLookahead(other, deployment, steps, prestart, now) && ++ahead >= room) return false;
+    if (other && due(other) && ++ahead >= room) return false;
   }
   return true;
+}
+
+/**
+ * A dependency has run as long as a sandbox may idle (the policy's `maxIdleSeconds`): a sandbox started behind
+ * it now would likely idle out too. Without it, each sandbox that idled out would free its place under the cap
+ * for the next step behind the same long run, wave after wave of wasted starts; the step starts at its release.
+ */
+function behindLongRun(step: StepRecord, steps: Map<string, StepRecord>, prestart: PrestartPolicy, now: number): boolean {
+  const limitMs = (prestart.maxIdleSeconds ?? DEFAULT_PRESTART_MAX_IDLE_SECONDS) * 1000;
+  return dependenciesOf(step, steps).some((d) => {
+    const dep = steps.get(d);
+    return dep?.status === 'running' && dep.startedAt !== undefined && now - Date.parse(dep.startedAt) >= limitMs;
+  });
 }
 
 /** A waiting step that registered its token and whose dependencies all started: the lookahead and the cap decide the rest. */

@@ -1,10 +1,11 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { prestartFromEnv } from '../../adapters/aws/engineDeps.ts';
-import { ErrorName } from '../../core/errors.ts';
+import { ErrorName, PRESTART_LOST } from '../../core/errors.ts';
 import { cancelDeployment } from '../../core/usecases/cancel.ts';
 import { summarize } from '../../core/usecases/finalize.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
-import { settle, verdictFor } from '../../core/usecases/release.ts';
+import { settle, settleWaiting, verdictFor } from '../../core/usecases/release.ts';
+import { awaitRelease } from '../../core/usecases/prestartFallback.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
 import { sampleLatency, scaleLatency } from '../../local/sandbox/launcher.ts';
 import { mulberry32 } from '../../bench/scheduling.ts';
@@ -334,5 +335,42 @@ describe('Local ECS: start latency distribution', () => {
 
   it('refuses a p90 below the median', () => {
     expect(() => scaleLatency({ median: 60, p90: 45 }, 1)).toThrow(/median ≤ p90/);
+  });
+});
+
+describe('Use-case: no pre-start behind a dependency that has run as long as a sandbox may idle', () => {
+  const fanOut = {
+    name: 'fan-out',
+    bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
+    workflow: {
+      steps: [
+        { id: 'a', action: 'run', command: 'true' },
+        { id: 'b1', action: 'run', command: 'true', dependsOn: ['a'] },
+        { id: 'b2', action: 'run', command: 'true', dependsOn: ['a'] },
+      ],
+    },
+  };
+
+  it("gives a place freed by an idled-out sandbox to no step behind the same long run, until it is no longer long", async () => {
+    const deps = { ...memoryDeps(), prestart: { maxWaiting: 1, maxIdleSeconds: 30 } };
+    const { deploymentId: id } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: fanOut });
+    await bastionOpened(deps, id);
+    for (const stepId of ['a', 'b1', 'b2']) await awaitDependencies(deps, { deploymentId: id, stepId, taskToken: `t-${stepId}` });
+    expect((await deps.store.getStep(id, 'a'))?.status).toBe('running');
+    expect(deps.executions.answers.get('t-b1')).toMatchObject({ ok: true, output: { prestart: true } });
+    expect(deps.executions.answers.get('t-b2')).toBeUndefined();
+
+    // b1's sandbox waited its 30 s and gave up (PRESTART_LOST → AwaitRelease): its place under the cap is free.
+    await awaitRelease(deps, { deploymentId: id, stepId: 'b1', taskToken: 'r-b1', error: { Error: PRESTART_LOST, Cause: 'the sandbox started ahead of the release waited 30 s for it' } });
+    const runFor = (ms: number) => deps.store.updateStep(id, 'a', { startedAt: new Date(deps.clock.now() - ms).toISOString() });
+    await runFor(40_000);
+    await settleWaiting(deps, id);
+    expect((await deps.store.getStep(id, 'b2'))?.prestartedAt).toBeUndefined();
+    expect(deps.executions.answers.get('t-b2')).toBeUndefined();
+
+    // The same place, with a that has run for less than the limit: b2 gets it.
+    await runFor(10_000);
+    await settleWaiting(deps, id);
+    expect(deps.executions.answers.get('t-b2')).toMatchObject({ ok: true, output: { prestart: true } });
   });
 });

@@ -112,7 +112,7 @@ describe('a pre-started runner stopped while it waits (ECS: Spot, a retirement, 
 
 describe('a pre-started runner past its idle limit', () => {
   /** b's runner, up on its waiting step with a limit of 0.3 s on a real clock; its poll would sleep for an hour. */
-  async function idleRunner(store?: (deps: ReturnType<typeof memoryDeps>, deploymentId: string) => RunnerDeps['store']) {
+  async function idleRunner(store?: (deps: ReturnType<typeof memoryDeps>, deploymentId: string) => RunnerDeps['store'], releasePollMs = { first: HOUR, max: HOUR }) {
     const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
     const deploymentId = await prestartedChain(deps, chain);
     const decrypted = vi.spyOn(deps.vault, 'decrypt');
@@ -122,7 +122,7 @@ describe('a pre-started runner past its idle limit', () => {
         ...(store ? { store: store(deps, deploymentId) } : {}),
         clock: { now: () => Date.now() },
         heartbeatMs: HOUR,
-        releasePollMs: { first: HOUR, max: HOUR },
+        releasePollMs,
         maxIdleSeconds: 0.3,
         actions: { run: async () => void ran++ },
       }),
@@ -148,7 +148,7 @@ describe('a pre-started runner past its idle limit', () => {
   });
 
   it('runs the step after all when the release wins over its take-back', async () => {
-    const { running, ran, decrypted } = await idleRunner((deps, deploymentId) =>
+    const { deps, deploymentId, running, ran, decrypted } = await idleRunner((deps, deploymentId) =>
       Object.assign(Object.create(deps.store) as typeof deps.store, {
         applyStepTransition: async (...args: Parameters<typeof deps.store.applyStepTransition>) => {
           // a ends between the runner's last read and its take-back: b is released first.
@@ -160,6 +160,28 @@ describe('a pre-started runner past its idle limit', () => {
     expect(await running).toEqual({ ok: true, output: {} });
     expect(ran()).toBe(1);
     expect(decrypted).toHaveBeenCalledTimes(1);
+    // Nothing was taken back: the attempt is this sandbox's, and its wait counts once, up to the release.
+    const b = await deps.store.getStep(deploymentId, 'b');
+    expect(b).toMatchObject({ attempt: 1, readyAt: expect.any(String) });
+    expect(b?.prestartIdleSeconds).toBeUndefined();
+  });
+
+  it('tries its take-back again when the store fails it, instead of answering with the registration still in place', async () => {
+    let failures = 0;
+    const { deps, deploymentId, running, ran } = await idleRunner((deps) =>
+      Object.assign(Object.create(deps.store) as typeof deps.store, {
+        applyStepTransition: async (...args: Parameters<typeof deps.store.applyStepTransition>) => {
+          if (args[2].name === 'prestart-lost' && failures++ === 0) throw new Error('ProvisionedThroughputExceededException');
+          return deps.store.applyStepTransition(...args);
+        },
+      }),
+      // The retry comes after the poll's first delay.
+      { first: 20, max: HOUR },
+    );
+    expect(await running).toMatchObject({ ok: false, error: PRESTART_LOST });
+    expect(failures).toBe(2);
+    expect(ran()).toBe(0);
+    expect(await deps.store.getStep(deploymentId, 'b')).toMatchObject({ status: 'waiting', attempt: 0, prestartIdleSeconds: expect.any(Number) });
   });
 });
 
