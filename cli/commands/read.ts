@@ -1,4 +1,4 @@
-import type { DeploymentView, StepView } from '../../core/api.ts';
+import { prestartFallbackOutcome, type DeploymentView, type StepView } from '../../core/api.ts';
 import type { AttributedEvent } from '../../core/history.ts';
 import type { StepLogLine } from '../../core/model.ts';
 import { FINAL_DEPLOYMENT_STATUSES } from '../../core/model.ts';
@@ -59,9 +59,9 @@ export function describeDeployment(view: DeploymentView, now: number): string[] 
   if (view.consoleUrl) lines.push(`console:  ${view.consoleUrl}`);
   lines.push('');
   lines.push(...formatTable(['STEP', 'ACTION', 'STATUS', 'ATTEMPT', 'STARTED', 'DURATION', 'ERROR'], view.steps.map((s) => stepRow(s, now))));
-  // A sandbox started ahead that did not serve its step (refused, lost, or past its idle limit): the step started one at its release.
+  // A sandbox started ahead that did not serve its step (refused, lost, or past its idle limit).
   const fellBack = view.steps.filter((s) => s.prestartFailure);
-  if (fellBack.length) lines.push('', 'started at the release instead of ahead:', ...fellBack.map((s) => `  ${s.stepId}: ${s.prestartFailure}`));
+  if (fellBack.length) lines.push('', 'sandboxes started ahead that did not serve their step:', ...fellBack.map((s) => `  ${s.stepId}: ${s.prestartFailure}; ${prestartFallbackOutcome(s.status)}`));
   return lines;
 }
 

@@ -1,7 +1,8 @@
 import type { DeploymentView, StepView } from '../../core/api.ts';
 import type { AttemptTimeline, StepTimeline } from '../../core/history.ts';
 import type { StepStatus } from '../../core/model.ts';
-import { formatDuration, h } from './dom.ts';
+import { h } from './dom.ts';
+import { formatDuration } from './format.ts';
 
 /**
  * The steps on one time axis: waits for dependencies (thin), every sandbox attempt as its own

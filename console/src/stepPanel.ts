@@ -1,7 +1,8 @@
-import type { DeploymentView, StepView } from '../../core/api.ts';
+import { prestartFallbackOutcome, type DeploymentView, type StepView } from '../../core/api.ts';
 import type { AttributedEvent, StepTimeline } from '../../core/history.ts';
 import type { StepLogLine } from '../../core/model.ts';
-import { formatDuration, h, interval, time } from './dom.ts';
+import { h, time } from './dom.ts';
+import { formatDuration, interval } from './format.ts';
 import { errorMeaning, STATUS_ICON } from './status.ts';
 
 /**
@@ -47,7 +48,7 @@ export function stepPanel(opts: {
       h('dt', {}, 'attempts'), h('dd', {}, String(Math.max(step.attempt, attempts.length))),
       // Started ahead of its release (pre-start): when its sandbox was up, or why the step started one at the release instead.
       ...(step.readyAt ? [h('dt', {}, 'sandbox up'), h('dd', { class: 'sandbox-up' }, time(step.readyAt))] : []),
-      ...(step.prestartFailure ? [h('dt', {}, 'started ahead'), h('dd', { class: 'prestart-failure' }, `${step.prestartFailure}; started at its release instead`)] : []),
+      ...(step.prestartFailure ? [h('dt', {}, 'started ahead'), h('dd', { class: 'prestart-failure' }, `${step.prestartFailure}; ${prestartFallbackOutcome(step.status)}`)] : []),
     ),
     step.error
       ? h(

@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatDuration } from '../../console/src/format.ts';
 import { startTestEngine, type TestEngine } from '../helpers/engine.ts';
 
 /**
@@ -109,8 +110,7 @@ describe.skipIf(!runSuite)('Web console in Chromium', () => {
     // deploy's sandbox started ahead while its dependencies ran, and waited until the failure skipped it: what that cost shows.
     const idle = (await t.client.get(deploymentId)).idleSandboxSeconds;
     expect(idle, t.logTail()).toBeGreaterThan(0);
-    // Under a minute: the grace period (12 s here) ends every wait.
-    expect(await page.locator('#idle-sandboxes').textContent()).toBe(`${idle!.toFixed(1)} s`);
+    expect(await page.locator('#idle-sandboxes').textContent()).toBe(formatDuration(idle! * 1000));
 
     // Open the failed step with the keyboard: its error-table name, cause and output.
     await page.locator('g.node[data-step="migrate-db"]').focus();

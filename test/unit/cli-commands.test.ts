@@ -273,7 +273,7 @@ describe('Command: ls / status / history / logs / cancel', () => {
     expect(r.out).toMatch(/bastion-open\s+bastion-open \(system\)\s+succeeded\s+1/);
     expect(r.out).toMatch(/hi\s+run\s+failed\s+2\s+2025-01-01 00:00:01\s+3\.0s\s+Ctd\.StepFailed/);
     // No pre-start: neither its cost nor its fallbacks.
-    expect(r.out).not.toMatch(/idle:|instead of ahead/);
+    expect(r.out).not.toMatch(/idle:|started ahead/);
   });
 
   it('status shows what pre-start cost and which steps started their sandbox at the release instead', async () => {
@@ -285,7 +285,7 @@ describe('Command: ls / status / history / logs / cancel', () => {
     const r = await ctd([...remote(), 'status', 'd-1']);
     expect(r.code).toBe(0);
     expect(r.out).toContain('idle:     10m12s of sandboxes started ahead, waiting for their release');
-    expect(r.out).toContain('started at the release instead of ahead:\n  b: the sandbox started ahead of the release waited 600 s for it, the most a sandbox may wait');
+    expect(r.out).toContain('sandboxes started ahead that did not serve their step:\n  b: the sandbox started ahead of the release waited 600 s for it, the most a sandbox may wait; it starts a sandbox at its release');
   });
 
   it('status of an unknown id prints the 404 message and exits 2', async () => {
