@@ -135,7 +135,7 @@ export function verdictFor(
  * in the 60-step bench (docs/ARCHITECTURE.md, "When").
  */
 function mayPrestart(step: StepRecord, deployment: DeploymentRecord, steps: Map<string, StepRecord>, prestart: PrestartPolicy, now: number): boolean {
-  const due = (s: StepRecord) => wantsPrestart(s, steps) && !behindLongRun(s, steps, prestart, now) && dueWithinLookahead(s, deployment, steps, prestart, now);
+  const due = (s: StepRecord) => wantsPrestart(s, steps) && !behindLongRun(s, deployment, steps, prestart, now) && dueWithinLookahead(s, deployment, steps, prestart, now);
   if (!wantsPrestart(step, steps)) return false;
   const room = prestart.maxWaiting - Math.max(waitingSandboxes(steps), (deployment.prestartClaims ?? 0) - finishedPrestarts(steps));
   if (room <= 0 || !due(step)) return false;
@@ -149,15 +149,19 @@ function mayPrestart(step: StepRecord, deployment: DeploymentRecord, steps: Map<
 }
 
 /**
- * A dependency has run as long as a sandbox may idle (the policy's `maxIdleSeconds`): a sandbox started behind
- * it now would likely idle out too. Without it, each sandbox that idled out would free its place under the cap
- * for the next step behind the same long run, wave after wave of wasted starts; the step starts at its release.
+ * A dependency has run as long as a sandbox may idle (the policy's `maxIdleSeconds`), and longer than the last
+ * run said it would (a first run knows nothing): a sandbox started behind it now would likely idle out too.
+ * Without it, each sandbox that idled out would free its place under the cap for the next step behind the same
+ * long run, wave after wave of wasted starts; the step starts at its release. A long step the last run measured
+ * is left to the lookahead, which starts its dependents' sandboxes just before its expected end.
  */
-function behindLongRun(step: StepRecord, steps: Map<string, StepRecord>, prestart: PrestartPolicy, now: number): boolean {
+function behindLongRun(step: StepRecord, deployment: DeploymentRecord, steps: Map<string, StepRecord>, prestart: PrestartPolicy, now: number): boolean {
   const limitMs = (prestart.maxIdleSeconds ?? DEFAULT_PRESTART_MAX_IDLE_SECONDS) * 1000;
   return dependenciesOf(step, steps).some((d) => {
     const dep = steps.get(d);
-    return dep?.status === 'running' && dep.startedAt !== undefined && now - Date.parse(dep.startedAt) >= limitMs;
+    if (dep?.status !== 'running' || dep.startedAt === undefined) return false;
+    const ranMs = now - Date.parse(dep.startedAt);
+    return ranMs >= limitMs && ranMs >= (deployment.expectedStepSeconds?.[d] ?? 0) * 1000;
   });
 }
 

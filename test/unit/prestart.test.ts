@@ -373,4 +373,23 @@ describe('Use-case: no pre-start behind a dependency that has run as long as a s
     await settleWaiting(deps, id);
     expect(deps.executions.answers.get('t-b2')).toMatchObject({ ok: true, output: { prestart: true } });
   });
+
+  it('leaves a long step the last run measured to the lookahead, until it runs past what was measured', async () => {
+    const deps = { ...memoryDeps(), prestart: { maxWaiting: 1, maxIdleSeconds: 30 } };
+    const { deploymentId: id } = await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: fanOut });
+    // The last run of this workflow: a took an hour.
+    await deps.store.updateDeployment(id, { expectedStepSeconds: { a: 3600, b1: 1, b2: 1 } });
+    await bastionOpened(deps, id);
+    for (const stepId of ['a', 'b1', 'b2']) await awaitDependencies(deps, { deploymentId: id, stepId, taskToken: `t-${stepId}` });
+    await awaitRelease(deps, { deploymentId: id, stepId: 'b1', taskToken: 'r-b1', error: { Error: PRESTART_LOST, Cause: 'lost' } });
+    const runFor = (ms: number) => deps.store.updateStep(id, 'a', { startedAt: new Date(deps.clock.now() - ms).toISOString() });
+    // Past the hour measured: longer than expected, so a long run; no sandbox starts behind it.
+    await runFor(3_700_000);
+    await settleWaiting(deps, id);
+    expect(deps.executions.answers.get('t-b2')).toBeUndefined();
+    // Past the idle limit but short of the hour measured: the lookahead's to time (with no startSeconds, due at once).
+    await runFor(40_000);
+    await settleWaiting(deps, id);
+    expect(deps.executions.answers.get('t-b2')).toMatchObject({ ok: true, output: { prestart: true } });
+  });
 });
