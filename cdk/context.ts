@@ -1,5 +1,6 @@
 import type { Node } from 'constructs';
 import { z } from 'zod';
+import { DEFAULT_PRESTART_START_SECONDS, idleLimitTooShort } from '../adapters/aws/engineDeps.ts';
 import { CLOUD_KINDS } from '../core/config/names.ts';
 
 /** Context keys read by the stack: `cdk deploy -c ctd:cloud=openstack -c ctd:keystoneUrl=https://…/v3`. */
@@ -37,6 +38,11 @@ const contextSchema = z.object({
     .string()
     .refine((v) => Number(v) > 0 && Number.isFinite(Number(v)), 'must be a number of seconds > 0 (the longest a pre-started sandbox waits once up)')
     .optional(),
+}).superRefine((c, ctx) => {
+  if (c.prestartMaxIdleSeconds === undefined || !(Number(c.prestartMaxIdleSeconds) > 0)) return;
+  const startSeconds = c.prestartStartSeconds === undefined ? DEFAULT_PRESTART_START_SECONDS : Number(c.prestartStartSeconds);
+  const tooShort = idleLimitTooShort(Number(c.prestartMaxIdleSeconds), startSeconds);
+  if (tooShort) ctx.addIssue({ code: 'custom', path: ['prestartMaxIdleSeconds'], message: `${tooShort} (ctd:prestartStartSeconds)` });
 });
 
 export type CtdContext = z.infer<typeof contextSchema>;

@@ -1,4 +1,5 @@
 import { DEFAULT_PRESTART_MAX_IDLE_SECONDS, type EngineDeps, type PrestartPolicy } from '../../core/usecases/deps.ts';
+import { LOOKAHEAD_STARTS } from '../../core/usecases/release.ts';
 import type { SandboxLauncher } from '../../core/ports.ts';
 import type { MetricsPort } from '../../core/metrics.ts';
 import { ENV } from '../../core/config/names.ts';
@@ -59,7 +60,19 @@ export function prestartFromEnv(env: NodeJS.ProcessEnv): PrestartPolicy | false 
   const rawIdle = env[ENV.prestartMaxIdleSeconds];
   const maxIdleSeconds = rawIdle === undefined ? DEFAULT_PRESTART_MAX_IDLE_SECONDS : Number(rawIdle);
   if (!(maxIdleSeconds > 0) || !Number.isFinite(maxIdleSeconds)) throw new Error(`${ENV.prestartMaxIdleSeconds} must be a number of seconds > 0, not "${rawIdle}"`);
+  const tooShort = idleLimitTooShort(maxIdleSeconds, startSeconds);
+  if (tooShort) throw new Error(`${ENV.prestartMaxIdleSeconds} ${tooShort} (${ENV.prestartStartSeconds})`);
   return { maxWaiting, startSeconds, maxIdleSeconds };
+}
+
+/**
+ * An idle limit below the lookahead's reach would stop, by design, the sandboxes the lookahead starts on time: it starts
+ * one up to LOOKAHEAD_STARTS starts before the expected release. Says why, or undefined when the limit is long enough.
+ */
+export function idleLimitTooShort(maxIdleSeconds: number, startSeconds: number): string | undefined {
+  const least = LOOKAHEAD_STARTS * startSeconds;
+  if (maxIdleSeconds >= least) return undefined;
+  return `must be at least ${LOOKAHEAD_STARTS} × the start to hide, ${least} s: the lookahead starts a sandbox up to ${LOOKAHEAD_STARTS} starts before its release`;
 }
 
 /** A Lambda's ports: logs and metrics through the handler's own Powertools instances (lambdas/observability.ts). */

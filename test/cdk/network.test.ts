@@ -84,6 +84,7 @@ describe('Stack: cloud context', () => {
     [{ 'ctd:prestartMaxWaiting': '0' }, /-c ctd:prestartMaxWaiting: must be a whole number ≥ 1/],
     [{ 'ctd:prestartStartSeconds': 'soon' }, /-c ctd:prestartStartSeconds: must be a number of seconds > 0/],
     [{ 'ctd:prestartMaxIdleSeconds': '0' }, /-c ctd:prestartMaxIdleSeconds: must be a number of seconds > 0/],
+    [{ 'ctd:prestartMaxIdleSeconds': '60', 'ctd:prestartStartSeconds': '' }, /-c ctd:prestartMaxIdleSeconds: must be at least 2 × the start to hide, 120 s/],
   ])('refuses %j at synth time, naming the context key', (context, message) => {
     expect(() => new CtdStack(testApp(context), 'CtdBadContext')).toThrow(message);
   });

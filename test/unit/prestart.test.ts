@@ -316,6 +316,10 @@ describe('Config: CTD_PRESTART', () => {
     expect(prestartFromEnv({ CTD_PRESTART: 'off' })).toBe(false);
     expect(prestartFromEnv({ CTD_PRESTART_MAX_WAITING: '5', CTD_PRESTART_START_SECONDS: '45', CTD_PRESTART_MAX_IDLE_SECONDS: '90' })).toEqual({ maxWaiting: 5, startSeconds: 45, maxIdleSeconds: 90 });
     expect(() => prestartFromEnv({ CTD_PRESTART_MAX_IDLE_SECONDS: '-1' })).toThrow(/CTD_PRESTART_MAX_IDLE_SECONDS must be a number of seconds > 0, not "-1"/);
+    expect(() => prestartFromEnv({ CTD_PRESTART_MAX_IDLE_SECONDS: '100' })).toThrow(
+      'CTD_PRESTART_MAX_IDLE_SECONDS must be at least 2 × the start to hide, 120 s: the lookahead starts a sandbox up to 2 starts before its release (CTD_PRESTART_START_SECONDS)',
+    );
+    expect(prestartFromEnv({ CTD_PRESTART_MAX_IDLE_SECONDS: '100', CTD_PRESTART_START_SECONDS: '45' })).toMatchObject({ maxIdleSeconds: 100 });
     expect(() => prestartFromEnv({ CTD_PRESTART_START_SECONDS: 'soon' })).toThrow(/CTD_PRESTART_START_SECONDS must be a number of seconds > 0, not "soon"/);
     expect(() => prestartFromEnv({ CTD_PRESTART: 'maybe' })).toThrow(/CTD_PRESTART must be on or off/);
     expect(() => prestartFromEnv({ CTD_PRESTART_MAX_WAITING: '0' })).toThrow(/CTD_PRESTART_MAX_WAITING/);
