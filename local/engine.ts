@@ -19,6 +19,7 @@ import { AUTHORIZER_CACHE_TTL_SECONDS, AUTHORIZER_FAILURE_RESPONSE } from '../la
 import { startLocalDynamoDb } from './services/dynamodb.ts';
 import { startLocalKms, type DecryptRecord } from './services/kms.ts';
 import { DEFAULT_PRESTART_MAX_IDLE_SECONDS, type PrestartPolicy } from '../core/usecases/deps.ts';
+import { LOOKAHEAD_STARTS } from '../core/usecases/release.ts';
 import { LocalSandboxes, removeLeftoverSandboxes, scaleLatency, type StartLatency } from './sandbox/launcher.ts';
 import { bundleRunner } from './sandbox/runnerBundle.ts';
 import { LocalStepFunctions, type TaskInvocation } from './sfn/index.ts';
@@ -422,9 +423,8 @@ function localPrestart(opts: LocalEngineOptions, timeScale: number): PrestartPol
   if (opts.prestart !== undefined) return opts.prestart;
   const policy = prestartFromEnv(process.env);
   if (!policy) return policy;
-  return {
-    ...policy,
-    ...(process.env[ENV.prestartStartSeconds] === undefined ? { startSeconds: opts.sandboxStartLatency ? opts.sandboxStartLatency.p90 * timeScale : LOCAL_START_SECONDS } : {}),
-    ...(process.env[ENV.prestartMaxIdleSeconds] === undefined ? { maxIdleSeconds: DEFAULT_PRESTART_MAX_IDLE_SECONDS * timeScale } : {}),
-  };
+  const startSeconds = process.env[ENV.prestartStartSeconds] === undefined ? (opts.sandboxStartLatency ? opts.sandboxStartLatency.p90 * timeScale : LOCAL_START_SECONDS) : policy.startSeconds;
+  // Never below the lookahead's reach (adapters/aws/engineDeps.ts, idleLimitTooShort), whatever the time scale.
+  const maxIdleSeconds = process.env[ENV.prestartMaxIdleSeconds] === undefined ? Math.max(DEFAULT_PRESTART_MAX_IDLE_SECONDS * timeScale, LOOKAHEAD_STARTS * (startSeconds ?? 0)) : policy.maxIdleSeconds;
+  return { ...policy, ...(startSeconds !== undefined ? { startSeconds } : {}), ...(maxIdleSeconds !== undefined ? { maxIdleSeconds } : {}) };
 }
