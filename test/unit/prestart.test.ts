@@ -9,6 +9,7 @@ import { awaitRelease } from '../../core/usecases/prestartFallback.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
 import { sampleLatency, scaleLatency } from '../../local/sandbox/launcher.ts';
 import { mulberry32 } from '../../bench/scheduling.ts';
+import { runDeployment } from '../helpers/deployments.ts';
 import { bastionOpened, memoryDeps } from '../helpers/memoryEngine.ts';
 
 /** Scheduling with sandboxes started ahead of their release (issue 12), on in-memory ports. */
@@ -343,17 +344,11 @@ describe('Local ECS: start latency distribution', () => {
 });
 
 describe('Use-case: no pre-start behind a dependency that has run as long as a sandbox may idle', () => {
-  const fanOut = {
-    name: 'fan-out',
-    bastion: { server: 'bastion', user: 'ctd', securityGroup: 'bastion' },
-    workflow: {
-      steps: [
-        { id: 'a', action: 'run', command: 'true' },
-        { id: 'b1', action: 'run', command: 'true', dependsOn: ['a'] },
-        { id: 'b2', action: 'run', command: 'true', dependsOn: ['a'] },
-      ],
-    },
-  };
+  const fanOut = runDeployment([
+    { id: 'a', command: 'true' },
+    { id: 'b1', command: 'true', dependsOn: ['a'] },
+    { id: 'b2', command: 'true', dependsOn: ['a'] },
+  ]);
 
   it("gives a place freed by an idled-out sandbox to no step behind the same long run, until it is no longer long", async () => {
     const deps = { ...memoryDeps(), prestart: { maxWaiting: 1, maxIdleSeconds: 30 } };
