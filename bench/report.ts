@@ -1,8 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_PRESTART_MAX_IDLE_SECONDS } from '../core/usecases/deps.ts';
 import type { LoadAverage, LoadStamp, Machine, Summary } from './harness.ts';
-import { SLOW_STEP_S, type ColdstartCase, type ColdstartResult } from './coldstart.ts';
+import { SLOW_STEP_S, TIGHT_CAP, type ColdstartCase, type ColdstartResult } from './coldstart.ts';
 import type { SandboxStartResult } from './sandboxStart.ts';
 import type { RunCpu, SchedulingResult } from './scheduling.ts';
 import type { TransitionsResult } from './transitions.ts';
@@ -81,10 +82,15 @@ export function summaryTable(results: BenchResults): string {
   if (cold) {
     for (const on of cold.on.filter((c) => !c.error)) {
       const off = cold.off.find((c) => c.workflow === on.workflow && !c.error);
-      const uncapped = cold.uncapped?.find((c) => c.workflow === on.workflow && !c.error);
+      // Each pre-start run after off, tightest cap first: its ratio, and its idle Fargate seconds.
+      const runs = [
+        ...(cold.tight ?? []).filter((c) => c.workflow === on.workflow && !c.error).map((c) => ({ c, name: `cap ${TIGHT_CAP}` })),
+        { c: on, name: `cap ${cold.maxWaiting}` },
+        ...(cold.uncapped ?? []).filter((c) => c.workflow === on.workflow && !c.error).map((c) => ({ c, name: `cap ${c.steps}` })),
+      ];
       rows.push([
-        `coldstart ${on.workflow}: makespan ÷ critical path off → on${uncapped ? ' → uncapped' : ''}`,
-        `${off ? s(off.ratio) : '?'} → ${s(on.ratio)}${uncapped ? ` → ${s(uncapped.ratio)}` : ''} (idle ${s(on.idleSandboxFargateS, 0)}${uncapped ? ` / ${s(uncapped.idleSandboxFargateS, 0)}` : ''} Fargate s)`,
+        `coldstart ${on.workflow}: makespan ÷ critical path off → ${runs.map((r) => r.name).join(' → ')}`,
+        `${off ? s(off.ratio) : '?'} → ${runs.map((r) => s(r.c.ratio)).join(' → ')} (idle ${runs.map((r) => s(r.c.idleSandboxFargateS, 0)).join(' / ')} Fargate s)`,
         load(on.load.start),
       ]);
     }
@@ -329,9 +335,11 @@ function coldstartSection(m: Measured<ColdstartResult> | undefined): string {
   const r = m.result;
   const rows = r.on.flatMap((on) => {
     const off = r.off.find((c) => c.workflow === on.workflow);
+    const tight = r.tight?.find((c) => c.workflow === on.workflow);
     const uncapped = r.uncapped?.find((c) => c.workflow === on.workflow);
     return [
       ...(off ? [coldstartRow('off', off)] : []),
+      ...(tight ? [coldstartRow(`on, cap ${TIGHT_CAP}`, tight)] : []),
       coldstartRow(`on, cap ${r.maxWaiting}`, on),
       ...(uncapped ? [coldstartRow(`on, cap ${uncapped.steps}`, uncapped)] : []),
     ];
@@ -345,26 +353,29 @@ Local ECS draws every sandbox's start from a log-normal with Fargate's median ${
 p90 ${r.startP90S} s, times the time scale ${r.timeScale} (median ${s(r.scaledMedianS)} s on the engine's clock;
 the same seeded draws in every mode). Step sleeps are not scaled. One run, one engine per mode:
 \`prestart: false\`, then \`prestart: { maxWaiting: ${r.maxWaiting} }\` (the default; CTD_PRESTART / CTD_PRESTART_MAX_WAITING),
-then, for a workflow larger than that cap, \`maxWaiting\` as large as the workflow (every sandbox may start ahead).
+then, for a workflow larger than ${TIGHT_CAP} steps, \`maxWaiting: ${TIGHT_CAP}\` (the default until 2026-11-30), and for one
+larger than the default cap, \`maxWaiting\` as large as the workflow (every sandbox may start ahead).
 Makespan: bastion-open ended → last workflow step ended. The physical limit is critical path + one start.
 
 | workflow | pre-start | critical path | makespan | ÷ critical path | ÷ (critical path + 1 start) | starts lost | idle sandbox-s (Fargate s) | most waiting at once | load 1/5/15 min, start → end |
 |---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
-Goals (pre-start on): 10-step chain ≤ critical path + 1.3 × one start: ${verdict(r.goals.chain, 'chain10')};
-60-step DAG ≤ 1.3 × (critical path + one start): ${verdict(r.goals.dag, 'dag60')} at the default cap${
-    r.goals.dagUncapped ? `, ${r.goals.dagUncapped.met ? 'met' : '**not met**'} (limit ${s(r.goals.dagUncapped.limitS)} s) with every sandbox allowed to start ahead` : ''
-  }.
-Why the cap decides the DAG: a pre-started sandbox holds its place under the cap from its start to its step's
+Goals (pre-start on, the default cap): 10-step chain ≤ critical path + 1.3 × one start: ${verdict(r.goals.chain, 'chain10')};
+60-step DAG ≤ 1.3 × (critical path + one start): ${verdict(r.goals.dag, 'dag60')}${
+    r.goals.dagTight ? `; under a cap of ${TIGHT_CAP}: ${r.goals.dagTight.met ? 'met' : '**not met**'} (limit ${s(r.goals.dagTight.limitS)} s)` : ''
+  }${r.goals.dagUncapped ? `; with every sandbox allowed to start ahead: ${r.goals.dagUncapped.met ? 'met' : '**not met**'} (limit ${s(r.goals.dagUncapped.limitS)} s)` : ''}.
+What the cap decides: a pre-started sandbox holds its place under the cap from its start to its step's
 release, and it hides as much of its start as it held the place. The DAG's steps (0.2–1 s) are far shorter than a
-start, so nearly every one of its 60 steps needs a whole start hidden: about 60 starts of place-seconds against
-${r.maxWaiting} places, one start of them before bastion-open ends, so the makespan cannot fall much below
-(60 ÷ ${r.maxWaiting} − 1) starts plus the DAG's tail, whatever the order the places are given in. "Most waiting at once"
-is the peak of sandboxes between pre-start and release, read from the steps' records: the cap holds.
-The cap bounds what idle sandboxes cost (idle sandbox-seconds ≤ cap × makespan) and how many Fargate tasks a
-deployment holds at once against the account's vCPU quota (docs/DEPLOY-AWS.md); a deployment whose steps are
-short next to a start gains from a cap as large as the workflow (\`CTD_PRESTART_MAX_WAITING\`).
+start, so nearly every one of its 60 steps needs a whole start hidden: about 60 starts of place-seconds. Under a cap
+of ${TIGHT_CAP}, one start of them before bastion-open ends, the makespan cannot fall much below (60 ÷ ${TIGHT_CAP} − 1) starts plus
+the DAG's tail, whatever the order the places are given in; under a cap the workflow fits in, every sandbox starts at
+once. "Most waiting at once" is the peak of sandboxes between pre-start and release, read from the steps' records:
+the cap holds. The default cap (${r.maxWaiting}) bounds how many Fargate tasks one deployment's pre-starts hold at once,
+against the account's vCPU quota and Fargate's launch burst of 100 tasks (docs/DEPLOY-AWS.md); what they cost idling
+is bounded per sandbox by the idle limit (${DEFAULT_PRESTART_MAX_IDLE_SECONDS} s, \`ctd:prestartMaxIdleSeconds\`) and is the idle column here, which
+every deployment reports. An account with a small vCPU quota lowers the cap (\`cdk deploy -c ctd:prestartMaxWaiting=…\`,
+docs/DEPLOY-AWS.md), at the cost the cap-${TIGHT_CAP} rows show.
 The 200 independent steps have no dependency to hide a start behind, but every step has its Map
 iteration from the start (batches of 40, each a Map of its own), so their starts overlap instead of
 coming in five waves; here they then queue for 2 cores (one runner boot per core at a time). With
@@ -373,7 +384,6 @@ heartbeat limit (300 s × the time scale, 60 s here), which fails their steps: a
 machine, not of Fargate, which starts them side by side (docs/ARCHITECTURE.md, "Map slots"). A case that
 failed with \`States.Timeout\` hit a Lambda state's limit, 60 s × the time scale (12 s here): an engine
 Lambda can take that long while 200 runners boot on the engine's 2 cores (in Lambda it has its own).
-Operators raise the cap with \`cdk deploy -c ctd:prestartMaxWaiting=…\` (docs/DEPLOY-AWS.md).
 ${rerunTable(r)}
 Measured ${m.date}.
 `;

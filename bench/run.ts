@@ -9,7 +9,7 @@ import { runTransitions } from './transitions.ts';
 
 /**
  * `npm run bench [-- --only scheduling|sandbox|transitions|coldstart] [--seed N] [--runs N] [--time-scale X]`
- * `[--workflows chain10,dag60,independent200,slow3] [--modes off,on,uncapped,rerun]` (coldstart only: a quicker partial run; combine with --no-write)
+ * `[--workflows chain10,dag60,independent200,slow3] [--modes off,on,tight,uncapped,rerun]` (coldstart only: a quicker partial run; combine with --no-write)
  */
 
 const BENCHMARKS = ['sandbox', 'scheduling', 'transitions', 'coldstart'] as const;

@@ -313,7 +313,7 @@ async function waitUntil(done: () => Promise<boolean>): Promise<void> {
 
 describe('Config: CTD_PRESTART', () => {
   it('is on by default, off on request, and names a bad value', () => {
-    expect(prestartFromEnv({})).toEqual({ maxWaiting: 20, startSeconds: 60, maxIdleSeconds: 600 });
+    expect(prestartFromEnv({})).toEqual({ maxWaiting: 100, startSeconds: 60, maxIdleSeconds: 600 });
     expect(prestartFromEnv({ CTD_PRESTART: 'off' })).toBe(false);
     expect(prestartFromEnv({ CTD_PRESTART_MAX_WAITING: '5', CTD_PRESTART_START_SECONDS: '45', CTD_PRESTART_MAX_IDLE_SECONDS: '90' })).toEqual({ maxWaiting: 5, startSeconds: 45, maxIdleSeconds: 90 });
     expect(() => prestartFromEnv({ CTD_PRESTART_MAX_IDLE_SECONDS: '-1' })).toThrow(/CTD_PRESTART_MAX_IDLE_SECONDS must be a number of seconds > 0, not "-1"/);
