@@ -44,6 +44,16 @@ export function parseResource(arn: string): ResourceParts {
   };
 }
 
+/**
+ * What a task's TimeoutSeconds is multiplied by. The time scale compresses what the state machine waits for (a
+ * token's answer, a sandbox's run); a Lambda invoked request-response is computing, which no scale makes faster,
+ * and in AWS each runs on its own CPU where locally all share the engine's: its limit stays as written, or 200
+ * roots released at once outlast ReleaseRoots' 60 s × 0.2 on a loaded machine (docs/ARCHITECTURE.md, "Time scale").
+ */
+export function timeoutScale(parts: ResourceParts, timeScale: number): number {
+  return parts.isLambdaInvoke && !parts.waitsForToken ? 1 : timeScale;
+}
+
 export async function runTaskAttempt(ctx: TaskAttemptContext, info: TaskStateInfo, handlerInput: unknown): Promise<unknown> {
   const wrapped = (handlerInput ?? {}) as { [ENVELOPE]?: { input?: unknown; timeout?: unknown }; [PARAMS]?: unknown };
   const envelope = wrapped[ENVELOPE] ?? {};
@@ -133,7 +143,7 @@ export async function runTaskAttempt(ctx: TaskAttemptContext, info: TaskStateInf
     if (ctx.executionSignal.aborted) return onStopped();
     ctx.executionSignal.addEventListener('abort', onStopped, { once: true });
     if (timeoutSeconds !== undefined) {
-      timeoutTimer = setTimeout(() => timeOut('States.Timeout', `Task did not complete within ${timeoutSeconds} seconds`), timeoutSeconds * 1000 * ctx.timeScale);
+      timeoutTimer = setTimeout(() => timeOut('States.Timeout', `Task did not complete within ${timeoutSeconds} seconds`), timeoutSeconds * 1000 * timeoutScale(parts, ctx.timeScale));
     }
     armHeartbeat();
     if (parts.waitsForToken) {

@@ -239,6 +239,25 @@ describe('Class: LocalStepFunctions', () => {
       expect(call.signal.aborted).toBe(true);
     });
 
+    it('keeps a request-response Lambda task\'s TimeoutSeconds unscaled: computing is no faster at a time scale', async () => {
+      // 1 s at the time scale 0.01 would be 10 ms: the first call takes 200 ms and succeeds, the second never
+      // answers and times out after its whole second.
+      let calls = 0;
+      const { sfn } = await engine(async ({ signal }) => {
+        calls += 1;
+        if (calls === 1) return new Promise((resolve) => setTimeout(() => resolve({ took: 200 }), 200));
+        return new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
+      });
+      const call = { Type: 'Task', Resource: 'arn:aws:states:::lambda:invoke', Parameters: { FunctionName: 'fn' }, TimeoutSeconds: 1, End: true };
+      const arn = sfn.createStateMachine('lambda-limit', machine({ Call: call }));
+      const first = await sfn.startExecution({ stateMachineArn: arn, input: '{}' });
+      expect(await sfn.waitForExecution(first.executionArn)).toMatchObject({ status: 'SUCCEEDED' });
+      const started = Date.now();
+      const second = await sfn.startExecution({ stateMachineArn: arn, input: '{}' });
+      expect(await sfn.waitForExecution(second.executionArn)).toMatchObject({ status: 'FAILED', error: 'States.Timeout' });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+    });
+
     it('times out with TimeoutSecondsPath read from the state input', async () => {
       const { sfn } = await engine(async () => ({}));
       const { TimeoutSeconds: _ignored, ...task } = tokenTask();
