@@ -381,9 +381,9 @@ iteration from the start (batches of 40, each a Map of its own), so their starts
 coming in five waves; here they then queue for 2 cores (one runner boot per core at a time). With
 pre-start off all 200 RunTasks come at once; on a loaded machine the last sandboxes can stay queued past the
 heartbeat limit (300 s × the time scale, 60 s here), which fails their steps: a limit of this
-machine, not of Fargate, which starts them side by side (docs/ARCHITECTURE.md, "Map slots"). A case that
-failed with \`States.Timeout\` hit a Lambda state's limit, 60 s × the time scale (12 s here): an engine
-Lambda can take that long while 200 runners boot on the engine's 2 cores (in Lambda it has its own).
+machine, not of Fargate, which starts them side by side (docs/ARCHITECTURE.md, "Map slots"). The engine's
+Lambdas keep their 60 s limits at any time scale: they compute, and locally share 2 cores with 200 runners
+(docs/ARCHITECTURE.md, "Time scale").
 ${rerunTable(r)}
 Measured ${m.date}.
 `;

@@ -353,8 +353,14 @@ async function stopWaitingSandbox(deps: EngineDeps, step: StepRecord, verdict: E
  * Re-evaluates the waiting steps after something changed (a step ended, a failure, a cancel).
  * Returns the deployment as it read it, so the caller need not read it again.
  */
-export async function settleWaiting(deps: EngineDeps, deploymentId: string, by: 'lambda' | 'cancel' = 'lambda'): Promise<DeploymentRecord | undefined> {
-  const [deployment, all] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
+export async function settleWaiting(
+  deps: EngineDeps,
+  deploymentId: string,
+  by: 'lambda' | 'cancel' = 'lambda',
+  /** The deployment, when the caller has just read it (after what it settles for). */
+  known?: DeploymentRecord,
+): Promise<DeploymentRecord | undefined> {
+  const [deployment, all] = await Promise.all([known ?? deps.store.getDeployment(deploymentId), deps.store.getSteps(deploymentId)]);
   if (!deployment) return undefined;
   const byId = new Map(all.map((s) => [s.stepId, s]));
   // The decisions are conditional writes; the answers they lead to run alongside (a chain's whole

@@ -146,6 +146,7 @@ function records(
     createdAt: now,
     updatedAt: now,
     stepIds: plan.order,
+    dependedOn: plan.order.filter((id) => spec.workflow.steps.some((s) => s.dependsOn.includes(id))),
     topology,
     ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
   };

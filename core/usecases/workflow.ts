@@ -105,6 +105,15 @@ function hasUndecidedDependent(stepId: string, steps: Map<string, StepRecord>): 
   return false;
 }
 
+/**
+ * A workflow step no other step depends on: its end can release no step. bastion-open (every root's dependency)
+ * and a record without `dependedOn` always take the pass. Pre-start's lookahead by time re-decides at every pass,
+ * so it sees one event less here, never a wrong one: a later pass starts the sandbox.
+ */
+function releasesNothing(deployment: DeploymentRecord, stepId: string): boolean {
+  return deployment.dependedOn !== undefined && deployment.stepIds.includes(stepId) && !deployment.dependedOn.includes(stepId);
+}
+
 /** RecordStepResult: the step succeeded; its dependents may now run. */
 export async function recordStepResult(
   deps: EngineDeps,
@@ -119,8 +128,11 @@ export async function recordStepResult(
   });
   // `succeed` clears the sandbox fields in its own write: one round trip less before the dependents' release.
   if (!succeeded.applied) await deps.store.clearStepFields(input.deploymentId, input.stepId, ['taskToken', 'taskArn']);
-  // Only its dependents can have become ready; settleWaiting releases exactly those.
-  const deployment = await settleWaiting(deps, input.deploymentId);
+  // Only its dependents can have become ready; settleWaiting releases exactly those. A step nothing depends on
+  // releases nothing: one read of the deployment instead of a pass over all its steps (200 independent steps took
+  // 200 passes over 200 steps, which starved the engine's other Lambdas on one machine).
+  const read = await deps.store.getDeployment(input.deploymentId);
+  const deployment = read && releasesNothing(read, input.stepId) ? read : await settleWaiting(deps, input.deploymentId, 'lambda', read);
   // That read came after this step's end: a grace period registered later checks the steps itself.
   await endGraceIfIdle(deps, input.deploymentId, deployment ?? null);
 }

@@ -114,6 +114,44 @@ describe('Use-case: scheduling (awaitDependencies, recordStepResult, recordStepF
     expect(answer('td')).toMatchObject({ ok: true, output: { run: true } });
   });
 
+  it('ends a step nothing depends on without a pass over all steps; a record from before `dependedOn` still takes one', async () => {
+    expect((await deps.store.getDeployment(id))?.dependedOn).toEqual(['a', 'b', 'c']);
+    // A pass reads every step of the deployment; a Query of all of them in DynamoDB.
+    const passes: string[] = [];
+    let current = '';
+    const getSteps = deps.store.getSteps.bind(deps.store);
+    deps.store.getSteps = async (deploymentId) => {
+      passes.push(current);
+      return getSteps(deploymentId);
+    };
+    const getDeployment = deps.store.getDeployment.bind(deps.store);
+    let before = false;
+    deps.store.getDeployment = async (deploymentId) => {
+      const d = await getDeployment(deploymentId);
+      if (!before || !d) return d;
+      const { dependedOn: _gone, ...old } = d;
+      return old;
+    };
+    for (const s of ['a', 'b', 'c', 'd']) await awaitDependencies(deps, { deploymentId: id, stepId: s, taskToken: `t${s}` });
+    passes.length = 0;
+    for (const s of ['a', 'b', 'c', 'd']) {
+      current = s;
+      await recordStepResult(deps, { deploymentId: id, stepId: s });
+    }
+    // d's end released nothing and read no step; each of the others released a dependent.
+    expect(passes).toEqual(['a', 'b', 'c']);
+    expect(answer('td')).toMatchObject({ ok: true, output: { run: true } });
+    expect(await status('d')).toBe('succeeded');
+
+    // The same end on a record written before the field: the pass, as every end took it.
+    const other = (await submitDeployment(deps, { tenantId: 't1', token: 'tok-t1', body: diamond })).deploymentId;
+    before = true;
+    passes.length = 0;
+    current = 'd (old record)';
+    await recordStepResult(deps, { deploymentId: other, stepId: 'd' });
+    expect(passes).toEqual(['d (old record)']);
+  });
+
   it('skips what has not started after a failure, opens the grace period once, and ends it when nothing runs', async () => {
     await awaitDependencies(deps, { deploymentId: id, stepId: 'a', taskToken: 'ta' });
     await recordStepResult(deps, { deploymentId: id, stepId: 'a' });
