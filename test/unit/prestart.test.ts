@@ -1,5 +1,7 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import { prestartFromEnv } from '../../adapters/aws/engineDeps.ts';
+import { availableParallelism } from 'node:os';
+import { DEFAULT_PRESTART_MAX_WAITING, prestartFromEnv } from '../../adapters/aws/engineDeps.ts';
+import { localPrestart } from '../../local/engine.ts';
 import { ErrorName, PRESTART_LOST } from '../../core/errors.ts';
 import { cancelDeployment } from '../../core/usecases/cancel.ts';
 import { summarize } from '../../core/usecases/finalize.ts';
@@ -310,6 +312,24 @@ async function waitUntil(done: () => Promise<boolean>): Promise<void> {
   }
   throw new Error('condition not reached');
 }
+
+describe('Config: the local engine\'s cap', () => {
+  beforeEach(() => {
+    vi.unstubAllEnvs();
+    vi.stubEnv('CTD_PRESTART_MAX_WAITING', undefined);
+  });
+
+  it('is twice the core count without a simulated start, the engine default with one, and as set when set', () => {
+    const cores = availableParallelism();
+    expect(localPrestart({}, 1)).toMatchObject({ maxWaiting: 2 * cores });
+    expect(localPrestart({ sandboxStartLatency: { median: 45, p90: 60 } }, 0.2)).toMatchObject({ maxWaiting: DEFAULT_PRESTART_MAX_WAITING });
+    expect(localPrestart({ sandboxStartLatencyMs: 1500 }, 1)).toMatchObject({ maxWaiting: DEFAULT_PRESTART_MAX_WAITING });
+    expect(localPrestart({ prestart: { maxWaiting: 3 } }, 1)).toEqual({ maxWaiting: 3 });
+    vi.stubEnv('CTD_PRESTART_MAX_WAITING', '7');
+    expect(localPrestart({}, 1)).toMatchObject({ maxWaiting: 7 });
+    vi.unstubAllEnvs();
+  });
+});
 
 describe('Config: CTD_PRESTART', () => {
   it('is on by default, off on request, and names a bad value', () => {
