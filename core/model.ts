@@ -25,12 +25,6 @@ export interface DeploymentRecord {
   endedAt?: string;
   /** Workflow step ids in topological order (system steps excluded). */
   stepIds: string[];
-  /**
-   * The workflow steps another step depends on, in topological order: only their ends can release a step, so a
-   * step not listed ends without a pass over the deployment's steps (recordStepResult). Absent on records written
-   * before it: every end then takes the pass.
-   */
-  dependedOn?: string[];
   topology: Topology;
   executionArn?: string;
   consoleUrl?: string;

@@ -146,7 +146,6 @@ function records(
     createdAt: now,
     updatedAt: now,
     stepIds: plan.order,
-    dependedOn: plan.order.filter((id) => spec.workflow.steps.some((s) => s.dependsOn.includes(id))),
     topology,
     ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
   };

@@ -106,12 +106,15 @@ function hasUndecidedDependent(stepId: string, steps: Map<string, StepRecord>): 
 }
 
 /**
- * A workflow step no other step depends on: its end can release no step. bastion-open (every root's dependency)
- * and a record without `dependedOn` always take the pass. Pre-start's lookahead by time re-decides at every pass,
- * so it sees one event less here, never a wrong one: a later pass starts the sandbox.
+ * A workflow step no other step depends on (read from the workflow the deployment keeps): its end can release no
+ * step, and changes nothing a pass decides on, save the time. bastion-open, every root's dependency, always takes
+ * the pass. So does any step of a re-run: the lookahead by time (expectedStepSeconds) decides by the clock, and
+ * having no timer of its own it re-decides at every pass, a leaf's end among them. A pre-start place freed without
+ * a pass (a pre-start whose RunTask failed, a sandbox lost or idled out) is handed out at the next one.
  */
 function releasesNothing(deployment: DeploymentRecord, stepId: string): boolean {
-  return deployment.dependedOn !== undefined && deployment.stepIds.includes(stepId) && !deployment.dependedOn.includes(stepId);
+  if (deployment.expectedStepSeconds || !deployment.stepIds.includes(stepId)) return false;
+  return !deployment.topology.workflow.steps.some((s) => s.dependsOn.includes(stepId));
 }
 
 /** RecordStepResult: the step succeeded; its dependents may now run. */
