@@ -55,7 +55,7 @@ Examples:
     .description('run the engine in the foreground (Ctrl-C stops it)')
     .addOption(new Option('--cloud <driver>', 'target cloud driver').choices(['local', 'netns']).default('local'))
     .option('--port <n>', 'API port (default 4580; 0 picks a free one)')
-    .option('--time-scale <x>', 'multiply every engine time limit (timeouts, heartbeats, retry waits, the 120 s grace) by x: 0.1 makes them 10× shorter')
+    .option('--time-scale <x>', 'multiply every engine time limit (timeouts, heartbeats, retry waits, the 120 s grace; not a Lambda\'s own 60 s) by x: 0.1 makes them 10× shorter')
     .action(
       run(async (c, opts: { cloud?: string; port?: string; timeScale?: string }) =>
         (await import('./commands/local.ts')).localUp(c, opts),

@@ -3,7 +3,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildEngineDeps, prestartFromEnv, type EngineConfig } from '../adapters/aws/engineDeps.ts';
+import { buildEngineDeps, DEFAULT_PRESTART_MAX_WAITING, prestartFromEnv, type EngineConfig } from '../adapters/aws/engineDeps.ts';
 import { metricsPort } from '../adapters/aws/telemetry.ts';
 import { cloudConfigFromEnv } from '../adapters/cloudConfig.ts';
 import { executionEndedOutsideCleanup } from '../core/usecases/finalize.ts';
@@ -37,7 +37,7 @@ export interface LocalEngineOptions {
   /** API port; 0 picks a free one. Default 4580. */
   apiPort?: number;
   cloud?: 'local' | 'netns';
-  /** Multiplies every state machine and runner time limit (tests shrink the 180 s / 120 s bounds). */
+  /** Multiplies every state machine and runner time limit but a Lambda's own (tests shrink the 180 s / 120 s bounds). */
   timeScale?: number;
   log?: (line: string) => void;
   /**
@@ -422,7 +422,7 @@ const LOCAL_START_SECONDS = 1;
  * 60-step bench DAG, makespan ÷ critical path 1.84–1.89 at 4, 1.93–2.09 at 20 and 2.30–2.32 at 100, 2 runs each
  * on an idle 2-core machine (1.92–1.93 with pre-start off). With a simulated Fargate start, the engine's default holds.
  */
-export const localPrestartMaxWaiting = (): number => 2 * availableParallelism();
+export const localPrestartMaxWaiting = (): number => Math.min(2 * availableParallelism(), DEFAULT_PRESTART_MAX_WAITING);
 
 /**
  * Pre-start as given, else from the environment as in a Lambda, on the engine's clock: the start to hide is the

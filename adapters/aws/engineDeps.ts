@@ -39,7 +39,7 @@ export function buildEngineDeps(
  * Default: at most this many pre-started sandboxes wait per deployment. A cap the workflow outgrows costs about
  * one start more for each time it is filled (docs/BENCHMARKS.md §4: the 60-step DAG at 20 lost two starts); 100
  * lets a workflow of up to 100 steps start every sandbox ahead, and is Fargate's launch burst (100 tasks, refilled
- * at 20 a second), so one deployment's pre-starts alone never drain it. What idling costs is bounded per sandbox
+ * at 20 a second), so one deployment's pre-starts alone never exceed it. What idling costs is bounded per sandbox
  * by the idle limit, and on a re-run by the lookahead; the cap is the account's vCPU quota's concern (docs/DEPLOY-AWS.md).
  */
 export const DEFAULT_PRESTART_MAX_WAITING = 100;

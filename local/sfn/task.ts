@@ -1,6 +1,6 @@
 /**
  * Runs one Task attempt with AWS semantics the library lacks: routing by Resource, Lambda's response
- * envelope and error shape, fresh task tokens, HeartbeatSeconds, our own TimeoutSeconds (scaled),
+ * envelope and error shape, fresh task tokens, HeartbeatSeconds, our own TimeoutSeconds (time-scaled, save a Lambda's: timeoutScale),
  * and a cancel signal for the router. Records the attempt's Task* history events.
  */
 import { ENVELOPE, PARAMS, type TaskStateInfo } from './definition.ts';
