@@ -153,12 +153,7 @@ export async function runColdstart(opts: {
       const bench = await startBenchEngine({
         timeScale: opts.timeScale,
         sandboxStartLatency: { median: MEDIAN_S, p90: P90_S, random: () => draws() },
-        prestart:
-          mode === 'off'
-            ? false
-            : mode === 'rerun'
-              ? { maxWaiting: opts.maxWaiting, startSeconds: P90_S * opts.timeScale }
-              : { maxWaiting: mode === 'on' ? opts.maxWaiting : mode === 'tight' ? TIGHT_CAP : w.steps.length },
+        prestart: prestartOf(mode, opts.maxWaiting, w.steps.length, opts.timeScale),
       });
       try {
         const c = await (mode === 'rerun' ? runTwice(bench, w, result.scaledMedianS, opts.timeScale, () => (draws = mulberry32(opts.seed + 7))) : runCase(bench, w, result.scaledMedianS, opts.timeScale)).catch(
@@ -175,6 +170,13 @@ export async function runColdstart(opts: {
     }
   }
   return result;
+}
+
+/** Each mode's pre-start: its cap (the default, TIGHT_CAP, or the workflow's size), and the lookahead's start for a rerun. */
+function prestartOf(mode: ColdstartMode, maxWaiting: number, steps: number, timeScale: number): false | { maxWaiting: number; startSeconds?: number } {
+  if (mode === 'off') return false;
+  if (mode === 'rerun') return { maxWaiting, startSeconds: P90_S * timeScale };
+  return { maxWaiting: { on: maxWaiting, tight: TIGHT_CAP, uncapped: steps }[mode] };
 }
 
 function goals(result: ColdstartResult): ColdstartResult['goals'] {

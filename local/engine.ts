@@ -422,7 +422,7 @@ const LOCAL_START_SECONDS = 1;
  * 60-step bench DAG, makespan ÷ critical path 1.84–1.89 at 4, 1.93–2.09 at 20 and 2.30–2.32 at 100, 2 runs each
  * on an idle 2-core machine (1.92–1.93 with pre-start off). With a simulated Fargate start, the engine's default holds.
  */
-export const localPrestartMaxWaiting = (): number => Math.min(2 * availableParallelism(), DEFAULT_PRESTART_MAX_WAITING);
+const localPrestartMaxWaiting = (): number => Math.min(2 * availableParallelism(), DEFAULT_PRESTART_MAX_WAITING);
 
 /**
  * Pre-start as given, else from the environment as in a Lambda, on the engine's clock: the start to hide is the
