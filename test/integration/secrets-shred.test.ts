@@ -22,11 +22,20 @@ afterAll(async () => {
   await t?.stop();
 });
 
+/** `undefined` for a path removed while we look: the live state dir keeps changing (a sandbox's dir goes once its process has ended). */
+function unlessGone<T>(p: Promise<T>): Promise<T | undefined> {
+  return p.catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  });
+}
+
 /** Every file and dir under `dir`, with its mode; symlinks and sockets are listed as such. */
 async function walk(dir: string, out: { path: string; mode: number; kind: 'file' | 'dir' | 'other' }[] = []) {
-  for (const name of await readdir(dir)) {
+  for (const name of (await unlessGone(readdir(dir))) ?? []) {
     const path = join(dir, name);
-    const st = await lstat(path);
+    const st = await unlessGone(lstat(path));
+    if (!st) continue;
     const kind = st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
     out.push({ path, mode: st.mode & 0o777, kind });
     if (kind === 'dir') await walk(path, out);
@@ -67,8 +76,8 @@ async function decryptable(copy: string, ciphertexts: Set<string>, contexts: { d
 
 async function copyOf(stateDir: string): Promise<string> {
   const copy = await mkdtemp(join(tmpdir(), 'ctd-secrets10-copy-'));
-  // Sockets and the engine's live lock cannot or need not be copied; everything else is.
-  await cp(stateDir, copy, { recursive: true, filter: async (src) => !(await lstat(src)).isSocket() });
+  // Sockets and the engine's live lock cannot or need not be copied, nor what went meanwhile; everything else is.
+  await cp(stateDir, copy, { recursive: true, filter: async (src) => (await unlessGone(lstat(src)))?.isSocket() === false });
   return copy;
 }
 
