@@ -40,6 +40,12 @@ export interface DeploymentRecord {
    * before its step is marked, so the cap holds however many Lambdas decide at once.
    */
   prestartClaims?: number;
+  /**
+   * Why this deployment starts no more sandboxes ahead (core/usecases/prestartFallback.ts): ECS refused a
+   * pre-start's RunTask for good (no Fargate capacity, the account's vCPU quota). Its waiting sandboxes are
+   * given back, so from here on every step starts its sandbox at its release, as with pre-start off.
+   */
+  prestartHalted?: string;
   /** Seconds each step took in the tenant's last run of this deployment's name, by step id (pre-start's lookahead). */
   expectedStepSeconds?: Record<string, number>;
   /** The GracePeriod state's task token while it waits. */
@@ -83,6 +89,8 @@ export interface StepRecord {
   prestartFailedAt?: string;
   /** ECS's error and cause for that failed pre-start, for the user. */
   prestartFailure?: string;
+  /** When the deployment's pre-start halted while this step's sandbox waited: the sandbox gives its place back at its next poll. */
+  prestartHaltedAt?: string;
   /** The sandbox's task token and task id while it runs. */
   taskToken?: string;
   taskArn?: string;

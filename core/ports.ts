@@ -66,7 +66,8 @@ export interface DeploymentStore {
   clearDeploymentFields(deploymentId: string, fields: (keyof DeploymentRecord)[]): Promise<void>;
   /**
    * Adds one to the deployment's `prestartClaims` in one conditional write, only while it is below `limit`;
-   * false when it is not (or the deployment is gone). Deciders side by side cannot both take the last place.
+   * false when it is not, when pre-start halted (`prestartHalted`), or when the deployment is gone. Deciders side by
+   * side cannot both take the last place.
    */
   claimPrestart(deploymentId: string, limit: number): Promise<boolean>;
   /** Gives back a claim whose step was pre-started by someone else (its conditional write lost). */

@@ -50,6 +50,8 @@ export interface LocalEngineOptions {
   cloudFaultInjection?: boolean;
   /** RunTask → the runner gets its task, in ms: models Fargate's start (tests stop a sandbox in it). */
   sandboxStartLatencyMs?: number;
+  /** The account's Fargate vCPU quota, in tasks: local ECS refuses a RunTask beyond it, as ECS does (tests). Default: none. */
+  ecsTaskQuota?: number;
   /** Tests: the execution-level TimeoutSeconds in real seconds, instead of the ASL's (days) times the time scale. */
   executionTimeoutSeconds?: number;
   /**
@@ -189,6 +191,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       ...(hasPrefix(backend) ? { commandPrefix: () => backend.sandboxCommandPrefix() } : {}),
       log,
       ...(opts.sandboxStartLatencyMs ? { startLatencyMs: opts.sandboxStartLatencyMs } : {}),
+      ...(opts.ecsTaskQuota !== undefined ? { taskQuota: opts.ecsTaskQuota } : {}),
       ...(opts.sandboxStartLatency ? { startLatency: scaleLatency(opts.sandboxStartLatency, timeScale) } : {}),
       // As EventBridge delivers ECS's STOPPED events to the rule's Lambda; called only once tasks run.
       onTaskStopped: (event) => onTaskStopped(event, lambdaContext('sandbox-stopped')),

@@ -263,8 +263,14 @@ async function awaitRelease(deps: RunnerDeps, ids: TaskIds, claim: Claim, signal
     if (step?.status === 'running') return step;
     if (step?.status !== 'waiting') return notStarting(step);
     const left = idleUntil - deps.clock.now();
-    const idled = left <= 0 ? await idledOut(deps, ids, claim) : undefined;
-    if (idled) return idled;
+    const why =
+      step.prestartHaltedAt !== undefined
+        ? `the sandbox started ahead of the release gave its place back: ${HALTED}`
+        : left <= 0
+          ? `the sandbox started ahead of the release waited ${deps.maxIdleSeconds} s for it, the most a sandbox may wait`
+          : undefined;
+    const back = why ? await giveBack(deps, ids, claim, why) : undefined;
+    if (back) return back;
     // Past the limit with the store not answering: the take-back is tried again after the next read.
     await sleep(left <= 0 ? first : Math.min(delay, left), signal, deps.wakes);
     delay = deps.wakes ? max : Math.min(max, Math.round(delay * 1.5));
@@ -291,18 +297,22 @@ async function stoppedWhileWaiting(deps: RunnerDeps, ids: TaskIds, claim: Claim)
 }
 
 /**
- * Waited its idle limit: it gives its registration back and answers PRESTART_LOST, and its task ends, so no
- * step's sandbox idles longer, however long its dependencies run; the step starts a fresh one at its release.
- * Released meanwhile, it runs the step after all. Undefined while the store does not answer: an answer without
- * the take-back would leave the step counting this attempt and this sandbox's wait.
+ * Waited its idle limit, or pre-start halted (`why`, the cause it answers): it gives its registration back and answers PRESTART_LOST, and
+ * its task ends, so no step's sandbox idles longer, however long its dependencies run, nor holds a place a released
+ * step needs; the step starts a fresh one at its release. Released meanwhile, it runs the step after all. Undefined
+ * while the store does not answer: an answer without the take-back would leave the step counting this attempt and
+ * this sandbox's wait.
  */
-async function idledOut(deps: RunnerDeps, ids: TaskIds, claim: Claim): Promise<StepRecord | RunOutcome | undefined> {
+async function giveBack(deps: RunnerDeps, ids: TaskIds, claim: Claim, why: string): Promise<StepRecord | RunOutcome | undefined> {
   const back = await takeBack(deps, ids, claim);
   if (!back.taken && !back.step) return undefined;
   if (back.step?.status === 'running') return back.step;
   if (back.step && back.step.status !== 'waiting') return notStarting(back.step);
-  return failure(PRESTART_LOST, `the sandbox started ahead of the release waited ${deps.maxIdleSeconds} s for it, the most a sandbox may wait`);
+  return failure(PRESTART_LOST, why);
 }
+
+/** Why a sandbox started ahead gives its place back, or does not take it, once ECS refused a pre-start (core/usecases/prestartFallback.ts). */
+const HALTED = 'ECS refused a sandbox started ahead (no Fargate capacity, or the vCPU quota), so this deployment starts its sandboxes at their release';
 
 /**
  * Takes its registration back (`prestart-lost`, on the attempt it registered): the fresh sandbox's attempt is the
@@ -354,7 +364,10 @@ function sleep(ms: number, signal: AbortSignal, wakes?: Wakes): Promise<void> {
 
 /** A step the engine already gave up on (aborted, cancelled, skipped) must not start late. */
 function refuse(deployment: DeploymentRecord, step: StepRecord): RunOutcome | undefined {
-  if (!step.system && step.status === 'waiting' && step.prestartedAt !== undefined) return undefined;
+  if (!step.system && step.status === 'waiting' && step.prestartedAt !== undefined) {
+    // Up after pre-start halted: it never registers, so its task ends and the place is free for a released step.
+    return deployment.prestartHalted !== undefined || step.prestartHaltedAt !== undefined ? failure(PRESTART_LOST, `the sandbox started ahead of the release did not wait for it: ${HALTED}`) : undefined;
+  }
   if (!step.system && step.status === 'skipped') return notStarting(step);
   if (!step.system && step.status !== 'running') {
     return failure(step.status === 'cancelled' ? ErrorName.Cancelled : ErrorName.StepAborted, `step ${step.stepId} is ${step.status}; not starting it`);

@@ -54,6 +54,7 @@ export function describeDeployment(view: DeploymentView, now: number): string[] 
   // Live while it runs.
   const idle = formatIdleSandboxes(view.idleSandboxSeconds);
   if (idle) lines.push(`idle:     ${idle}`);
+  if (view.prestartHalted) lines.push(`ahead:    halted, steps start at their release: ${view.prestartHalted}`);
   if (view.error) lines.push(`error:    ${view.error}`);
   if (view.cause) lines.push(`cause:    ${view.cause}`);
   if (view.consoleUrl) lines.push(`console:  ${view.consoleUrl}`);

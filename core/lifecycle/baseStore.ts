@@ -15,6 +15,7 @@ export const REQUIRED_STEP_FIELDS: readonly (keyof StepRecord)[] = [
 
 /** The deployment's counter of pre-start claims (claimPrestart). */
 const PRESTART_CLAIMS = 'prestartClaims' satisfies keyof DeploymentRecord;
+const PRESTART_HALTED = 'prestartHalted' satisfies keyof DeploymentRecord;
 
 /** Whether a record satisfies a write's condition; the same test DynamoDB's ConditionExpression makes. */
 export function conditionHolds(record: object, condition: WriteCondition): boolean {
@@ -67,7 +68,8 @@ export abstract class BaseDeploymentStore implements Pick<
   }
 
   async claimPrestart(deploymentId: string, limit: number): Promise<boolean> {
-    return this.writeDeployment(deploymentId, { set: {}, remove: [], add: { [PRESTART_CLAIMS]: 1 }, condition: { below: { field: PRESTART_CLAIMS, limit } } });
+    // Never once pre-start halted: a pass that read the deployment before the halt cannot start one more.
+    return this.writeDeployment(deploymentId, { set: {}, remove: [], add: { [PRESTART_CLAIMS]: 1 }, condition: { below: { field: PRESTART_CLAIMS, limit }, absent: PRESTART_HALTED } });
   }
 
   async unclaimPrestart(deploymentId: string): Promise<void> {

@@ -1,8 +1,8 @@
-import { NotFoundError, PRESTART_LOST } from '../errors.ts';
+import { ErrorName, NotFoundError, PRESTART_LOST } from '../errors.ts';
 import { Metric } from '../metrics.ts';
 import type { StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
-import { answer, releaseOf, settle, verdictFor, type Release } from './release.ts';
+import { answer, fail, hasWaitingSandbox, releaseOf, settle, verdictFor, type Release } from './release.ts';
 import { readableCause, type CaughtError } from './workflow.ts';
 
 /**
@@ -11,6 +11,7 @@ import { readableCause, type CaughtError } from './workflow.ts';
  * sandbox/runner.ts). Pre-start is only an optimisation, so the step does not fail: it records the failed
  * pre-start, registers this iteration's new task token and waits for its real release, when it starts a sandbox the
  * normal way (docs/ARCHITECTURE.md, "Pre-start"). Safe to run twice: the state machine retries it.
+ * A RunTask that ECS refused halts pre-start for the whole deployment (haltPrestart).
  */
 export async function awaitRelease(
   deps: EngineDeps,
@@ -25,6 +26,7 @@ export async function awaitRelease(
   const registered = await deps.store.updateStep(deploymentId, stepId, { awaitToken: taskToken, prestartFailedAt: now, prestartFailure: failure }, { ifStatus: ['waiting'] });
   deps.log('pre-started sandbox could not start; the step starts at its release', { deploymentId, stepId, error: input.error?.Error });
   deps.metrics.emit(Metric.PrestartFallbacks, 1);
+  if (!lost) await haltPrestart(deps, deploymentId, stepId, failure, now);
   const own = await deps.store.getStep(deploymentId, stepId);
   if (!own) throw new NotFoundError(`step ${stepId} of deployment ${deploymentId} does not exist`);
   await deps.store.appendLogs(deploymentId, [
@@ -48,8 +50,60 @@ export async function awaitRelease(
   return current ? answerFromRecord(deps, taskToken, current) : undefined;
 }
 
+/**
+ * MakeRoom: ECS refused a released step's sandbox for good (RunStepInSandbox's retries spent): no Fargate capacity,
+ * or the account's vCPU quota. When sandboxes started ahead for other steps hold that quota, waiting for releases
+ * that may need this very step, pre-start halts (haltPrestart) and they give their places back: the step starts
+ * again (ShouldRun → RunStepInSandbox, its retries afresh). With no sandbox waiting, or the step decided meanwhile,
+ * it fails with ECS's error, exactly as without pre-start. Bounded: after the halt no sandbox starts ahead, so the
+ * waiting ones only go. Safe to run twice.
+ */
+export async function makeRoom(deps: EngineDeps, input: { deploymentId: string; stepId: string; taskToken: string; error?: CaughtError }): Promise<Release | undefined> {
+  const { deploymentId, stepId, taskToken } = input;
+  const now = iso(deps.clock);
+  const failure = `${input.error?.Error ?? 'unknown error'}: ${readableCause(input.error?.Cause)}`.slice(0, 1000);
+  const waiting = await haltPrestart(deps, deploymentId, stepId, failure, now);
+  const step = await deps.store.getStep(deploymentId, stepId);
+  if (waiting === 0 || step?.status !== 'running') {
+    await fail(deps, taskToken, input.error?.Error ?? ErrorName.StepFailed, input.error?.Cause ?? failure);
+    return undefined;
+  }
+  deps.log('sandbox refused while sandboxes started ahead wait: they give their places back, the step starts again', { deploymentId, stepId, waiting });
+  await deps.store.appendLogs(deploymentId, [
+    { stepId, attempt: step.attempt, seq: MAKE_ROOM_LOG_SEQ, at: now, stream: 'engine', text: `ECS refused the step's sandbox (${failure}) while ${waiting} started ahead for other steps waited; they give their places back and the step starts again` },
+  ]);
+  const release = releaseOf(step, true);
+  await answer(deps, taskToken, release);
+  return release;
+}
+
+/**
+ * ECS refused a RunTask for good (no Fargate capacity, or the account's vCPU quota, which the sandboxes waiting for
+ * their release hold too). Were they kept, a released step could find no room while they wait for it, and fail a
+ * deployment that would succeed without pre-start. So the deployment starts no more sandboxes ahead
+ * (`prestartHalted`, which also refuses any later claim: BaseDeploymentStore.claimPrestart), and each waiting one
+ * is marked to give its place back: its runner sees the mark at its next poll (woken locally), or refuses to
+ * register if it comes up after the halt, and its step starts at its release. Every call marks what is not marked
+ * yet (a pre-start claimed before the halt may be recorded after a first read). Returns how many still wait.
+ */
+async function haltPrestart(deps: EngineDeps, deploymentId: string, stepId: string, failure: string, now: string): Promise<number> {
+  const halted = await deps.store.updateDeployment(deploymentId, { prestartHalted: `ECS refused a RunTask (step ${stepId}): ${failure}`.slice(0, 1000) }, { ifAbsent: 'prestartHalted' });
+  if (halted) deps.log('pre-start halted: the sandboxes waiting for their release give their places back', { deploymentId, stepId });
+  const waiting = (await deps.store.getSteps(deploymentId)).filter((s) => s.stepId !== stepId && hasWaitingSandbox(s));
+  await Promise.all(
+    waiting.map(async (s) => {
+      if (s.prestartHaltedAt !== undefined) return;
+      const marked = await deps.store.updateStep(deploymentId, s.stepId, { prestartHaltedAt: now }, { ifStatus: ['waiting'], ifAbsent: 'prestartHaltedAt' });
+      if (marked && s.taskArn) deps.sandboxes.wake?.(s.taskArn);
+    }),
+  );
+  return waiting.length;
+}
+
 /** The line goes under the attempts so far (none yet: 0), after their lines, so before the fresh sandbox's attempt. */
 const PRESTART_LOG_SEQ = 99_999_998;
+/** MakeRoom's line, likewise (before a pre-start's line for the same attempt, which would be older: cosmetic). */
+const MAKE_ROOM_LOG_SEQ = 99_999_997;
 
 /** A step decided before this token could be answered by its decision: run it when it was released, else end the iteration. */
 async function answerFromRecord(deps: EngineDeps, taskToken: string, step: StepRecord): Promise<Release | undefined> {

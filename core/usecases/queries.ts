@@ -27,6 +27,7 @@ export async function getDeployment(deps: EngineDeps, tenantId: string, deployme
     ...(deployment.cancelledAt ? { cancelledAt: deployment.cancelledAt } : {}),
     // Live while the deployment runs; Summarize stores the final figure on the record.
     idleSandboxSeconds: deployment.idleSandboxSeconds ?? idleSandboxSeconds(steps, deps.clock.now()),
+    ...(deployment.prestartHalted ? { prestartHalted: deployment.prestartHalted } : {}),
     steps: orderForDisplay(deployment, steps).map(viewOf),
   };
 }

@@ -52,7 +52,7 @@ export function windingDown(deployment: DeploymentRecord): { status: 'skipped' |
  * A waiting step whose sandbox was started ahead of its release and has not failed to start. One whose
  * pre-start failed (`prestartFailedAt`) has no sandbox: it waits for its release like any other step.
  */
-const hasWaitingSandbox = (s: StepRecord): boolean => s.status === 'waiting' && s.prestartedAt !== undefined && s.prestartFailedAt === undefined;
+export const hasWaitingSandbox = (s: StepRecord): boolean => s.status === 'waiting' && s.prestartedAt !== undefined && s.prestartFailedAt === undefined;
 
 /** A dependency counts as started once its sandbox may boot: released, done, or itself pre-started. */
 const started = (s: StepRecord | undefined): boolean => s?.status === 'running' || s?.status === 'succeeded' || (s !== undefined && hasWaitingSandbox(s));
@@ -135,6 +135,8 @@ export function verdictFor(
  * in the 60-step bench (docs/ARCHITECTURE.md, "When").
  */
 function mayPrestart(step: StepRecord, deployment: DeploymentRecord, steps: Map<string, StepRecord>, prestart: PrestartPolicy, now: number): boolean {
+  // ECS refused a pre-start for good: the account has no room for sandboxes that only wait (core/usecases/prestartFallback.ts).
+  if (deployment.prestartHalted !== undefined) return false;
   const due = (s: StepRecord) => wantsPrestart(s, steps) && !behindLongRun(s, deployment, steps, prestart, now) && dueWithinLookahead(s, deployment, steps, prestart, now);
   if (!wantsPrestart(step, steps)) return false;
   const room = prestart.maxWaiting - Math.max(waitingSandboxes(steps), (deployment.prestartClaims ?? 0) - finishedPrestarts(steps));

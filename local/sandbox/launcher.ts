@@ -32,6 +32,11 @@ export interface LocalSandboxOptions {
   startLatencyMs?: number;
   /** The same as a distribution (ms), one draw per RunTask; wins over startLatencyMs. */
   startLatency?: StartLatency;
+  /**
+   * The account's Fargate vCPU quota, in tasks (each sandbox 1 vCPU): a RunTask while this many tasks live is
+   * refused as ECS refuses it (no task, one failure). Default: none.
+   */
+  taskQuota?: number;
   log: (line: string) => void;
   /** Use bwrap when available (default true). */
   isolate?: boolean;
@@ -82,6 +87,8 @@ const RUNNER = join(REPO_ROOT, 'sandbox', 'main.ts');
 const BOOT_SLOT_MAX_MS = 10_000;
 /** A sandbox's runner until the spawner answers (pid 0: nothing to signal, nothing to write to). */
 const NOT_STARTED: RunnerHandle = { pid: 0, write: () => undefined };
+/** ECS's words when the account's Fargate vCPU quota is reached (AWS re:Post, "unable to place a task"). */
+export const VCPU_QUOTA_REACHED = "You've reached the limit on the number of vCPUs you can run concurrently";
 const taskArnOf = (id: string) => `arn:aws:ecs:local:000000000000:task/ctd-local/${id}`;
 
 /**
@@ -118,6 +125,8 @@ export class LocalSandboxes implements SandboxLauncher {
   private readonly startFailures = new Map<string, string>();
   /** Steps whose RunTasks ECS refuses (fault injection: no Fargate capacity, say), with the failure's reason. */
   private readonly runTaskRefusals = new Map<string, string>();
+  /** RunTasks accepted and still waiting for a runner: tasks under the quota already (taskQuota). */
+  private placing = 0;
   /** Every RunTask, in order: the step, when, whether ahead of its release, and ECS's refusal if any. */
   readonly runTasks: { stepId: string; at: number; prestart: boolean; refused?: string }[] = [];
 
@@ -139,7 +148,7 @@ export class LocalSandboxes implements SandboxLauncher {
     const env = containerEnvironment(parameters);
     const clusterArn = String((parameters as { Cluster?: unknown })?.Cluster ?? '');
     const stepId = env[TASK_ENV.stepId] ?? '';
-    const refused = this.runTaskRefusals.get(stepId);
+    const refused = this.runTaskRefusals.get(stepId) ?? (this.tasks.size + this.placing >= (this.opts.taskQuota ?? Infinity) ? VCPU_QUOTA_REACHED : undefined);
     this.runTasks.push({ stepId, at: Date.now(), prestart: bootRankOf(env) === BOOT_RANK.prestarted, ...(refused !== undefined ? { refused } : {}) });
     // As RunTask answers when Fargate cannot place the task: no task, one failure (Step Functions fails the state).
     if (refused !== undefined) return { tasks: [], failures: [{ reason: refused }] };
@@ -153,7 +162,15 @@ export class LocalSandboxes implements SandboxLauncher {
     }
     // Fargate's start runs from RunTask; the local runner's own boot counts towards it.
     const due = Date.now() + latency;
-    const sandbox = await this.acquire(bootRankOf(env), signal);
+    // A task counts against the quota from its RunTask, while it waits for a runner too.
+    this.placing++;
+    let sandbox: Sandbox;
+    try {
+      sandbox = await this.acquire(bootRankOf(env), signal);
+    } finally {
+      // In the same tick as the task joins `tasks` below: no RunTask counts it twice or not at all.
+      this.placing--;
+    }
     const taskArn = taskArnOf(sandbox.id);
     sandbox.task = { ...env, [TASK_ENV.taskArn]: taskArn };
     sandbox.clusterArn = clusterArn;

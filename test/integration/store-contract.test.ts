@@ -265,6 +265,13 @@ describe.each(implementations)('Class: $name (DeploymentStore contract)', ({ sta
       expect(await store.claimPrestart('d-1', 4)).toBe(true);
     });
 
+    it('claims nothing once pre-start halted, whatever the room', async () => {
+      expect(await store.claimPrestart('d-1', 5)).toBe(true);
+      expect(await store.updateDeployment('d-1', { prestartHalted: 'ECS refused a RunTask' }, { ifAbsent: 'prestartHalted' })).toBe(true);
+      expect(await store.claimPrestart('d-1', 5)).toBe(false);
+      expect((await store.getDeployment('d-1'))?.prestartClaims).toBe(1);
+    });
+
     it('claims nothing and creates nothing for an unknown deployment', async () => {
       expect(await store.claimPrestart('d-none', 5)).toBe(false);
       await store.unclaimPrestart('d-none');

@@ -108,12 +108,27 @@ describe('State machine: a pre-start ECS cannot place falls back to a start at r
     }
   });
 
-  it('only a pre-started step goes to AwaitRelease; any other fails as before', () => {
+  it('only a pre-started step goes to AwaitRelease; a released one goes to MakeRoom', () => {
     expect(inner.PrestartFailed).toMatchObject({
       Type: 'Choice',
       Choices: [{ And: [{ Variable: '$.release.prestart', IsPresent: true }, { Variable: '$.release.prestart', BooleanEquals: true }], Next: 'AwaitRelease' }],
-      Default: 'RecordStepFailure',
+      Default: 'MakeRoom',
     });
+  });
+
+  it("MakeRoom asks AwaitRelease's function to make room, and either starts the step again or fails it with ECS's error", () => {
+    const awaitRelease = inner.AwaitRelease as State & { Parameters: { FunctionName: string; Payload: Record<string, unknown> } };
+    expect(inner.MakeRoom).toMatchObject({
+      Type: 'Task',
+      Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
+      Parameters: { FunctionName: awaitRelease.Parameters.FunctionName, Payload: { ...awaitRelease.Parameters.Payload, released: true } },
+      ResultPath: '$.release',
+      Next: 'ShouldRun',
+    });
+    // Its answer comes within the invocation: no week-long wait as for a release.
+    expect(inner.MakeRoom!.TimeoutSeconds).toBeLessThanOrEqual(300);
+    // A failed answer (ECS's error, passed on) is caught into RecordStepFailure as RunStepInSandbox's own would be.
+    expect(inner.MakeRoom!.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'RecordStepFailure' }]);
   });
 
   it('AwaitRelease waits on its own token for the release, then runs the step the normal way', () => {

@@ -273,7 +273,15 @@ describe('Command: ls / status / history / logs / cancel', () => {
     expect(r.out).toMatch(/bastion-open\s+bastion-open \(system\)\s+succeeded\s+1/);
     expect(r.out).toMatch(/hi\s+run\s+failed\s+2\s+2025-01-01 00:00:01\s+3\.0s\s+Ctd\.StepFailed/);
     // No pre-start: neither its cost nor its fallbacks.
-    expect(r.out).not.toMatch(/idle:|started ahead/);
+    expect(r.out).not.toMatch(/idle:|started ahead|ahead:/);
+  });
+
+  it('status says when pre-start halted, and why', async () => {
+    const halted = "ECS refused a RunTask (step b): AmazonECS.Unknown: You've reached the limit on the number of vCPUs you can run concurrently";
+    api.script = [view('RUNNING', [stepView('a', { status: 'running', attempt: 1, startedAt: at(1) })], { prestartHalted: halted })];
+    const r = await ctd([...remote(), 'status', 'd-1']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`ahead:    halted, steps start at their release: ${halted}`);
   });
 
   it('status shows what pre-start cost and which steps started their sandbox at the release instead', async () => {

@@ -7,7 +7,7 @@ import { cancelDeployment } from '../../core/usecases/cancel.ts';
 import { summarize } from '../../core/usecases/finalize.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { settle, settleWaiting, verdictFor } from '../../core/usecases/release.ts';
-import { awaitRelease } from '../../core/usecases/prestartFallback.ts';
+import { awaitRelease, makeRoom } from '../../core/usecases/prestartFallback.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
 import { sampleLatency, scaleLatency } from '../../local/sandbox/launcher.ts';
 import { mulberry32 } from '../../bench/scheduling.ts';
@@ -89,6 +89,62 @@ describe('Use-case: pre-start', () => {
     expect((await step('s2'))?.status).toBe('skipped');
     expect(answer('box2')).toMatchObject({ ok: true, output: { skipped: expect.any(String) } });
     expect(logged).toContain('could not stop a waiting sandbox; it stops at its next poll');
+  });
+
+  it('halts pre-start once ECS refuses one for good: the waiting sandboxes are told to give their places back, and no place goes to another step', async () => {
+    await registerAll(5);
+    // s2 and s3 pre-started (the cap, 2); s2's sandbox is up; s4 waits for a place.
+    await deps.store.updateStep(id, 's2', { taskToken: 'box2', taskArn: 'task/2', readyAt: new Date(deps.clock.now()).toISOString() }, { ifStatus: ['waiting'] });
+    expect(answer('t4')).toBeUndefined();
+    const quota = { Error: 'AmazonECS.Unknown', Cause: "You've reached the limit on the number of vCPUs you can run concurrently" };
+    await awaitRelease(deps, { deploymentId: id, stepId: 's3', taskToken: 'r3', error: quota });
+
+    expect((await deps.store.getDeployment(id))?.prestartHalted).toMatch(/^ECS refused a RunTask \(step s3\): AmazonECS.Unknown: You've reached the limit/);
+    // s2's sandbox is marked, and woken to see it now; s3, whose RunTask failed, has no sandbox to mark.
+    expect((await step('s2'))?.prestartHaltedAt).toBeDefined();
+    expect(deps.sandboxes.woken).toEqual(['task/2']);
+    expect((await step('s3'))).toMatchObject({ status: 'waiting', prestartFailure: expect.stringContaining('vCPUs') });
+    expect((await step('s3'))?.prestartHaltedAt).toBeUndefined();
+
+    // s2's sandbox gives its place back (sandbox/runner.ts): both places are free, yet s4 is not pre-started.
+    await awaitRelease(deps, { deploymentId: id, stepId: 's2', taskToken: 'r2', error: { Error: PRESTART_LOST, Cause: 'gave its place back' } });
+    await settleWaiting(deps, id);
+    expect(answer('t4')).toBeUndefined();
+    expect(await deps.store.claimPrestart(id, 100)).toBe(false);
+    // The state machine retrying AwaitRelease halts nothing twice and wakes no one again.
+    await awaitRelease(deps, { deploymentId: id, stepId: 's3', taskToken: 'r3', error: quota });
+    expect(deps.sandboxes.woken).toEqual(['task/2']);
+
+    // Each step now starts at its release, as with pre-start off.
+    await recordStepResult(deps, { deploymentId: id, stepId: 's1' });
+    expect(answer('r2')).toEqual({ ok: true, output: { run: true, timeoutSeconds: 100 } });
+    expect(answer('t4')).toBeUndefined();
+  });
+
+  it("makes room for a released step ECS refused: pre-start halts, the waiting sandboxes are marked, and the step starts again", async () => {
+    await registerAll(5);
+    const quota = { Error: 'AmazonECS.Unknown', Cause: "You've reached the limit on the number of vCPUs you can run concurrently" };
+    // s1 was released (no sandbox of its own ahead); s2 and s3 wait with theirs.
+    expect((await step('s1'))?.status).toBe('running');
+    await makeRoom(deps, { deploymentId: id, stepId: 's1', taskToken: 'm1', error: quota });
+    expect(answer('m1')).toEqual({ ok: true, output: { run: true, timeoutSeconds: 100 } });
+    expect((await deps.store.getDeployment(id))?.prestartHalted).toMatch(/^ECS refused a RunTask \(step s1\)/);
+    for (const s of ['s2', 's3']) expect((await step(s))?.prestartHaltedAt, s).toBeDefined();
+    const logs = await deps.store.getLogs(id, { stepId: 's1' });
+    expect(logs.map((l) => l.text)).toContain(`ECS refused the step's sandbox (AmazonECS.Unknown: ${quota.Cause}) while 2 started ahead for other steps waited; they give their places back and the step starts again`);
+
+    // Refused again once they gave their places back: nothing waits, so the step fails with ECS's own error.
+    for (const s of ['s2', 's3']) await awaitRelease(deps, { deploymentId: id, stepId: s, taskToken: `r-${s}`, error: { Error: PRESTART_LOST, Cause: 'gave its place back' } });
+    await makeRoom(deps, { deploymentId: id, stepId: 's1', taskToken: 'm1b', error: quota });
+    expect(answer('m1b')).toEqual({ ok: false, error: quota.Error, cause: quota.Cause });
+  });
+
+  it('fails a released step ECS refused as before when no sandbox waits ahead', async () => {
+    deps = { ...deps, prestart: undefined };
+    await registerAll(2);
+    const throttled = { Error: 'ECS.ThrottlingException', Cause: 'Rate exceeded' };
+    await makeRoom(deps, { deploymentId: id, stepId: 's1', taskToken: 'm1', error: throttled });
+    expect(answer('m1')).toEqual({ ok: false, error: throttled.Error, cause: throttled.Cause });
   });
 
   it('fails a waiting sandbox with Ctd.Cancelled when the deployment is cancelled', async () => {

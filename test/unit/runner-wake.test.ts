@@ -94,6 +94,36 @@ describe('a pre-started runner woken at its release', () => {
   });
 });
 
+describe('a pre-started runner once pre-start halted (ECS refused another sandbox started ahead)', () => {
+  it('gives its place back when woken to the mark, having run and decrypted nothing, so the step starts a fresh sandbox at its release', async () => {
+    const { deps, deploymentId, wakes, running, ran } = await waitingRunner();
+    const decrypted = vi.spyOn(deps.vault, 'decrypt');
+    await deps.store.updateStep(deploymentId, 'b', { prestartHaltedAt: new Date(deps.clock.now()).toISOString() }, { ifStatus: ['waiting'] });
+    wakes.wake();
+    const outcome = await running;
+    expect(outcome).toMatchObject({ ok: false, error: PRESTART_LOST, cause: expect.stringMatching(/gave its place back: ECS refused a sandbox started ahead/) });
+    expect(deps.executions.answers.get('sandbox-b')).toMatchObject({ ok: false, error: PRESTART_LOST });
+    expect(ran()).toBe(0);
+    expect(decrypted).not.toHaveBeenCalled();
+    const after = await deps.store.getStep(deploymentId, 'b');
+    expect(after).toMatchObject({ status: 'waiting', attempt: 0 });
+    expect([after?.taskToken, after?.taskArn, after?.readyAt]).toEqual([undefined, undefined, undefined]);
+  });
+
+  it('does not register at all when it comes up after the halt', async () => {
+    const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
+    const deploymentId = await prestartedChain(deps, chain);
+    await deps.store.updateDeployment(deploymentId, { prestartHalted: 'ECS refused the RunTask of step c' });
+    let ran = 0;
+    const outcome = await runStep(runnerDepsOf(deps, { heartbeatMs: HOUR, actions: { run: async () => void ran++ } }), { deploymentId, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'task/b' });
+    expect(outcome).toMatchObject({ ok: false, error: PRESTART_LOST, cause: expect.stringMatching(/did not wait for it: ECS refused/) });
+    expect(ran).toBe(0);
+    const after = await deps.store.getStep(deploymentId, 'b');
+    expect(after).toMatchObject({ status: 'waiting', attempt: 0 });
+    expect([after?.taskToken, after?.taskArn, after?.readyAt]).toEqual([undefined, undefined, undefined]);
+  });
+});
+
 describe('a pre-started runner stopped while it waits (ECS: Spot, a retirement, an operator)', () => {
   it('runs nothing, takes its registration back and reports the pre-start lost, so the step starts a fresh sandbox at its release', async () => {
     const { deps, deploymentId, running, stop, ran } = await waitingRunner();
