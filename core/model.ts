@@ -91,6 +91,8 @@ export interface StepRecord {
   prestartFailure?: string;
   /** When the deployment's pre-start halted while this step's sandbox waited: the sandbox gives its place back at its next poll. */
   prestartHaltedAt?: string;
+  /** How many times MakeRoom started this released step again after ECS refused its sandbox (core/usecases/prestartFallback.ts). */
+  makeRoomRounds?: number;
   /** The sandbox's task token and task id while it runs. */
   taskToken?: string;
   taskArn?: string;

@@ -52,6 +52,8 @@ export interface LocalEngineOptions {
   sandboxStartLatencyMs?: number;
   /** The account's Fargate vCPU quota, in tasks: local ECS refuses a RunTask beyond it, as ECS does (tests). Default: none. */
   ecsTaskQuota?: number;
+  /** How long an ended task still counts against `ecsTaskQuota`, in ms before the time scale (a Fargate task stopping). Default 0. */
+  ecsTaskQuotaReleaseMs?: number;
   /** Tests: the execution-level TimeoutSeconds in real seconds, instead of the ASL's (days) times the time scale. */
   executionTimeoutSeconds?: number;
   /**
@@ -191,7 +193,7 @@ export async function startLocalEngine(opts: LocalEngineOptions = {}): Promise<L
       ...(hasPrefix(backend) ? { commandPrefix: () => backend.sandboxCommandPrefix() } : {}),
       log,
       ...(opts.sandboxStartLatencyMs ? { startLatencyMs: opts.sandboxStartLatencyMs } : {}),
-      ...(opts.ecsTaskQuota !== undefined ? { taskQuota: opts.ecsTaskQuota } : {}),
+      ...(opts.ecsTaskQuota !== undefined ? { taskQuota: opts.ecsTaskQuota, taskQuotaReleaseMs: (opts.ecsTaskQuotaReleaseMs ?? 0) * timeScale } : {}),
       ...(opts.sandboxStartLatency ? { startLatency: scaleLatency(opts.sandboxStartLatency, timeScale) } : {}),
       // As EventBridge delivers ECS's STOPPED events to the rule's Lambda; called only once tasks run.
       onTaskStopped: (event) => onTaskStopped(event, lambdaContext('sandbox-stopped')),

@@ -2,7 +2,7 @@ import { ErrorName, NotFoundError, PRESTART_LOST } from '../errors.ts';
 import { Metric } from '../metrics.ts';
 import type { StepRecord } from '../model.ts';
 import { iso, type EngineDeps } from './deps.ts';
-import { answer, fail, hasWaitingSandbox, releaseOf, settle, verdictFor, type Release } from './release.ts';
+import { answer, fail, hasWaitingSandbox, releaseOf, settle, verdictFor, windingDown, type Release } from './release.ts';
 import { readableCause, type CaughtError } from './workflow.ts';
 
 /**
@@ -26,7 +26,8 @@ export async function awaitRelease(
   const registered = await deps.store.updateStep(deploymentId, stepId, { awaitToken: taskToken, prestartFailedAt: now, prestartFailure: failure }, { ifStatus: ['waiting'] });
   deps.log('pre-started sandbox could not start; the step starts at its release', { deploymentId, stepId, error: input.error?.Error });
   deps.metrics.emit(Metric.PrestartFallbacks, 1);
-  if (!lost) await haltPrestart(deps, deploymentId, stepId, failure, now);
+  // Best effort: a store error here must not fail the step (a sandbox up after the halt refuses to register anyway).
+  if (!lost) await haltPrestart(deps, deploymentId, stepId, failure, now).catch((error: unknown) => deps.log('could not halt pre-start', { deploymentId, stepId, error }));
   const own = await deps.store.getStep(deploymentId, stepId);
   if (!own) throw new NotFoundError(`step ${stepId} of deployment ${deploymentId} does not exist`);
   await deps.store.appendLogs(deploymentId, [
@@ -52,58 +53,76 @@ export async function awaitRelease(
 
 /**
  * MakeRoom: ECS refused a released step's sandbox for good (RunStepInSandbox's retries spent): no Fargate capacity,
- * or the account's vCPU quota. When sandboxes started ahead for other steps hold that quota, waiting for releases
- * that may need this very step, pre-start halts (haltPrestart) and they give their places back: the step starts
- * again (ShouldRun → RunStepInSandbox, its retries afresh). With no sandbox waiting, or the step decided meanwhile,
- * it fails with ECS's error, exactly as without pre-start. Bounded: after the halt no sandbox starts ahead, so the
- * waiting ones only go. Safe to run twice.
+ * or the account's vCPU quota. When sandboxes started ahead for other steps of the deployment hold that quota,
+ * waiting for releases that may need this very step, pre-start halts (haltPrestart) and they give their places back:
+ * the step starts again (ShouldRun → RunStepInSandbox, its retries afresh), at most MAKE_ROOM_ROUNDS times, since a
+ * sandbox that gave its place back may hold its vCPU a while longer as its task stops. Otherwise (pre-start off, no
+ * sandbox of the deployment ever waited, the step decided or the deployment winding down meanwhile, the rounds
+ * spent, or the store failing) it fails with ECS's own error, exactly as without pre-start. Safe to run twice.
  */
 export async function makeRoom(deps: EngineDeps, input: { deploymentId: string; stepId: string; taskToken: string; error?: CaughtError }): Promise<Release | undefined> {
   const { deploymentId, stepId, taskToken } = input;
-  const now = iso(deps.clock);
-  const failure = `${input.error?.Error ?? 'unknown error'}: ${readableCause(input.error?.Cause)}`.slice(0, 1000);
-  const waiting = await haltPrestart(deps, deploymentId, stepId, failure, now);
-  const step = await deps.store.getStep(deploymentId, stepId);
-  if (waiting === 0 || step?.status !== 'running') {
-    await fail(deps, taskToken, input.error?.Error ?? ErrorName.StepFailed, input.error?.Cause ?? failure);
+  const refuse = async () => {
+    await fail(deps, taskToken, input.error?.Error ?? ErrorName.StepFailed, input.error?.Cause ?? 'the sandbox could not start');
     return undefined;
+  };
+  // A released step's lost sandbox is no quota signal; without pre-start no sandbox waits ahead.
+  if (!deps.prestart || input.error?.Error === PRESTART_LOST) return refuse();
+  try {
+    const now = iso(deps.clock);
+    const failure = `${input.error?.Error ?? 'unknown error'}: ${readableCause(input.error?.Cause)}`.slice(0, 1000);
+    const [deployment, step] = await Promise.all([deps.store.getDeployment(deploymentId), deps.store.getStep(deploymentId, stepId)]);
+    const rounds = step?.makeRoomRounds ?? 0;
+    if (!deployment || step?.status !== 'running' || windingDown(deployment) || rounds >= MAKE_ROOM_ROUNDS) return await refuse();
+    const marked = await haltPrestart(deps, deploymentId, stepId, failure, now);
+    if (marked === 0) return await refuse();
+    await deps.store.updateStep(deploymentId, stepId, { makeRoomRounds: rounds + 1 });
+    deps.log('sandbox refused while sandboxes started ahead held places: they give them back, the step starts again', { deploymentId, stepId, marked });
+    await deps.store.appendLogs(deploymentId, [
+      { stepId, attempt: step.attempt, seq: MAKE_ROOM_LOG_SEQ + rounds, at: now, stream: 'engine', text: `ECS refused the step's sandbox (${failure}) while ${marked} started ahead for other steps held places; they give them back and the step starts again` },
+    ]);
+    const release = releaseOf(step, true);
+    await answer(deps, taskToken, release);
+    return release;
+  } catch (error) {
+    // The store failed: ECS's error, not the store's, is what the step fails with, as without pre-start.
+    deps.log('could not make room; the step fails with ECS\'s error', { deploymentId, stepId, error });
+    return refuse();
   }
-  deps.log('sandbox refused while sandboxes started ahead wait: they give their places back, the step starts again', { deploymentId, stepId, waiting });
-  await deps.store.appendLogs(deploymentId, [
-    { stepId, attempt: step.attempt, seq: MAKE_ROOM_LOG_SEQ, at: now, stream: 'engine', text: `ECS refused the step's sandbox (${failure}) while ${waiting} started ahead for other steps waited; they give their places back and the step starts again` },
-  ]);
-  const release = releaseOf(step, true);
-  await answer(deps, taskToken, release);
-  return release;
 }
+
+/** How many times MakeRoom starts a step again: one round of RunTask retries per round (about a minute or two in AWS). */
+export const MAKE_ROOM_ROUNDS = 2;
 
 /**
  * ECS refused a RunTask for good (no Fargate capacity, or the account's vCPU quota, which the sandboxes waiting for
  * their release hold too). Were they kept, a released step could find no room while they wait for it, and fail a
  * deployment that would succeed without pre-start. So the deployment starts no more sandboxes ahead
  * (`prestartHalted`, which also refuses any later claim: BaseDeploymentStore.claimPrestart), and each waiting one
- * is marked to give its place back: its runner sees the mark at its next poll (woken locally), or refuses to
- * register if it comes up after the halt, and its step starts at its release. Every call marks what is not marked
- * yet (a pre-start claimed before the halt may be recorded after a first read). Returns how many still wait.
+ * is marked to give its place back: its runner sees the mark at its next poll (woken locally), and its step starts
+ * at its release. A pre-start claimed before the halt but recorded after this read is not marked: its runner finds
+ * the deployment halted when it comes up, and never registers (sandbox/runner.ts, `refuse`). Returns how many of the
+ * deployment's other steps are marked, now or before: sandboxes that gave, or are giving, their places back.
  */
 async function haltPrestart(deps: EngineDeps, deploymentId: string, stepId: string, failure: string, now: string): Promise<number> {
   const halted = await deps.store.updateDeployment(deploymentId, { prestartHalted: `ECS refused a RunTask (step ${stepId}): ${failure}`.slice(0, 1000) }, { ifAbsent: 'prestartHalted' });
   if (halted) deps.log('pre-start halted: the sandboxes waiting for their release give their places back', { deploymentId, stepId });
-  const waiting = (await deps.store.getSteps(deploymentId)).filter((s) => s.stepId !== stepId && hasWaitingSandbox(s));
-  await Promise.all(
-    waiting.map(async (s) => {
-      if (s.prestartHaltedAt !== undefined) return;
-      const marked = await deps.store.updateStep(deploymentId, s.stepId, { prestartHaltedAt: now }, { ifStatus: ['waiting'], ifAbsent: 'prestartHaltedAt' });
-      if (marked && s.taskArn) deps.sandboxes.wake?.(s.taskArn);
+  const others = (await deps.store.getSteps(deploymentId)).filter((s) => s.stepId !== stepId);
+  const toMark = others.filter((s) => hasWaitingSandbox(s) && s.prestartHaltedAt === undefined);
+  const marked = await Promise.all(
+    toMark.map(async (s) => {
+      const won = await deps.store.updateStep(deploymentId, s.stepId, { prestartHaltedAt: now }, { ifStatus: ['waiting'], ifAbsent: 'prestartHaltedAt' });
+      if (won && s.taskArn) deps.sandboxes.wake?.(s.taskArn);
+      return won;
     }),
   );
-  return waiting.length;
+  return others.filter((s) => s.prestartHaltedAt !== undefined).length + marked.filter(Boolean).length;
 }
 
 /** The line goes under the attempts so far (none yet: 0), after their lines, so before the fresh sandbox's attempt. */
 const PRESTART_LOG_SEQ = 99_999_998;
-/** MakeRoom's line, likewise (before a pre-start's line for the same attempt, which would be older: cosmetic). */
-const MAKE_ROOM_LOG_SEQ = 99_999_997;
+/** MakeRoom's lines, one per round, likewise (before a pre-start's line for the same attempt, which would be older: cosmetic). */
+const MAKE_ROOM_LOG_SEQ = 99_999_990;
 
 /** A step decided before this token could be answered by its decision: run it when it was released, else end the iteration. */
 async function answerFromRecord(deps: EngineDeps, taskToken: string, step: StepRecord): Promise<Release | undefined> {

@@ -37,6 +37,8 @@ export interface LocalSandboxOptions {
    * refused as ECS refuses it (no task, one failure). Default: none.
    */
   taskQuota?: number;
+  /** How long an ended task still counts against `taskQuota` (ms): a Fargate task holds its vCPU until it has stopped. Default 0. */
+  taskQuotaReleaseMs?: number;
   log: (line: string) => void;
   /** Use bwrap when available (default true). */
   isolate?: boolean;
@@ -127,6 +129,8 @@ export class LocalSandboxes implements SandboxLauncher {
   private readonly runTaskRefusals = new Map<string, string>();
   /** RunTasks accepted and still waiting for a runner: tasks under the quota already (taskQuota). */
   private placing = 0;
+  /** Ended tasks that still count against the quota (taskQuotaReleaseMs). */
+  private releasing = 0;
   /** Every RunTask, in order: the step, when, whether ahead of its release, and ECS's refusal if any. */
   readonly runTasks: { stepId: string; at: number; prestart: boolean; refused?: string }[] = [];
 
@@ -148,7 +152,7 @@ export class LocalSandboxes implements SandboxLauncher {
     const env = containerEnvironment(parameters);
     const clusterArn = String((parameters as { Cluster?: unknown })?.Cluster ?? '');
     const stepId = env[TASK_ENV.stepId] ?? '';
-    const refused = this.runTaskRefusals.get(stepId) ?? (this.tasks.size + this.placing >= (this.opts.taskQuota ?? Infinity) ? VCPU_QUOTA_REACHED : undefined);
+    const refused = this.runTaskRefusals.get(stepId) ?? (this.tasks.size + this.placing + this.releasing >= (this.opts.taskQuota ?? Infinity) ? VCPU_QUOTA_REACHED : undefined);
     this.runTasks.push({ stepId, at: Date.now(), prestart: bootRankOf(env) === BOOT_RANK.prestarted, ...(refused !== undefined ? { refused } : {}) });
     // As RunTask answers when Fargate cannot place the task: no task, one failure (Step Functions fails the state).
     if (refused !== undefined) return { tasks: [], failures: [{ reason: refused }] };
@@ -187,6 +191,14 @@ export class LocalSandboxes implements SandboxLauncher {
     if (signal.aborted) void this.stopTask(taskArn, 'execution stopped');
     else signal.addEventListener('abort', () => void this.stopTask(taskArn, 'execution stopped'), { once: true });
     return { tasks: [{ taskArn, lastStatus: 'PROVISIONING' }], failures: [] };
+  }
+
+  /** An ended task keeps its place under the quota a while, as a stopping Fargate task keeps its vCPU. */
+  private holdQuota(): void {
+    const ms = this.opts.taskQuota === undefined ? 0 : (this.opts.taskQuotaReleaseMs ?? 0);
+    if (ms <= 0) return;
+    this.releasing++;
+    setTimeout(() => this.releasing--, ms).unref();
   }
 
   /** Every task of this step fails to start with ECS's `stoppedReason` until cleared (undefined). */
@@ -428,7 +440,7 @@ export class LocalSandboxes implements SandboxLauncher {
       close: (code, sig, lost) => {
         booted();
         this.dropIdle(sandbox);
-        this.tasks.delete(taskArnOf(id));
+        if (this.tasks.delete(taskArnOf(id))) this.holdQuota();
         if (sandbox.starting) clearTimeout(sandbox.starting);
         void rm(workDir, { recursive: true, force: true }).finally(closed);
         if (!sandbox.task) return; // a warm runner that never had a task: ECS would know no task either

@@ -14,6 +14,10 @@ import { runDeployment, startTestEngine, type TestEngine } from '../helpers/engi
  */
 
 const QUOTA = 3;
+/** A Fargate task keeps its vCPU while it stops: here 20 s, time-scaled. */
+const STOPPING_MS = 20_000;
+/** What the tests' own refusals say, apart from the quota's. */
+const NO_CAPACITY = 'Capacity is unavailable at this time. Please try again later or in a different availability zone';
 /** Two rounds of ECS retries (time-scaled backoff) and sandbox starts on a loaded machine. */
 const TEST_TIMEOUT_MS = 150_000;
 
@@ -21,7 +25,7 @@ let t: TestEngine;
 let gate: Gate;
 beforeAll(async () => {
   gate = await startGate();
-  t = await startTestEngine({ timeScale: 0.1, prestart: { maxWaiting: 10 }, ecsTaskQuota: QUOTA });
+  t = await startTestEngine({ timeScale: 0.1, prestart: { maxWaiting: 10 }, ecsTaskQuota: QUOTA, ecsTaskQuotaReleaseMs: STOPPING_MS });
 });
 afterAll(async () => {
   await t?.stop();
@@ -35,7 +39,7 @@ describe('pre-start on an account whose vCPU quota the waiting sandboxes fill', 
   it('halts once ECS refuses a sandbox started ahead: the waiting ones give their places back, and every step runs once', async () => {
     const dependents = ['b', 'c', 'd'];
     // a's first RunTasks are refused, so its dependents' sandboxes come up first and fill the quota.
-    t.engine.sandboxes.refuseRunTasks('a', VCPU_QUOTA_REACHED);
+    t.engine.sandboxes.refuseRunTasks('a', NO_CAPACITY);
     const { deploymentId } = await t.client.submit(
       runDeployment([{ id: 'a', command: gateCall(gate, 'a') }, ...dependents.map((id) => ({ id, command: 'true', dependsOn: ['a'] }))]),
     );
@@ -53,9 +57,9 @@ describe('pre-start on an account whose vCPU quota the waiting sandboxes fill', 
     // ECS refused sandboxes for the quota, and local ECS never ran more tasks than it allows.
     const runTasks = t.engine.sandboxes.runTasks;
     expect(runTasks.some((r) => r.refused === VCPU_QUOTA_REACHED && r.stepId !== 'a')).toBe(true);
-    // The user sees why: pre-start halted for the quota; a's start ahead was refused; each dependent whose sandbox waited gave its place back.
-    expect(end.prestartHalted).toContain(VCPU_QUOTA_REACHED);
-    expect(step(end, 'a').prestartFailure).toContain(VCPU_QUOTA_REACHED);
+    // The user sees why: pre-start halted (a's refusals, or a dependent's for the quota), and each dependent whose sandbox waited gave its place back.
+    expect(end.prestartHalted).toMatch(/^ECS refused a RunTask \(step [abcd]\): AmazonECS\.Unknown: .*(Capacity is unavailable|vCPUs)/);
+    expect(step(end, 'a').prestartFailure).toMatch(/Capacity is unavailable|vCPUs/);
     const gaveBack = dependents.filter((id) => /gave its place back|did not wait for it/.test(step(end, id).prestartFailure ?? ''));
     expect(gaveBack.length, JSON.stringify(end.steps.map((s) => [s.stepId, s.prestartFailure]))).toBeGreaterThan(0);
     // Each dependent ran in a sandbox started at its release.
@@ -71,13 +75,14 @@ describe('pre-start on an account whose vCPU quota the waiting sandboxes fill', 
 });
 
 describe('pre-start under a small vCPU quota, random workflows', () => {
-  // Each round a new DAG of short steps and a quota of 2–3 tasks: the sandboxes started ahead, bastion-open's and the
-  // released steps' RunTasks race for the quota in whatever order the machine's timing gives.
-  const seed = Number(process.env.CTD_TEST_SEED ?? Date.now() % 100_000);
+  // Each round a DAG of short steps and a quota of 2–3 tasks: the sandboxes started ahead, bastion-open's and the
+  // released steps' RunTasks race for the quota in whatever order the machine's timing gives. The DAGs are fixed
+  // (CTD_TEST_SEED picks others): without the halt, seeds 11 and 12 failed like every seed tried.
+  const seed = Number(process.env.CTD_TEST_SEED ?? 11);
   it(`succeeds as it would without pre-start, every step once (seed ${seed})`, async () => {
     for (let round = 0; round < 2; round++) {
       const quota = 2 + ((seed + round) % 2);
-      const engine = await startTestEngine({ timeScale: 0.1, prestart: { maxWaiting: 10 }, ecsTaskQuota: quota });
+      const engine = await startTestEngine({ timeScale: 0.1, prestart: { maxWaiting: 10 }, ecsTaskQuota: quota, ecsTaskQuotaReleaseMs: STOPPING_MS });
       try {
         const dag = randomDag(seed + round, 8).map((s) => ({ id: s.id, command: `sleep ${(s.sleepSeconds / 4).toFixed(2)}`, dependsOn: s.dependsOn }));
         const { deploymentId } = await engine.client.submit(runDeployment(dag));
@@ -92,34 +97,36 @@ describe('pre-start under a small vCPU quota, random workflows', () => {
   }, 2 * TEST_TIMEOUT_MS);
 });
 
-describe('a released step whose sandbox ECS refuses while a sandbox started ahead waits', () => {
+describe('a released step whose sandbox ECS refuses while a sandbox started ahead holds the last place', () => {
   it('makes room: the waiting sandbox gives its place back and the step starts again, instead of failing the deployment', async () => {
-    // Cap 1: a's sandbox starts ahead, then b's; s is released without one, and d's starts ahead behind s.
-    const engine = await startTestEngine({ timeScale: 0.1, prestart: { maxWaiting: 1 } });
+    // Quota 2, cap 1. b runs (held) and d's sandbox, started ahead behind s, waits: the quota is full when s is released.
+    const engine = await startTestEngine({ timeScale: 0.1, prestart: { maxWaiting: 1 }, ecsTaskQuota: 2, ecsTaskQuotaReleaseMs: STOPPING_MS });
     try {
-      engine.engine.sandboxes.refuseRunTasks('s', VCPU_QUOTA_REACHED);
+      // s's first RunTasks are refused whatever the quota, so d's sandbox is up before s's retries run out.
+      engine.engine.sandboxes.refuseRunTasks('s', NO_CAPACITY);
       const { deploymentId } = await engine.client.submit(
         runDeployment([
           { id: 'a', command: 'true' },
-          { id: 'b', command: 'true', dependsOn: ['a'] },
+          { id: 'b', command: gateCall(gate, 'b'), dependsOn: ['a'] },
           { id: 's', command: 'true', dependsOn: ['a'] },
           { id: 'd', command: 'true', dependsOn: ['s'] },
         ]),
       );
-      // s's RunTasks are refused until their retries run out; MakeRoom then tells d's waiting sandbox to give its place back.
+      // MakeRoom tells d's sandbox to give its place back; from here only the quota stands in s's way.
       const room = await engine.waitFor(deploymentId, (d) => ended(d) || step(d, 'd').prestartFailure !== undefined);
       expect(step(room, 'd').prestartFailure, engine.logTail()).toMatch(/gave its place back|did not wait for it/);
       expect(step(room, 's').prestartedAt).toBeUndefined();
       engine.engine.sandboxes.refuseRunTasks('s', undefined);
 
+      await engine.waitFor(deploymentId, (d) => ended(d) || step(d, 'd').status === 'succeeded');
+      gate.open('b', 'ok');
       const end = await engine.waitForEnd(deploymentId);
       expect(end.status, engine.logTail()).toBe('SUCCEEDED');
       for (const id of ['a', 'b', 's', 'd']) expect(step(end, id), id).toMatchObject({ status: 'succeeded', attempt: 1 });
       const runTasks = engine.engine.sandboxes.runTasks.filter((r) => r.stepId === 's');
-      expect(runTasks.filter((r) => r.refused).length).toBeGreaterThan(1);
       expect(runTasks.filter((r) => !r.refused)).toHaveLength(1);
       const { lines } = await engine.client.logs(deploymentId, { step: 's' });
-      expect(lines.map((l) => l.text).join('\n')).toMatch(/ECS refused the step's sandbox \(AmazonECS\.Unknown: .*vCPUs.*\) while 1 started ahead for other steps waited/);
+      expect(lines.map((l) => l.text).join('\n')).toMatch(/ECS refused the step's sandbox \(AmazonECS\.Unknown: .*Capacity is unavailable.*\) while 1 started ahead for other steps held places/);
     } finally {
       await engine.stop();
     }

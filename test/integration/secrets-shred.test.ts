@@ -77,8 +77,12 @@ async function decryptable(copy: string, ciphertexts: Set<string>, contexts: { d
 async function copyOf(stateDir: string): Promise<string> {
   const copy = await mkdtemp(join(tmpdir(), 'ctd-secrets10-copy-'));
   // Sockets and the engine's live lock cannot or need not be copied, nor what went meanwhile; everything else is.
-  await cp(stateDir, copy, { recursive: true, filter: async (src) => (await unlessGone(lstat(src)))?.isSocket() === false });
-  return copy;
+  // A file can still go between the filter and its copy: then the whole copy is taken again.
+  for (let attempt = 1; ; attempt++) {
+    const copied = await unlessGone(cp(stateDir, copy, { recursive: true, force: true, filter: async (src) => (await unlessGone(lstat(src)))?.isSocket() === false }).then(() => true));
+    if (copied) return copy;
+    if (attempt >= 3) throw new Error(`the state dir kept changing while it was copied (${attempt} tries)`);
+  }
 }
 
 describe('Secrets of ended deployments, from a copy of the state dir', () => {

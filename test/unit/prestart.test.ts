@@ -7,7 +7,7 @@ import { cancelDeployment } from '../../core/usecases/cancel.ts';
 import { summarize } from '../../core/usecases/finalize.ts';
 import { submitDeployment } from '../../core/usecases/submit.ts';
 import { settle, settleWaiting, verdictFor } from '../../core/usecases/release.ts';
-import { awaitRelease, makeRoom } from '../../core/usecases/prestartFallback.ts';
+import { awaitRelease, MAKE_ROOM_ROUNDS, makeRoom } from '../../core/usecases/prestartFallback.ts';
 import { awaitDependencies, recordStepFailure, recordStepResult } from '../../core/usecases/workflow.ts';
 import { sampleLatency, scaleLatency } from '../../local/sandbox/launcher.ts';
 import { mulberry32 } from '../../bench/scheduling.ts';
@@ -131,20 +131,52 @@ describe('Use-case: pre-start', () => {
     expect((await deps.store.getDeployment(id))?.prestartHalted).toMatch(/^ECS refused a RunTask \(step s1\)/);
     for (const s of ['s2', 's3']) expect((await step(s))?.prestartHaltedAt, s).toBeDefined();
     const logs = await deps.store.getLogs(id, { stepId: 's1' });
-    expect(logs.map((l) => l.text)).toContain(`ECS refused the step's sandbox (AmazonECS.Unknown: ${quota.Cause}) while 2 started ahead for other steps waited; they give their places back and the step starts again`);
+    expect(logs.map((l) => l.text)).toContain(`ECS refused the step's sandbox (AmazonECS.Unknown: ${quota.Cause}) while 2 started ahead for other steps held places; they give them back and the step starts again`);
 
-    // Refused again once they gave their places back: nothing waits, so the step fails with ECS's own error.
+    // Refused again after they gave their places back: their tasks may still be stopping, so one more round…
     for (const s of ['s2', 's3']) await awaitRelease(deps, { deploymentId: id, stepId: s, taskToken: `r-${s}`, error: { Error: PRESTART_LOST, Cause: 'gave its place back' } });
     await makeRoom(deps, { deploymentId: id, stepId: 's1', taskToken: 'm1b', error: quota });
-    expect(answer('m1b')).toEqual({ ok: false, error: quota.Error, cause: quota.Cause });
+    expect(answer('m1b')).toMatchObject({ ok: true, output: { run: true } });
+    // …and then the step fails with ECS's own error, as without pre-start.
+    expect(MAKE_ROOM_ROUNDS).toBe(2);
+    await makeRoom(deps, { deploymentId: id, stepId: 's1', taskToken: 'm1c', error: quota });
+    expect(answer('m1c')).toEqual({ ok: false, error: quota.Error, cause: quota.Cause });
+    expect((await step('s1'))?.makeRoomRounds).toBe(2);
   });
 
-  it('fails a released step ECS refused as before when no sandbox waits ahead', async () => {
-    deps = { ...deps, prestart: undefined };
-    await registerAll(2);
+  it('fails a released step ECS refused as before when pre-start is off, or no sandbox of the deployment waited', async () => {
     const throttled = { Error: 'ECS.ThrottlingException', Cause: 'Rate exceeded' };
+    await registerAll(1);
+    // Pre-start on, nothing started ahead yet (s2 never registered): no room to make.
     await makeRoom(deps, { deploymentId: id, stepId: 's1', taskToken: 'm1', error: throttled });
     expect(answer('m1')).toEqual({ ok: false, error: throttled.Error, cause: throttled.Cause });
+    // Pre-start off: not even a halt is written.
+    const off = { ...memoryDeps(), prestart: undefined };
+    const other = (await submitDeployment(off, { tenantId: 't1', token: 'tok-t1', body: chain(2) })).deploymentId;
+    await bastionOpened(off, other);
+    await awaitDependencies(off, { deploymentId: other, stepId: 's1', taskToken: 'o1' });
+    await makeRoom(off, { deploymentId: other, stepId: 's1', taskToken: 'm-off', error: throttled });
+    expect(off.executions.answers.get('m-off')).toEqual({ ok: false, error: throttled.Error, cause: throttled.Cause });
+    expect((await off.store.getDeployment(other))?.prestartHalted).toBeUndefined();
+  });
+
+  it("fails a released step ECS refused with ECS's error when the deployment winds down, or the store fails", async () => {
+    const quota = { Error: 'AmazonECS.Unknown', Cause: "You've reached the limit on the number of vCPUs you can run concurrently" };
+    await registerAll(3);
+    await recordStepFailure(deps, { deploymentId: id, stepId: 's2', error: { Error: ErrorName.StepFailed, Cause: 'exit 1' } });
+    await makeRoom(deps, { deploymentId: id, stepId: 's1', taskToken: 'm-grace', error: quota });
+    expect(answer('m-grace')).toEqual({ ok: false, error: quota.Error, cause: quota.Cause });
+    // Decided before any halt: nothing new starts in a deployment that winds down.
+    expect((await deps.store.getDeployment(id))?.graceStartedAt).toBeDefined();
+    expect((await deps.store.getDeployment(id))?.prestartHalted).toBeUndefined();
+
+    const broken = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
+    const other = (await submitDeployment(broken, { tenantId: 't1', token: 'tok-t1', body: chain(3) })).deploymentId;
+    await bastionOpened(broken, other);
+    for (let i = 1; i <= 3; i++) await awaitDependencies(broken, { deploymentId: other, stepId: `s${i}`, taskToken: `b${i}` });
+    broken.store.getSteps = () => Promise.reject(new Error('ProvisionedThroughputExceededException'));
+    await makeRoom(broken, { deploymentId: other, stepId: 's1', taskToken: 'm-broken', error: quota });
+    expect(broken.executions.answers.get('m-broken')).toEqual({ ok: false, error: quota.Error, cause: quota.Cause });
   });
 
   it('fails a waiting sandbox with Ctd.Cancelled when the deployment is cancelled', async () => {
