@@ -61,7 +61,7 @@ export interface DeploymentView extends DeploymentSummary {
   cancelledAt?: string;
   /** Σ seconds sandboxes started ahead of their step waited for its release (the cost of hiding cold starts). */
   idleSandboxSeconds?: number;
-  /** Why this deployment stopped starting sandboxes ahead: ECS refused one (no Fargate capacity, the vCPU quota). Its steps then start at their release. */
+  /** Why this deployment stopped starting sandboxes ahead: ECS refused one of its sandboxes (no Fargate capacity, the vCPU quota). Its steps then start at their release. */
   prestartHalted?: string;
   /** System steps first (bastion-open), then the workflow in topological order, bastion-close last. */
   steps: StepView[];

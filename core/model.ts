@@ -41,9 +41,9 @@ export interface DeploymentRecord {
    */
   prestartClaims?: number;
   /**
-   * Why this deployment starts no more sandboxes ahead (core/usecases/prestartFallback.ts): ECS refused a
-   * pre-start's RunTask for good (no Fargate capacity, the account's vCPU quota). Its waiting sandboxes are
-   * given back, so from here on every step starts its sandbox at its release, as with pre-start off.
+   * Why this deployment starts no more sandboxes ahead (core/usecases/prestartFallback.ts): ECS refused one of
+   * its RunTasks for good, ahead of a release or at one (no Fargate capacity, the account's vCPU quota). Its
+   * waiting sandboxes give their places back, so from here on every step starts its sandbox at its release.
    */
   prestartHalted?: string;
   /** Seconds each step took in the tenant's last run of this deployment's name, by step id (pre-start's lookahead). */

@@ -311,8 +311,8 @@ async function giveBack(deps: RunnerDeps, ids: TaskIds, claim: Claim, why: strin
   return failure(PRESTART_LOST, why);
 }
 
-/** Why a sandbox started ahead gives its place back, or does not take it, once ECS refused a pre-start (core/usecases/prestartFallback.ts). */
-const HALTED = 'ECS refused a sandbox started ahead (no Fargate capacity, or the vCPU quota), so this deployment starts its sandboxes at their release';
+/** Why a sandbox started ahead gives its place back, or does not take it, once pre-start halted (core/usecases/prestartFallback.ts). */
+const HALTED = 'ECS refused a sandbox of this deployment (no Fargate capacity, or the vCPU quota), so it starts its sandboxes at their release';
 
 /**
  * Takes its registration back (`prestart-lost`, on the attempt it registered): the fresh sandbox's attempt is the

@@ -101,7 +101,7 @@ describe('a pre-started runner once pre-start halted (ECS refused another sandbo
     await deps.store.updateStep(deploymentId, 'b', { prestartHaltedAt: new Date(deps.clock.now()).toISOString() }, { ifStatus: ['waiting'] });
     wakes.wake();
     const outcome = await running;
-    expect(outcome).toMatchObject({ ok: false, error: PRESTART_LOST, cause: expect.stringMatching(/gave its place back: ECS refused a sandbox started ahead/) });
+    expect(outcome).toMatchObject({ ok: false, error: PRESTART_LOST, cause: expect.stringMatching(/gave its place back: ECS refused a sandbox of this deployment/) });
     expect(deps.executions.answers.get('sandbox-b')).toMatchObject({ ok: false, error: PRESTART_LOST });
     expect(ran()).toBe(0);
     expect(decrypted).not.toHaveBeenCalled();
