@@ -24,6 +24,14 @@ const chain = {
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 10));
 
+/** b is waiting with no sandbox registered (none did, or its registration was taken back): a fresh one starts at its release. */
+async function expectNotRegistered(deps: ReturnType<typeof memoryDeps>, deploymentId: string) {
+  const after = await deps.store.getStep(deploymentId, 'b');
+  expect(after).toMatchObject({ status: 'waiting', attempt: 0 });
+  expect([after?.taskToken, after?.taskArn, after?.readyAt]).toEqual([undefined, undefined, undefined]);
+  return after;
+}
+
 async function waitingRunner(opts: { wakes?: boolean; releasePollMs?: { first: number; max: number } } = {}) {
   const deps = { ...memoryDeps(), prestart: { maxWaiting: 2 } };
   const deploymentId = await prestartedChain(deps, chain);
@@ -105,9 +113,7 @@ describe('a pre-started runner once pre-start halted (ECS refused another sandbo
     expect(deps.executions.answers.get('sandbox-b')).toMatchObject({ ok: false, error: PRESTART_LOST });
     expect(ran()).toBe(0);
     expect(decrypted).not.toHaveBeenCalled();
-    const after = await deps.store.getStep(deploymentId, 'b');
-    expect(after).toMatchObject({ status: 'waiting', attempt: 0 });
-    expect([after?.taskToken, after?.taskArn, after?.readyAt]).toEqual([undefined, undefined, undefined]);
+    await expectNotRegistered(deps, deploymentId);
   });
 
   it('does not register at all when it comes up after the halt', async () => {
@@ -118,9 +124,7 @@ describe('a pre-started runner once pre-start halted (ECS refused another sandbo
     const outcome = await runStep(runnerDepsOf(deps, { heartbeatMs: HOUR, actions: { run: async () => void ran++ } }), { deploymentId, stepId: 'b', taskToken: 'sandbox-b', taskArn: 'task/b' });
     expect(outcome).toMatchObject({ ok: false, error: PRESTART_LOST, cause: expect.stringMatching(/did not wait for it: ECS refused/) });
     expect(ran).toBe(0);
-    const after = await deps.store.getStep(deploymentId, 'b');
-    expect(after).toMatchObject({ status: 'waiting', attempt: 0 });
-    expect([after?.taskToken, after?.taskArn, after?.readyAt]).toEqual([undefined, undefined, undefined]);
+    await expectNotRegistered(deps, deploymentId);
   });
 });
 
@@ -134,9 +138,7 @@ describe('a pre-started runner stopped while it waits (ECS: Spot, a retirement, 
     expect(ran()).toBe(0);
     // The answer the state machine routes to AwaitRelease (not Ctd.StepFailed, which would fail the step).
     expect(deps.executions.answers.get('sandbox-b')).toMatchObject({ ok: false, error: PRESTART_LOST });
-    const after = await deps.store.getStep(deploymentId, 'b');
-    expect(after).toMatchObject({ status: 'waiting', attempt: 0 });
-    expect([after?.taskToken, after?.taskArn, after?.readyAt]).toEqual([undefined, undefined, undefined]);
+    await expectNotRegistered(deps, deploymentId);
   });
 });
 
@@ -169,9 +171,7 @@ describe('a pre-started runner past its idle limit', () => {
     expect(deps.executions.answers.get('sandbox-b')).toMatchObject({ ok: false, error: PRESTART_LOST });
     expect(ran()).toBe(0);
     expect(decrypted).not.toHaveBeenCalled();
-    const after = await deps.store.getStep(deploymentId, 'b');
-    expect(after).toMatchObject({ status: 'waiting', attempt: 0 });
-    expect([after?.taskToken, after?.taskArn, after?.readyAt]).toEqual([undefined, undefined, undefined]);
+    const after = await expectNotRegistered(deps, deploymentId);
     // It waited its limit: the poll's hour-long sleep was cut to it.
     expect(after?.prestartIdleSeconds).toBeGreaterThanOrEqual(0.3);
     expect(idleSandboxSeconds([after!], Date.now())).toBe(after?.prestartIdleSeconds);
