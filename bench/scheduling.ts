@@ -64,6 +64,27 @@ export interface SchedulingResult {
   /** Where the run's CPU went (absent in results written before it was measured). */
   cpu?: RunCpu;
   transitions: number;
+  /** Every run of a repeated measurement, in the order run; this result is their median run (absent: measured once). */
+  runs?: SchedulingRun[];
+}
+
+/** One run's headline figures, kept beside the median run's full account. */
+export interface SchedulingRun {
+  ratio: number;
+  lowerBoundRatio?: number;
+  loadStart: LoadStamp['start'];
+}
+
+/**
+ * The run whose makespan ÷ critical path is the median (the lower of the middle two for an even count), with every
+ * run's headline figures: one run of the same DAG on the same machine varies by a tenth or more of the critical path.
+ */
+export function medianRun(results: readonly SchedulingResult[]): SchedulingResult {
+  if (results.length === 0) throw new Error('no scheduling run to take the median of');
+  const median = [...results].sort((a, b) => a.ratio - b.ratio)[Math.floor((results.length - 1) / 2)]!;
+  if (results.length === 1) return median;
+  const runs = results.map((r) => ({ ratio: r.ratio, ...(r.cpu ? { lowerBoundRatio: r.cpu.lowerBoundRatio } : {}), loadStart: r.load.start }));
+  return { ...median, runs };
 }
 
 /**

@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { runnerCpuReports } from '../../bench/harness.ts';
-import { loadResults, renderMarkdown } from '../../bench/report.ts';
-import { runCpu } from '../../bench/scheduling.ts';
+import { loadResults, renderMarkdown, summaryTable } from '../../bench/report.ts';
+import { medianRun, runCpu, type SchedulingResult } from '../../bench/scheduling.ts';
 import { reapedChildrenMs, runnerCpu } from '../../sandbox/cpuUsage.ts';
 
 /**
@@ -76,5 +76,31 @@ describe("the bench's CPU of a run", () => {
     const after = renderMarkdown({ ...results, scheduling: { ...scheduling, result: { ...old, cpu } } });
     expect(after).toContain("Where the run's CPU went");
     expect(after).toContain(`**${cpu.lowerBoundS.toFixed(2)} s = ${cpu.lowerBoundRatio.toFixed(2)} × the critical path**`);
+  });
+
+  it('writes the median of repeated runs, with every run beside it, and a single run as before', () => {
+    const results = loadResults();
+    const scheduling = results.scheduling;
+    if (!scheduling) throw new Error('bench/results.json has no scheduling result');
+    const { runs: _none, ...one } = scheduling.result;
+    const run = (ratio: number, load: number): SchedulingResult => ({ ...one, ratio, makespanS: ratio * one.criticalPathS, load: { start: [load, 1, 1], end: [1, 1, 1] } });
+    // Run order is kept; the figures written are the median run's (the lower middle one of an even count).
+    const median = medianRun([run(2.1, 0.5), run(1.8, 0.6), run(1.9, 0.7)]);
+    expect(median.ratio).toBe(1.9);
+    expect(median.load.start[0]).toBe(0.7);
+    expect(median.runs?.map((r) => r.ratio)).toEqual([2.1, 1.8, 1.9]);
+    expect(medianRun([run(2.1, 0.5), run(1.8, 0.6)]).ratio).toBe(1.8);
+    expect(() => medianRun([])).toThrow(/no scheduling run/);
+
+    const doc = renderMarkdown({ ...results, scheduling: { ...scheduling, result: median } });
+    expect(doc).toContain('**1.90**, the median of 3 runs (1.80–2.10)');
+    expect(doc).toMatch(/\| each run, in order: makespan ÷ critical path [^|]*\| 2\.10 \([^;]*; 0\.50\), 1\.80 \([^;]*; 0\.60\), 1\.90 /);
+    expect(summaryTable({ scheduling: { ...scheduling, result: median } })).toContain('the median of 3 runs (1.80–2.10)');
+
+    const single = medianRun([run(1.9, 0.7)]);
+    expect(single.runs).toBeUndefined();
+    const alone = renderMarkdown({ ...results, scheduling: { ...scheduling, result: single } });
+    expect(alone).toContain('critical path** (ideal 1.00; issue 12\'s goal ≤ 1.5 on an idle machine) | **1.90** |');
+    expect(alone).not.toContain('each run, in order');
   });
 });
