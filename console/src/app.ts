@@ -208,6 +208,8 @@ async function deploymentPage(api: Api, id: string, selected: string | undefined
       ),
       h('div', { class: 'actions' }, cancellable ? h('button', { type: 'button', class: 'danger', id: 'cancel', onclick: () => dialog.showModal() }, 'Cancel deployment…') : ''),
       view.cause ? h('p', { class: `cause-line status-${deploymentTone(view.status)}` }, view.cause) : '',
+      // ECS refused one of its sandboxes: no more starts ahead, so later steps wait for a whole start at their release (the CLI's `ahead:` line).
+      view.prestartHalted ? h('p', { class: 'halt-line', id: 'prestart-halted' }, h('strong', {}, 'Started ahead: '), `halted, steps start at their release: ${view.prestartHalted}`) : '',
     );
 
     if (!dag) {

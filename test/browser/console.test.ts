@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatDuration } from '../../console/src/format.ts';
-import { startTestEngine, type TestEngine } from '../helpers/engine.ts';
+import { runDeployment, startTestEngine, type TestEngine } from '../helpers/engine.ts';
+import { gateCall, startGate, type Gate } from '../helpers/gate.ts';
 
 /**
  * The web console in a real browser (Debian's chromium, never a downloaded one), against a real
@@ -27,6 +28,11 @@ const runSuite = haveChromium();
 
 /** Runs in the page: the colour the user sees, not the class name. */
 const strokeOf = (el: unknown) => (globalThis as unknown as { getComputedStyle(e: unknown): { stroke: string } }).getComputedStyle(el).stroke;
+/** Runs in the page: nothing is wider than the window (no sideways scrolling). */
+const fitsWidth = () => {
+  const page = globalThis as unknown as { innerWidth: number; document: { documentElement: { scrollWidth: number } } };
+  return page.document.documentElement.scrollWidth <= page.innerWidth;
+};
 
 /** `run` steps only: no VMs. "migrate" fails while its sibling "long" still runs; two steps depend on both. */
 function failingWorkflow() {
@@ -172,6 +178,32 @@ describe.skipIf(!runSuite)('Web console in Chromium', () => {
     await page.getByLabel('Status').selectOption('');
     await shot('list');
   }, 60_000);
+
+  it('says when ECS refused a sandbox started ahead, so later steps start at their release', async () => {
+    const gate: Gate = await startGate();
+    try {
+      // b's sandbox starts ahead once a runs; ECS refuses it until its retries (time-scaled) run out, and pre-start halts.
+      t.engine.sandboxes.refuseRunTasks('b', 'Capacity is unavailable at this time. Please try again later or in a different availability zone');
+      const { deploymentId } = await t.client.submit(runDeployment([{ id: 'a', command: gateCall(gate, 'a') }, { id: 'b', command: 'true', dependsOn: ['a'] }], { name: 'capacity-short' }));
+      await open(`/deployments/${deploymentId}`);
+      const halted = page.locator('#prestart-halted');
+      await expect.poll(() => halted.count(), { timeout: 60_000, interval: 200 }).toBe(1);
+      expect(await halted.textContent()).toMatch(/^Started ahead: halted, steps start at their release: ECS refused a RunTask \(step b\): .*Capacity is unavailable/);
+      expect(await halted.textContent()).toBe(`Started ahead: halted, steps start at their release: ${(await t.client.get(deploymentId)).prestartHalted}`);
+      // A long cause wraps inside the page rather than widening it.
+      expect(await page.evaluate(fitsWidth)).toBe(true);
+      // Capacity is back: b starts at its release, and the deployment succeeds; the line stays, as the record of why.
+      t.engine.sandboxes.refuseRunTasks('b', undefined);
+      gate.open('a', 'ok');
+      await expect.poll(() => page.locator('h1 .badge').getAttribute('data-status'), { timeout: 60_000, interval: 200 }).toBe('SUCCEEDED');
+      expect(await nodeStatus('b')).toBe('succeeded');
+      expect(await halted.textContent()).toContain('ECS refused a RunTask (step b)');
+      await shot('prestart-halted');
+    } finally {
+      t.engine.sandboxes.refuseRunTasks('b', undefined);
+      gate.server.close();
+    }
+  }, 120_000);
 
   it('asks for a token when it has none, and serves the assets it needs from the engine', async () => {
     const fresh = await browser.newPage();
