@@ -30,8 +30,8 @@ const runSuite = haveChromium();
 const strokeOf = (el: unknown) => (globalThis as unknown as { getComputedStyle(e: unknown): { stroke: string } }).getComputedStyle(el).stroke;
 /** Runs in the page: nothing is wider than the window (no sideways scrolling). */
 const fitsWidth = () => {
-  const page = globalThis as unknown as { innerWidth: number; document: { documentElement: { scrollWidth: number } } };
-  return page.document.documentElement.scrollWidth <= page.innerWidth;
+  const win = globalThis as unknown as { innerWidth: number; document: { documentElement: { scrollWidth: number } } };
+  return win.document.documentElement.scrollWidth <= win.innerWidth;
 };
 
 /** `run` steps only: no VMs. "migrate" fails while its sibling "long" still runs; two steps depend on both. */
