@@ -128,6 +128,13 @@ function runsNote(r: SchedulingResult): string {
   return `, the median of ${r.runs.length} runs (${s(Math.min(...ratios))}–${s(Math.max(...ratios))})`;
 }
 
+/** The row listing every run of a repeated measurement (with its newline), or nothing for a single run. */
+function runsRow(r: SchedulingResult): string {
+  if (!r.runs) return '';
+  const each = r.runs.map((x) => `${s(x.ratio)} (${x.lowerBoundRatio !== undefined ? s(x.lowerBoundRatio) : '?'}; ${s(x.loadStart[0])})`);
+  return `| each run, in order: makespan ÷ critical path (CPU lower bound ÷ critical path; load at its start) | ${each.join(', ')} |\n`;
+}
+
 function schedulingSection(m: Measured<SchedulingResult> | undefined, sandbox: SandboxStartResult | undefined): string {
   if (!m) return '## 1. Scheduling overhead\n\nNot measured yet: `npm run bench -- --only scheduling`.\n';
   const r = m.result;
@@ -152,7 +159,7 @@ function schedulingSection(m: Measured<SchedulingResult> | undefined, sandbox: S
 | critical path (Σ sleeps on the longest chain) | **${s(r.criticalPathS)} s** over ${r.criticalPathSteps} steps |
 | makespan (first step started → last step ended) | **${s(r.makespanS)} s** |
 | **makespan ÷ critical path** (ideal 1.00; issue 12's goal ≤ 1.5 on an idle machine) | **${s(r.ratio)}**${runsNote(r)} |
-${r.runs ? `| each run, in order: makespan ÷ critical path (CPU lower bound ÷ critical path; load at its start) | ${r.runs.map((x) => `${s(x.ratio)} (${x.lowerBoundRatio !== undefined ? s(x.lowerBoundRatio) : '?'}; ${s(x.loadStart[0])})`).join(', ')} |\n` : ''}| wave-by-wave scheduler ÷ critical path (sleeps only) | ${s(r.waveRatio)} (${s(r.waveS)} s) |
+${runsRow(r)}| wave-by-wave scheduler ÷ critical path (sleeps only) | ${s(r.waveRatio)} (${s(r.waveS)} s) |
 | per-step overhead (step duration − its sleep): mean / median / p90 / max | ${s(r.overheadS.mean)} / ${s(r.overheadS.median)} / ${s(r.overheadS.p90)} / ${s(r.overheadS.max)} s |
 | critical path of the *measured* step durations | ${s(r.criticalPathMeasuredS)} s (makespan ÷ this = ${s(r.makespanS / r.criticalPathMeasuredS)}) |
 | wave-by-wave with the measured durations | ${s(r.waveMeasuredS)} s |
